@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: MIT
+/* ftd: the ringft daemon. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "daemon/log.h"
+#include "daemon/options.h"
+#include "daemon/run.h"
+
+#define FTD_EXIT_USAGE 2
+
+int main(int argc, char **argv)
+{
+	struct ftd_options *o = calloc(1, sizeof(*o));
+	char err[256] = "";
+	int r;
+
+	if (!o)
+		return 1;
+	if (ftd_options_parse(argc, argv, o, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		free(o);
+		return FTD_EXIT_USAGE;
+	}
+	if (o->help) {
+		ftd_usage(stdout);
+		free(o);
+		return 0;
+	}
+	if (o->version) {
+		printf("ftd (ringft) " RINGFT_VERSION "\n");
+		free(o);
+		return 0;
+	}
+	switch (o->role) {
+	case FTD_ROLE_RUN:
+		r = ftd_run(o);
+		break;
+	default:
+		log_error("'%s' is not in this build yet: replication arrives in a later release",
+			  o->role == FTD_ROLE_PRIMARY ? "primary" : "secondary");
+		r = FTD_EXIT_USAGE;
+		break;
+	}
+	free(o);
+	return r;
+}

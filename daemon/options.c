@@ -1,0 +1,391 @@
+// SPDX-License-Identifier: MIT
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/options.h"
+#include "vmm/loader.h"
+#include "vmm/vm.h"
+
+int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return -EINVAL;
+	if (v < min || v > max)
+		return -ERANGE;
+	*ret = v;
+	return 0;
+}
+
+/* "4096", "64K", "512M", "1G", "16GiB", "2T": binary units. */
+int parse_size(const char *s, uint64_t *ret_bytes)
+{
+	unsigned long long v;
+	unsigned int shift = 0;
+	char *end;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -ERANGE;
+	switch (toupper((unsigned char)*end)) {
+	case '\0':
+		break;
+	case 'K':
+		shift = 10;
+		break;
+	case 'M':
+		shift = 20;
+		break;
+	case 'G':
+		shift = 30;
+		break;
+	case 'T':
+		shift = 40;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*end) {
+		end++;
+		if (!strcmp(end, "iB") || !strcmp(end, "B"))
+			end += strlen(end);
+		if (*end)
+			return -EINVAL;
+	}
+	if (shift && v > (UINT64_MAX >> shift))
+		return -ERANGE;
+	*ret_bytes = (uint64_t)v << shift;
+	return 0;
+}
+
+/* "500us", "10ms", "2s", "1500ns"; a bare number means milliseconds. */
+int parse_duration(const char *s, uint64_t *ret_ns)
+{
+	static const struct {
+		const char *unit;
+		uint64_t ns;
+	} units[] = { { "ns", 1 }, { "us", 1000 }, { "ms", 1000000 }, { "", 1000000 },
+		      { "s", 1000000000 }, { "m", 60000000000ULL } };
+	unsigned long long v;
+	char *end;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -ERANGE;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(end, units[i].unit))
+			continue;
+		if (v > UINT64_MAX / units[i].ns)
+			return -ERANGE;
+		*ret_ns = (uint64_t)v * units[i].ns;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+enum {
+	OPT_GUEST = 256,
+	OPT_MEM,
+	OPT_VCPUS,
+	OPT_TRACKING,
+	OPT_RING_ENTRIES,
+	OPT_INTERVAL,
+	OPT_DURATION,
+	OPT_CONSOLE,
+	OPT_QUIET,
+	OPT_SEED,
+	OPT_BANK_PAGES,
+	OPT_BANK_ACCOUNTS,
+	OPT_BANK_CHECK_MS,
+	OPT_DIRTY_PAGES_PER_MS,
+	OPT_DIRTY_WSS,
+	OPT_DIRTY_ORDER,
+	OPT_DIRTY_REPORT_MS,
+	OPT_HELP,
+	OPT_VERSION,
+};
+
+static const struct option long_options[] = {
+	{ "guest", required_argument, NULL, OPT_GUEST },
+	{ "mem", required_argument, NULL, OPT_MEM },
+	{ "vcpus", required_argument, NULL, OPT_VCPUS },
+	{ "tracking", required_argument, NULL, OPT_TRACKING },
+	{ "ring-entries", required_argument, NULL, OPT_RING_ENTRIES },
+	{ "interval", required_argument, NULL, OPT_INTERVAL },
+	{ "duration", required_argument, NULL, OPT_DURATION },
+	{ "console", required_argument, NULL, OPT_CONSOLE },
+	{ "quiet", no_argument, NULL, OPT_QUIET },
+	{ "seed", required_argument, NULL, OPT_SEED },
+	{ "bank-pages", required_argument, NULL, OPT_BANK_PAGES },
+	{ "bank-accounts", required_argument, NULL, OPT_BANK_ACCOUNTS },
+	{ "bank-check-ms", required_argument, NULL, OPT_BANK_CHECK_MS },
+	{ "dirty-pages-per-ms", required_argument, NULL, OPT_DIRTY_PAGES_PER_MS },
+	{ "dirty-wss", required_argument, NULL, OPT_DIRTY_WSS },
+	{ "dirty-order", required_argument, NULL, OPT_DIRTY_ORDER },
+	{ "dirty-report-ms", required_argument, NULL, OPT_DIRTY_REPORT_MS },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ 0 },
+};
+
+void ftd_usage(FILE *out)
+{
+	fputs("Usage: ftd run [OPTIONS]\n"
+	      "       ftd --help | --version\n"
+	      "\n"
+	      "Runs a KVM guest and checkpoints it every interval: pause the vCPUs, harvest\n"
+	      "the dirty pages, copy them and the vCPU/VM/device state to a staging buffer,\n"
+	      "resume. `run` keeps checkpoints local (no peer); replication to a secondary\n"
+	      "(`primary`, `secondary`) is not in this build yet.\n"
+	      "\n"
+	      "Machine:\n"
+	      "  --guest SPEC            guest to run: builtin:bank (default), builtin:dirty,\n"
+	      "                          builtin:touch (see guest/README.md)\n"
+	      "  --mem SIZE              guest RAM, 64M..64G, a multiple of 2M (default 1G)\n"
+	      "  --vcpus N               vCPUs, 1..8, one thread each (default 2)\n"
+	      "  --console PATH          guest serial console output: a file, or - for\n"
+	      "                          stdout (default -)\n"
+	      "\n"
+	      "Checkpointing:\n"
+	      "  --tracking ring|bitmap  dirty tracking: KVM dirty ring (default) or the\n"
+	      "                          dirty bitmap baseline\n"
+	      "  --ring-entries N        dirty ring entries per vCPU, a power of two, at\n"
+	      "                          least 256 (default 4096)\n"
+	      "  --interval DURATION     time between checkpoints, 1ms..60s (default 10ms);\n"
+	      "                          a full dirty ring checkpoints early\n"
+	      "  --duration DURATION     stop after this long (default: until SIGINT/SIGTERM)\n"
+	      "  --quiet                 no statistics line every second\n"
+	      "\n"
+	      "Guest workload (builtin guests):\n"
+	      "  --seed N                PRNG seed (default 1)\n"
+	      "  --bank-pages N          bank: pages of accounts per vCPU (default 256)\n"
+	      "  --bank-accounts N       bank: accounts per vCPU (default 4096)\n"
+	      "  --bank-check-ms N       bank: sum check and console line period (default 10)\n"
+	      "  --dirty-pages-per-ms N  dirty: distinct pages dirtied per ms per vCPU\n"
+	      "                          (default 100)\n"
+	      "  --dirty-wss SIZE        dirty: working set per vCPU (default 64M)\n"
+	      "  --dirty-order seq|random  dirty: page order (default seq)\n"
+	      "  --dirty-report-ms N     dirty: console line period (default 1000)\n"
+	      "\n"
+	      "  --help                  this text\n"
+	      "  --version               version\n"
+	      "\n"
+	      "SIZE takes K, M, G, T suffixes (binary). DURATION takes ns, us, ms, s, m;\n"
+	      "a bare number is milliseconds.\n"
+	      "\n"
+	      "Every second (unless --quiet) a statistics line goes to stderr: checkpoints\n"
+	      "taken, dirty pages per checkpoint, pause time p50/p99/max in microseconds.\n"
+	      "\n"
+	      "Exit status: 0 stopped as asked, 1 runtime failure (KVM error, guest crash),\n"
+	      "2 bad command line.\n",
+	      out);
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static int opt_uint(const char *name, const char *arg, uint64_t min, uint64_t max, uint64_t *ret,
+		    char *err, size_t errlen)
+{
+	int r = parse_uint(arg, min, max, ret);
+
+	if (r == -ERANGE)
+		return fail(err, errlen, "--%s: %s is out of range %llu..%llu", name, arg,
+			    (unsigned long long)min, (unsigned long long)max);
+	if (r < 0)
+		return fail(err, errlen, "--%s: '%s' is not a number", name, arg);
+	return 0;
+}
+
+static int parse_role(const char *word, enum ftd_role *ret)
+{
+	if (!strcmp(word, "run"))
+		*ret = FTD_ROLE_RUN;
+	else if (!strcmp(word, "primary"))
+		*ret = FTD_ROLE_PRIMARY;
+	else if (!strcmp(word, "secondary"))
+		*ret = FTD_ROLE_SECONDARY;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static void options_defaults(struct ftd_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	snprintf(o->guest, sizeof(o->guest), "builtin:bank");
+	o->mem_size = 1ULL << 30;
+	o->vcpus = 2;
+	o->tracking = DIRTY_RING;
+	o->ring_entries = VM_DEFAULT_RING_ENTRIES;
+	o->interval_ns = 10 * 1000000ULL;
+	snprintf(o->console, sizeof(o->console), "-");
+	loader_default_params(&o->gp);
+}
+
+static int apply_option(struct ftd_options *o, int c, const char *arg, char *err, size_t errlen)
+{
+	uint64_t v;
+	int r = 0;
+
+	switch (c) {
+	case OPT_GUEST:
+		if (strncmp(arg, "builtin:", 8) || strlen(arg) >= sizeof(o->guest))
+			return fail(err, errlen, "--guest: '%s' is not a guest (use builtin:NAME)",
+				    arg);
+		snprintf(o->guest, sizeof(o->guest), "%s", arg);
+		break;
+	case OPT_MEM:
+		if (parse_size(arg, &v) < 0)
+			return fail(err, errlen, "--mem: '%s' is not a size (use e.g. 512M, 1G, 16G)",
+				    arg);
+		if (v < VM_MIN_MEM || v > VM_MAX_MEM || v % (2ULL << 20))
+			return fail(err, errlen,
+				    "--mem: %s is not a multiple of 2M between 64M and 64G", arg);
+		o->mem_size = v;
+		break;
+	case OPT_VCPUS:
+		r = opt_uint("vcpus", arg, 1, VM_MAX_VCPUS, &v, err, errlen);
+		o->vcpus = (unsigned int)v;
+		break;
+	case OPT_TRACKING:
+		if (dirty_mode_parse(arg, &o->tracking) < 0)
+			return fail(err, errlen, "--tracking: '%s' is not ring or bitmap", arg);
+		break;
+	case OPT_RING_ENTRIES:
+		r = opt_uint("ring-entries", arg, 256, 1u << 20, &v, err, errlen);
+		if (!r && (v & (v - 1)))
+			return fail(err, errlen, "--ring-entries: %s is not a power of two", arg);
+		o->ring_entries = (uint32_t)v;
+		break;
+	case OPT_INTERVAL:
+		if (parse_duration(arg, &v) < 0)
+			return fail(err, errlen, "--interval: '%s' is not a duration (e.g. 10ms)",
+				    arg);
+		if (v < 1000000ULL || v > 60000000000ULL)
+			return fail(err, errlen, "--interval: %s is outside 1ms..60s", arg);
+		o->interval_ns = v;
+		break;
+	case OPT_DURATION:
+		if (parse_duration(arg, &v) < 0)
+			return fail(err, errlen, "--duration: '%s' is not a duration (e.g. 30s)",
+				    arg);
+		o->duration_ns = v;
+		break;
+	case OPT_CONSOLE:
+		if (!*arg || strlen(arg) >= sizeof(o->console))
+			return fail(err, errlen, "--console: '%s' is not a usable path", arg);
+		snprintf(o->console, sizeof(o->console), "%s", arg);
+		break;
+	case OPT_QUIET:
+		o->quiet = true;
+		break;
+	case OPT_SEED:
+		r = opt_uint("seed", arg, 0, UINT64_MAX, &o->gp.seed, err, errlen);
+		break;
+	case OPT_BANK_PAGES:
+		r = opt_uint("bank-pages", arg, 2, 1u << 20, &v, err, errlen);
+		o->gp.bank_pages = (uint32_t)v;
+		break;
+	case OPT_BANK_ACCOUNTS:
+		r = opt_uint("bank-accounts", arg, 2, 1u << 26, &v, err, errlen);
+		o->gp.bank_accounts = (uint32_t)v;
+		break;
+	case OPT_BANK_CHECK_MS:
+		r = opt_uint("bank-check-ms", arg, 1, 3600000, &v, err, errlen);
+		o->gp.bank_check_ms = (uint32_t)v;
+		break;
+	case OPT_DIRTY_PAGES_PER_MS:
+		r = opt_uint("dirty-pages-per-ms", arg, 1, 1u << 20, &v, err, errlen);
+		o->gp.dirty_pages_per_ms = (uint32_t)v;
+		break;
+	case OPT_DIRTY_WSS:
+		if (parse_size(arg, &v) < 0 || v < VM_PAGE_SIZE)
+			return fail(err, errlen, "--dirty-wss: '%s' is not a size of at least 4K",
+				    arg);
+		o->gp.dirty_wss_bytes = v;
+		break;
+	case OPT_DIRTY_ORDER:
+		if (!strcmp(arg, "seq") || !strcmp(arg, "sequential"))
+			o->gp.dirty_order = GUEST_ORDER_SEQUENTIAL;
+		else if (!strcmp(arg, "random"))
+			o->gp.dirty_order = GUEST_ORDER_RANDOM;
+		else
+			return fail(err, errlen, "--dirty-order: '%s' is not seq or random", arg);
+		break;
+	case OPT_DIRTY_REPORT_MS:
+		r = opt_uint("dirty-report-ms", arg, 1, 3600000, &v, err, errlen);
+		o->gp.dirty_report_ms = (uint32_t)v;
+		break;
+	case OPT_HELP:
+		o->help = true;
+		break;
+	case OPT_VERSION:
+		o->version = true;
+		break;
+	}
+	return r;
+}
+
+int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, size_t errlen)
+{
+	int c, r, first = 1;
+
+	options_defaults(o);
+	if (argc > 1 && argv[1][0] != '-') {
+		if (parse_role(argv[1], &o->role) < 0)
+			return fail(err, errlen,
+				    "unknown command '%s' (expected run, primary or secondary)",
+				    argv[1]);
+		first = 2;
+	}
+	/* getopt_long parses argv[0 ..]: hand it a view that starts before the options. */
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc - first + 1, argv + first - 1, "+:h", long_options, NULL)) != -1) {
+		const char *bad = argv[first - 1 + optind - 1];
+
+		if (c == 'h')
+			c = OPT_HELP;
+		if (c == '?')
+			return fail(err, errlen, "unknown option '%s' (see ftd --help)", bad);
+		if (c == ':')
+			return fail(err, errlen, "option %s needs a value", bad);
+		r = apply_option(o, c, optarg, err, errlen);
+		if (r < 0)
+			return r;
+	}
+	if (optind < argc - first + 1)
+		return fail(err, errlen, "unexpected argument '%s'", argv[first - 1 + optind]);
+	if (o->help || o->version)
+		return 0;
+	if (o->role == FTD_ROLE_NONE)
+		return fail(err, errlen, "no command given (try ftd run --help)");
+	return 0;
+}

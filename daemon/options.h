@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/* ftd's command line: a subcommand, then long options (also the config keys). */
+#ifndef RINGFT_DAEMON_OPTIONS_H
+#define RINGFT_DAEMON_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "guest/guest_abi.h"
+#include "vmm/dirty.h"
+
+enum ftd_role {
+	FTD_ROLE_NONE = 0,
+	FTD_ROLE_RUN,
+	FTD_ROLE_PRIMARY,
+	FTD_ROLE_SECONDARY,
+};
+
+struct ftd_options {
+	enum ftd_role role;
+	bool help;
+	bool version;
+	char guest[64];
+	uint64_t mem_size;
+	unsigned int vcpus;
+	enum dirty_mode tracking;
+	uint32_t ring_entries;
+	uint64_t interval_ns;
+	uint64_t duration_ns; /* 0: until SIGINT/SIGTERM */
+	char console[256];    /* "-": stdout */
+	bool quiet;           /* no per-second statistics line */
+	struct guest_params gp;
+};
+
+/* Pure parsers, exported for the unit tests. 0 or -EINVAL / -ERANGE. */
+int parse_size(const char *s, uint64_t *ret_bytes);
+int parse_duration(const char *s, uint64_t *ret_ns);
+int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
+
+/*
+ * Fills *o from argv (argv[1] is the subcommand). On error returns -EINVAL and
+ * writes a one-line message naming the option and the value into err.
+ */
+int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, size_t errlen);
+void ftd_usage(FILE *out);
+
+#endif

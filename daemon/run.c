@@ -1,0 +1,307 @@
+// SPDX-License-Identifier: MIT
+/*
+ * `ftd run`: the checkpoint cycle without a peer. The owner thread waits on a
+ * periodic timer, the VM's event fd (a full dirty ring asks for an early
+ * checkpoint; a stopped vCPU ends the run) and a signalfd for SIGINT/SIGTERM.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/log.h"
+#include "daemon/run.h"
+#include "primary/checkpoint.h"
+#include "primary/stats.h"
+#include "vmm/loader.h"
+#include "vmm/serial.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+
+struct run_stats {
+	uint64_t checkpoints;
+	uint64_t early;
+	uint64_t pages_total;
+	uint64_t pages_max;
+	struct samples pause_us; /* this second */
+	struct samples all_pause_us;
+	uint64_t window_checkpoints;
+	uint64_t window_pages;
+	uint64_t window_start_ns;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Console sink: the guest's serial bytes go straight to the console fd. */
+static void console_write(void *opaque, const uint8_t *buf, size_t len)
+{
+	int fd = *(int *)opaque;
+
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; /* a closed console must not stop the guest */
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+static int open_console(const char *path)
+{
+	if (!strcmp(path, "-"))
+		return fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+	return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+}
+
+static void print_stats(struct run_stats *rs, uint64_t now)
+{
+	double secs = (double)(now - rs->window_start_ns) / 1e9;
+	uint64_t n = rs->window_checkpoints;
+
+	fprintf(stderr,
+		"ftd: stats checkpoints=%llu rate=%.0f/s early=%llu dirty/ckpt avg=%llu max=%llu "
+		"pause_us p50=%llu p99=%llu max=%llu\n",
+		(unsigned long long)rs->checkpoints, secs > 0 ? (double)n / secs : 0.0,
+		(unsigned long long)rs->early,
+		(unsigned long long)(n ? rs->window_pages / n : 0),
+		(unsigned long long)rs->pages_max,
+		(unsigned long long)samples_percentile(&rs->pause_us, 50),
+		(unsigned long long)samples_percentile(&rs->pause_us, 99),
+		(unsigned long long)samples_max(&rs->pause_us));
+	samples_reset(&rs->pause_us);
+	rs->window_checkpoints = rs->window_pages = rs->pages_max = 0;
+	rs->window_start_ns = now;
+}
+
+static void print_summary(struct run_stats *rs, uint64_t elapsed_ns)
+{
+	log_info("summary: %llu checkpoints in %.1fs (%llu early), %.0f dirty pages/checkpoint, "
+		 "pause us p50=%llu p99=%llu max=%llu",
+		 (unsigned long long)rs->checkpoints, (double)elapsed_ns / 1e9,
+		 (unsigned long long)rs->early,
+		 rs->checkpoints ? (double)rs->pages_total / (double)rs->checkpoints : 0.0,
+		 (unsigned long long)samples_percentile(&rs->all_pause_us, 50),
+		 (unsigned long long)samples_percentile(&rs->all_pause_us, 99),
+		 (unsigned long long)samples_max(&rs->all_pause_us));
+}
+
+static int report_stopped(struct vm *vm)
+{
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		if (v->status == VCPU_CRASHED)
+			log_error("guest crashed: vCPU %u: %s (rax=0x%llx rbx=0x%llx rcx=0x%llx "
+				  "rdx=0x%llx rflags=0x%llx)",
+				  i, v->fail_reason, (unsigned long long)v->crash_regs.rax,
+				  (unsigned long long)v->crash_regs.rbx,
+				  (unsigned long long)v->crash_regs.rcx,
+				  (unsigned long long)v->crash_regs.rdx,
+				  (unsigned long long)v->crash_regs.rflags);
+		else if (v->status == VCPU_FAILED)
+			log_error("vCPU %u stopped: %s", i, v->fail_reason);
+	}
+	return 1;
+}
+
+static int make_signalfd(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	/* Blocked before the vCPU threads exist, so they inherit the mask. */
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL))
+		return -1;
+	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+static int make_timer(uint64_t interval_ns)
+{
+	struct itimerspec its = {
+		.it_interval = { .tv_sec = (time_t)(interval_ns / 1000000000ULL),
+				 .tv_nsec = (long)(interval_ns % 1000000000ULL) },
+	};
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+
+	its.it_value = its.it_interval;
+	if (fd >= 0 && timerfd_settime(fd, 0, &its, NULL) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int checkpoint_once(struct ckpt *c, struct run_stats *rs)
+{
+	struct ckpt_timing t;
+	int r = ckpt_capture(c, &t);
+
+	if (r < 0) {
+		log_error("Failed to take checkpoint %llu: %s",
+			  (unsigned long long)rs->checkpoints, strerror(-r));
+		return r;
+	}
+	rs->checkpoints++;
+	rs->window_checkpoints++;
+	rs->pages_total += t.pages;
+	rs->window_pages += t.pages;
+	if (t.pages > rs->pages_max)
+		rs->pages_max = t.pages;
+	samples_add(&rs->pause_us, t.pause_ns / 1000);
+	samples_add(&rs->all_pause_us, t.pause_ns / 1000);
+	return 0;
+}
+
+static int run_loop(struct vm *vm, struct ckpt *c, const struct ftd_options *o, int sig_fd,
+		    int timer_fd)
+{
+	struct run_stats rs = { 0 };
+	uint64_t start = now_ns(), next_stats = start + 1000000000ULL;
+	int status = 0;
+
+	rs.window_start_ns = start;
+	for (;;) {
+		struct pollfd pfd[3] = {
+			{ .fd = sig_fd, .events = POLLIN },
+			{ .fd = vm->event_fd, .events = POLLIN },
+			{ .fd = timer_fd, .events = POLLIN },
+		};
+		uint64_t now, expirations;
+		unsigned int events;
+		bool take = false;
+
+		if (poll(pfd, 3, 1000) < 0 && errno != EINTR) {
+			log_error("poll failed: %s", strerror(errno));
+			status = 1;
+			break;
+		}
+		if (pfd[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+
+			if (read(sig_fd, &si, sizeof(si)) == sizeof(si))
+				log_info("received %s, stopping", strsignal((int)si.ssi_signo));
+			break;
+		}
+		events = vm_take_events(vm);
+		if (events & VM_EVENT_STOPPED) {
+			status = report_stopped(vm);
+			break;
+		}
+		if (events & VM_EVENT_RING_FULL) {
+			rs.early++;
+			take = true;
+		}
+		if (read(timer_fd, &expirations, sizeof(expirations)) == sizeof(expirations))
+			take = true;
+		if (take && checkpoint_once(c, &rs) < 0) {
+			status = 1;
+			break;
+		}
+		now = now_ns();
+		if (!o->quiet && now >= next_stats) {
+			print_stats(&rs, now);
+			next_stats += 1000000000ULL;
+			if (next_stats < now)
+				next_stats = now + 1000000000ULL;
+		}
+		if (o->duration_ns && now - start >= o->duration_ns)
+			break;
+	}
+	print_summary(&rs, now_ns() - start);
+	samples_free(&rs.pause_us);
+	samples_free(&rs.all_pause_us);
+	return status;
+}
+
+int ftd_run(const struct ftd_options *o)
+{
+	struct vm_config cfg = {
+		.mem_size = o->mem_size,
+		.nr_vcpus = o->vcpus,
+		.tracking = o->tracking,
+		.ring_entries = o->ring_entries,
+	};
+	struct vm *vm = NULL;
+	struct device *serial = NULL;
+	struct ckpt ckpt = { 0 };
+	int console_fd = -1, sig_fd = -1, timer_fd = -1, status = 1, r;
+
+	signal(SIGPIPE, SIG_IGN);
+	console_fd = open_console(o->console);
+	if (console_fd < 0) {
+		log_error("Failed to open console %s: %s", o->console, strerror(errno));
+		return 1;
+	}
+	sig_fd = make_signalfd();
+	timer_fd = make_timer(o->interval_ns);
+	if (sig_fd < 0 || timer_fd < 0) {
+		log_error("Failed to set up signals and timer: %s", strerror(errno));
+		goto out;
+	}
+	r = vm_create(&cfg, &vm);
+	if (r < 0) {
+		log_error("Failed to create the VM (%s tracking, %llu MiB, %u vCPUs): %s",
+			  dirty_mode_name(o->tracking), (unsigned long long)(o->mem_size >> 20),
+			  o->vcpus, strerror(-r));
+		goto out;
+	}
+	r = serial_new(GUEST_PORT_COM1, console_write, &console_fd, &serial);
+	if (r < 0 || (r = vm_add_device(vm, serial)) < 0) {
+		log_error("Failed to add the serial console: %s", strerror(-r));
+		if (serial)
+			serial->ops->free(serial);
+		goto out;
+	}
+	r = loader_load(vm, o->guest, &o->gp);
+	if (r < 0) {
+		log_error("Failed to load guest %s: %s", o->guest,
+			  r == -ENOENT ? "no such built-in guest" :
+			  r == -E2BIG  ? "its workload does not fit in guest RAM" :
+					 strerror(-r));
+		status = r == -ENOENT || r == -E2BIG ? 2 : 1;
+		goto out;
+	}
+	r = ckpt_init(&ckpt, vm);
+	if (r < 0) {
+		log_error("Failed to set up checkpoint staging: %s", strerror(-r));
+		goto out;
+	}
+	r = vm_start(vm);
+	if (r < 0) {
+		log_error("Failed to start vCPU threads: %s", strerror(-r));
+		goto out;
+	}
+	log_info("running %s: %llu MiB, %u vCPUs, %s tracking%s, checkpoint every %.3f ms",
+		 o->guest, (unsigned long long)(o->mem_size >> 20), o->vcpus,
+		 dirty_mode_name(o->tracking),
+		 o->tracking == DIRTY_RING ? (vm->ring_acq_rel ? " (acq_rel)" : "") : "",
+		 (double)o->interval_ns / 1e6);
+	status = run_loop(vm, &ckpt, o, sig_fd, timer_fd);
+out:
+	ckpt_free(&ckpt);
+	vm_free(vm);
+	if (timer_fd >= 0)
+		close(timer_fd);
+	if (sig_fd >= 0)
+		close(sig_fd);
+	close(console_fd);
+	return status;
+}

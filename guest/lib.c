@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+#include "guest/lib.h"
+
+void guest_panic(void)
+{
+	outl(GUEST_PORT_SIGNAL, GUEST_SIGNAL_PANIC);
+	for (;;)
+		cpu_relax();
+}
+
+void guest_check_params(unsigned int vcpu, const struct guest_params *p)
+{
+	if (p->magic != GUEST_PARAMS_MAGIC || vcpu >= p->nr_vcpus || p->nr_vcpus > GUEST_MAX_VCPUS)
+		guest_panic();
+}
+
+uint64_t prng_seed(uint64_t seed, unsigned int vcpu)
+{
+	/* splitmix64 finaliser: distinct, well mixed streams per (seed, vCPU). */
+	uint64_t z = seed + (vcpu + 1) * 0x9e3779b97f4a7c15ULL;
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	z ^= z >> 31;
+	return z ? z : 1;
+}
+
+void line_reset(struct line *l)
+{
+	l->len = 0;
+}
+
+void line_str(struct line *l, const char *s)
+{
+	while (*s && l->len < LINE_MAX_LEN - 1)
+		l->buf[l->len++] = *s++;
+}
+
+void line_u64(struct line *l, uint64_t v)
+{
+	char tmp[20];
+	int n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n && l->len < LINE_MAX_LEN - 1)
+		l->buf[l->len++] = tmp[--n];
+}
+
+/*
+ * The lock keeps lines of different vCPUs apart even when KVM splits a `rep outsb`
+ * into several exits. It lives in guest memory, so a checkpoint taken while a vCPU
+ * holds it restores a consistent owner (that vCPU's registers are in the same
+ * checkpoint).
+ */
+static void console_lock(void)
+{
+	volatile uint32_t *lock = (volatile uint32_t *)GUEST_CONSOLE_LOCK_GPA;
+
+	for (;;) {
+		if (__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE) == 0)
+			return;
+		while (*lock)
+			cpu_relax();
+	}
+}
+
+static void console_unlock(void)
+{
+	__atomic_store_n((volatile uint32_t *)GUEST_CONSOLE_LOCK_GPA, 0, __ATOMIC_RELEASE);
+}
+
+void line_emit(struct line *l)
+{
+	l->buf[l->len++] = '\n'; /* line_str/line_u64 always leave room for it */
+	console_lock();
+	outsb(GUEST_PORT_COM1, l->buf, l->len);
+	console_unlock();
+	l->len = 0;
+}
+
+void *memset(void *dst, int c, size_t n)
+{
+	unsigned char *d = dst;
+
+	while (n--)
+		*d++ = (unsigned char)c;
+	return dst;
+}
+
+void *memcpy(void *dst, const void *src, size_t n)
+{
+	unsigned char *d = dst;
+	const unsigned char *s = src;
+
+	while (n--)
+		*d++ = *s++;
+	return dst;
+}

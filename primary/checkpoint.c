@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "primary/checkpoint.h"
+#include "vmm/machine.h"
+#include "vmm/vm.h"
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+int ckpt_init(struct ckpt *c, struct vm *vm)
+{
+	void *p;
+	int r;
+
+	memset(c, 0, sizeof(*c));
+	c->vm = vm;
+	c->epoch = UINT64_MAX;
+	r = dirty_set_init(&c->dirty, vm->nr_pages);
+	if (r < 0)
+		return r;
+	/*
+	 * Sized for the worst epoch (every page) but MAP_NORESERVE: only as much as
+	 * the largest epoch so far is ever resident.
+	 */
+	c->staging_bytes = vm->mem_size;
+	p = mmap(NULL, c->staging_bytes, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED) {
+		r = -errno;
+		goto fail;
+	}
+	c->staging = p;
+	c->state = calloc(1, sizeof(*c->state));
+	if (!c->state) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	return 0;
+fail:
+	ckpt_free(c);
+	return r;
+}
+
+void ckpt_free(struct ckpt *c)
+{
+	if (!c)
+		return;
+	dirty_set_free(&c->dirty);
+	if (c->staging)
+		munmap(c->staging, c->staging_bytes);
+	free(c->state);
+	memset(c, 0, sizeof(*c));
+}
+
+int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
+{
+	struct vm *vm = c->vm;
+	struct vm_pause_stats ps = { 0 };
+	struct dirty_stats ds = { 0 };
+	uint64_t t0, t1, t2, t3;
+	int r;
+
+	memset(t, 0, sizeof(*t));
+	dirty_set_clear(&c->dirty);
+	t0 = now_ns();
+	r = vm_pause(vm, VM_PAUSE_SAVE_STATE, &ps);
+	if (r < 0)
+		goto resume;
+	/* Paused: no vCPU can write, so harvest-then-copy is exact. */
+	r = vm_harvest(vm, &c->dirty, &ds);
+	if (r < 0)
+		goto resume;
+	t1 = now_ns();
+	for (uint64_t k = 0; k < c->dirty.count; k++)
+		memcpy(c->staging + (k << VM_PAGE_SHIFT), vm_page_hva(vm, c->dirty.pages[k]),
+		       VM_PAGE_SIZE);
+	t2 = now_ns();
+	r = machine_save_vm(vm, c->state);
+	t3 = now_ns();
+	t->harvest_ns = ds.harvest_ns;
+	t->reset_ns = ds.reset_ns;
+	t->copy_ns = t2 - t1;
+	t->vmstate_ns = t3 - t2;
+resume:
+	vm_resume(vm);
+	t->pause_ns = now_ns() - t0;
+	t->kick_ns = ps.kick_ns;
+	t->save_ns = ps.save_ns;
+	t->pages = c->dirty.count;
+	if (r < 0)
+		return r;
+	/* vCPU states stay in their per-vCPU buffers until the next pause. */
+	machine_collect_vcpus(vm, c->state);
+	c->epoch++;
+	return 0;
+}

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Capturing one checkpoint (DESIGN.md, "The checkpoint", steps 1-4): pause every
+ * vCPU (each saves its own state), harvest the dirty pages, copy them into a
+ * staging buffer, save VM and device state, resume. Everything the epoch needs
+ * afterwards (shipping it) reads only the staging buffer and the saved state.
+ */
+#ifndef RINGFT_PRIMARY_CHECKPOINT_H
+#define RINGFT_PRIMARY_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "vmm/dirty.h"
+#include "vmm/state.h"
+
+struct vm;
+
+struct ckpt {
+	struct vm *vm;
+	uint64_t epoch;            /* number of the last capture, 0-based; UINT64_MAX before */
+	struct dirty_set dirty;    /* pages of the last capture, in staging order */
+	uint8_t *staging;          /* page k of dirty.pages[] at staging + k * 4096 */
+	uint64_t staging_bytes;
+	struct machine_state *state;
+};
+
+struct ckpt_timing {
+	uint64_t pause_ns;   /* guest-visible: first kick to resume */
+	uint64_t kick_ns;    /* until every vCPU parked (includes their state saves) */
+	uint64_t save_ns;    /* slowest vCPU's own state save, inside kick_ns */
+	uint64_t harvest_ns; /* ring walk / bitmap fetch+scan */
+	uint64_t reset_ns;   /* KVM_RESET_DIRTY_RINGS / KVM_CLEAR_DIRTY_LOG */
+	uint64_t copy_ns;    /* dirty pages into staging */
+	uint64_t vmstate_ns; /* irqchip, PIT, clock, devices */
+	uint64_t pages;
+};
+
+int ckpt_init(struct ckpt *c, struct vm *vm);
+void ckpt_free(struct ckpt *c);
+int ckpt_capture(struct ckpt *c, struct ckpt_timing *ret_timing);
+
+#endif

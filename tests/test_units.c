@@ -1,0 +1,277 @@
+// SPDX-License-Identifier: MIT
+/* Unit tests for the pure code: dirty set, ring walking, option parsing, stats. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "daemon/options.h"
+#include "primary/stats.h"
+#include "vmm/dirty.h"
+
+static void test_dirty_set_dedup_and_clear(void **state)
+{
+	struct dirty_set s;
+
+	assert_int_equal(dirty_set_init(&s, 1000), 0);
+	assert_true(dirty_set_add(&s, 5));
+	assert_false(dirty_set_add(&s, 5));
+	assert_true(dirty_set_add(&s, 999));
+	assert_false(dirty_set_add(&s, 1000)); /* out of range */
+	assert_true(dirty_set_add(&s, 64));
+	assert_int_equal(s.count, 3);
+	assert_true(dirty_set_test(&s, 64));
+	assert_false(dirty_set_test(&s, 63));
+	dirty_set_sort(&s);
+	assert_int_equal(s.pages[0], 5);
+	assert_int_equal(s.pages[1], 64);
+	assert_int_equal(s.pages[2], 999);
+	dirty_set_clear(&s);
+	assert_int_equal(s.count, 0);
+	for (uint64_t p = 0; p < 1000; p++)
+		assert_false(dirty_set_test(&s, p));
+	assert_true(dirty_set_add(&s, 5));
+	dirty_set_free(&s);
+}
+
+static void test_dirty_set_merge(void **state)
+{
+	struct dirty_set a, b;
+
+	assert_int_equal(dirty_set_init(&a, 128), 0);
+	assert_int_equal(dirty_set_init(&b, 128), 0);
+	dirty_set_add(&a, 1);
+	dirty_set_add(&a, 2);
+	dirty_set_add(&b, 2);
+	dirty_set_add(&b, 127);
+	dirty_set_merge(&a, &b);
+	assert_int_equal(a.count, 3);
+	assert_true(dirty_set_test(&a, 127));
+	dirty_set_free(&a);
+	dirty_set_free(&b);
+}
+
+static void publish(struct kvm_dirty_gfn *e, uint32_t slot, uint64_t offset)
+{
+	e->slot = slot;
+	e->offset = offset;
+	__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_DIRTY, __ATOMIC_RELEASE);
+}
+
+static void test_ring_collect(void **state)
+{
+	struct kvm_dirty_gfn ring[8] = { 0 };
+	uint64_t first[2] = { 0, 100 }, npages[2] = { 100, 50 };
+	struct dirty_stats st = { 0 };
+	struct dirty_set out;
+	uint32_t fetch = 0;
+
+	assert_int_equal(dirty_set_init(&out, 150), 0);
+	publish(&ring[0], 0, 7);
+	publish(&ring[1], 1, 3);        /* slot 1: page 103 */
+	publish(&ring[2], 0, 7);        /* repeat: deduplicated */
+	publish(&ring[3], 1, 50);       /* offset beyond slot 1 */
+	publish(&ring[4], 1u << 16, 1); /* address space 1: not ours */
+	assert_int_equal(dirty_ring_collect(ring, 8, &fetch, first, npages, 2, &out, &st), 5);
+	assert_int_equal(fetch, 5);
+	assert_int_equal(out.count, 2);
+	assert_true(dirty_set_test(&out, 7));
+	assert_true(dirty_set_test(&out, 103));
+	assert_int_equal(st.entries, 5);
+	assert_int_equal(st.pages, 2);
+	assert_int_equal(st.invalid, 2);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(ring[i].flags, KVM_DIRTY_GFN_F_RESET);
+	/* Nothing new published: nothing collected, fetch unchanged. */
+	assert_int_equal(dirty_ring_collect(ring, 8, &fetch, first, npages, 2, &out, &st), 0);
+	assert_int_equal(fetch, 5);
+	dirty_set_free(&out);
+}
+
+static void test_ring_collect_wraps_and_stops_when_full(void **state)
+{
+	struct kvm_dirty_gfn ring[4] = { 0 };
+	uint64_t first[1] = { 0 }, npages[1] = { 64 };
+	struct dirty_set out;
+	uint32_t fetch = 3;
+
+	assert_int_equal(dirty_set_init(&out, 64), 0);
+	/* A full ring starting at index 3: entries 3, 0, 1, 2. */
+	publish(&ring[3], 0, 10);
+	publish(&ring[0], 0, 11);
+	publish(&ring[1], 0, 12);
+	publish(&ring[2], 0, 13);
+	assert_int_equal(dirty_ring_collect(ring, 4, &fetch, first, npages, 1, &out, NULL), 4);
+	assert_int_equal(fetch, 7);
+	assert_int_equal(out.count, 4);
+	assert_int_equal(out.pages[0], 10);
+	assert_int_equal(out.pages[3], 13);
+	dirty_set_free(&out);
+}
+
+static void test_parse_size(void **state)
+{
+	uint64_t v;
+
+	assert_int_equal(parse_size("4096", &v), 0);
+	assert_int_equal(v, 4096);
+	assert_int_equal(parse_size("64M", &v), 0);
+	assert_int_equal(v, 64ULL << 20);
+	assert_int_equal(parse_size("1G", &v), 0);
+	assert_int_equal(v, 1ULL << 30);
+	assert_int_equal(parse_size("16GiB", &v), 0);
+	assert_int_equal(v, 16ULL << 30);
+	assert_int_equal(parse_size("2k", &v), 0);
+	assert_int_equal(v, 2048);
+	assert_int_equal(parse_size("", &v), -EINVAL);
+	assert_int_equal(parse_size("G", &v), -EINVAL);
+	assert_int_equal(parse_size("1X", &v), -EINVAL);
+	assert_int_equal(parse_size("1Gx", &v), -EINVAL);
+	assert_int_equal(parse_size("-1G", &v), -EINVAL);
+	assert_int_equal(parse_size("99999999999999999999", &v), -ERANGE);
+	assert_int_equal(parse_size("17179869184T", &v), -ERANGE);
+}
+
+static void test_parse_duration(void **state)
+{
+	uint64_t v;
+
+	assert_int_equal(parse_duration("10ms", &v), 0);
+	assert_int_equal(v, 10000000);
+	assert_int_equal(parse_duration("500us", &v), 0);
+	assert_int_equal(v, 500000);
+	assert_int_equal(parse_duration("2s", &v), 0);
+	assert_int_equal(v, 2000000000);
+	assert_int_equal(parse_duration("7", &v), 0);
+	assert_int_equal(v, 7000000);
+	assert_int_equal(parse_duration("1m", &v), 0);
+	assert_int_equal(v, 60000000000ULL);
+	assert_int_equal(parse_duration("10 ms", &v), -EINVAL);
+	assert_int_equal(parse_duration("ms", &v), -EINVAL);
+	assert_int_equal(parse_duration("1h", &v), -EINVAL);
+}
+
+static int parse(struct ftd_options *o, char *err, const char *const *args)
+{
+	char *argv[32];
+	int argc = 0;
+
+	while (args[argc]) {
+		argv[argc] = (char *)args[argc];
+		argc++;
+	}
+	argv[argc] = NULL;
+	return ftd_options_parse(argc, argv, o, err, 256);
+}
+
+static void test_options_run(void **state)
+{
+	struct ftd_options o;
+	char err[256] = "";
+	const char *args[] = { "ftd",        "run",       "--guest",    "builtin:dirty",
+			       "--mem",      "4G",        "--vcpus",    "3",
+			       "--tracking", "bitmap",    "--interval", "1ms",
+			       "--dirty-order", "random", "--dirty-wss", "8M",
+			       "--ring-entries", "1024",  NULL };
+
+	assert_int_equal(parse(&o, err, args), 0);
+	assert_int_equal(o.role, FTD_ROLE_RUN);
+	assert_string_equal(o.guest, "builtin:dirty");
+	assert_int_equal(o.mem_size, 4ULL << 30);
+	assert_int_equal(o.vcpus, 3);
+	assert_int_equal(o.tracking, DIRTY_BITMAP);
+	assert_int_equal(o.interval_ns, 1000000);
+	assert_int_equal(o.gp.dirty_order, GUEST_ORDER_RANDOM);
+	assert_int_equal(o.gp.dirty_wss_bytes, 8ULL << 20);
+	assert_int_equal(o.ring_entries, 1024);
+}
+
+static void test_options_defaults(void **state)
+{
+	struct ftd_options o;
+	char err[256] = "";
+	const char *args[] = { "ftd", "run", NULL };
+
+	assert_int_equal(parse(&o, err, args), 0);
+	assert_string_equal(o.guest, "builtin:bank");
+	assert_int_equal(o.mem_size, 1ULL << 30);
+	assert_int_equal(o.vcpus, 2);
+	assert_int_equal(o.tracking, DIRTY_RING);
+	assert_int_equal(o.interval_ns, 10000000);
+	assert_string_equal(o.console, "-");
+}
+
+static void expect_error(const char *const *args, const char *needle)
+{
+	struct ftd_options o;
+	char err[256] = "";
+
+	assert_int_equal(parse(&o, err, args), -EINVAL);
+	if (!strstr(err, needle))
+		fail_msg("error '%s' does not contain '%s'", err, needle);
+}
+
+static void test_options_errors(void **state)
+{
+	expect_error((const char *const[]){ "ftd", "run", "--vcpus", "9", NULL },
+		     "--vcpus: 9 is out of range 1..8");
+	expect_error((const char *const[]){ "ftd", "run", "--vcpus", "two", NULL },
+		     "--vcpus: 'two' is not a number");
+	expect_error((const char *const[]){ "ftd", "run", "--mem", "3X", NULL },
+		     "--mem: '3X' is not a size");
+	expect_error((const char *const[]){ "ftd", "run", "--mem", "32M", NULL },
+		     "--mem: 32M is not a multiple of 2M between 64M and 64G");
+	expect_error((const char *const[]){ "ftd", "run", "--tracking", "pml", NULL },
+		     "--tracking: 'pml' is not ring or bitmap");
+	expect_error((const char *const[]){ "ftd", "run", "--interval", "100us", NULL },
+		     "--interval: 100us is outside 1ms..60s");
+	expect_error((const char *const[]){ "ftd", "run", "--ring-entries", "1000", NULL },
+		     "--ring-entries: 1000 is not a power of two");
+	expect_error((const char *const[]){ "ftd", "run", "--bogus", NULL },
+		     "unknown option '--bogus'");
+	expect_error((const char *const[]){ "ftd", "run", "--mem", NULL },
+		     "option --mem needs a value");
+	expect_error((const char *const[]){ "ftd", "fly", NULL }, "unknown command 'fly'");
+	expect_error((const char *const[]){ "ftd", "run", "extra", NULL },
+		     "unexpected argument 'extra'");
+	expect_error((const char *const[]){ "ftd", "run", "--guest", "/tmp/x.img", NULL },
+		     "--guest: '/tmp/x.img' is not a guest");
+	expect_error((const char *const[]){ "ftd", NULL }, "no command given");
+}
+
+static void test_samples(void **state)
+{
+	struct samples s = { 0 };
+
+	assert_int_equal(samples_percentile(&s, 50), 0);
+	for (uint64_t i = 100; i >= 1; i--)
+		assert_int_equal(samples_add(&s, i), 0);
+	assert_int_equal(samples_percentile(&s, 50), 50);
+	assert_int_equal(samples_percentile(&s, 99), 99);
+	assert_int_equal(samples_percentile(&s, 100), 100);
+	assert_int_equal(samples_max(&s), 100);
+	assert_int_equal(samples_sum(&s), 5050);
+	samples_free(&s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_dirty_set_dedup_and_clear),
+		cmocka_unit_test(test_dirty_set_merge),
+		cmocka_unit_test(test_ring_collect),
+		cmocka_unit_test(test_ring_collect_wraps_and_stops_when_full),
+		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_parse_duration),
+		cmocka_unit_test(test_options_run),
+		cmocka_unit_test(test_options_defaults),
+		cmocka_unit_test(test_options_errors),
+		cmocka_unit_test(test_samples),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

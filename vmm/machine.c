@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <string.h>
+
+#include "vmm/machine.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+
+int machine_save_vm(struct vm *vm, struct machine_state *ms)
+{
+	int r = vm_save_state(vm, &ms->vm);
+
+	if (r < 0)
+		return r;
+	ms->nr_vcpus = vm->nr_vcpus;
+	ms->nr_devices = vm->nr_devices;
+	for (unsigned int i = 0; i < vm->nr_devices; i++) {
+		struct device *d = vm->devices[i];
+		struct device_state *ds = &ms->dev[i];
+
+		memset(ds->name, 0, sizeof(ds->name));
+		strncpy(ds->name, d->ops->name, sizeof(ds->name) - 1);
+		r = d->ops->save(d, ds->data, sizeof(ds->data));
+		if (r < 0)
+			return r;
+		ds->len = (uint32_t)r;
+	}
+	return 0;
+}
+
+void machine_collect_vcpus(struct vm *vm, struct machine_state *ms)
+{
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
+		memcpy(&ms->vcpu[i], vm->vcpus[i]->saved, sizeof(ms->vcpu[i]));
+}
+
+int machine_load(struct vm *vm, const struct machine_state *ms)
+{
+	int r;
+
+	if (ms->nr_vcpus != vm->nr_vcpus || ms->nr_devices != vm->nr_devices)
+		return -EINVAL;
+	r = vm_load_state(vm, &ms->vm);
+	if (r < 0)
+		return r;
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		r = vcpu_load_state(vm->vcpus[i], &ms->vcpu[i]);
+		if (r < 0)
+			return r;
+	}
+	for (unsigned int i = 0; i < vm->nr_devices; i++) {
+		struct device *d = vm->devices[i];
+		const struct device_state *ds = &ms->dev[i];
+
+		if (strncmp(ds->name, d->ops->name, sizeof(ds->name)))
+			return -EINVAL;
+		r = d->ops->load(d, ds->data, ds->len);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}

@@ -1,0 +1,381 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vCPUs: creation, the KVM_RUN loop on each vCPU's thread, exit dispatch, and the
+ * pause protocol.
+ *
+ * Pausing. The owner sets vm->pausing and a new pause_seq under vm->lock, then
+ * for every vCPU stores run->immediate_exit = 1 and sends SIGUSR1 to its thread:
+ *  - a thread inside KVM_RUN is interrupted by the signal and returns EINTR;
+ *  - a thread about to enter KVM_RUN sees immediate_exit and returns EINTR at once,
+ *    so a kick that lands just before entry is not lost;
+ *  - a thread handling an exit finishes it, re-enters KVM_RUN, which completes the
+ *    pending I/O instruction first (KVM finishes in/out on re-entry) and then
+ *    returns EINTR because of immediate_exit: saved state is then consistent.
+ * On EINTR the thread parks: it acknowledges the pause (saving its own state first
+ * when asked, so vCPUs save in parallel) and waits on resume_cond. It clears
+ * immediate_exit itself, under vm->lock, only when no pause is pending: a clear
+ * cannot erase the kick of a pause that started after it looked.
+ * A vCPU whose dirty ring is full, or that stopped for good, parks the same way
+ * and still acknowledges pauses, so the owner never waits for it.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "guest/guest_abi.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static int vcpu_set_cpuid(struct vcpu *v)
+{
+	struct kvm_cpuid2 *cpuid;
+	int nent = 128, r;
+
+	for (;;) {
+		cpuid = calloc(1, sizeof(*cpuid) + (size_t)nent * sizeof(struct kvm_cpuid_entry2));
+		if (!cpuid)
+			return -ENOMEM;
+		cpuid->nent = (uint32_t)nent;
+		if (ioctl(v->vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid) == 0)
+			break;
+		r = -errno;
+		free(cpuid);
+		if (r != -E2BIG || nent >= 4096)
+			return r;
+		nent *= 2;
+	}
+	r = ioctl(v->fd, KVM_SET_CPUID2, cpuid) < 0 ? -errno : 0;
+	free(cpuid);
+	return r;
+}
+
+int vcpu_create(struct vm *vm, unsigned int id, struct vcpu **ret_vcpu)
+{
+	struct vcpu *v;
+	int r;
+
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->vm = vm;
+	v->id = id;
+	v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, id);
+	if (v->fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	v->run = mmap(NULL, (size_t)vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+	if (v->run == MAP_FAILED) {
+		v->run = NULL;
+		r = -errno;
+		goto fail;
+	}
+	v->saved = aligned_alloc(64, sizeof(*v->saved));
+	if (!v->saved) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	memset(v->saved, 0, sizeof(*v->saved));
+	r = vcpu_set_cpuid(v);
+	if (r < 0)
+		goto fail;
+	if (vm->dirty->vcpu_init) {
+		r = vm->dirty->vcpu_init(vm, v);
+		if (r < 0)
+			goto fail;
+	}
+	/*
+	 * With the in-kernel irqchip, APs start in INIT_RECEIVED and KVM_RUN would
+	 * block until a SIPI: our guests enter every vCPU directly.
+	 */
+	if (id > 0) {
+		struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
+
+		if (ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0) {
+			r = -errno;
+			goto fail;
+		}
+	}
+	*ret_vcpu = v;
+	return 0;
+fail:
+	vcpu_free(v);
+	return r;
+}
+
+void vcpu_free(struct vcpu *v)
+{
+	if (!v)
+		return;
+	if (v->vm->dirty->vcpu_free)
+		v->vm->dirty->vcpu_free(v->vm, v);
+	if (v->run)
+		munmap(v->run, (size_t)v->vm->run_size);
+	if (v->fd >= 0)
+		close(v->fd);
+	free(v->saved);
+	free(v);
+}
+
+static void vm_notify(struct vm *vm, unsigned int event)
+{
+	uint64_t one = 1;
+
+	/* Caller holds vm->lock. */
+	vm->events |= event;
+	if (write(vm->event_fd, &one, sizeof(one)) < 0) {
+		/* Counter saturated: the owner has a wake-up pending anyway. */
+	}
+}
+
+/*
+ * Park until the VM is neither pausing nor waiting on us, acknowledging every
+ * pause request meanwhile. Returns true when the VM is being torn down.
+ */
+static bool vcpu_park(struct vcpu *v, bool stopped)
+{
+	struct vm *vm = v->vm;
+	bool stopping;
+
+	pthread_mutex_lock(&vm->lock);
+	for (;;) {
+		if (vm->stopping)
+			break;
+		if (vm->pausing && v->acked_seq != vm->pause_seq) {
+			uint64_t seq = vm->pause_seq;
+			unsigned int flags = vm->pause_flags;
+
+			pthread_mutex_unlock(&vm->lock);
+			v->save_err = 0;
+			v->save_ns = 0;
+			if (flags & VM_PAUSE_SAVE_STATE) {
+				uint64_t t = now_ns();
+
+				v->save_err = vcpu_save_state(v, v->saved);
+				v->save_ns = now_ns() - t;
+			}
+			pthread_mutex_lock(&vm->lock);
+			v->acked_seq = seq;
+			vm->nr_acked++;
+			pthread_cond_signal(&vm->parked_cond);
+			continue;
+		}
+		if (!vm->pausing && !v->ring_full && !stopped)
+			break;
+		pthread_cond_wait(&vm->resume_cond, &vm->lock);
+	}
+	stopping = vm->stopping;
+	if (!vm->pausing && !stopping)
+		__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&vm->lock);
+	return stopping;
+}
+
+static void vcpu_stop(struct vcpu *v, enum vcpu_status status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void vcpu_stop(struct vcpu *v, enum vcpu_status status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(v->fail_reason, sizeof(v->fail_reason), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&v->vm->lock);
+	v->status = status;
+	vm_notify(v->vm, VM_EVENT_STOPPED);
+	pthread_mutex_unlock(&v->vm->lock);
+}
+
+static void vcpu_io(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	struct kvm_run *run = v->run;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	uint16_t port = run->io.port;
+	int is_write = run->io.direction == KVM_EXIT_IO_OUT;
+
+	v->exits.io++;
+	if (port == GUEST_PORT_SIGNAL && is_write) {
+		uint32_t value = 0;
+
+		memcpy(&value, data, run->io.size < 4 ? run->io.size : 4);
+		if (value == GUEST_SIGNAL_PANIC)
+			vcpu_stop(v, VCPU_FAILED, "guest panic signal");
+		else if (vm->signal_fn)
+			vm->signal_fn(vm->signal_opaque, v->id, value);
+		return;
+	}
+	for (unsigned int i = 0; i < vm->nr_devices; i++) {
+		struct device *d = vm->devices[i];
+
+		if (port >= d->port_base && port < d->port_base + d->port_len) {
+			d->ops->io(d, port, is_write, data, run->io.size, run->io.count);
+			return;
+		}
+	}
+	/* No device: reads float high, writes vanish, as on a real bus. */
+	if (!is_write)
+		memset(data, 0xff, (size_t)run->io.size * run->io.count);
+}
+
+static void vcpu_crash(struct vcpu *v)
+{
+	ioctl(v->fd, KVM_GET_REGS, &v->crash_regs);
+	ioctl(v->fd, KVM_GET_SREGS, &v->crash_sregs);
+	vcpu_stop(v, VCPU_CRASHED,
+		  "triple fault (KVM_EXIT_SHUTDOWN) at rip=0x%llx rsp=0x%llx cr2=0x%llx",
+		  (unsigned long long)v->crash_regs.rip, (unsigned long long)v->crash_regs.rsp,
+		  (unsigned long long)v->crash_sregs.cr2);
+}
+
+/* Returns false when the vCPU cannot go on. */
+static bool vcpu_handle_exit(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		vcpu_io(v);
+		return v->status == VCPU_RUNNING;
+	case KVM_EXIT_MMIO:
+		/* No MMIO devices: reads return all ones, writes are dropped. */
+		if (!run->mmio.is_write)
+			memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
+		v->exits.other++;
+		return true;
+	case KVM_EXIT_DIRTY_RING_FULL:
+		/* Not an error: park until the owner harvested and reset the rings. */
+		v->exits.ring_full++;
+		pthread_mutex_lock(&v->vm->lock);
+		v->ring_full = true;
+		vm_notify(v->vm, VM_EVENT_RING_FULL);
+		pthread_mutex_unlock(&v->vm->lock);
+		return true;
+	case KVM_EXIT_INTR:
+		v->exits.intr++;
+		return true;
+	case KVM_EXIT_SHUTDOWN:
+		vcpu_crash(v);
+		return false;
+	case KVM_EXIT_HLT:
+		vcpu_stop(v, VCPU_FAILED, "guest halted");
+		return false;
+	case KVM_EXIT_FAIL_ENTRY:
+		vcpu_stop(v, VCPU_FAILED, "entry failed, hardware reason 0x%llx",
+			  (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		return false;
+	case KVM_EXIT_INTERNAL_ERROR:
+		vcpu_stop(v, VCPU_FAILED, "KVM internal error, suberror %u",
+			  run->internal.suberror);
+		return false;
+	default:
+		vcpu_stop(v, VCPU_FAILED, "unhandled exit reason %u", run->exit_reason);
+		return false;
+	}
+}
+
+void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	char name[16];
+
+	snprintf(name, sizeof(name), "vcpu%u", v->id);
+	pthread_setname_np(pthread_self(), name);
+	for (;;) {
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				if (vcpu_park(v, false))
+					break;
+				continue;
+			}
+			vcpu_stop(v, VCPU_FAILED, "KVM_RUN failed: %s", strerror(errno));
+			break;
+		}
+		if (!vcpu_handle_exit(v))
+			break;
+		if (v->ring_full && vcpu_park(v, false))
+			return NULL;
+	}
+	/* Stopped for good: keep acknowledging pauses until the VM goes away. */
+	vcpu_park(v, true);
+	return NULL;
+}
+
+int vm_pause(struct vm *vm, unsigned int flags, struct vm_pause_stats *st)
+{
+	uint64_t t0 = now_ns();
+	int err = 0;
+
+	if (!vm->started) {
+		for (unsigned int i = 0; i < vm->nr_vcpus && (flags & VM_PAUSE_SAVE_STATE); i++) {
+			err = vcpu_save_state(vm->vcpus[i], vm->vcpus[i]->saved);
+			if (err < 0)
+				return err;
+		}
+		return 0;
+	}
+	pthread_mutex_lock(&vm->lock);
+	vm->pausing = true;
+	vm->pause_flags = flags;
+	vm->pause_seq++;
+	vm->nr_acked = 0;
+	/* Wake vCPUs parked on a full ring or stopped, so they acknowledge too. */
+	pthread_cond_broadcast(&vm->resume_cond);
+	pthread_mutex_unlock(&vm->lock);
+
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
+		pthread_kill(v->thread, SIGUSR1);
+	}
+
+	pthread_mutex_lock(&vm->lock);
+	while (vm->nr_acked < vm->nr_vcpus)
+		pthread_cond_wait(&vm->parked_cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+
+	if (st) {
+		st->kick_ns = now_ns() - t0;
+		st->save_ns = 0;
+	}
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		if (v->save_err < 0 && !err)
+			err = v->save_err;
+		/* Saves run in parallel: the slowest one is what the pause paid. */
+		if (st && v->save_ns > st->save_ns)
+			st->save_ns = v->save_ns;
+	}
+	return err;
+}
+
+void vm_resume(struct vm *vm)
+{
+	if (!vm->started)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	vm->pausing = false;
+	/* Rings were harvested and reset while paused: full vCPUs may go on. */
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
+		vm->vcpus[i]->ring_full = false;
+	pthread_cond_broadcast(&vm->resume_cond);
+	pthread_mutex_unlock(&vm->lock);
+}

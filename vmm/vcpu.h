@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/* One vCPU: its fd, kvm_run, dirty ring, thread, and saved state. */
+#ifndef RINGFT_VMM_VCPU_H
+#define RINGFT_VMM_VCPU_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <linux/kvm.h>
+
+#include "vmm/state.h"
+
+struct vm;
+
+enum vcpu_status {
+	VCPU_RUNNING = 0,
+	VCPU_CRASHED,     /* triple fault (KVM_EXIT_SHUTDOWN): registers in crash_regs */
+	VCPU_FAILED,      /* KVM_RUN error, entry failure, internal error, unknown exit */
+};
+
+struct vcpu_exit_stats {
+	uint64_t io;
+	uint64_t ring_full;
+	uint64_t intr;
+	uint64_t other;
+};
+
+struct vcpu {
+	struct vm *vm;
+	unsigned int id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool thread_started;
+
+	/* Dirty ring (ring backend only). */
+	struct kvm_dirty_gfn *ring;
+	uint32_t ring_fetch;
+	/* Set by the vCPU thread on KVM_EXIT_DIRTY_RING_FULL; cleared by vm_resume. */
+	bool ring_full;
+
+	/* Pause protocol, under vm->lock. */
+	uint64_t acked_seq;
+
+	/* Filled by the vCPU's own thread when paused with VM_PAUSE_SAVE_STATE. */
+	struct vcpu_state *saved;
+	int save_err;
+	uint64_t save_ns;
+
+	enum vcpu_status status;
+	char fail_reason[128];
+	struct kvm_regs crash_regs;
+	struct kvm_sregs crash_sregs;
+
+	struct vcpu_exit_stats exits;
+};
+
+int vcpu_create(struct vm *vm, unsigned int id, struct vcpu **ret_vcpu);
+void vcpu_free(struct vcpu *vcpu);
+
+/* Called from the vCPU's own thread or while it is parked / not started. */
+int vcpu_save_state(struct vcpu *vcpu, struct vcpu_state *ret_state);
+int vcpu_load_state(struct vcpu *vcpu, const struct vcpu_state *state);
+
+/* Probe the MSRs to save (KVM's index list plus ones it omits); once per VM. */
+int vcpu_probe_msrs(struct vcpu *vcpu, uint32_t **ret_list, uint32_t *ret_nr);
+
+/* Thread body; vm_start() creates the threads. */
+void *vcpu_thread(void *arg);
+
+#endif

@@ -1,0 +1,361 @@
+// SPDX-License-Identifier: MIT
+/* The VM: KVM fds, guest RAM and memslots, devices, VMM-written pages. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "guest/guest_abi.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+
+/* Where KVM on VMX keeps its real-mode TSS and identity page table: in the PCI hole. */
+#define VM_TSS_GPA 0xfeffd000ULL
+#define VM_IDENTITY_MAP_GPA 0xfeffc000ULL
+
+static int vm_check_config(const struct vm_config *cfg)
+{
+	if (cfg->mem_size < VM_MIN_MEM || cfg->mem_size > VM_MAX_MEM ||
+	    cfg->mem_size % (2ULL << 20))
+		return -EINVAL;
+	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > VM_MAX_VCPUS)
+		return -EINVAL;
+	if (cfg->ring_entries && (cfg->ring_entries & (cfg->ring_entries - 1)))
+		return -EINVAL;
+	return 0;
+}
+
+static int vm_add_slot(struct vm *vm, uint64_t gpa, uint64_t size, uint64_t offset)
+{
+	unsigned int i = vm->nr_slots;
+	struct kvm_userspace_memory_region region = {
+		.slot = i,
+		.flags = KVM_MEM_LOG_DIRTY_PAGES | vm->dirty->slot_flags,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = (uint64_t)(uintptr_t)(vm->mem + offset),
+	};
+
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
+		return -errno;
+	vm->slots[i] = (struct vm_slot){ .id = i, .gpa = gpa, .size = size,
+					 .first_page = offset / VM_PAGE_SIZE,
+					 .host = vm->mem + offset };
+	vm->slot_first_page[i] = offset / VM_PAGE_SIZE;
+	vm->slot_pages[i] = size / VM_PAGE_SIZE;
+	vm->nr_slots++;
+	return 0;
+}
+
+static int vm_setup_memory(struct vm *vm)
+{
+	uint64_t low = vm->mem_size < VM_LOW_MEM_END ? vm->mem_size : VM_LOW_MEM_END;
+	void *mem;
+	int r;
+
+	/*
+	 * MAP_NORESERVE anonymous memory: a 16 GiB guest that touches little costs
+	 * little. No transparent huge pages: tracking is 4 KiB granular anyway and a
+	 * huge page would be split on the first write-protect.
+	 */
+	mem = mmap(NULL, vm->mem_size, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (mem == MAP_FAILED)
+		return -errno;
+	vm->mem = mem;
+	madvise(mem, vm->mem_size, MADV_NOHUGEPAGE);
+
+	r = vm_add_slot(vm, 0, low, 0);
+	if (r < 0)
+		return r;
+	if (vm->mem_size > low)
+		r = vm_add_slot(vm, VM_HIGH_MEM_GPA, vm->mem_size - low, low);
+	return r;
+}
+
+static void vcpu_kick_handler(int sig)
+{
+	/* Nothing: interrupting KVM_RUN (EINTR) is the point. See vm_pause(). */
+	(void)sig;
+}
+
+static int vm_install_kick_handler(void)
+{
+	struct sigaction sa = { .sa_handler = vcpu_kick_handler };
+
+	sigemptyset(&sa.sa_mask);
+	return sigaction(SIGUSR1, &sa, NULL) < 0 ? -errno : 0;
+}
+
+int vm_create(const struct vm_config *cfg, struct vm **ret_vm)
+{
+	struct kvm_pit_config pit = { .flags = 0 };
+	struct vm *vm;
+	int r;
+
+	r = vm_check_config(cfg);
+	if (r < 0)
+		return r;
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	vm->kvm_fd = vm->vm_fd = vm->event_fd = -1;
+	vm->cfg = *cfg;
+	vm->mem_size = cfg->mem_size;
+	vm->nr_pages = cfg->mem_size / VM_PAGE_SIZE;
+	vm->ring_entries = cfg->ring_entries ? cfg->ring_entries : VM_DEFAULT_RING_ENTRIES;
+	vm->dirty = dirty_ops_for(cfg->tracking);
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->vmm_dirty_lock, NULL);
+	pthread_cond_init(&vm->parked_cond, NULL);
+	pthread_cond_init(&vm->resume_cond, NULL);
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		r = -EPROTONOSUPPORT;
+		goto fail;
+	}
+	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->run_size <= 0) {
+		r = -errno;
+		goto fail;
+	}
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+	vm->xsave_size = r > 0 ? (uint32_t)r : 4096;
+
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, VM_TSS_GPA) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ VM_IDENTITY_MAP_GPA }) < 0 ||
+	    ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0 ||
+	    ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	/* Dirty ring capability must be enabled before the first vCPU exists. */
+	r = vm->dirty->vm_init(vm);
+	if (r < 0)
+		goto fail;
+	r = vm_setup_memory(vm);
+	if (r < 0)
+		goto fail;
+	r = dirty_set_init(&vm->vmm_dirty, vm->nr_pages);
+	if (r < 0)
+		goto fail;
+	vm->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->event_fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = vm_install_kick_handler();
+	if (r < 0)
+		goto fail;
+
+	for (unsigned int i = 0; i < cfg->nr_vcpus; i++) {
+		r = vcpu_create(vm, i, &vm->vcpus[i]);
+		if (r < 0)
+			goto fail;
+		vm->nr_vcpus++;
+	}
+	r = ioctl(vm->vcpus[0]->fd, KVM_GET_TSC_KHZ, 0);
+	if (r <= 0) {
+		r = r < 0 ? -errno : -EIO;
+		goto fail;
+	}
+	vm->tsc_khz = (uint64_t)r;
+	r = vcpu_probe_msrs(vm->vcpus[0], &vm->msr_list, &vm->nr_msrs);
+	if (r < 0)
+		goto fail;
+
+	*ret_vm = vm;
+	return 0;
+fail:
+	vm_free(vm);
+	return r;
+}
+
+static void vm_stop_threads(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->stopping = true;
+	pthread_cond_broadcast(&vm->resume_cond);
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		if (!v->thread_started)
+			continue;
+		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
+		pthread_kill(v->thread, SIGUSR1);
+	}
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+
+		if (v->thread_started)
+			pthread_join(v->thread, NULL);
+		v->thread_started = false;
+	}
+}
+
+void vm_free(struct vm *vm)
+{
+	if (!vm)
+		return;
+	vm_stop_threads(vm);
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
+		vcpu_free(vm->vcpus[i]);
+	for (unsigned int i = 0; i < vm->nr_devices; i++)
+		if (vm->devices[i]->ops->free)
+			vm->devices[i]->ops->free(vm->devices[i]);
+	if (vm->dirty && vm->dirty->vm_free)
+		vm->dirty->vm_free(vm);
+	dirty_set_free(&vm->vmm_dirty);
+	free(vm->msr_list);
+	if (vm->mem)
+		munmap(vm->mem, vm->mem_size);
+	if (vm->event_fd >= 0)
+		close(vm->event_fd);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	pthread_cond_destroy(&vm->parked_cond);
+	pthread_cond_destroy(&vm->resume_cond);
+	pthread_mutex_destroy(&vm->lock);
+	pthread_mutex_destroy(&vm->vmm_dirty_lock);
+	free(vm);
+}
+
+int vm_add_device(struct vm *vm, struct device *dev)
+{
+	if (vm->started)
+		return -EBUSY;
+	if (vm->nr_devices == VM_MAX_DEVICES)
+		return -ENOSPC;
+	vm->devices[vm->nr_devices++] = dev;
+	return 0;
+}
+
+void vm_set_signal_hook(struct vm *vm, vm_signal_fn fn, void *opaque)
+{
+	vm->signal_fn = fn;
+	vm->signal_opaque = opaque;
+}
+
+int vm_start(struct vm *vm)
+{
+	if (vm->started)
+		return -EALREADY;
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = vm->vcpus[i];
+		int r = pthread_create(&v->thread, NULL, vcpu_thread, v);
+
+		if (r) {
+			vm_stop_threads(vm);
+			return -r;
+		}
+		v->thread_started = true;
+	}
+	vm->started = true;
+	return 0;
+}
+
+unsigned int vm_take_events(struct vm *vm)
+{
+	uint64_t v;
+	unsigned int ev;
+
+	while (read(vm->event_fd, &v, sizeof(v)) == sizeof(v))
+		;
+	pthread_mutex_lock(&vm->lock);
+	ev = vm->events;
+	vm->events = 0;
+	pthread_mutex_unlock(&vm->lock);
+	return ev;
+}
+
+void *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len)
+{
+	for (unsigned int i = 0; i < vm->nr_slots; i++) {
+		const struct vm_slot *s = &vm->slots[i];
+
+		if (gpa >= s->gpa && gpa - s->gpa <= s->size && len <= s->size - (gpa - s->gpa))
+			return s->host + (gpa - s->gpa);
+	}
+	return NULL;
+}
+
+int vm_gpa_to_page(const struct vm *vm, uint64_t gpa, uint64_t *ret_page)
+{
+	for (unsigned int i = 0; i < vm->nr_slots; i++) {
+		const struct vm_slot *s = &vm->slots[i];
+
+		if (gpa >= s->gpa && gpa - s->gpa < s->size) {
+			*ret_page = s->first_page + (gpa - s->gpa) / VM_PAGE_SIZE;
+			return 0;
+		}
+	}
+	return -EFAULT;
+}
+
+uint64_t vm_page_to_gpa(const struct vm *vm, uint64_t page)
+{
+	for (unsigned int i = 0; i < vm->nr_slots; i++) {
+		const struct vm_slot *s = &vm->slots[i];
+
+		if (page >= s->first_page && page < s->first_page + s->size / VM_PAGE_SIZE)
+			return s->gpa + (page - s->first_page) * VM_PAGE_SIZE;
+	}
+	return UINT64_MAX;
+}
+
+void vm_mark_dirty(struct vm *vm, uint64_t gpa, uint64_t len)
+{
+	uint64_t first, last;
+
+	if (!len || vm_gpa_to_page(vm, gpa, &first) < 0 ||
+	    vm_gpa_to_page(vm, gpa + len - 1, &last) < 0)
+		return;
+	pthread_mutex_lock(&vm->vmm_dirty_lock);
+	for (uint64_t p = first; p <= last; p++)
+		dirty_set_add(&vm->vmm_dirty, p);
+	pthread_mutex_unlock(&vm->vmm_dirty_lock);
+}
+
+int vm_write_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len)
+{
+	void *hva = vm_gpa_to_hva(vm, gpa, len);
+
+	if (!hva)
+		return -EFAULT;
+	memcpy(hva, src, len);
+	vm_mark_dirty(vm, gpa, len);
+	return 0;
+}
+
+int vm_harvest(struct vm *vm, struct dirty_set *out, struct dirty_stats *st)
+{
+	int r = vm->dirty->harvest(vm, out, st);
+
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&vm->vmm_dirty_lock);
+	for (uint64_t i = 0; i < vm->vmm_dirty.count; i++)
+		if (dirty_set_add(out, vm->vmm_dirty.pages[i]) && st)
+			st->pages++;
+	dirty_set_clear(&vm->vmm_dirty);
+	pthread_mutex_unlock(&vm->vmm_dirty_lock);
+	return 0;
+}

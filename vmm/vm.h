@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A KVM virtual machine: guest RAM in memslots, in-kernel irqchip and PIT, dirty
+ * tracking, port-I/O devices, and 1..8 vCPUs each on its own thread, which can all
+ * be paused (parked outside KVM_RUN, optionally saving their own state) and resumed.
+ *
+ * Threads: the owner (one thread) calls everything here; vCPU threads run guest
+ * code and device emulation. Pause/resume and harvest are owner-only.
+ */
+#ifndef RINGFT_VMM_VM_H
+#define RINGFT_VMM_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/device.h"
+#include "vmm/dirty.h"
+
+#define VM_MAX_VCPUS 8
+#define VM_MAX_DEVICES 8
+#define VM_PAGE_SIZE 4096ULL
+#define VM_PAGE_SHIFT 12
+#define VM_MIN_MEM (64ULL << 20)
+#define VM_MAX_MEM (64ULL << 30)
+/* RAM above 3 GiB is placed at 4 GiB and up: the hole keeps the LAPIC/IOAPIC free. */
+#define VM_LOW_MEM_END (3ULL << 30)
+#define VM_HIGH_MEM_GPA (4ULL << 30)
+#define VM_DEFAULT_RING_ENTRIES 4096
+
+struct vcpu;
+struct vcpu_state;
+struct vm_state;
+
+struct vm_config {
+	uint64_t mem_size;        /* bytes, multiple of 2 MiB, VM_MIN_MEM..VM_MAX_MEM */
+	unsigned int nr_vcpus;    /* 1..VM_MAX_VCPUS */
+	enum dirty_mode tracking;
+	uint32_t ring_entries;    /* dirty ring entries per vCPU (power of two); 0: default */
+};
+
+struct vm_slot {
+	uint32_t id;
+	uint64_t gpa;
+	uint64_t size;
+	uint64_t first_page; /* page index of gpa */
+	uint8_t *host;
+};
+
+/* Why the owner is being woken (bits of the value read from vm->event_fd's cause). */
+enum vm_event {
+	VM_EVENT_RING_FULL = 1u << 0, /* a vCPU parked on a full dirty ring: checkpoint now */
+	VM_EVENT_STOPPED = 1u << 1,   /* a vCPU stopped for good (guest crash, KVM error) */
+};
+
+/* Owner hook for writes to GUEST_PORT_SIGNAL, called on the vCPU thread. */
+typedef void (*vm_signal_fn)(void *opaque, unsigned int vcpu, uint32_t value);
+
+struct vm_pause_stats {
+	uint64_t kick_ns;  /* from the first kick until every vCPU is parked */
+	uint64_t save_ns;  /* state saving inside the pause, if requested (parallel) */
+};
+
+#define VM_PAUSE_SAVE_STATE 1u /* each vCPU saves its own state into vcpu->saved */
+
+struct vm {
+	int kvm_fd;
+	int vm_fd;
+	int run_size;
+	uint8_t *mem;
+	uint64_t mem_size;
+	uint64_t nr_pages;
+	struct vm_slot slots[2];
+	unsigned int nr_slots;
+	uint64_t slot_first_page[2];
+	uint64_t slot_pages[2];
+
+	struct vm_config cfg;
+	uint32_t ring_entries;
+	bool ring_acq_rel;
+	uint64_t tsc_khz;
+	uint32_t xsave_size;
+
+	const struct dirty_ops *dirty;
+	void *dirty_priv;
+
+	/* Pages the VMM itself wrote (KVM does not log those). */
+	pthread_mutex_t vmm_dirty_lock;
+	struct dirty_set vmm_dirty;
+
+	struct device *devices[VM_MAX_DEVICES];
+	unsigned int nr_devices;
+	vm_signal_fn signal_fn;
+	void *signal_opaque;
+
+	unsigned int nr_vcpus;
+	struct vcpu *vcpus[VM_MAX_VCPUS];
+	bool started;
+
+	/* Pause protocol; see vcpu.c. */
+	pthread_mutex_t lock;
+	pthread_cond_t parked_cond; /* vCPU -> owner: one more vCPU parked/acked */
+	pthread_cond_t resume_cond; /* owner -> vCPUs: pause over, or new request */
+	bool pausing;
+	bool stopping;
+	unsigned int pause_flags;
+	uint64_t pause_seq;
+	unsigned int nr_acked;
+
+	/* Readable (eventfd) when vm_events() has something: ring full, vCPU stopped. */
+	int event_fd;
+	unsigned int events; /* enum vm_event bits, under lock */
+
+	/* Reusable list of MSR indexes saved for every vCPU (probed once). */
+	uint32_t *msr_list;
+	uint32_t nr_msrs;
+};
+
+int vm_create(const struct vm_config *cfg, struct vm **ret_vm);
+/* Stops and joins the vCPU threads, closes everything. Accepts NULL. */
+void vm_free(struct vm *vm);
+
+int vm_add_device(struct vm *vm, struct device *dev);
+void vm_set_signal_hook(struct vm *vm, vm_signal_fn fn, void *opaque);
+
+/* Start one thread per vCPU running KVM_RUN (after the loader set up state). */
+int vm_start(struct vm *vm);
+
+/*
+ * Park every vCPU outside KVM_RUN (an exit in progress is completed first, and
+ * pending I/O is completed with an immediate_exit re-entry so the state is
+ * consistent). With VM_PAUSE_SAVE_STATE every vCPU thread saves its own state in
+ * parallel. Returns 0 or -errno (a vCPU failed to save).
+ */
+int vm_pause(struct vm *vm, unsigned int flags, struct vm_pause_stats *st);
+void vm_resume(struct vm *vm);
+
+/* Takes and clears pending enum vm_event bits (also drains event_fd). */
+unsigned int vm_take_events(struct vm *vm);
+
+/* Guest memory access. Returns NULL unless [gpa, gpa+len) is RAM. */
+void *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len);
+int vm_gpa_to_page(const struct vm *vm, uint64_t gpa, uint64_t *ret_page);
+uint64_t vm_page_to_gpa(const struct vm *vm, uint64_t page);
+static inline void *vm_page_hva(struct vm *vm, uint64_t page)
+{
+	return vm->mem + (page << VM_PAGE_SHIFT);
+}
+/* Writes guest memory on behalf of the VMM and records the pages as dirty. */
+int vm_write_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len);
+void vm_mark_dirty(struct vm *vm, uint64_t gpa, uint64_t len);
+
+/*
+ * Collect every page dirtied since the last harvest (guest writes through the
+ * tracking backend, plus VMM writes) into *out, which is not cleared first.
+ */
+int vm_harvest(struct vm *vm, struct dirty_set *out, struct dirty_stats *st);
+
+/* VM-wide state (irqchip, PIT, clock); vCPU state via vcpu.h. Owner, paused. */
+int vm_save_state(struct vm *vm, struct vm_state *ret_state);
+int vm_load_state(struct vm *vm, const struct vm_state *state);
+
+#endif
