@@ -1,0 +1,27 @@
+#!/bin/bash
+# Installs ringft's build and test dependencies from Debian, only those missing.
+set -euo pipefail
+
+PACKAGES=(
+	build-essential cmake ninja-build pkg-config
+	linux-libc-dev           # KVM uapi headers (dirty ring, SREGS2, XSAVE2)
+	liburing-dev             # replication sockets
+	libprotobuf-c-dev protobuf-c-compiler  # wire messages
+	libcmocka-dev            # unit test framework
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+		missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "deps: installing ${missing[*]}"
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "deps: run as root (or install: ${missing[*]})" >&2
+		exit 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
