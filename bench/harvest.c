@@ -17,6 +17,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,7 +98,10 @@ static int side_open(struct side *s, enum dirty_mode mode, uint64_t mem, unsigne
 	r = ckpt_init(&s->ckpt, s->vm);
 	if (r < 0)
 		return r;
-	return vm_start(s->vm);
+	r = vm_start(s->vm);
+	if (r < 0)
+		return r;
+	return vm_pause(s->vm, 0, NULL); /* runs only during its own rounds */
 }
 
 static void side_close(struct side *s)
@@ -154,20 +158,28 @@ static int side_wait_round(struct side *s)
 	}
 }
 
+/*
+ * One round on one side. The other side's VM stays paused meanwhile: its vCPUs
+ * would otherwise spin on the same two host cores and every kick would wait a
+ * scheduler tick for a CPU.
+ */
 static int side_round(struct side *s, bool record)
 {
 	struct ckpt_timing t;
-	int r = side_wait_round(s);
+	int r;
 
-	if (r < 0)
-		return r;
-	r = ckpt_capture(&s->ckpt, &t);
-	if (r < 0)
-		return r;
-	s->round++;
-	/* Release the next round; this VMM write is part of the next checkpoint. */
-	r = vm_write_guest(s->vm, GUEST_PARAMS_GPA + offsetof(struct guest_params, go),
-			   &s->round, sizeof(s->round));
+	vm_resume(s->vm);
+	r = side_wait_round(s);
+	if (r == 0)
+		r = ckpt_capture(&s->ckpt, &t);
+	if (r == 0) {
+		s->round++;
+		/* Release the next round; this VMM write is part of the next checkpoint. */
+		r = vm_write_guest(s->vm, GUEST_PARAMS_GPA + offsetof(struct guest_params, go),
+				   &s->round, sizeof(s->round));
+	}
+	if (r == 0)
+		r = vm_pause(s->vm, 0, NULL);
 	if (r < 0 || !record)
 		return r;
 	samples_add(&s->hrc, t.harvest_ns + t.reset_ns + t.copy_ns);
@@ -289,6 +301,9 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	/* As ftd does: the thread that pauses must not wait a tick for a CPU. */
+	if (getenv("FT_BENCH_FIFO") && pthread_setschedparam(pthread_self(), SCHED_FIFO, &(struct sched_param){ .sched_priority = 1 }))
+		fprintf(stderr, "harvest: no real-time priority; pauses may include scheduler delays\n");
 	csv = fopen(csv_path, "w");
 	if (!csv) {
 		fprintf(stderr, "harvest: cannot write %s: %s\n", csv_path, strerror(errno));

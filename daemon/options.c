@@ -110,6 +110,7 @@ enum {
 	OPT_DURATION,
 	OPT_CONSOLE,
 	OPT_QUIET,
+	OPT_REALTIME,
 	OPT_SEED,
 	OPT_BANK_PAGES,
 	OPT_BANK_ACCOUNTS,
@@ -132,6 +133,7 @@ static const struct option long_options[] = {
 	{ "duration", required_argument, NULL, OPT_DURATION },
 	{ "console", required_argument, NULL, OPT_CONSOLE },
 	{ "quiet", no_argument, NULL, OPT_QUIET },
+	{ "realtime", no_argument, NULL, OPT_REALTIME },
 	{ "seed", required_argument, NULL, OPT_SEED },
 	{ "bank-pages", required_argument, NULL, OPT_BANK_PAGES },
 	{ "bank-accounts", required_argument, NULL, OPT_BANK_ACCOUNTS },
@@ -172,6 +174,9 @@ void ftd_usage(FILE *out)
 	      "                          a full dirty ring checkpoints early\n"
 	      "  --duration DURATION     stop after this long (default: until SIGINT/SIGTERM)\n"
 	      "  --quiet                 no statistics line every second\n"
+	      "  --realtime              run the checkpoint thread SCHED_FIFO (root): a\n"
+	      "                          pause then never waits a scheduler tick for a CPU\n"
+	      "                          when vCPUs occupy every core\n"
 	      "\n"
 	      "Guest workload (builtin guests):\n"
 	      "  --seed N                PRNG seed (default 1)\n"
@@ -305,6 +310,9 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		break;
 	case OPT_QUIET:
 		o->quiet = true;
+		break;
+	case OPT_REALTIME:
+		o->realtime = true;
 		break;
 	case OPT_SEED:
 		r = opt_uint("seed", arg, 0, UINT64_MAX, &o->gp.seed, err, errlen);

@@ -31,6 +31,7 @@ struct ftd_options {
 	uint64_t duration_ns; /* 0: until SIGINT/SIGTERM */
 	char console[256];    /* "-": stdout */
 	bool quiet;           /* no per-second statistics line */
+	bool realtime;        /* SCHED_FIFO for the checkpoint thread */
 	struct guest_params gp;
 };
 

@@ -13,18 +13,18 @@
 
 struct bank_vcpu {
 	uint64_t prng;
-	uint64_t iter;  /* lines printed so far: the next line's iter */
+	uint64_t iter;	/* lines printed so far: the next line's iter */
 	uint64_t moves; /* transfers done since start */
 	struct deadline check;
 	struct line line;
 };
 
 struct bank {
-	uint64_t *base;        /* this vCPU's first account page */
-	uint64_t pages;        /* P */
-	uint64_t accounts;     /* N */
-	uint64_t per_page;     /* N / P: every page holds this many, ... */
-	uint64_t extra;        /* ... and pages below N % P one more */
+	uint64_t *base;	   /* this vCPU's first account page */
+	uint64_t pages;	   /* P */
+	uint64_t accounts; /* N */
+	uint64_t per_page; /* N / P: every page holds this many, ... */
+	uint64_t extra;	   /* ... and pages below N % P one more */
 };
 
 static inline uint64_t *account(const struct bank *b, uint64_t page, uint64_t slot)

@@ -11,10 +11,10 @@
 #include "guest/lib.h"
 
 struct dirty_vcpu {
-	uint64_t iter;        /* lines printed so far: the next line's iter */
-	uint64_t pages;       /* page writes since start */
-	uint64_t pos;         /* position in the page order, 0..span-1 */
-	uint64_t maxstall;    /* ticks, since the last line */
+	uint64_t iter;	   /* lines printed so far: the next line's iter */
+	uint64_t pages;	   /* page writes since start */
+	uint64_t pos;	   /* position in the page order, 0..span-1 */
+	uint64_t maxstall; /* ticks, since the last line */
 	uint64_t maxstall_all;
 	struct deadline ms;
 	struct deadline report;
@@ -23,7 +23,7 @@ struct dirty_vcpu {
 
 struct order {
 	uint64_t npages; /* pages in the working set */
-	uint64_t span;   /* npages rounded up to a power of two */
+	uint64_t span;	 /* npages rounded up to a power of two */
 	unsigned int bits;
 	int random;
 	uint64_t mul1, mul2, add; /* random order: odd multipliers and an offset */

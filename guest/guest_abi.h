@@ -19,6 +19,11 @@
 
 #define GUEST_GDT_GPA 0x1000ULL
 #define GUEST_PARAMS_GPA 0x2000ULL /* struct guest_params, one page */
+/*
+ * 64-bit TSS with an I/O permission bitmap allowing every port, 0x3000..0x5069:
+ * on kvm_pvm an `out` at CPL 3 faults without it, even with IOPL=3.
+ */
+#define GUEST_TSS_GPA 0x3000ULL
 #define GUEST_PT_GPA 0x10000ULL    /* PML4, PDPT, then PDs: up to 0x60000 */
 #define GUEST_PT_END 0x60000ULL
 #define GUEST_IMAGE_GPA 0x100000ULL /* flat image, linked here, at most 1 MiB */

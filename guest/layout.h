@@ -17,10 +17,10 @@
 
 #include "guest/guest_abi.h"
 
-#define GUEST_PAGE_SIZE 4096ULL
-#define GUEST_LOCKS_GPA GUEST_DATA_GPA
+#define GUEST_PAGE_SIZE	       4096ULL
+#define GUEST_LOCKS_GPA	       GUEST_DATA_GPA
 #define GUEST_CONSOLE_LOCK_GPA GUEST_LOCKS_GPA /* uint32_t, 0: free, 1: held */
-#define GUEST_WORK_GPA (GUEST_DATA_GPA + GUEST_PAGE_SIZE)
+#define GUEST_WORK_GPA	       (GUEST_DATA_GPA + GUEST_PAGE_SIZE)
 
 /* A bank page holds at most this many accounts (uint64_t each). */
 #define GUEST_BANK_ACCOUNTS_PER_PAGE (GUEST_PAGE_SIZE / 8)

@@ -24,7 +24,7 @@ expect_usage_error() {
 # --help documents every option the parser knows, and exits 0.
 "$FTD" --help >"$TMP/help" || fail "ftd --help exited $?"
 for opt in --guest --mem --vcpus --console --tracking --ring-entries --interval --duration \
-	--quiet --seed --bank-pages --bank-accounts --bank-check-ms --dirty-pages-per-ms \
+	--quiet --realtime --seed --bank-pages --bank-accounts --bank-check-ms --dirty-pages-per-ms \
 	--dirty-wss --dirty-order --dirty-report-ms --help --version; do
 	grep -qF -- "$opt" "$TMP/help" || fail "--help does not document $opt"
 done
@@ -73,6 +73,21 @@ for tracking in ring bitmap; do
 	check_bank "$TMP/console.$tracking" 2 || fail "$tracking: bank console check failed"
 	echo "ok: ftd run --tracking $tracking: $ckpts checkpoints, bank lines all ok"
 done
+
+# A 16 GiB guest that touches little costs little RAM (MAP_NORESERVE memory,
+# staging and dirty sets): RSS stays far below the guest size.
+"$FTD" run --guest builtin:bank --mem 16G --vcpus 2 --console /dev/null --quiet \
+	--duration 10s 2>"$TMP/err.16g" &
+pid=$!
+sleep 2
+rss_kb=$(awk '/^VmRSS:/ {print $2}' /proc/$pid/status 2>/dev/null)
+kill -TERM $pid
+wait $pid
+rc=$?
+[ $rc -eq 0 ] || fail "16G guest: ftd exited $rc: $(cat "$TMP/err.16g")"
+[ -n "$rss_kb" ] || fail "16G guest: could not read its RSS"
+[ "$rss_kb" -lt 262144 ] || fail "16G guest: RSS ${rss_kb} KiB, expected under 256 MiB"
+echo "ok: 16 GiB guest runs with RSS ${rss_kb} KiB"
 
 # SIGTERM stops it cleanly with a summary.
 "$FTD" run --guest builtin:dirty --mem 128M --vcpus 1 --console "$TMP/dirty" --quiet \

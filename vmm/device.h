@@ -18,8 +18,8 @@ struct device_ops {
 	const char *name;
 	/*
 	 * `count` accesses of `size` bytes each at `port` (base <= port < base + len):
-	 * count > 1 is a string instruction (`rep outsb`), reaching the device as one
-	 * call. For writes `data` holds size * count bytes; for reads the device fills
+	 * count > 1 is a string instruction (`rep outsb`) that KVM batched into one
+	 * exit. KVM may also split one: kvm_pvm exits once per byte. For writes `data` holds size * count bytes; for reads the device fills
 	 * them. Called from vCPU threads, possibly several at once: the device locks
 	 * what it shares.
 	 */

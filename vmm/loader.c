@@ -29,55 +29,56 @@
 /* GDT entries (selector = index * 8 | RPL). */
 #define GDT_KERNEL_CODE 1
 #define GDT_KERNEL_DATA 2
-#define GDT_USER_DATA 3
-#define GDT_USER_CODE 4
-#define GDT_TSS 5 /* 16-byte system descriptor: entries 5 and 6 */
-#define GDT_ENTRIES 7
-#define SEL_USER_DATA (GDT_USER_DATA * 8 | 3)
-#define SEL_USER_CODE (GDT_USER_CODE * 8 | 3)
-#define SEL_TSS (GDT_TSS * 8)
+#define GDT_USER_DATA	3
+#define GDT_USER_CODE	4
+#define GDT_TSS		5 /* 16-byte system descriptor: entries 5 and 6 */
+#define GDT_ENTRIES	7
+#define SEL_USER_DATA	(GDT_USER_DATA * 8 | 3)
+#define SEL_USER_CODE	(GDT_USER_CODE * 8 | 3)
+#define SEL_TSS		(GDT_TSS * 8)
 
 /*
  * The 64-bit TSS, in the free pages between the parameter page and the page
- * tables. Its I/O permission bitmap allows every port: IOPL = 3 should make the
- * bitmap irrelevant, but kvm_pvm runs the guest at host CPL 3 without IOPL and
- * emulates `out` with KVM's emulator, which then consults the bitmap (without it,
- * every `out` faults). The bitmap ends with the required 0xff byte.
+ * tables. Its I/O permission bitmap allows every port. IOPL = 3 should make the
+ * bitmap irrelevant, but on kvm_pvm every `out` at CPL 3 faulted (a triple fault)
+ * without it: kvm_pvm runs the guest at host CPL 3 without IOPL, and its port I/O
+ * emulation evidently consults the bitmap. The bitmap ends with the 0xff byte
+ * the architecture requires after it.
  */
-#define TSS_GPA 0x3000ULL
-#define TSS_IOMAP 0x68
+#define TSS_GPA		GUEST_TSS_GPA
+#define TSS_IOMAP	0x68
 #define TSS_IOMAP_BYTES (65536 / 8)
-#define TSS_SIZE (TSS_IOMAP + TSS_IOMAP_BYTES + 1)
-#define TSS_LIMIT (TSS_SIZE - 1)
+#define TSS_SIZE	(TSS_IOMAP + TSS_IOMAP_BYTES + 1)
+#define TSS_LIMIT	(TSS_SIZE - 1)
 
 /*
  * Page-table entry bits. Accessed and dirty are set up front: otherwise the
  * first access to a 2 MiB page would make the CPU (or KVM's shadow MMU) write the
  * page tables, an extra dirty page that builtin:touch promises not to produce.
  */
-#define PTE_P (1ULL << 0)
-#define PTE_RW (1ULL << 1)
-#define PTE_US (1ULL << 2)
-#define PTE_A (1ULL << 5)
-#define PTE_D (1ULL << 6)
-#define PTE_PS (1ULL << 7)
+#define PTE_P	  (1ULL << 0)
+#define PTE_RW	  (1ULL << 1)
+#define PTE_US	  (1ULL << 2)
+#define PTE_A	  (1ULL << 5)
+#define PTE_D	  (1ULL << 6)
+#define PTE_PS	  (1ULL << 7)
 #define PTE_TABLE (PTE_P | PTE_RW | PTE_US | PTE_A)
-#define PTE_2M (PTE_TABLE | PTE_D | PTE_PS)
+#define PTE_2M	  (PTE_TABLE | PTE_D | PTE_PS)
 
 #define PT_PML4_GPA GUEST_PT_GPA
 #define PT_PDPT_GPA (GUEST_PT_GPA + 0x1000)
-#define PT_PD_GPA (GUEST_PT_GPA + 0x2000) /* one PD per GiB, up to 3 */
+#define PT_PD_GPA   (GUEST_PT_GPA + 0x2000) /* one PD per GiB, up to 3 */
 
-#define CR0_PE (1ULL << 0)
-#define CR0_MP (1ULL << 1)
-#define CR0_ET (1ULL << 4)
-#define CR0_NE (1ULL << 5)
-#define CR0_WP (1ULL << 16)
-#define CR0_PG (1ULL << 31)
-#define CR4_PAE (1ULL << 5)
-#define EFER_SCE (1ULL << 0)
-#define EFER_LME (1ULL << 8)
-#define EFER_LMA (1ULL << 10)
+#define CR0_PE	     (1ULL << 0)
+#define CR0_MP	     (1ULL << 1)
+#define CR0_ET	     (1ULL << 4)
+#define CR0_NE	     (1ULL << 5)
+#define CR0_WP	     (1ULL << 16)
+#define CR0_PG	     (1ULL << 31)
+#define CR4_PAE	     (1ULL << 5)
+#define EFER_SCE     (1ULL << 0)
+#define EFER_LME     (1ULL << 8)
+#define EFER_LMA     (1ULL << 10)
 #define RFLAGS_FIXED (1ULL << 1)
 #define RFLAGS_IOPL3 (3ULL << 12)
 
@@ -202,8 +203,7 @@ static int write_page_tables(struct vm *vm, uint64_t end)
 	return ret;
 }
 
-static void set_segment(struct kvm_segment *s, uint16_t sel, uint8_t type, uint8_t db,
-			uint8_t l)
+static void set_segment(struct kvm_segment *s, uint16_t sel, uint8_t type, uint8_t db, uint8_t l)
 {
 	*s = (struct kvm_segment){
 		.base = 0,
