@@ -69,8 +69,9 @@ static uint64_t pow2_at_least(uint64_t n)
 static int side_open(struct side *s, enum dirty_mode mode, uint64_t mem, unsigned int vcpus,
 		     uint64_t pages)
 {
-	struct vm_config cfg = { .mem_size = mem, .nr_vcpus = vcpus, .tracking = mode,
-				 .ring_entries = 16384 };
+	struct vm_config cfg = {
+		.mem_size = mem, .nr_vcpus = vcpus, .tracking = mode, .ring_entries = 16384
+	};
 	struct guest_params gp;
 	uint64_t per_vcpu = (pages + vcpus - 1) / vcpus;
 	int r;
@@ -205,7 +206,8 @@ static void report(FILE *csv, uint64_t mem, unsigned int vcpus, uint64_t pages, 
 	uint64_t c50 = samples_percentile(&s->copy, 50), k50 = samples_percentile(&s->kick, 50);
 	uint64_t pg = samples_percentile(&s->pages, 50);
 
-	printf("%4lluG %5u %6llu %-6s | %9.1f %9.1f | %9.1f %9.1f | %8.1f %8.1f %8.1f %8.1f | %6llu\n",
+	printf("%4lluG %5u %6llu %-6s | %9.1f %9.1f | %9.1f %9.1f | %8.1f %8.1f %8.1f %8.1f | "
+	       "%6llu\n",
 	       (unsigned long long)(mem >> 30), vcpus, (unsigned long long)pages,
 	       dirty_mode_name(s->mode), us(hrc50), us(hrc99), us(p50), us(p99), us(h50), us(r50),
 	       us(c50), us(k50), (unsigned long long)pg);
@@ -302,8 +304,11 @@ int main(int argc, char **argv)
 		}
 	}
 	/* As ftd does: the thread that pauses must not wait a tick for a CPU. */
-	if (getenv("FT_BENCH_FIFO") && pthread_setschedparam(pthread_self(), SCHED_FIFO, &(struct sched_param){ .sched_priority = 1 }))
-		fprintf(stderr, "harvest: no real-time priority; pauses may include scheduler delays\n");
+	if (getenv("FT_BENCH_FIFO") &&
+	    pthread_setschedparam(pthread_self(), SCHED_FIFO,
+				  &(struct sched_param){ .sched_priority = 1 }))
+		fprintf(stderr,
+			"harvest: no real-time priority; pauses may include scheduler delays\n");
 	csv = fopen(csv_path, "w");
 	if (!csv) {
 		fprintf(stderr, "harvest: cannot write %s: %s\n", csv_path, strerror(errno));

@@ -28,19 +28,26 @@ int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
 	return 0;
 }
 
+/* Decimal digits at the start of s (no sign, no space); *ret_end after them. */
+static int parse_leading_number(const char *s, unsigned long long *ret, char **ret_end)
+{
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	*ret = strtoull(s, ret_end, 10);
+	return errno ? -ERANGE : 0;
+}
+
 /* "4096", "64K", "512M", "1G", "16GiB", "2T": binary units. */
 int parse_size(const char *s, uint64_t *ret_bytes)
 {
 	unsigned long long v;
 	unsigned int shift = 0;
 	char *end;
+	int r = parse_leading_number(s, &v, &end);
 
-	if (!s || !isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -ERANGE;
+	if (r < 0)
+		return r;
 	switch (toupper((unsigned char)*end)) {
 	case '\0':
 		break;
@@ -78,17 +85,14 @@ int parse_duration(const char *s, uint64_t *ret_ns)
 	static const struct {
 		const char *unit;
 		uint64_t ns;
-	} units[] = { { "ns", 1 }, { "us", 1000 }, { "ms", 1000000 }, { "", 1000000 },
-		      { "s", 1000000000 }, { "m", 60000000000ULL } };
+	} units[] = { { "ns", 1 },     { "us", 1000 },	    { "ms", 1000000 },
+		      { "", 1000000 }, { "s", 1000000000 }, { "m", 60000000000ULL } };
 	unsigned long long v;
 	char *end;
+	int r = parse_leading_number(s, &v, &end);
 
-	if (!s || !isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -ERANGE;
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
 		if (strcmp(end, units[i].unit))
 			continue;
@@ -203,7 +207,8 @@ void ftd_usage(FILE *out)
 	      out);
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -268,8 +273,8 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		break;
 	case OPT_MEM:
 		if (parse_size(arg, &v) < 0)
-			return fail(err, errlen, "--mem: '%s' is not a size (use e.g. 512M, 1G, 16G)",
-				    arg);
+			return fail(err, errlen,
+				    "--mem: '%s' is not a size (use e.g. 512M, 1G, 16G)", arg);
 		if (v < VM_MIN_MEM || v > VM_MAX_MEM || v % (2ULL << 20))
 			return fail(err, errlen,
 				    "--mem: %s is not a multiple of 2M between 64M and 64G", arg);
@@ -376,7 +381,8 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 	/* getopt_long parses argv[0 ..]: hand it a view that starts before the options. */
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc - first + 1, argv + first - 1, "+:h", long_options, NULL)) != -1) {
+	while ((c = getopt_long(argc - first + 1, argv + first - 1, "+:h", long_options, NULL)) !=
+	       -1) {
 		const char *bad = argv[first - 1 + optind - 1];
 
 		if (c == 'h')

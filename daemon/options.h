@@ -30,8 +30,8 @@ struct ftd_options {
 	uint64_t interval_ns;
 	uint64_t duration_ns; /* 0: until SIGINT/SIGTERM */
 	char console[256];    /* "-": stdout */
-	bool quiet;           /* no per-second statistics line */
-	bool realtime;        /* SCHED_FIFO for the checkpoint thread */
+	bool quiet;	      /* no per-second statistics line */
+	bool realtime;	      /* SCHED_FIFO for the checkpoint thread */
 	struct guest_params gp;
 };
 

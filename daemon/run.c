@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmm/clock.h"
 #include "daemon/log.h"
 #include "daemon/run.h"
 #include "primary/checkpoint.h"
@@ -38,14 +39,6 @@ struct run_stats {
 	uint64_t window_pages;
 	uint64_t window_start_ns;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 /* Console sink: the guest's serial bytes go straight to the console fd. */
 static void console_write(void *opaque, const uint8_t *buf, size_t len)
@@ -80,8 +73,7 @@ static void print_stats(struct run_stats *rs, uint64_t now)
 		"ftd: stats checkpoints=%llu rate=%.0f/s early=%llu dirty/ckpt avg=%llu max=%llu "
 		"pause_us p50=%llu p99=%llu max=%llu\n",
 		(unsigned long long)rs->checkpoints, secs > 0 ? (double)n / secs : 0.0,
-		(unsigned long long)rs->early,
-		(unsigned long long)(n ? rs->window_pages / n : 0),
+		(unsigned long long)rs->early, (unsigned long long)(n ? rs->window_pages / n : 0),
 		(unsigned long long)rs->pages_max,
 		(unsigned long long)samples_percentile(&rs->pause_us, 50),
 		(unsigned long long)samples_percentile(&rs->pause_us, 99),
@@ -166,7 +158,8 @@ static void set_owner_priority(void)
 
 	if (r)
 		log_warning("Failed to give the checkpoint thread real-time priority: %s "
-			    "(pauses may take a scheduler tick longer)", strerror(r));
+			    "(pauses may take a scheduler tick longer)",
+			    strerror(r));
 }
 
 static int checkpoint_once(struct ckpt *c, struct run_stats *rs)
@@ -175,8 +168,8 @@ static int checkpoint_once(struct ckpt *c, struct run_stats *rs)
 	int r = ckpt_capture(c, &t);
 
 	if (r < 0) {
-		log_error("Failed to take checkpoint %llu: %s",
-			  (unsigned long long)rs->checkpoints, strerror(-r));
+		log_error("Failed to take checkpoint %llu: %s", (unsigned long long)rs->checkpoints,
+			  strerror(-r));
 		return r;
 	}
 	rs->checkpoints++;
@@ -194,7 +187,7 @@ static int run_loop(struct vm *vm, struct ckpt *c, const struct ftd_options *o, 
 		    int timer_fd)
 {
 	struct run_stats rs = { 0 };
-	uint64_t start = now_ns(), next_stats = start + 1000000000ULL;
+	uint64_t start = clock_now_ns(), next_stats = start + 1000000000ULL;
 	int status = 0;
 
 	rs.window_start_ns = start;
@@ -235,7 +228,7 @@ static int run_loop(struct vm *vm, struct ckpt *c, const struct ftd_options *o, 
 			status = 1;
 			break;
 		}
-		now = now_ns();
+		now = clock_now_ns();
 		if (!o->quiet && now >= next_stats) {
 			print_stats(&rs, now);
 			next_stats += 1000000000ULL;
@@ -245,7 +238,7 @@ static int run_loop(struct vm *vm, struct ckpt *c, const struct ftd_options *o, 
 		if (o->duration_ns && now - start >= o->duration_ns)
 			break;
 	}
-	print_summary(&rs, now_ns() - start);
+	print_summary(&rs, clock_now_ns() - start);
 	samples_free(&rs.pause_us);
 	samples_free(&rs.all_pause_us);
 	return status;
@@ -293,9 +286,9 @@ int ftd_run(const struct ftd_options *o)
 	r = loader_load(vm, o->guest, &o->gp);
 	if (r < 0) {
 		log_error("Failed to load guest %s: %s", o->guest,
-			  r == -ENOENT ? "no such built-in guest" :
-			  r == -E2BIG  ? "its workload does not fit in guest RAM" :
-					 strerror(-r));
+			  r == -ENOENT	? "no such built-in guest"
+			  : r == -E2BIG ? "its workload does not fit in guest RAM"
+					: strerror(-r));
 		status = r == -ENOENT || r == -E2BIG ? 2 : 1;
 		goto out;
 	}

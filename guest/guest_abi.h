@@ -17,20 +17,20 @@
 
 #include <stdint.h>
 
-#define GUEST_GDT_GPA 0x1000ULL
+#define GUEST_GDT_GPA	 0x1000ULL
 #define GUEST_PARAMS_GPA 0x2000ULL /* struct guest_params, one page */
 /*
  * 64-bit TSS with an I/O permission bitmap allowing every port, 0x3000..0x5069:
  * on kvm_pvm an `out` at CPL 3 faults without it, even with IOPL=3.
  */
-#define GUEST_TSS_GPA 0x3000ULL
-#define GUEST_PT_GPA 0x10000ULL    /* PML4, PDPT, then PDs: up to 0x60000 */
-#define GUEST_PT_END 0x60000ULL
-#define GUEST_IMAGE_GPA 0x100000ULL /* flat image, linked here, at most 1 MiB */
-#define GUEST_IMAGE_MAX 0x100000ULL
-#define GUEST_VCPU_AREA_GPA 0x200000ULL /* per vCPU: 64 KiB, stack grows down from its top */
+#define GUEST_TSS_GPA	     0x3000ULL
+#define GUEST_PT_GPA	     0x10000ULL /* PML4, PDPT, then PDs: up to 0x60000 */
+#define GUEST_PT_END	     0x60000ULL
+#define GUEST_IMAGE_GPA	     0x100000ULL /* flat image, linked here, at most 1 MiB */
+#define GUEST_IMAGE_MAX	     0x100000ULL
+#define GUEST_VCPU_AREA_GPA  0x200000ULL /* per vCPU: 64 KiB, stack grows down from its top */
 #define GUEST_VCPU_AREA_SIZE 0x10000ULL
-#define GUEST_DATA_GPA 0x400000ULL /* workload data starts here (4 MiB) */
+#define GUEST_DATA_GPA	     0x400000ULL /* workload data starts here (4 MiB) */
 
 #define GUEST_MAX_VCPUS 8
 
@@ -40,9 +40,9 @@
  * Writing a 32-bit value to GUEST_PORT_SIGNAL tells the VMM's owner something (the
  * VMM passes it to a hook with the vCPU index). Tests use it as a sync point.
  */
-#define GUEST_PORT_SIGNAL 0xf4
+#define GUEST_PORT_SIGNAL  0xf4
 #define GUEST_SIGNAL_READY 1 /* touch: set-up done, about to touch */
-#define GUEST_SIGNAL_DONE 2  /* touch: one round of touching done */
+#define GUEST_SIGNAL_DONE  2 /* touch: one round of touching done */
 #define GUEST_SIGNAL_PANIC 0xdead
 
 #define GUEST_PARAMS_MAGIC 0x5446474eU /* "NGFT" */
@@ -67,24 +67,24 @@ struct guest_params {
 
 	/* builtin:dirty */
 	uint32_t dirty_pages_per_ms; /* K: distinct pages dirtied per ms, per vCPU */
-	uint32_t dirty_order;        /* enum guest_order */
+	uint32_t dirty_order;	     /* enum guest_order */
 	uint64_t dirty_wss_bytes;    /* W: working set per vCPU */
 	uint32_t dirty_report_ms;    /* console line every so often */
 	uint32_t pad0;
 
 	/* builtin:bank */
-	uint32_t bank_pages;       /* pages of accounts per vCPU */
-	uint32_t bank_accounts;    /* accounts per vCPU, spread over bank_pages */
-	uint32_t bank_check_ms;    /* sum check + console line period */
+	uint32_t bank_pages;	/* pages of accounts per vCPU */
+	uint32_t bank_accounts; /* accounts per vCPU, spread over bank_pages */
+	uint32_t bank_check_ms; /* sum check + console line period */
 	uint32_t pad1;
-	uint64_t bank_initial;     /* initial balance of every account */
+	uint64_t bank_initial; /* initial balance of every account */
 
 	/* builtin:touch (tests and benchmarks: an exactly known dirty set) */
 	uint64_t touch_base_gpa; /* vCPU i touches pages in [base + i * span * 4096, ...) */
-	uint32_t touch_count;    /* pages per round, per vCPU; at most touch_span */
-	uint32_t touch_span;     /* power of two, pages */
-	uint32_t touch_stride;   /* odd: page k of a round is (k * stride) mod span */
-	uint32_t touch_rounds;   /* 0: forever */
+	uint32_t touch_count;	 /* pages per round, per vCPU; at most touch_span */
+	uint32_t touch_span;	 /* power of two, pages */
+	uint32_t touch_stride;	 /* odd: page k of a round is (k * stride) mod span */
+	uint32_t touch_rounds;	 /* 0: forever */
 
 	/*
 	 * Bumped by the VMM to start the next touch round. The guest spins reading it

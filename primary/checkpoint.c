@@ -3,19 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 
+#include "vmm/clock.h"
 #include "primary/checkpoint.h"
 #include "vmm/machine.h"
 #include "vmm/vm.h"
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 int ckpt_init(struct ckpt *c, struct vm *vm)
 {
@@ -72,7 +64,7 @@ int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
 
 	memset(t, 0, sizeof(*t));
 	dirty_set_clear(&c->dirty);
-	t0 = now_ns();
+	t0 = clock_now_ns();
 	r = vm_pause(vm, VM_PAUSE_SAVE_STATE, &ps);
 	if (r < 0)
 		goto resume;
@@ -80,20 +72,20 @@ int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
 	r = vm_harvest(vm, &c->dirty, &ds);
 	if (r < 0)
 		goto resume;
-	t1 = now_ns();
+	t1 = clock_now_ns();
 	for (uint64_t k = 0; k < c->dirty.count; k++)
 		memcpy(c->staging + (k << VM_PAGE_SHIFT), vm_page_hva(vm, c->dirty.pages[k]),
 		       VM_PAGE_SIZE);
-	t2 = now_ns();
+	t2 = clock_now_ns();
 	r = machine_save_vm(vm, c->state);
-	t3 = now_ns();
+	t3 = clock_now_ns();
 	t->harvest_ns = ds.harvest_ns;
 	t->reset_ns = ds.reset_ns;
 	t->copy_ns = t2 - t1;
 	t->vmstate_ns = t3 - t2;
 resume:
 	vm_resume(vm);
-	t->pause_ns = now_ns() - t0;
+	t->pause_ns = clock_now_ns() - t0;
 	t->kick_ns = ps.kick_ns;
 	t->save_ns = ps.save_ns;
 	t->pages = c->dirty.count;

@@ -17,9 +17,9 @@ struct vm;
 
 struct ckpt {
 	struct vm *vm;
-	uint64_t epoch;            /* number of the last capture, 0-based; UINT64_MAX before */
-	struct dirty_set dirty;    /* pages of the last capture, in staging order */
-	uint8_t *staging;          /* page k of dirty.pages[] at staging + k * 4096 */
+	uint64_t epoch;		/* number of the last capture, 0-based; UINT64_MAX before */
+	struct dirty_set dirty; /* pages of the last capture, in staging order */
+	uint8_t *staging;	/* page k of dirty.pages[] at staging + k * 4096 */
 	uint64_t staging_bytes;
 	struct machine_state *state;
 };

@@ -8,6 +8,7 @@ PACKAGES=(
 	liburing-dev             # replication sockets
 	libprotobuf-c-dev protobuf-c-compiler  # wire messages
 	libcmocka-dev            # unit test framework
+	clang-format             # CI format check (.clang-format)
 )
 
 missing=()

@@ -122,8 +122,8 @@ fail:
 	return r;
 }
 
-struct vm *t_vm_new(const struct vm_config *cfg, const char *guest,
-		    const struct guest_params *gp, struct t_console *console)
+struct vm *t_vm_new(const struct vm_config *cfg, const char *guest, const struct guest_params *gp,
+		    struct t_console *console)
 {
 	struct vm *vm = NULL;
 
@@ -163,7 +163,8 @@ void t_bank_parse(const char *text, unsigned int nr_vcpus, const long long *expe
 			/* The verdict is the last word (guest/README.md). */
 			verdict = strrchr(line, ' ');
 			verdict = verdict ? verdict + 1 : "";
-			if (sscanf(line, "bank vcpu=%u iter=%lld sum=%llu", &vcpu, &iter, &sum) != 3 ||
+			if (sscanf(line, "bank vcpu=%u iter=%lld sum=%llu", &vcpu, &iter, &sum) !=
+				    3 ||
 			    vcpu >= nr_vcpus) {
 				bank_bad(b, p, len, "malformed");
 			} else {
@@ -172,9 +173,11 @@ void t_bank_parse(const char *text, unsigned int nr_vcpus, const long long *expe
 				if (b->last_iter[vcpu] < 0) {
 					b->first_iter[vcpu] = iter;
 					if (expect_next && iter != expect_next[vcpu])
-						bank_bad(b, p, len, "first iter is not the next one");
+						bank_bad(b, p, len,
+							 "first iter is not the next one");
 				} else if (iter != b->last_iter[vcpu] + 1) {
-					bank_bad(b, p, len, "iter does not follow the previous one");
+					bank_bad(b, p, len,
+						 "iter does not follow the previous one");
 				}
 				b->last_iter[vcpu] = iter;
 				b->lines[vcpu]++;

@@ -20,21 +20,20 @@
 #define T_EXIT_FAIL 1
 #define T_EXIT_SKIP 77
 
-#define CHECK(cond, ...)                                                                   \
-	do {                                                                               \
-		if (!(cond)) {                                                             \
-			fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__,   \
-				#cond);                                                    \
-			fprintf(stderr, __VA_ARGS__);                                      \
-			fprintf(stderr, "\n");                                             \
-			exit(T_EXIT_FAIL);                                                 \
-		}                                                                          \
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);   \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fprintf(stderr, "\n");                                                     \
+			exit(T_EXIT_FAIL);                                                         \
+		}                                                                                  \
 	} while (0)
 
-#define CHECK_OK(expr)                                                                     \
-	do {                                                                               \
-		int __r = (expr);                                                          \
-		CHECK(__r >= 0, "%s", strerror(-__r));                                     \
+#define CHECK_OK(expr)                                                                             \
+	do {                                                                                       \
+		int __r = (expr);                                                                  \
+		CHECK(__r >= 0, "%s", strerror(-__r));                                             \
 	} while (0)
 
 /* Exits 77 (skip) without /dev/kvm, or 1 if FT_REQUIRE_KVM=1 demands it. */
@@ -59,8 +58,8 @@ void t_console_append_raw(struct t_console *c, char **text);
 /* VM with a serial console and a guest loaded (not started). */
 int __t_vm_new(const struct vm_config *cfg, const char *guest, const struct guest_params *gp,
 	       struct t_console *console, struct vm **ret_vm);
-struct vm *t_vm_new(const struct vm_config *cfg, const char *guest,
-		    const struct guest_params *gp, struct t_console *console);
+struct vm *t_vm_new(const struct vm_config *cfg, const char *guest, const struct guest_params *gp,
+		    struct t_console *console);
 
 /* bank lines: per vCPU, the last iter seen and counts. */
 struct t_bank {

@@ -110,8 +110,10 @@ static void compare(const struct scenario *sc, unsigned int round, struct dirty_
 
 static void run_scenario(const struct scenario *sc)
 {
-	struct vm_config cfg = { .mem_size = 256ULL << 20, .nr_vcpus = sc->vcpus,
-				 .tracking = sc->mode, .ring_entries = sc->ring_entries };
+	struct vm_config cfg = { .mem_size = 256ULL << 20,
+				 .nr_vcpus = sc->vcpus,
+				 .tracking = sc->mode,
+				 .ring_entries = sc->ring_entries };
 	struct sync s = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 	struct t_console console;
 	struct guest_params gp;
@@ -179,9 +181,8 @@ static void run_scenario(const struct scenario *sc)
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
 		ring_full_exits += vm->vcpus[i]->exits.ring_full;
 	if (sc->expect_ring_full)
-		CHECK(ring_full_exits > 0 && early > 0,
-		      "%s: the ring never filled (%llu exits)", sc->name,
-		      (unsigned long long)ring_full_exits);
+		CHECK(ring_full_exits > 0 && early > 0, "%s: the ring never filled (%llu exits)",
+		      sc->name, (unsigned long long)ring_full_exits);
 	printf("ok: %-28s %u vCPU(s), %u rounds of %u pages/vCPU, exact; "
 	       "ring-full exits %llu, early harvests %llu\n",
 	       sc->name, sc->vcpus, sc->rounds, sc->count, (unsigned long long)ring_full_exits,

@@ -39,7 +39,8 @@ static uint64_t count_prefix(const char *text, const char *prefix)
 
 static void bank_under_pauses(unsigned int vcpus, unsigned int cycles)
 {
-	struct vm_config cfg = { .mem_size = 128ULL << 20, .nr_vcpus = vcpus,
+	struct vm_config cfg = { .mem_size = 128ULL << 20,
+				 .nr_vcpus = vcpus,
 				 .tracking = DIRTY_RING };
 	struct t_console console;
 	struct guest_params gp;
@@ -106,8 +107,10 @@ static void bank_under_pauses(unsigned int vcpus, unsigned int cycles)
 
 static void checkpoints_with_full_rings(unsigned int vcpus, unsigned int checkpoints)
 {
-	struct vm_config cfg = { .mem_size = 256ULL << 20, .nr_vcpus = vcpus,
-				 .tracking = DIRTY_RING, .ring_entries = 256 };
+	struct vm_config cfg = { .mem_size = 256ULL << 20,
+				 .nr_vcpus = vcpus,
+				 .tracking = DIRTY_RING,
+				 .ring_entries = 256 };
 	struct t_console console;
 	struct guest_params gp;
 	struct ckpt ckpt;

@@ -134,7 +134,7 @@ static void test_thr_empty_interrupt(void **state)
 {
 	struct fixture *f = *state;
 
-	outb(f->dev, 1, 0x02);                   /* ETBEI */
+	outb(f->dev, 1, 0x02); /* ETBEI */
 	assert_int_equal(inb(f->dev, 2) & 0x0f, 0x02);
 	assert_int_equal(inb(f->dev, 2) & 0x0f, 0x01); /* acknowledged by the read */
 	outb(f->dev, 0, 'x');

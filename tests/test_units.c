@@ -72,9 +72,9 @@ static void test_ring_collect(void **state)
 
 	assert_int_equal(dirty_set_init(&out, 150), 0);
 	publish(&ring[0], 0, 7);
-	publish(&ring[1], 1, 3);        /* slot 1: page 103 */
-	publish(&ring[2], 0, 7);        /* repeat: deduplicated */
-	publish(&ring[3], 1, 50);       /* offset beyond slot 1 */
+	publish(&ring[1], 1, 3);	/* slot 1: page 103 */
+	publish(&ring[2], 0, 7);	/* repeat: deduplicated */
+	publish(&ring[3], 1, 50);	/* offset beyond slot 1 */
 	publish(&ring[4], 1u << 16, 1); /* address space 1: not ours */
 	assert_int_equal(dirty_ring_collect(ring, 8, &fetch, first, npages, 2, &out, &st), 5);
 	assert_int_equal(fetch, 5);
@@ -172,11 +172,25 @@ static void test_options_run(void **state)
 {
 	struct ftd_options o;
 	char err[256] = "";
-	const char *args[] = { "ftd",        "run",       "--guest",    "builtin:dirty",
-			       "--mem",      "4G",        "--vcpus",    "3",
-			       "--tracking", "bitmap",    "--interval", "1ms",
-			       "--dirty-order", "random", "--dirty-wss", "8M",
-			       "--ring-entries", "1024",  NULL };
+	const char *args[] = { "ftd",
+			       "run",
+			       "--guest",
+			       "builtin:dirty",
+			       "--mem",
+			       "4G",
+			       "--vcpus",
+			       "3",
+			       "--tracking",
+			       "bitmap",
+			       "--interval",
+			       "1ms",
+			       "--dirty-order",
+			       "random",
+			       "--dirty-wss",
+			       "8M",
+			       "--ring-entries",
+			       "1024",
+			       NULL };
 
 	assert_int_equal(parse(&o, err, args), 0);
 	assert_int_equal(o.role, FTD_ROLE_RUN);

@@ -19,9 +19,9 @@ struct device_ops {
 	/*
 	 * `count` accesses of `size` bytes each at `port` (base <= port < base + len):
 	 * count > 1 is a string instruction (`rep outsb`) that KVM batched into one
-	 * exit. KVM may also split one: kvm_pvm exits once per byte. For writes `data` holds size * count bytes; for reads the device fills
-	 * them. Called from vCPU threads, possibly several at once: the device locks
-	 * what it shares.
+	 * exit. KVM may also split one: kvm_pvm exits once per byte. For writes `data` holds size *
+	 * count bytes; for reads the device fills them. Called from vCPU threads, possibly several
+	 * at once: the device locks what it shares.
 	 */
 	void (*io)(struct device *dev, uint16_t port, int is_write, uint8_t *data, uint32_t size,
 		   uint32_t count);

@@ -64,9 +64,9 @@ const char *dirty_mode_name(enum dirty_mode mode);
 int dirty_mode_parse(const char *name, enum dirty_mode *ret_mode);
 
 struct dirty_stats {
-	uint64_t entries;  /* ring entries walked / bitmap bits set (with repeats) */
-	uint64_t pages;    /* distinct pages added to the output */
-	uint64_t invalid;  /* entries naming no page of ours (ignored) */
+	uint64_t entries; /* ring entries walked / bitmap bits set (with repeats) */
+	uint64_t pages;	  /* distinct pages added to the output */
+	uint64_t invalid; /* entries naming no page of ours (ignored) */
 	uint64_t harvest_ns;
 	uint64_t reset_ns; /* KVM_RESET_DIRTY_RINGS / KVM_CLEAR_DIRTY_LOG */
 };

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <time.h>
 
+#include "vmm/clock.h"
 #include "vmm/dirty.h"
 #include "vmm/vm.h"
 
@@ -19,14 +19,6 @@ struct bitmap_priv {
 	uint64_t *bitmap[2]; /* per slot, one bit per page */
 	size_t bytes[2];
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static int bitmap_vm_init(struct vm *vm)
 {
@@ -91,7 +83,7 @@ static int bitmap_harvest(struct vm *vm, struct dirty_set *out, struct dirty_sta
 		};
 		uint64_t *bm = p->bitmap[s];
 
-		t0 = now_ns();
+		t0 = clock_now_ns();
 		if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
 			return -errno;
 		for (uint64_t w = 0; w < nwords; w++) {
@@ -107,7 +99,7 @@ static int bitmap_harvest(struct vm *vm, struct dirty_set *out, struct dirty_sta
 					st->pages++;
 			}
 		}
-		t1 = now_ns();
+		t1 = clock_now_ns();
 		/*
 		 * Re-protect exactly the pages we saw: a page dirtied between GET and
 		 * CLEAR keeps its bit for the next harvest. One call for the whole slot
@@ -117,7 +109,7 @@ static int bitmap_harvest(struct vm *vm, struct dirty_set *out, struct dirty_sta
 		if (ioctl(vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &clear) < 0)
 			return -errno;
 		t_harvest += t1 - t0;
-		t_reset += now_ns() - t1;
+		t_reset += clock_now_ns() - t1;
 	}
 	if (st) {
 		st->harvest_ns += t_harvest;

@@ -7,20 +7,12 @@
 #include <errno.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "vmm/clock.h"
 #include "vmm/dirty.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 uint32_t dirty_ring_collect(struct kvm_dirty_gfn *ring, uint32_t nr_entries, uint32_t *fetch,
 			    const uint64_t *slot_first_page, const uint64_t *slot_pages,
@@ -125,7 +117,7 @@ static void ring_vcpu_free(struct vm *vm, struct vcpu *vcpu)
  */
 static int ring_harvest(struct vm *vm, struct dirty_set *out, struct dirty_stats *st)
 {
-	uint64_t t0 = now_ns(), t1, collected = 0;
+	uint64_t t0 = clock_now_ns(), t1, collected = 0;
 	int reset;
 
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
@@ -135,11 +127,11 @@ static int ring_harvest(struct vm *vm, struct dirty_set *out, struct dirty_stats
 						vm->slot_first_page, vm->slot_pages, vm->nr_slots,
 						out, st);
 	}
-	t1 = now_ns();
+	t1 = clock_now_ns();
 	reset = ioctl(vm->vm_fd, KVM_RESET_DIRTY_RINGS, 0);
 	if (st) {
 		st->harvest_ns += t1 - t0;
-		st->reset_ns += now_ns() - t1;
+		st->reset_ns += clock_now_ns() - t1;
 	}
 	if (reset < 0)
 		return -errno;

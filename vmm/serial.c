@@ -26,30 +26,30 @@
 
 /* Register offsets (DLAB selects DLL/DLM at 0/1). */
 #define REG_RBR_THR 0
-#define REG_IER 1
+#define REG_IER	    1
 #define REG_IIR_FCR 2
-#define REG_LCR 3
-#define REG_MCR 4
-#define REG_LSR 5
-#define REG_MSR 6
-#define REG_SCR 7
+#define REG_LCR	    3
+#define REG_MCR	    4
+#define REG_LSR	    5
+#define REG_MSR	    6
+#define REG_SCR	    7
 
-#define IER_ETBEI 0x02 /* THR-empty interrupt enable */
-#define IER_MASK 0x0f
-#define IIR_NO_INT 0x01
-#define IIR_THRI 0x02
+#define IER_ETBEI	 0x02 /* THR-empty interrupt enable */
+#define IER_MASK	 0x0f
+#define IIR_NO_INT	 0x01
+#define IIR_THRI	 0x02
 #define IIR_FIFO_ENABLED 0xc0
-#define FCR_FIFO_ENABLE 0x01
-#define FCR_CLEAR_MASK 0x06 /* clear RX/TX FIFO: self-clearing, not stored */
-#define LCR_DLAB 0x80
-#define MCR_MASK 0x1f
-#define MCR_LOOP 0x10
-#define LSR_THRE 0x20
-#define LSR_TEMT 0x40
-#define MSR_CTS 0x10
-#define MSR_DSR 0x20
-#define MSR_RI 0x40
-#define MSR_DCD 0x80
+#define FCR_FIFO_ENABLE	 0x01
+#define FCR_CLEAR_MASK	 0x06 /* clear RX/TX FIFO: self-clearing, not stored */
+#define LCR_DLAB	 0x80
+#define MCR_MASK	 0x1f
+#define MCR_LOOP	 0x10
+#define LSR_THRE	 0x20
+#define LSR_TEMT	 0x40
+#define MSR_CTS		 0x10
+#define MSR_DSR		 0x20
+#define MSR_RI		 0x40
+#define MSR_DCD		 0x80
 
 #define SERIAL_STATE_VERSION 1
 
@@ -202,8 +202,8 @@ static bool transmits_locked(const struct serial *s, unsigned int reg)
  * on the ISA bus. Transmitted bytes are passed to the sink in runs straight out of
  * `data`: a `rep outsb` of N bytes to THR is one run, one sink call.
  */
-static void serial_io(struct device *dev, uint16_t port, int is_write, uint8_t *data,
-		      uint32_t size, uint32_t count)
+static void serial_io(struct device *dev, uint16_t port, int is_write, uint8_t *data, uint32_t size,
+		      uint32_t count)
 {
 	struct serial *s = to_serial(dev);
 	size_t total = (size_t)size * count;

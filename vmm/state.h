@@ -13,7 +13,7 @@
 
 #include "vmm/device.h"
 
-#define VCPU_MAX_MSRS 256
+#define VCPU_MAX_MSRS  256
 #define VCPU_XSAVE_MAX 16384 /* KVM_GET_XSAVE2 size is 4096 here, ~11 KiB with AMX */
 
 struct vcpu_state {

@@ -26,20 +26,12 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "vmm/clock.h"
 #include "guest/guest_abi.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static int vcpu_set_cpuid(struct vcpu *v)
 {
@@ -164,10 +156,10 @@ static bool vcpu_park(struct vcpu *v, bool stopped)
 			v->save_err = 0;
 			v->save_ns = 0;
 			if (flags & VM_PAUSE_SAVE_STATE) {
-				uint64_t t = now_ns();
+				uint64_t t = clock_now_ns();
 
 				v->save_err = vcpu_save_state(v, v->saved);
-				v->save_ns = now_ns() - t;
+				v->save_ns = clock_now_ns() - t;
 			}
 			pthread_mutex_lock(&vm->lock);
 			v->acked_seq = seq;
@@ -319,7 +311,7 @@ void *vcpu_thread(void *arg)
 
 int vm_pause(struct vm *vm, unsigned int flags, struct vm_pause_stats *st)
 {
-	uint64_t t0 = now_ns();
+	uint64_t t0 = clock_now_ns();
 	int err = 0;
 
 	if (!vm->started) {
@@ -352,7 +344,7 @@ int vm_pause(struct vm *vm, unsigned int flags, struct vm_pause_stats *st)
 	pthread_mutex_unlock(&vm->lock);
 
 	if (st) {
-		st->kick_ns = now_ns() - t0;
+		st->kick_ns = clock_now_ns() - t0;
 		st->save_ns = 0;
 	}
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {

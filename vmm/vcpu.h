@@ -15,8 +15,8 @@ struct vm;
 
 enum vcpu_status {
 	VCPU_RUNNING = 0,
-	VCPU_CRASHED,     /* triple fault (KVM_EXIT_SHUTDOWN): registers in crash_regs */
-	VCPU_FAILED,      /* KVM_RUN error, entry failure, internal error, unknown exit */
+	VCPU_CRASHED, /* triple fault (KVM_EXIT_SHUTDOWN): registers in crash_regs */
+	VCPU_FAILED,  /* KVM_RUN error, entry failure, internal error, unknown exit */
 };
 
 struct vcpu_exit_stats {

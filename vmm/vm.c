@@ -15,7 +15,7 @@
 #include "vmm/vm.h"
 
 /* Where KVM on VMX keeps its real-mode TSS and identity page table: in the PCI hole. */
-#define VM_TSS_GPA 0xfeffd000ULL
+#define VM_TSS_GPA	    0xfeffd000ULL
 #define VM_IDENTITY_MAP_GPA 0xfeffc000ULL
 
 static int vm_check_config(const struct vm_config *cfg)
@@ -43,7 +43,9 @@ static int vm_add_slot(struct vm *vm, uint64_t gpa, uint64_t size, uint64_t offs
 
 	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
 		return -errno;
-	vm->slots[i] = (struct vm_slot){ .id = i, .gpa = gpa, .size = size,
+	vm->slots[i] = (struct vm_slot){ .id = i,
+					 .gpa = gpa,
+					 .size = size,
 					 .first_page = offset / VM_PAGE_SIZE,
 					 .host = vm->mem + offset };
 	vm->slot_first_page[i] = offset / VM_PAGE_SIZE;

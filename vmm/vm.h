@@ -18,15 +18,15 @@
 #include "vmm/device.h"
 #include "vmm/dirty.h"
 
-#define VM_MAX_VCPUS 8
+#define VM_MAX_VCPUS   8
 #define VM_MAX_DEVICES 8
-#define VM_PAGE_SIZE 4096ULL
-#define VM_PAGE_SHIFT 12
-#define VM_MIN_MEM (64ULL << 20)
-#define VM_MAX_MEM (64ULL << 30)
+#define VM_PAGE_SIZE   4096ULL
+#define VM_PAGE_SHIFT  12
+#define VM_MIN_MEM     (64ULL << 20)
+#define VM_MAX_MEM     (64ULL << 30)
 /* RAM above 3 GiB is placed at 4 GiB and up: the hole keeps the LAPIC/IOAPIC free. */
-#define VM_LOW_MEM_END (3ULL << 30)
-#define VM_HIGH_MEM_GPA (4ULL << 30)
+#define VM_LOW_MEM_END		(3ULL << 30)
+#define VM_HIGH_MEM_GPA		(4ULL << 30)
 #define VM_DEFAULT_RING_ENTRIES 4096
 
 struct vcpu;
@@ -34,10 +34,10 @@ struct vcpu_state;
 struct vm_state;
 
 struct vm_config {
-	uint64_t mem_size;        /* bytes, multiple of 2 MiB, VM_MIN_MEM..VM_MAX_MEM */
-	unsigned int nr_vcpus;    /* 1..VM_MAX_VCPUS */
+	uint64_t mem_size;     /* bytes, multiple of 2 MiB, VM_MIN_MEM..VM_MAX_MEM */
+	unsigned int nr_vcpus; /* 1..VM_MAX_VCPUS */
 	enum dirty_mode tracking;
-	uint32_t ring_entries;    /* dirty ring entries per vCPU (power of two); 0: default */
+	uint32_t ring_entries; /* dirty ring entries per vCPU (power of two); 0: default */
 };
 
 struct vm_slot {
@@ -58,8 +58,8 @@ enum vm_event {
 typedef void (*vm_signal_fn)(void *opaque, unsigned int vcpu, uint32_t value);
 
 struct vm_pause_stats {
-	uint64_t kick_ns;  /* from the first kick until every vCPU is parked */
-	uint64_t save_ns;  /* state saving inside the pause, if requested (parallel) */
+	uint64_t kick_ns; /* from the first kick until every vCPU is parked */
+	uint64_t save_ns; /* state saving inside the pause, if requested (parallel) */
 };
 
 #define VM_PAUSE_SAVE_STATE 1u /* each vCPU saves its own state into vcpu->saved */
