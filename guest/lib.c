@@ -51,25 +51,27 @@ void line_u64(struct line *l, uint64_t v)
 
 /*
  * The lock keeps lines of different vCPUs apart even when KVM splits a `rep outsb`
- * into several exits. It lives in guest memory, so a checkpoint taken while a vCPU
- * holds it restores a consistent owner (that vCPU's registers are in the same
+ * into several exits (kvm_pvm exits once per byte). It is a ticket lock: a line
+ * costs tens of exits, so with frequent lines a test-and-set lock lets some vCPUs
+ * starve. It lives in guest memory, so a checkpoint taken while a vCPU holds it or
+ * waits for it restores a consistent state (that vCPU's registers are in the same
  * checkpoint).
  */
 static void console_lock(void)
 {
-	volatile uint32_t *lock = (volatile uint32_t *)GUEST_CONSOLE_LOCK_GPA;
+	volatile uint32_t *next = (volatile uint32_t *)GUEST_CONSOLE_LOCK_GPA;
+	volatile uint32_t *owner = next + 1;
+	uint32_t ticket = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
 
-	for (;;) {
-		if (__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE) == 0)
-			return;
-		while (*lock)
-			cpu_relax();
-	}
+	while (__atomic_load_n(owner, __ATOMIC_ACQUIRE) != ticket)
+		cpu_relax();
 }
 
 static void console_unlock(void)
 {
-	__atomic_store_n((volatile uint32_t *)GUEST_CONSOLE_LOCK_GPA, 0, __ATOMIC_RELEASE);
+	volatile uint32_t *owner = (volatile uint32_t *)GUEST_CONSOLE_LOCK_GPA + 1;
+
+	__atomic_store_n(owner, *owner + 1, __ATOMIC_RELEASE);
 }
 
 void line_emit(struct line *l)
