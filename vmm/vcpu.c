@@ -33,6 +33,9 @@
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
+/* How long the owner polls for acknowledgements before sleeping. */
+#define VM_PAUSE_POLL_NS 500000ULL
+
 static int vcpu_set_cpuid(struct vcpu *v)
 {
 	struct kvm_cpuid2 *cpuid;
@@ -163,7 +166,8 @@ static bool vcpu_park(struct vcpu *v, bool stopped)
 			}
 			pthread_mutex_lock(&vm->lock);
 			v->acked_seq = seq;
-			vm->nr_acked++;
+			/* Atomic: vm_pause() polls it without the lock. */
+			__atomic_store_n(&vm->nr_acked, vm->nr_acked + 1, __ATOMIC_RELEASE);
 			pthread_cond_signal(&vm->parked_cond);
 			continue;
 		}
@@ -338,6 +342,18 @@ int vm_pause(struct vm *vm, unsigned int flags, struct vm_pause_stats *st)
 		pthread_kill(v->thread, SIGUSR1);
 	}
 
+	/*
+	 * The guest is stopping: waiting is guest-visible downtime, and sleeping on
+	 * the condition variable adds a wake-up of this thread (tens of us on a
+	 * nested host). When every vCPU thread can have a CPU of its own besides
+	 * this one, poll for a while first; otherwise polling would keep a vCPU
+	 * thread from the CPU it needs to acknowledge.
+	 */
+	if (vm->pause_poll)
+		for (uint64_t until = clock_now_ns() + VM_PAUSE_POLL_NS;
+		     __atomic_load_n(&vm->nr_acked, __ATOMIC_ACQUIRE) < vm->nr_vcpus &&
+		     clock_now_ns() < until;)
+			__builtin_ia32_pause();
 	pthread_mutex_lock(&vm->lock);
 	while (vm->nr_acked < vm->nr_vcpus)
 		pthread_cond_wait(&vm->parked_cond, &vm->lock);

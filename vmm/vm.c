@@ -177,6 +177,7 @@ int vm_create(const struct vm_config *cfg, struct vm **ret_vm)
 		goto fail;
 	}
 	vm->tsc_khz = (uint64_t)r;
+	vm->pause_poll = sysconf(_SC_NPROCESSORS_ONLN) > (long)vm->nr_vcpus;
 	r = vcpu_probe_msrs(vm->vcpus[0], &vm->msr_list, &vm->nr_msrs);
 	if (r < 0)
 		goto fail;

@@ -107,6 +107,7 @@ struct vm {
 	unsigned int pause_flags;
 	uint64_t pause_seq;
 	unsigned int nr_acked;
+	bool pause_poll; /* more CPUs than vCPUs: vm_pause() polls before sleeping */
 
 	/* Readable (eventfd) when vm_events() has something: ring full, vCPU stopped. */
 	int event_fd;
