@@ -304,8 +304,7 @@ int main(int argc, char **argv)
 		}
 	}
 	/* As ftd does: the thread that pauses must not wait a tick for a CPU. */
-	if (getenv("FT_BENCH_FIFO") &&
-	    pthread_setschedparam(pthread_self(), SCHED_FIFO,
+	if (pthread_setschedparam(pthread_self(), SCHED_FIFO,
 				  &(struct sched_param){ .sched_priority = 1 }))
 		fprintf(stderr,
 			"harvest: no real-time priority; pauses may include scheduler delays\n");

@@ -172,8 +172,8 @@ void ftd_usage(FILE *out)
 	      "Checkpointing:\n"
 	      "  --tracking ring|bitmap  dirty tracking: KVM dirty ring (default) or the\n"
 	      "                          dirty bitmap baseline\n"
-	      "  --ring-entries N        dirty ring entries per vCPU, a power of two, at\n"
-	      "                          least 256 (default 4096)\n"
+	      "  --ring-entries N        dirty ring entries per vCPU, a power of two,\n"
+	      "                          256..65536 (default 4096)\n"
 	      "  --interval DURATION     time between checkpoints, 1ms..60s (default 10ms);\n"
 	      "                          a full dirty ring checkpoints early\n"
 	      "  --duration DURATION     stop after this long (default: until SIGINT/SIGTERM)\n"
@@ -261,7 +261,7 @@ static void options_defaults(struct ftd_options *o)
 
 static int apply_option(struct ftd_options *o, int c, const char *arg, char *err, size_t errlen)
 {
-	uint64_t v;
+	uint64_t v = 0;
 	int r = 0;
 
 	switch (c) {
@@ -289,7 +289,7 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 			return fail(err, errlen, "--tracking: '%s' is not ring or bitmap", arg);
 		break;
 	case OPT_RING_ENTRIES:
-		r = opt_uint("ring-entries", arg, 256, 1u << 20, &v, err, errlen);
+		r = opt_uint("ring-entries", arg, 256, 65536, &v, err, errlen);
 		if (!r && (v & (v - 1)))
 			return fail(err, errlen, "--ring-entries: %s is not a power of two", arg);
 		o->ring_entries = (uint32_t)v;
@@ -379,7 +379,7 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 		first = 2;
 	}
 	/* getopt_long parses argv[0 ..]: hand it a view that starts before the options. */
-	optind = 1;
+	optind = 0; /* a full getopt reset: options may be parsed more than once */
 	opterr = 0;
 	while ((c = getopt_long(argc - first + 1, argv + first - 1, "+:h", long_options, NULL)) !=
 	       -1) {

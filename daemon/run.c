@@ -122,7 +122,8 @@ static int make_signalfd(void)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	/* Blocked before the vCPU threads exist, so they inherit the mask. */
-	if (pthread_sigmask(SIG_BLOCK, &set, NULL))
+	errno = pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (errno)
 		return -1;
 	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
@@ -147,9 +148,8 @@ static int make_timer(uint64_t interval_ns)
  * --realtime. The owner thread drives every pause: if it waits for a CPU behind
  * vCPU threads that spin in the guest, the pause grows by a scheduler tick (p99
  * 4 ms with 2 vCPUs on 2 cores, 0.8 ms with this). A low real-time priority lets
- * it run when its timer fires; it never spins. Set after the vCPU threads exist,
- * so they keep the normal policy. Opt-in: bench/harvest, which pauses right
- * after resuming, hung once with it on this machine (not understood yet).
+ * it run when its timer fires; it never spins while vCPUs need its CPU (see
+ * vm_pause). vCPU threads are created with the normal policy explicitly (vm.c).
  */
 static void set_owner_priority(void)
 {
@@ -167,6 +167,8 @@ static int checkpoint_once(struct ckpt *c, struct run_stats *rs)
 	struct ckpt_timing t;
 	int r = ckpt_capture(c, &t);
 
+	if (r == -ESRCH)
+		return r; /* the guest stopped: the caller reports why */
 	if (r < 0) {
 		log_error("Failed to take checkpoint %llu: %s", (unsigned long long)rs->checkpoints,
 			  strerror(-r));
@@ -188,7 +190,7 @@ static int run_loop(struct vm *vm, struct ckpt *c, const struct ftd_options *o, 
 {
 	struct run_stats rs = { 0 };
 	uint64_t start = clock_now_ns(), next_stats = start + 1000000000ULL;
-	int status = 0;
+	int status = 0, r;
 
 	rs.window_start_ns = start;
 	for (;;) {
@@ -224,8 +226,8 @@ static int run_loop(struct vm *vm, struct ckpt *c, const struct ftd_options *o, 
 		}
 		if (read(timer_fd, &expirations, sizeof(expirations)) == sizeof(expirations))
 			take = true;
-		if (take && checkpoint_once(c, &rs) < 0) {
-			status = 1;
+		if (take && (r = checkpoint_once(c, &rs)) < 0) {
+			status = r == -ESRCH ? report_stopped(vm) : 1;
 			break;
 		}
 		now = clock_now_ns();

@@ -7,6 +7,7 @@
 #include "vmm/clock.h"
 #include "primary/checkpoint.h"
 #include "vmm/machine.h"
+#include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
 int ckpt_init(struct ckpt *c, struct vm *vm)
@@ -68,10 +69,16 @@ int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
 	r = vm_pause(vm, VM_PAUSE_SAVE_STATE, &ps);
 	if (r < 0)
 		goto resume;
+	/* A crashed guest is not a checkpoint: never capture its state. */
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
+		if (vm->vcpus[i]->status != VCPU_RUNNING)
+			r = -ESRCH;
+	if (r < 0)
+		goto resume;
 	/* Paused: no vCPU can write, so harvest-then-copy is exact. */
 	r = vm_harvest(vm, &c->dirty, &ds);
 	if (r < 0)
-		goto resume;
+		goto requeue;
 	t1 = clock_now_ns();
 	for (uint64_t k = 0; k < c->dirty.count; k++)
 		memcpy(c->staging + (k << VM_PAGE_SHIFT), vm_page_hva(vm, c->dirty.pages[k]),
@@ -83,6 +90,10 @@ int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
 	t->reset_ns = ds.reset_ns;
 	t->copy_ns = t2 - t1;
 	t->vmstate_ns = t3 - t2;
+requeue:
+	/* Harvested pages are no longer tracked anywhere else: keep them for the next try. */
+	if (r < 0)
+		vm_requeue_dirty(vm, &c->dirty);
 resume:
 	vm_resume(vm);
 	t->pause_ns = clock_now_ns() - t0;

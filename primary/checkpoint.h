@@ -37,6 +37,13 @@ struct ckpt_timing {
 
 int ckpt_init(struct ckpt *c, struct vm *vm);
 void ckpt_free(struct ckpt *c);
+/*
+ * Returns 0, -ESRCH if a vCPU has stopped (guest crash: nothing captured), or
+ * another -errno. On failure the epoch is not advanced, c->state is not a
+ * consistent checkpoint, and pages already harvested are handed back to the VM
+ * so the next capture reports them again. A harvest that returned -EIO means
+ * tracking was lost (ring overflow): only a full resync recovers.
+ */
 int ckpt_capture(struct ckpt *c, struct ckpt_timing *ret_timing);
 
 #endif

@@ -110,33 +110,51 @@ static void ring_vcpu_free(struct vm *vm, struct vcpu *vcpu)
 }
 
 /*
- * Walk every vCPU's ring, then reset them all with one ioctl. Entries must be
+ * Walk every vCPU's ring, then reset them all with one ioctl (rarely more). Entries must be
  * harvested (and their pages' contents read) in this order when the guest runs:
  * a write after the reset is logged again, a write before it lands in the copy
  * that follows.
  */
 static int ring_harvest(struct vm *vm, struct dirty_set *out, struct dirty_stats *st)
 {
-	uint64_t t0 = clock_now_ns(), t1, collected = 0;
-	int reset;
+	uint64_t t0 = clock_now_ns(), t1, collected = 0, reset_total = 0;
+	struct dirty_stats local = { 0 };
+	int reset = 0;
 
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = vm->vcpus[i];
 
 		collected += dirty_ring_collect(v->ring, vm->ring_entries, &v->ring_fetch,
 						vm->slot_first_page, vm->slot_pages, vm->nr_slots,
-						out, st);
+						out, &local);
 	}
 	t1 = clock_now_ns();
-	reset = ioctl(vm->vm_fd, KVM_RESET_DIRTY_RINGS, 0);
+	/*
+	 * KVM resets exactly what we marked, but may stop early (a pending signal,
+	 * newer kernels) and report a partial count: go on until it is all done.
+	 */
+	while (reset_total < collected) {
+		reset = ioctl(vm->vm_fd, KVM_RESET_DIRTY_RINGS, 0);
+		if (reset < 0 && errno == EINTR)
+			continue;
+		if (reset <= 0)
+			break;
+		reset_total += (uint64_t)reset;
+	}
 	if (st) {
+		st->entries += local.entries;
+		st->pages += local.pages;
+		st->invalid += local.invalid;
 		st->harvest_ns += t1 - t0;
 		st->reset_ns += clock_now_ns() - t1;
 	}
 	if (reset < 0)
 		return -errno;
-	/* KVM resets exactly what we marked; anything else means we lost track. */
-	if ((uint64_t)reset != collected)
+	/*
+	 * Fewer or more entries reset than collected, or entries naming no page of
+	 * ours: the rings no longer describe the guest. Tracking is lost.
+	 */
+	if (reset_total != collected || local.invalid)
 		return -EIO;
 	return 0;
 }

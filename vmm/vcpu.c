@@ -19,6 +19,7 @@
  * and still acknowledges pauses, so the owner never waits for it.
  */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,6 +36,8 @@
 
 /* How long the owner polls for acknowledgements before sleeping. */
 #define VM_PAUSE_POLL_NS 500000ULL
+/* How long the owner waits for an acknowledgement before kicking again. */
+#define VM_PAUSE_REKICK_NS 2000000L
 
 static int vcpu_set_cpuid(struct vcpu *v)
 {
@@ -168,7 +171,9 @@ static bool vcpu_park(struct vcpu *v, bool stopped)
 			v->acked_seq = seq;
 			/* Atomic: vm_pause() polls it without the lock. */
 			__atomic_store_n(&vm->nr_acked, vm->nr_acked + 1, __ATOMIC_RELEASE);
-			pthread_cond_signal(&vm->parked_cond);
+			/* Only the last one: each wake-up costs the owner a context switch. */
+			if (vm->nr_acked == vm->nr_vcpus)
+				pthread_cond_signal(&vm->parked_cond);
 			continue;
 		}
 		if (!vm->pausing && !v->ring_full && !stopped)
@@ -291,6 +296,12 @@ void *vcpu_thread(void *arg)
 	struct vcpu *v = arg;
 	char name[16];
 
+	sigset_t kick;
+
+	/* A mask inherited from the creator must not swallow the kicks. */
+	sigemptyset(&kick);
+	sigaddset(&kick, SIGUSR1);
+	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 	snprintf(name, sizeof(name), "vcpu%u", v->id);
 	pthread_setname_np(pthread_self(), name);
 	for (;;) {
@@ -311,6 +322,12 @@ void *vcpu_thread(void *arg)
 	/* Stopped for good: keep acknowledging pauses until the VM goes away. */
 	vcpu_park(v, true);
 	return NULL;
+}
+
+static void vcpu_kick(struct vcpu *v)
+{
+	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
+	pthread_kill(v->thread, SIGUSR1);
 }
 
 int vm_pause(struct vm *vm, unsigned int flags, struct vm_pause_stats *st)
@@ -335,12 +352,8 @@ int vm_pause(struct vm *vm, unsigned int flags, struct vm_pause_stats *st)
 	pthread_cond_broadcast(&vm->resume_cond);
 	pthread_mutex_unlock(&vm->lock);
 
-	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
-		struct vcpu *v = vm->vcpus[i];
-
-		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
-		pthread_kill(v->thread, SIGUSR1);
-	}
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
+		vcpu_kick(vm->vcpus[i]);
 
 	/*
 	 * The guest is stopping: waiting is guest-visible downtime, and sleeping on
@@ -349,14 +362,34 @@ int vm_pause(struct vm *vm, unsigned int flags, struct vm_pause_stats *st)
 	 * this one, poll for a while first; otherwise polling would keep a vCPU
 	 * thread from the CPU it needs to acknowledge.
 	 */
-	if (vm->pause_poll)
+	if (vm->pause_poll && sched_getscheduler(0) == SCHED_OTHER)
 		for (uint64_t until = clock_now_ns() + VM_PAUSE_POLL_NS;
 		     __atomic_load_n(&vm->nr_acked, __ATOMIC_ACQUIRE) < vm->nr_vcpus &&
 		     clock_now_ns() < until;)
 			__builtin_ia32_pause();
 	pthread_mutex_lock(&vm->lock);
-	while (vm->nr_acked < vm->nr_vcpus)
-		pthread_cond_wait(&vm->parked_cond, &vm->lock);
+	while (vm->nr_acked < vm->nr_vcpus) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += VM_PAUSE_REKICK_NS;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (pthread_cond_timedwait(&vm->parked_cond, &vm->lock, &ts) != ETIMEDOUT)
+			continue;
+		/*
+		 * A kick can only be lost if the signal reached a thread that was
+		 * not running and its way back into the guest missed it: kick the
+		 * stragglers again rather than wait forever.
+		 */
+		for (unsigned int i = 0; i < vm->nr_vcpus; i++)
+			if (vm->vcpus[i]->acked_seq != vm->pause_seq) {
+				vm->vcpus[i]->rekicks++;
+				vcpu_kick(vm->vcpus[i]);
+			}
+	}
 	pthread_mutex_unlock(&vm->lock);
 
 	if (st) {

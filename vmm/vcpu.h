@@ -42,6 +42,7 @@ struct vcpu {
 
 	/* Pause protocol, under vm->lock. */
 	uint64_t acked_seq;
+	uint64_t rekicks; /* pauses that had to kick this vCPU again */
 
 	/* Filled by the vCPU's own thread when paused with VM_PAUSE_SAVE_STATE. */
 	struct vcpu_state *saved;

@@ -2,6 +2,7 @@
 /* The VM: KVM fds, guest RAM and memslots, devices, VMM-written pages. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,7 +115,15 @@ int vm_create(const struct vm_config *cfg, struct vm **ret_vm)
 	vm->dirty = dirty_ops_for(cfg->tracking);
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_mutex_init(&vm->vmm_dirty_lock, NULL);
-	pthread_cond_init(&vm->parked_cond, NULL);
+	{
+		/* vm_pause() waits with a monotonic timeout to re-kick stragglers. */
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&vm->parked_cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	pthread_cond_init(&vm->resume_cond, NULL);
 
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -128,7 +137,7 @@ int vm_create(const struct vm_config *cfg, struct vm **ret_vm)
 	}
 	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (vm->run_size <= 0) {
-		r = -errno;
+		r = vm->run_size < 0 ? -errno : -EIO;
 		goto fail;
 	}
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
@@ -136,8 +145,9 @@ int vm_create(const struct vm_config *cfg, struct vm **ret_vm)
 		r = -errno;
 		goto fail;
 	}
+	/* 0 without KVM_CAP_XSAVE2: state.c then uses KVM_GET_XSAVE (4 KiB). */
 	r = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
-	vm->xsave_size = r > 0 ? (uint32_t)r : 4096;
+	vm->xsave_size = r > 0 ? (uint32_t)r : 0;
 
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, VM_TSS_GPA) < 0 ||
 	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ VM_IDENTITY_MAP_GPA }) < 0 ||
@@ -177,7 +187,13 @@ int vm_create(const struct vm_config *cfg, struct vm **ret_vm)
 		goto fail;
 	}
 	vm->tsc_khz = (uint64_t)r;
-	vm->pause_poll = sysconf(_SC_NPROCESSORS_ONLN) > (long)vm->nr_vcpus;
+	{
+		cpu_set_t cpus;
+
+		/* CPUs this process may use, not all online ones (cpusets, affinity). */
+		if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0)
+			vm->pause_poll = CPU_COUNT(&cpus) > (int)vm->nr_vcpus;
+	}
 	r = vcpu_probe_msrs(vm->vcpus[0], &vm->msr_list, &vm->nr_msrs);
 	if (r < 0)
 		goto fail;
@@ -261,16 +277,33 @@ int vm_start(struct vm *vm)
 {
 	if (vm->started)
 		return -EALREADY;
+	struct sched_param normal = { .sched_priority = 0 };
+	pthread_attr_t attr;
+	int r;
+
+	/*
+	 * vCPU threads run with the normal policy whatever their creator's: a vCPU
+	 * spinning in the guest at a real-time priority would keep the owner (and
+	 * with it every pause) off the CPU for good.
+	 */
+	r = pthread_attr_init(&attr);
+	if (r)
+		return -r;
+	pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+	pthread_attr_setschedpolicy(&attr, SCHED_OTHER);
+	pthread_attr_setschedparam(&attr, &normal);
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = vm->vcpus[i];
-		int r = pthread_create(&v->thread, NULL, vcpu_thread, v);
 
+		r = pthread_create(&v->thread, &attr, vcpu_thread, v);
 		if (r) {
+			pthread_attr_destroy(&attr);
 			vm_stop_threads(vm);
 			return -r;
 		}
 		v->thread_started = true;
 	}
+	pthread_attr_destroy(&attr);
 	vm->started = true;
 	return 0;
 }
@@ -346,6 +379,13 @@ int vm_write_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len)
 	memcpy(hva, src, len);
 	vm_mark_dirty(vm, gpa, len);
 	return 0;
+}
+
+void vm_requeue_dirty(struct vm *vm, const struct dirty_set *pages)
+{
+	pthread_mutex_lock(&vm->vmm_dirty_lock);
+	dirty_set_merge(&vm->vmm_dirty, pages);
+	pthread_mutex_unlock(&vm->vmm_dirty_lock);
 }
 
 int vm_harvest(struct vm *vm, struct dirty_set *out, struct dirty_stats *st)

@@ -157,6 +157,11 @@ void vm_mark_dirty(struct vm *vm, uint64_t gpa, uint64_t len);
  * tracking backend, plus VMM writes) into *out, which is not cleared first.
  */
 int vm_harvest(struct vm *vm, struct dirty_set *out, struct dirty_stats *st);
+/*
+ * Hands harvested pages back (they are reported again by the next harvest): a
+ * checkpoint that failed after harvesting must not lose them.
+ */
+void vm_requeue_dirty(struct vm *vm, const struct dirty_set *pages);
 
 /* VM-wide state (irqchip, PIT, clock); vCPU state via vcpu.h. Owner, paused. */
 int vm_save_state(struct vm *vm, struct vm_state *ret_state);
