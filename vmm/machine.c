@@ -6,6 +6,13 @@
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
+_Static_assert(sizeof(((struct machine_state *)0)->vcpu) / sizeof(struct vcpu_state) ==
+		       VM_MAX_VCPUS,
+	       "machine_state holds every vCPU");
+_Static_assert(sizeof(((struct machine_state *)0)->dev) / sizeof(struct device_state) ==
+		       VM_MAX_DEVICES,
+	       "machine_state holds every device");
+
 int machine_save_vm(struct vm *vm, struct machine_state *ms)
 {
 	int r = vm_save_state(vm, &ms->vm);

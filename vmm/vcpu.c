@@ -245,21 +245,26 @@ static void vcpu_crash(struct vcpu *v)
 		  (unsigned long long)v->crash_sregs.cr2);
 }
 
-/* Returns false when the vCPU cannot go on. */
-static bool vcpu_handle_exit(struct vcpu *v)
+enum exit_action {
+	EXIT_CONTINUE,
+	EXIT_PARK, /* wait for the owner (full dirty ring) */
+	EXIT_STOP, /* the vCPU cannot go on */
+};
+
+static enum exit_action vcpu_handle_exit(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
 
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		vcpu_io(v);
-		return v->status == VCPU_RUNNING;
+		return v->status == VCPU_RUNNING ? EXIT_CONTINUE : EXIT_STOP;
 	case KVM_EXIT_MMIO:
 		/* No MMIO devices: reads return all ones, writes are dropped. */
 		if (!run->mmio.is_write)
 			memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
 		v->exits.other++;
-		return true;
+		return EXIT_CONTINUE;
 	case KVM_EXIT_DIRTY_RING_FULL:
 		/* Not an error: park until the owner harvested and reset the rings. */
 		v->exits.ring_full++;
@@ -267,27 +272,27 @@ static bool vcpu_handle_exit(struct vcpu *v)
 		v->ring_full = true;
 		vm_notify(v->vm, VM_EVENT_RING_FULL);
 		pthread_mutex_unlock(&v->vm->lock);
-		return true;
+		return EXIT_PARK;
 	case KVM_EXIT_INTR:
 		v->exits.intr++;
-		return true;
+		return EXIT_CONTINUE;
 	case KVM_EXIT_SHUTDOWN:
 		vcpu_crash(v);
-		return false;
+		return EXIT_STOP;
 	case KVM_EXIT_HLT:
 		vcpu_stop(v, VCPU_FAILED, "guest halted");
-		return false;
+		return EXIT_STOP;
 	case KVM_EXIT_FAIL_ENTRY:
 		vcpu_stop(v, VCPU_FAILED, "entry failed, hardware reason 0x%llx",
 			  (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
-		return false;
+		return EXIT_STOP;
 	case KVM_EXIT_INTERNAL_ERROR:
 		vcpu_stop(v, VCPU_FAILED, "KVM internal error, suberror %u",
 			  run->internal.suberror);
-		return false;
+		return EXIT_STOP;
 	default:
 		vcpu_stop(v, VCPU_FAILED, "unhandled exit reason %u", run->exit_reason);
-		return false;
+		return EXIT_STOP;
 	}
 }
 
@@ -295,7 +300,6 @@ void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
 	char name[16];
-
 	sigset_t kick;
 
 	/* A mask inherited from the creator must not swallow the kicks. */
@@ -314,10 +318,17 @@ void *vcpu_thread(void *arg)
 			vcpu_stop(v, VCPU_FAILED, "KVM_RUN failed: %s", strerror(errno));
 			break;
 		}
-		if (!vcpu_handle_exit(v))
+		switch (vcpu_handle_exit(v)) {
+		case EXIT_CONTINUE:
+			continue;
+		case EXIT_PARK:
+			if (vcpu_park(v, false))
+				return NULL;
+			continue;
+		case EXIT_STOP:
 			break;
-		if (v->ring_full && vcpu_park(v, false))
-			return NULL;
+		}
+		break;
 	}
 	/* Stopped for good: keep acknowledging pauses until the VM goes away. */
 	vcpu_park(v, true);
