@@ -55,6 +55,21 @@ void ckpt_free(struct ckpt *c)
 	memset(c, 0, sizeof(*c));
 }
 
+/* Pages per unit of parallel copy: small enough to balance, large enough to amortise. */
+#define CKPT_COPY_CHUNK 64
+
+static void copy_chunk(void *arg, uint32_t chunk)
+{
+	struct ckpt *c = arg;
+	uint64_t first = (uint64_t)chunk * CKPT_COPY_CHUNK;
+	uint64_t end =
+		first + CKPT_COPY_CHUNK < c->dirty.count ? first + CKPT_COPY_CHUNK : c->dirty.count;
+
+	for (uint64_t k = first; k < end; k++)
+		memcpy(c->staging + (k << VM_PAGE_SHIFT), vm_page_hva(c->vm, c->dirty.pages[k]),
+		       VM_PAGE_SIZE);
+}
+
 int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
 {
 	struct vm *vm = c->vm;
@@ -80,9 +95,9 @@ int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
 	if (r < 0)
 		goto requeue;
 	t1 = clock_now_ns();
-	for (uint64_t k = 0; k < c->dirty.count; k++)
-		memcpy(c->staging + (k << VM_PAGE_SHIFT), vm_page_hva(vm, c->dirty.pages[k]),
-		       VM_PAGE_SIZE);
+	/* The parked vCPU threads are idle: they copy alongside the owner. */
+	vm_paused_parallel(vm, copy_chunk, c,
+			   (uint32_t)((c->dirty.count + CKPT_COPY_CHUNK - 1) / CKPT_COPY_CHUNK));
 	t2 = clock_now_ns();
 	r = machine_save_vm(vm, c->state);
 	t3 = clock_now_ns();

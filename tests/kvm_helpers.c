@@ -15,6 +15,9 @@ void t_require_kvm(void)
 	const char *req = getenv("FT_REQUIRE_KVM");
 	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 
+	/* Progress lines and failure messages stay in order under ctest. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
 	if (fd >= 0) {
 		close(fd);
 		return;

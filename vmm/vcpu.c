@@ -142,6 +142,61 @@ static void vm_notify(struct vm *vm, unsigned int event)
 }
 
 /*
+ * Claim and run chunks of work `seq` (fn, arg and chunks as published with it,
+ * read under vm->lock) until none is left. The claim is a compare-and-swap on
+ * (seq, next chunk): a thread that woke late for one piece of work can never
+ * claim a chunk of the next.
+ */
+static void run_work_chunks(struct vm *vm, uint32_t seq, vm_work_fn fn, void *arg, uint32_t chunks)
+{
+	uint64_t t = __atomic_load_n(&vm->work_ticket, __ATOMIC_ACQUIRE);
+
+	for (;;) {
+		uint32_t next = (uint32_t)t;
+
+		if ((uint32_t)(t >> 32) != seq || next >= chunks)
+			return;
+		if (!__atomic_compare_exchange_n(&vm->work_ticket, &t, t + 1, false,
+						 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			continue;
+		fn(arg, next);
+		__atomic_add_fetch(&vm->work_done, 1, __ATOMIC_RELEASE);
+		t++;
+	}
+}
+
+void vm_paused_parallel(struct vm *vm, vm_work_fn fn, void *arg, uint32_t nr_chunks)
+{
+	uint32_t seq;
+
+	if (!nr_chunks)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	seq = ++vm->work_seq;
+	vm->work_fn = fn;
+	vm->work_arg = arg;
+	vm->work_chunks = nr_chunks;
+	__atomic_store_n(&vm->work_done, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&vm->work_ticket, (uint64_t)seq << 32, __ATOMIC_RELEASE);
+	/* Only worth a wake-up when there is more than the owner's share. */
+	if (vm->started && nr_chunks > 1)
+		pthread_cond_broadcast(&vm->resume_cond);
+	pthread_mutex_unlock(&vm->lock);
+
+	run_work_chunks(vm, seq, fn, arg, nr_chunks);
+	/*
+	 * Every chunk is claimed; wait for the ones still running elsewhere. Sleep
+	 * between looks rather than spin: a real-time owner spinning could keep a
+	 * helper that was queued on this CPU from ever finishing its chunk.
+	 */
+	while (__atomic_load_n(&vm->work_done, __ATOMIC_ACQUIRE) < nr_chunks) {
+		struct timespec ts = { .tv_nsec = 5000 };
+
+		nanosleep(&ts, NULL);
+	}
+}
+
+/*
  * Park until the VM is neither pausing nor waiting on us, acknowledging every
  * pause request meanwhile. Returns true when the VM is being torn down.
  */
@@ -174,6 +229,17 @@ static bool vcpu_park(struct vcpu *v, bool stopped)
 			/* Only the last one: each wake-up costs the owner a context switch. */
 			if (vm->nr_acked == vm->nr_vcpus)
 				pthread_cond_signal(&vm->parked_cond);
+			continue;
+		}
+		if (vm->pausing && v->work_seq != vm->work_seq) {
+			uint32_t seq = vm->work_seq, chunks = vm->work_chunks;
+			vm_work_fn fn = vm->work_fn;
+			void *arg = vm->work_arg;
+
+			v->work_seq = seq;
+			pthread_mutex_unlock(&vm->lock);
+			run_work_chunks(vm, seq, fn, arg, chunks);
+			pthread_mutex_lock(&vm->lock);
 			continue;
 		}
 		if (!vm->pausing && !v->ring_full && !stopped)

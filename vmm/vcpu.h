@@ -42,7 +42,8 @@ struct vcpu {
 
 	/* Pause protocol, under vm->lock. */
 	uint64_t acked_seq;
-	uint64_t rekicks; /* pauses that had to kick this vCPU again */
+	uint64_t rekicks;  /* pauses that had to kick this vCPU again */
+	uint32_t work_seq; /* last vm_paused_parallel() work it joined */
 
 	/* Filled by the vCPU's own thread when paused with VM_PAUSE_SAVE_STATE. */
 	struct vcpu_state *saved;

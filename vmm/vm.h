@@ -57,6 +57,9 @@ enum vm_event {
 /* Owner hook for writes to GUEST_PORT_SIGNAL, called on the vCPU thread. */
 typedef void (*vm_signal_fn)(void *opaque, unsigned int vcpu, uint32_t value);
 
+/* One chunk of work run by vm_paused_parallel(). */
+typedef void (*vm_work_fn)(void *arg, uint32_t chunk);
+
 struct vm_pause_stats {
 	uint64_t kick_ns; /* from the first kick until every vCPU is parked */
 	uint64_t save_ns; /* state saving inside the pause, if requested (parallel) */
@@ -109,6 +112,15 @@ struct vm {
 	unsigned int nr_acked;
 	bool pause_poll; /* more CPUs than vCPUs: vm_pause() polls before sleeping */
 
+	/* Work shared with parked vCPU threads (vm_paused_parallel), under lock. */
+	vm_work_fn work_fn;
+	void *work_arg;
+	uint32_t work_chunks;
+	uint32_t work_seq;
+	/* (work_seq << 32) | next chunk: claiming checks the work is still ours. */
+	uint64_t work_ticket;
+	uint64_t work_done;
+
 	/* Readable (eventfd) when vm_events() has something: ring full, vCPU stopped. */
 	int event_fd;
 	unsigned int events; /* enum vm_event bits, under lock */
@@ -136,6 +148,13 @@ int vm_start(struct vm *vm);
  */
 int vm_pause(struct vm *vm, unsigned int flags, struct vm_pause_stats *st);
 void vm_resume(struct vm *vm);
+
+/*
+ * While paused: run fn(arg, 0 .. nr_chunks - 1) on the owner thread and on the
+ * parked vCPU threads together, which are idle anyway (copying dirty pages is
+ * most of a large pause). Returns when every chunk has run. Owner only.
+ */
+void vm_paused_parallel(struct vm *vm, vm_work_fn fn, void *arg, uint32_t nr_chunks);
 
 /* Takes and clears pending enum vm_event bits (also drains event_fd). */
 unsigned int vm_take_events(struct vm *vm);
