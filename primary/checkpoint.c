@@ -100,6 +100,8 @@ int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
 			   (uint32_t)((c->dirty.count + CKPT_COPY_CHUNK - 1) / CKPT_COPY_CHUNK));
 	t2 = clock_now_ns();
 	r = machine_save_vm(vm, c->state);
+	if (r == 0 && c->paused_fn)
+		c->paused_fn(c->paused_opaque, c->epoch + 1);
 	t3 = clock_now_ns();
 	t->harvest_ns = ds.harvest_ns;
 	t->reset_ns = ds.reset_ns;

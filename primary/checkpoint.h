@@ -15,8 +15,13 @@
 
 struct vm;
 
+/* Called by ckpt_capture while the guest is paused (e.g. to mark output boundaries). */
+typedef void (*ckpt_paused_fn)(void *opaque, uint64_t epoch);
+
 struct ckpt {
 	struct vm *vm;
+	ckpt_paused_fn paused_fn; /* optional */
+	void *paused_opaque;
 	uint64_t epoch;		/* number of the last capture, 0-based; UINT64_MAX before */
 	struct dirty_set dirty; /* pages of the last capture, in staging order */
 	uint8_t *staging;	/* page k of dirty.pages[] at staging + k * 4096 */

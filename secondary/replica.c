@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "secondary/replica.h"
+#include "vmm/machine.h"
+#include "vmm/vm.h"
+
+int replica_init(struct replica *r, struct vm *vm)
+{
+	memset(r, 0, sizeof(*r));
+	r->committed = calloc(1, sizeof(*r->committed));
+	if (!r->committed)
+		return -ENOMEM;
+	r->vm = vm;
+	r->epoch = UINT64_MAX;
+	return 0;
+}
+
+void replica_free(struct replica *r)
+{
+	if (!r)
+		return;
+	free(r->committed);
+	r->committed = NULL;
+}
+
+int replica_apply(struct replica *r, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
+		  const uint8_t *data, const struct machine_state *state)
+{
+	struct vm *vm = r->vm;
+
+	if (r->promoted)
+		return -EALREADY;
+	/* Epochs apply in order: 0 first, then each next one. */
+	if (epoch != r->epoch + 1)
+		return -EPROTO;
+	if (state->nr_vcpus != vm->nr_vcpus || state->nr_devices != vm->nr_devices)
+		return -EINVAL;
+	for (uint64_t k = 0; k < nr_pages; k++)
+		if (pages[k] >= vm->nr_pages)
+			return -ERANGE;
+	/* Everything checked: from here on nothing can fail halfway. */
+	for (uint64_t k = 0; k < nr_pages; k++)
+		memcpy(vm_page_hva(vm, pages[k]), data + k * VM_PAGE_SIZE, VM_PAGE_SIZE);
+	memcpy(r->committed, state, sizeof(*state));
+	r->epoch = epoch;
+	return 0;
+}
+
+int replica_promote(struct replica *r)
+{
+	int ret;
+
+	if (r->promoted)
+		return -EALREADY;
+	if (r->epoch == UINT64_MAX)
+		return -ENODATA;
+	ret = machine_load(r->vm, r->committed);
+	if (ret < 0)
+		return ret;
+	ret = vm_start(r->vm);
+	if (ret < 0)
+		return ret;
+	r->promoted = true;
+	return 0;
+}

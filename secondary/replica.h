@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The replica: a VM created exactly like the primary's (same memory layout,
+ * tracking enabled, vCPUs created) whose vCPUs never run until promotion. Its
+ * memory is the replicated guest memory, so promotion needs no copy.
+ *
+ * replica_apply() takes one complete, already verified epoch and applies it:
+ * first every check (epoch order, page indexes, vCPU and device counts), then
+ * the pages, then the state. Nothing is written unless everything checks out,
+ * so the replica is always exactly the last applied checkpoint.
+ */
+#ifndef RINGFT_SECONDARY_REPLICA_H
+#define RINGFT_SECONDARY_REPLICA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/state.h"
+
+struct vm;
+
+struct replica {
+	struct vm *vm;
+	struct machine_state *committed;
+	uint64_t epoch; /* last applied, UINT64_MAX before the first */
+	bool promoted;
+};
+
+int replica_init(struct replica *r, struct vm *vm);
+void replica_free(struct replica *r); /* does not free r->vm */
+
+/*
+ * Applies epoch `epoch`: nr_pages pages whose indexes are in pages[] and whose
+ * contents are data[k * 4096], and the machine state. Returns 0, -EALREADY
+ * after promotion, -EPROTO for an epoch out of order, -ERANGE for a page index
+ * outside guest memory, -EINVAL for state that does not fit this VM.
+ */
+int replica_apply(struct replica *r, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
+		  const uint8_t *data, const struct machine_state *state);
+
+/* Loads the last applied state into the VM and starts its vCPUs. */
+int replica_promote(struct replica *r);
+
+#endif
