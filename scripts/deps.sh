@@ -7,6 +7,7 @@ PACKAGES=(
 	linux-libc-dev           # KVM uapi headers (dirty ring, SREGS2, XSAVE2)
 	liburing-dev             # replication sockets
 	libprotobuf-c-dev protobuf-c-compiler  # wire messages
+	libxxhash-dev            # epoch checksums (XXH3)
 	libcmocka-dev            # unit test framework
 	clang-format             # CI format check (.clang-format)
 )

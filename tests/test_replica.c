@@ -2,7 +2,8 @@
 /*
  * Checkpoints applied to a replica in the same process, then promotion. The
  * primary runs builtin:bank and is checkpointed every few milliseconds; every
- * epoch is applied to a second VM whose vCPUs never ran. Console output is held
+ * epoch is framed (epoch_pack), parsed and verified (epoch_rx) and applied to a
+ * second VM whose vCPUs never ran. Console output is held
  * back per epoch and released only once the replica applied that epoch (output
  * commit). Then the primary is destroyed and the replica promoted:
  *  - the replica's memory equals, byte for byte, the primary's memory at the
@@ -16,6 +17,7 @@
 #include <sys/mman.h>
 
 #include "primary/checkpoint.h"
+#include "proto/epoch.h"
 #include "secondary/replica.h"
 #include "tests/kvm_helpers.h"
 #include "vmm/loader.h"
@@ -52,6 +54,9 @@ int main(void)
 	struct replica rep;
 	struct ckpt ckpt;
 	struct ckpt_timing t;
+	struct epoch_tx tx = { 0 };
+	struct epoch_rx rx;
+	int epochs;
 	struct device *serial;
 	struct vm *primary, *secondary;
 	struct t_bank b;
@@ -69,6 +74,8 @@ int main(void)
 	CHECK_OK(serial_new(GUEST_PORT_COM1, t_console_sink, &sconsole, &serial));
 	CHECK_OK(vm_add_device(secondary, serial));
 	CHECK_OK(replica_init(&rep, secondary));
+	CHECK_OK(epoch_rx_init(&rx, secondary->nr_pages, secondary->nr_vcpus,
+			       secondary->nr_devices));
 	commit.vm = primary;
 	commit.snapshot = mmap(NULL, cfg.mem_size, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -97,8 +104,27 @@ int main(void)
 			      "a page outside memory was applied");
 			CHECK(rep.epoch == e - 1, "a refused epoch moved the replica");
 		}
-		CHECK_OK(replica_apply(&rep, e, ckpt.dirty.pages, ckpt.dirty.count, ckpt.staging,
-				       ckpt.state));
+		/* Through the wire format: framed, parsed, verified, then applied. */
+		CHECK_OK(epoch_pack(&tx, e, ckpt.dirty.pages, ckpt.dirty.count, ckpt.staging,
+				    ckpt.state));
+		epochs = 0;
+		for (unsigned int i = 0; i < tx.nr_iov; i++) {
+			const uint8_t *p = tx.iov[i].iov_base;
+			size_t left = tx.iov[i].iov_len, used;
+
+			while (left) {
+				int r = epoch_rx_feed(&rx, p, left, &used);
+
+				CHECK(r >= 0, "epoch %llu refused: %s", (unsigned long long)e,
+				      rx.error);
+				epochs += r;
+				p += used;
+				left -= used;
+			}
+		}
+		CHECK(epochs == 1 && rx.epoch == e, "epoch %llu did not arrive whole",
+		      (unsigned long long)e);
+		CHECK_OK(replica_apply(&rep, rx.epoch, rx.pages, rx.nr_pages, rx.data, rx.state));
 	}
 	released = commit.boundary[EPOCHS - 1];
 
@@ -143,6 +169,8 @@ int main(void)
 	       released);
 	free(text);
 	ckpt_free(&ckpt);
+	epoch_tx_free(&tx);
+	epoch_rx_free(&rx);
 	replica_free(&rep);
 	vm_free(secondary);
 	munmap(commit.snapshot, cfg.mem_size);

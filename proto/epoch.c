@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <xxhash.h>
+
+#include "proto/epoch.h"
+#include "proto/ringft.pb-c.h"
+#include "proto/wire.h"
+
+/* ---- sending ---------------------------------------------------------------- */
+
+static int tx_reserve(struct epoch_tx *tx, unsigned int iovs, size_t bytes)
+{
+	if (tx->nr_iov + iovs > tx->cap_iov) {
+		unsigned int cap = (tx->nr_iov + iovs) * 2;
+		struct iovec *iov = realloc(tx->iov, cap * sizeof(*iov));
+
+		if (!iov)
+			return -ENOMEM;
+		tx->iov = iov;
+		tx->cap_iov = cap;
+	}
+	if (tx->owned_len + bytes > tx->owned_cap) {
+		/* iovecs point into `owned`: it is sized once per epoch, before use. */
+		return -ENOBUFS;
+	}
+	return 0;
+}
+
+static void tx_add(struct epoch_tx *tx, const void *base, size_t len)
+{
+	tx->iov[tx->nr_iov++] = (struct iovec){ .iov_base = (void *)base, .iov_len = len };
+	tx->bytes += len;
+}
+
+/* A header, then its payload (copied into `owned` when `copy`, else referenced). */
+static uint8_t *tx_frame(struct epoch_tx *tx, uint16_t type, uint64_t epoch, uint32_t length)
+{
+	uint8_t *hdr = tx->owned + tx->owned_len;
+
+	wire_hdr_encode(hdr, &(struct wire_hdr){ .type = type, .length = length, .epoch = epoch });
+	tx->owned_len += WIRE_HDR_SIZE;
+	tx_add(tx, hdr, WIRE_HDR_SIZE);
+	return tx->owned + tx->owned_len;
+}
+
+static void tx_message(struct epoch_tx *tx, uint16_t type, uint64_t epoch,
+		       const ProtobufCMessage *m)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	uint8_t *payload = tx_frame(tx, type, epoch, (uint32_t)len);
+
+	protobuf_c_message_pack(m, payload);
+	tx->owned_len += len;
+	tx_add(tx, payload, len);
+}
+
+int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
+	       const uint8_t *data, const struct machine_state *state)
+{
+	Ringft__EpochBegin begin = RINGFT__EPOCH_BEGIN__INIT;
+	Ringft__State st = RINGFT__STATE__INIT;
+	Ringft__EpochEnd end = RINGFT__EPOCH_END__INIT;
+	ProtobufCBinaryData vcpus[8];
+	Ringft__DeviceState devs[8], *devp[8];
+	uint64_t page_frames = (nr_pages + WIRE_MAX_PAGES_PER_FRAME - 1) / WIRE_MAX_PAGES_PER_FRAME;
+	size_t need;
+	XXH3_state_t *h;
+	int r;
+
+	if (state->nr_vcpus > 8 || state->nr_devices > 8)
+		return -EINVAL;
+	begin.epoch = epoch;
+	begin.n_pages = nr_pages;
+	begin.pages = (uint64_t *)pages;
+	for (uint32_t i = 0; i < state->nr_vcpus; i++)
+		vcpus[i] =
+			(ProtobufCBinaryData){ sizeof(state->vcpu[i]), (uint8_t *)&state->vcpu[i] };
+	for (uint32_t i = 0; i < state->nr_devices; i++) {
+		ringft__device_state__init(&devs[i]);
+		devs[i].name = (char *)state->dev[i].name;
+		devs[i].data =
+			(ProtobufCBinaryData){ state->dev[i].len, (uint8_t *)state->dev[i].data };
+		devp[i] = &devs[i];
+	}
+	st.n_vcpu = state->nr_vcpus;
+	st.vcpu = vcpus;
+	st.vm = (ProtobufCBinaryData){ sizeof(state->vm), (uint8_t *)&state->vm };
+	st.n_device = state->nr_devices;
+	st.device = devp;
+	end.epoch = epoch;
+	end.nr_pages = nr_pages;
+
+	need = WIRE_HDR_SIZE * (3 + page_frames) + ringft__epoch_begin__get_packed_size(&begin) +
+	       ringft__state__get_packed_size(&st) + WIRE_HDR_SIZE + 64;
+	if (need > tx->owned_cap) {
+		uint8_t *o = realloc(tx->owned, need);
+
+		if (!o)
+			return -ENOMEM;
+		tx->owned = o;
+		tx->owned_cap = need;
+	}
+	tx->nr_iov = 0;
+	tx->owned_len = 0;
+	tx->bytes = 0;
+	r = tx_reserve(tx, (unsigned int)(2 * page_frames + 8), need);
+	if (r < 0)
+		return r;
+
+	tx_message(tx, WIRE_EPOCH_BEGIN, epoch, &begin.base);
+	for (uint64_t k = 0; k < nr_pages; k += WIRE_MAX_PAGES_PER_FRAME) {
+		uint64_t n = nr_pages - k < WIRE_MAX_PAGES_PER_FRAME ? nr_pages - k
+								     : WIRE_MAX_PAGES_PER_FRAME;
+
+		tx_frame(tx, WIRE_PAGES, epoch, (uint32_t)(n * WIRE_PAGE_SIZE));
+		/* Page data is sent from the staging buffer itself. */
+		tx_add(tx, data + k * WIRE_PAGE_SIZE, n * WIRE_PAGE_SIZE);
+	}
+	tx_message(tx, WIRE_STATE, epoch, &st.base);
+
+	h = XXH3_createState();
+	if (!h)
+		return -ENOMEM;
+	XXH3_64bits_reset(h);
+	for (unsigned int i = 0; i < tx->nr_iov; i++)
+		XXH3_64bits_update(h, tx->iov[i].iov_base, tx->iov[i].iov_len);
+	end.checksum = XXH3_64bits_digest(h);
+	XXH3_freeState(h);
+	tx_message(tx, WIRE_EPOCH_END, epoch, &end.base);
+	return 0;
+}
+
+void epoch_tx_free(struct epoch_tx *tx)
+{
+	if (!tx)
+		return;
+	free(tx->iov);
+	free(tx->owned);
+	memset(tx, 0, sizeof(*tx));
+}
+
+/* ---- receiving -------------------------------------------------------------- */
+
+static int rx_fail(struct epoch_rx *rx, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int rx_fail(struct epoch_rx *rx, int err, const char *fmt, ...)
+{
+	char what[128];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	snprintf(rx->error, sizeof(rx->error), "frame %llu (%s) of epoch %llu: %s",
+		 (unsigned long long)rx->frames + 1, wire_type_name((uint16_t)rx->type),
+		 (unsigned long long)rx->next_epoch, what);
+	return err;
+}
+
+int epoch_rx_init(struct epoch_rx *rx, uint64_t guest_pages, uint32_t nr_vcpus, uint32_t nr_devices)
+{
+	void *data;
+
+	memset(rx, 0, sizeof(*rx));
+	rx->guest_pages = guest_pages;
+	rx->nr_vcpus = nr_vcpus;
+	rx->nr_devices = nr_devices;
+	rx->msg = malloc(WIRE_MAX_MSG);
+	rx->state = calloc(1, sizeof(*rx->state));
+	rx->hash = XXH3_createState();
+	/* Staging as large as guest memory, MAP_NORESERVE: resident only as used. */
+	data = mmap(NULL, guest_pages * WIRE_PAGE_SIZE, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	rx->data = data == MAP_FAILED ? NULL : data;
+	if (!rx->msg || !rx->state || !rx->hash || !rx->data) {
+		epoch_rx_free(rx);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void epoch_rx_free(struct epoch_rx *rx)
+{
+	if (!rx)
+		return;
+	free(rx->msg);
+	free(rx->state);
+	free(rx->pages);
+	if (rx->hash)
+		XXH3_freeState(rx->hash);
+	if (rx->data)
+		munmap(rx->data, rx->guest_pages * WIRE_PAGE_SIZE);
+	memset(rx, 0, sizeof(*rx));
+}
+
+static int rx_begin(struct epoch_rx *rx)
+{
+	Ringft__EpochBegin *m = ringft__epoch_begin__unpack(NULL, rx->length, rx->msg);
+	uint64_t *pages;
+	int r = 0;
+
+	if (!m)
+		return rx_fail(rx, -EBADMSG, "undecodable message");
+	if (m->epoch != rx->frame_epoch)
+		r = rx_fail(rx, -EPROTO, "message says epoch %llu", (unsigned long long)m->epoch);
+	else if (m->n_pages > rx->guest_pages)
+		r = rx_fail(rx, -ERANGE, "%zu pages for a guest of %llu", m->n_pages,
+			    (unsigned long long)rx->guest_pages);
+	for (size_t k = 0; !r && k < m->n_pages; k++)
+		if (m->pages[k] >= rx->guest_pages)
+			r = rx_fail(rx, -ERANGE, "page %llu is outside guest memory",
+				    (unsigned long long)m->pages[k]);
+	if (!r) {
+		pages = realloc(rx->pages, (m->n_pages ? m->n_pages : 1) * sizeof(*pages));
+		if (!pages)
+			r = -ENOMEM;
+		else {
+			memcpy(pages, m->pages, m->n_pages * sizeof(*pages));
+			rx->pages = pages;
+			rx->nr_pages = m->n_pages;
+			rx->pages_have = 0;
+			rx->epoch = rx->frame_epoch;
+		}
+	}
+	ringft__epoch_begin__free_unpacked(m, NULL);
+	return r;
+}
+
+static int rx_state(struct epoch_rx *rx)
+{
+	Ringft__State *m = ringft__state__unpack(NULL, rx->length, rx->msg);
+	struct machine_state *ms = rx->state;
+	int r = 0;
+
+	if (!m)
+		return rx_fail(rx, -EBADMSG, "undecodable message");
+	if (m->n_vcpu != rx->nr_vcpus || m->n_device != rx->nr_devices)
+		r = rx_fail(rx, -EPROTO, "%zu vCPUs and %zu devices, expected %u and %u", m->n_vcpu,
+			    m->n_device, rx->nr_vcpus, rx->nr_devices);
+	else if (m->vm.len != sizeof(ms->vm))
+		r = rx_fail(rx, -EPROTO, "VM state of %zu bytes, expected %zu", m->vm.len,
+			    sizeof(ms->vm));
+	for (size_t i = 0; !r && i < m->n_vcpu; i++)
+		if (m->vcpu[i].len != sizeof(ms->vcpu[i]))
+			r = rx_fail(rx, -EPROTO, "vCPU %zu state of %zu bytes, expected %zu", i,
+				    m->vcpu[i].len, sizeof(ms->vcpu[i]));
+	for (size_t i = 0; !r && i < m->n_device; i++)
+		if (m->device[i]->data.len > DEVICE_STATE_MAX || !m->device[i]->name ||
+		    strlen(m->device[i]->name) >= sizeof(ms->dev[i].name))
+			r = rx_fail(rx, -EPROTO, "device %zu state does not fit", i);
+	if (!r) {
+		ms->nr_vcpus = (uint32_t)m->n_vcpu;
+		ms->nr_devices = (uint32_t)m->n_device;
+		memcpy(&ms->vm, m->vm.data, sizeof(ms->vm));
+		for (size_t i = 0; i < m->n_vcpu; i++)
+			memcpy(&ms->vcpu[i], m->vcpu[i].data, sizeof(ms->vcpu[i]));
+		for (size_t i = 0; i < m->n_device; i++) {
+			memset(&ms->dev[i], 0, sizeof(ms->dev[i]));
+			snprintf(ms->dev[i].name, sizeof(ms->dev[i].name), "%s",
+				 m->device[i]->name);
+			ms->dev[i].len = (uint32_t)m->device[i]->data.len;
+			memcpy(ms->dev[i].data, m->device[i]->data.data, ms->dev[i].len);
+		}
+	}
+	ringft__state__free_unpacked(m, NULL);
+	return r;
+}
+
+static int rx_end(struct epoch_rx *rx)
+{
+	Ringft__EpochEnd *m = ringft__epoch_end__unpack(NULL, rx->length, rx->msg);
+	uint64_t sum = XXH3_64bits_digest(rx->hash);
+	int r = 0;
+
+	if (!m)
+		return rx_fail(rx, -EBADMSG, "undecodable message");
+	if (m->epoch != rx->epoch || m->nr_pages != rx->nr_pages)
+		r = rx_fail(rx, -EPROTO, "closes epoch %llu with %llu pages",
+			    (unsigned long long)m->epoch, (unsigned long long)m->nr_pages);
+	else if (m->checksum != sum)
+		r = rx_fail(rx, -EILSEQ, "checksum %016llx, computed %016llx",
+			    (unsigned long long)m->checksum, (unsigned long long)sum);
+	ringft__epoch_end__free_unpacked(m, NULL);
+	return r;
+}
+
+/* Checks a complete header against the phase: what may come next, and how big. */
+static int rx_header(struct epoch_rx *rx)
+{
+	struct wire_hdr h;
+	int r = wire_hdr_decode(rx->hdr_buf, &h);
+
+	rx->type = h.type;
+	if (r == -EBADMSG)
+		return rx_fail(rx, r, "bad magic (not a ringft stream, or out of step)");
+	if (r < 0)
+		return rx_fail(rx, r, "bad header (type %u, flags, or length %u)",
+			       rx->hdr_buf[4] | rx->hdr_buf[5] << 8,
+			       (unsigned)(rx->hdr_buf[8] | rx->hdr_buf[9] << 8 |
+					  rx->hdr_buf[10] << 16 | (uint32_t)rx->hdr_buf[11] << 24));
+	rx->length = h.length;
+	rx->frame_epoch = h.epoch;
+	switch (rx->phase) {
+	case EPOCH_RX_IDLE:
+		if (h.type == WIRE_HEARTBEAT)
+			return 0;
+		if (h.type != WIRE_EPOCH_BEGIN)
+			return rx_fail(rx, -EPROTO, "out of order: expected epoch-begin");
+		if (h.epoch != rx->next_epoch)
+			return rx_fail(rx, -EPROTO, "epoch %llu out of order",
+				       (unsigned long long)h.epoch);
+		XXH3_64bits_reset(rx->hash);
+		rx->frames = 0;
+		break;
+	case EPOCH_RX_PAGES:
+		if (h.type != WIRE_PAGES)
+			return rx_fail(rx, -EPROTO, "out of order: expected pages");
+		if (h.length / WIRE_PAGE_SIZE > rx->nr_pages - rx->pages_have)
+			return rx_fail(rx, -EMSGSIZE, "more pages than the page list holds");
+		break;
+	case EPOCH_RX_STATE:
+		if (h.type != WIRE_STATE)
+			return rx_fail(rx, -EPROTO, "out of order: expected state");
+		break;
+	case EPOCH_RX_END:
+		if (h.type != WIRE_EPOCH_END)
+			return rx_fail(rx, -EPROTO, "out of order: expected epoch-end");
+		break;
+	}
+	if (rx->phase != EPOCH_RX_IDLE && h.epoch != rx->epoch)
+		return rx_fail(rx, -EPROTO, "frame of epoch %llu inside epoch %llu",
+			       (unsigned long long)h.epoch, (unsigned long long)rx->epoch);
+	if (h.type != WIRE_EPOCH_END)
+		XXH3_64bits_update(rx->hash, rx->hdr_buf, WIRE_HDR_SIZE);
+	return 0;
+}
+
+/* A whole frame has arrived: act on it. Returns 1 when an epoch is complete. */
+static int rx_frame(struct epoch_rx *rx)
+{
+	int r = 0;
+
+	switch (rx->type) {
+	case WIRE_HEARTBEAT:
+		return 0;
+	case WIRE_EPOCH_BEGIN:
+		r = rx_begin(rx);
+		rx->phase = rx->nr_pages ? EPOCH_RX_PAGES : EPOCH_RX_STATE;
+		break;
+	case WIRE_PAGES:
+		rx->pages_have += rx->length / WIRE_PAGE_SIZE;
+		if (rx->pages_have == rx->nr_pages)
+			rx->phase = EPOCH_RX_STATE;
+		break;
+	case WIRE_STATE:
+		r = rx_state(rx);
+		rx->phase = EPOCH_RX_END;
+		break;
+	case WIRE_EPOCH_END:
+		r = rx_end(rx);
+		if (r < 0)
+			return r;
+		rx->phase = EPOCH_RX_IDLE;
+		rx->next_epoch = rx->epoch + 1;
+		return 1;
+	}
+	rx->frames++;
+	return r;
+}
+
+int epoch_rx_feed(struct epoch_rx *rx, const uint8_t *buf, size_t len, size_t *ret_used)
+{
+	size_t used = 0;
+	int r = 0;
+
+	if (rx->error[0])
+		return -EPIPE;
+	while (used < len && r == 0) {
+		if (!rx->in_payload) {
+			size_t n = WIRE_HDR_SIZE - rx->hdr_have;
+
+			n = n < len - used ? n : len - used;
+			memcpy(rx->hdr_buf + rx->hdr_have, buf + used, n);
+			rx->hdr_have += n;
+			used += n;
+			if (rx->hdr_have < WIRE_HDR_SIZE)
+				break;
+			r = rx_header(rx);
+			if (r < 0)
+				break;
+			rx->hdr_have = 0;
+			rx->in_payload = true;
+			rx->have = 0;
+		}
+		{
+			size_t n = rx->length - rx->have;
+			uint8_t *dst;
+
+			n = n < len - used ? n : len - used;
+			/* Pages go straight to their place in staging; messages to msg. */
+			dst = rx->type == WIRE_PAGES
+				      ? rx->data + rx->pages_have * WIRE_PAGE_SIZE + rx->have
+				      : rx->msg + rx->have;
+			memcpy(dst, buf + used, n);
+			if (rx->type != WIRE_EPOCH_END && rx->type != WIRE_HEARTBEAT)
+				XXH3_64bits_update(rx->hash, buf + used, n);
+			rx->have += n;
+			used += n;
+			if (rx->have < rx->length)
+				break;
+			rx->in_payload = false;
+			r = rx_frame(rx);
+		}
+	}
+	*ret_used = used;
+	return r;
+}

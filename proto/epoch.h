@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One epoch on the wire, both directions of the framing:
+ *
+ *   EPOCH_BEGIN  {epoch, page list}
+ *   PAGES * n    raw pages in page-list order, at most 256 per frame
+ *   STATE        {vCPU, VM and device state}
+ *   EPOCH_END    {epoch, page count, XXH3-64 over every byte before it}
+ *
+ * epoch_pack() describes the frames as an iovec list whose page data points
+ * straight into the sender's staging buffer. The epoch receiver (epoch_rx)
+ * consumes bytes as they arrive, checks every frame before using it, writes
+ * page data straight into its own staging, and reports an epoch only once it
+ * arrived whole and its checksum matched. Anything else is an error that names
+ * the frame and what was wrong; nothing partial is ever reported.
+ */
+#ifndef RINGFT_PROTO_EPOCH_H
+#define RINGFT_PROTO_EPOCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "vmm/state.h"
+
+struct epoch_tx {
+	struct iovec *iov;
+	unsigned int nr_iov;
+	unsigned int cap_iov;
+	uint8_t *owned; /* headers and packed messages, one allocation per epoch */
+	size_t owned_len;
+	size_t owned_cap;
+	uint64_t bytes;
+};
+
+/*
+ * Frames epoch `epoch`: nr_pages pages (indexes in pages[], data at
+ * data[k * 4096]) and the state. The iovecs stay valid until the next
+ * epoch_pack() or epoch_tx_free() and until the data buffer changes.
+ */
+int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
+	       const uint8_t *data, const struct machine_state *state);
+void epoch_tx_free(struct epoch_tx *tx);
+
+enum epoch_rx_phase {
+	EPOCH_RX_IDLE,	/* between epochs: EPOCH_BEGIN or HEARTBEAT */
+	EPOCH_RX_PAGES, /* PAGES until the page list is complete */
+	EPOCH_RX_STATE, /* STATE */
+	EPOCH_RX_END,	/* EPOCH_END */
+};
+
+struct epoch_rx {
+	/* Limits of the receiving VM. */
+	uint64_t guest_pages;
+	uint32_t nr_vcpus;
+	uint32_t nr_devices;
+
+	enum epoch_rx_phase phase;
+	uint64_t next_epoch; /* the only epoch number accepted next */
+	uint64_t frames;     /* frames accepted in this epoch, for messages */
+
+	/* The frame being read. */
+	uint8_t hdr_buf[24];
+	size_t hdr_have;
+	bool in_payload;
+	uint32_t type, length;
+	uint64_t frame_epoch;
+	uint8_t *msg;
+	size_t have;
+
+	/* The epoch being staged. */
+	uint64_t epoch;
+	uint64_t *pages;
+	uint64_t nr_pages;
+	uint64_t pages_have;
+	uint8_t *data;
+	struct machine_state *state;
+	void *hash;
+
+	char error[192];
+};
+
+int epoch_rx_init(struct epoch_rx *rx, uint64_t guest_pages, uint32_t nr_vcpus,
+		  uint32_t nr_devices);
+void epoch_rx_free(struct epoch_rx *rx);
+
+/*
+ * Consumes len bytes. Returns the number of complete, verified epochs now
+ * staged and ready (0 or 1: it stops after an epoch's end so the caller can
+ * apply it, with *ret_used telling how much was consumed), or a negative errno
+ * with rx->error set (-EBADMSG, -EPROTO, -EMSGSIZE, -ERANGE, -EILSEQ checksum).
+ * After an error the receiver is unusable: the connection must be closed.
+ */
+int epoch_rx_feed(struct epoch_rx *rx, const uint8_t *buf, size_t len, size_t *ret_used);
+
+#endif
