@@ -221,7 +221,8 @@ static int rx_begin(struct epoch_rx *rx)
 		if (!pages)
 			r = -ENOMEM;
 		else {
-			memcpy(pages, m->pages, m->n_pages * sizeof(*pages));
+			if (m->n_pages) /* an empty list may be NULL */
+				memcpy(pages, m->pages, m->n_pages * sizeof(*pages));
 			rx->pages = pages;
 			rx->nr_pages = m->n_pages;
 			rx->pages_have = 0;
@@ -265,7 +266,8 @@ static int rx_state(struct epoch_rx *rx)
 			snprintf(ms->dev[i].name, sizeof(ms->dev[i].name), "%s",
 				 m->device[i]->name);
 			ms->dev[i].len = (uint32_t)m->device[i]->data.len;
-			memcpy(ms->dev[i].data, m->device[i]->data.data, ms->dev[i].len);
+			if (ms->dev[i].len) /* empty bytes may be NULL */
+				memcpy(ms->dev[i].data, m->device[i]->data.data, ms->dev[i].len);
 		}
 	}
 	ringft__state__free_unpacked(m, NULL);

@@ -213,11 +213,42 @@ static void test_refusals(void **state)
 	drop(&f);
 }
 
+/* An epoch in which the guest dirtied nothing still carries its state. */
+static void test_empty_epoch(void **state)
+{
+	struct machine_state *ms = calloc(1, sizeof(*ms));
+	struct epoch_tx tx = { 0 };
+	struct epoch_rx rx;
+	int epochs = 0;
+
+	assert_non_null(ms);
+	ms->nr_vcpus = 2;
+	ms->nr_devices = 1;
+	ms->vm.clock.clock = 42;
+	assert_int_equal(epoch_pack(&tx, 0, NULL, 0, NULL, ms), 0);
+	assert_int_equal(epoch_rx_init(&rx, GUEST_PAGES, 2, 1), 0);
+	for (unsigned int i = 0; i < tx.nr_iov; i++) {
+		size_t used;
+		int r = epoch_rx_feed(&rx, tx.iov[i].iov_base, tx.iov[i].iov_len, &used);
+
+		assert_true(r >= 0);
+		assert_int_equal(used, tx.iov[i].iov_len);
+		epochs += r;
+	}
+	assert_int_equal(epochs, 1);
+	assert_int_equal(rx.nr_pages, 0);
+	assert_true(rx.state->vm.clock.clock == 42);
+	epoch_rx_free(&rx);
+	epoch_tx_free(&tx);
+	free(ms);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_any_chunking),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_empty_epoch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
