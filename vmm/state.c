@@ -34,29 +34,33 @@
  * and MCG_CAP are KVM constants (MCG_CAP is set by KVM_X86_SETUP_MCE), and KVM
  * refuses them in KVM_SET_MSRS. IA32_XSS is in KVM's list when it can be saved.
  */
-static const uint32_t
-	extra_msrs[] = {
-		0x1b,			       /* IA32_APIC_BASE */
-		0x10,			       /* IA32_TSC (saved, not loaded: see below) */
-		0x3b,			       /* IA32_TSC_ADJUST */
-		0x3a,			       /* IA32_FEATURE_CONTROL */
-		0x48,			       /* IA32_SPEC_CTRL */
-		0x2ff,			       /* IA32_MTRR_DEF_TYPE */
-		0x250,	    0x258,	0x259, /* fixed MTRRs 64K, 16K */
-		0x268,	    0x269,	0x26a,	    0x26b, /* fixed MTRRs 4K */
-		0x26c,	    0x26d,	0x26e,	    0x26f,	0x200, 0x201,
-		0x202,	    0x203,	0x204,	    0x205,	0x206, 0x207, /* variable MTRRs */
-		0x208,	    0x209,	0x20a,	    0x20b,	0x20c, 0x20d,
-		0x20e,	    0x20f,	0x277,			/* IA32_PAT */
-		0x174,	    0x175,	0x176,			/* SYSENTER_CS/ESP/EIP */
-		0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, /* STAR, LSTAR, CSTAR, SFMASK */
-		0xc0000100, 0xc0000101, 0xc0000102, /* FS_BASE, GS_BASE, KERNEL_GS_BASE */
-		0xc0000103,			    /* TSC_AUX */
-		0x1a0,				    /* IA32_MISC_ENABLE */
-		0x1d9,				    /* IA32_DEBUGCTL */
-		0x17a,	    0x17b,		    /* MCG_STATUS, MCG_CTL */
-		0x6e0,				    /* IA32_TSC_DEADLINE (loaded after LAPIC) */
-	};
+/* One MSR group per line. */
+/* clang-format off */
+static const uint32_t extra_msrs[] = {
+	0x1b,                                   /* IA32_APIC_BASE */
+	0x10,                                   /* IA32_TSC (saved, not loaded: see below) */
+	0x3b,                                   /* IA32_TSC_ADJUST */
+	0x3a,                                   /* IA32_FEATURE_CONTROL */
+	0x48,                                   /* IA32_SPEC_CTRL */
+	0x2ff,                                  /* IA32_MTRR_DEF_TYPE */
+	0x250, 0x258, 0x259,                    /* fixed MTRRs 64K, 16K */
+	0x268, 0x269, 0x26a, 0x26b,             /* fixed MTRRs 4K */
+	0x26c, 0x26d, 0x26e, 0x26f,
+	0x200, 0x201, 0x202, 0x203,             /* variable MTRRs */
+	0x204, 0x205, 0x206, 0x207,
+	0x208, 0x209, 0x20a, 0x20b,
+	0x20c, 0x20d, 0x20e, 0x20f,
+	0x277,                                  /* IA32_PAT */
+	0x174, 0x175, 0x176,                    /* SYSENTER_CS/ESP/EIP */
+	0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, /* STAR, LSTAR, CSTAR, SFMASK */
+	0xc0000100, 0xc0000101, 0xc0000102,     /* FS_BASE, GS_BASE, KERNEL_GS_BASE */
+	0xc0000103,                             /* TSC_AUX */
+	0x1a0,                                  /* IA32_MISC_ENABLE */
+	0x1d9,                                  /* IA32_DEBUGCTL */
+	0x17a, 0x17b,                           /* MCG_STATUS, MCG_CTL */
+	0x6e0,                                  /* IA32_TSC_DEADLINE (loaded after LAPIC) */
+};
+/* clang-format on */
 
 struct msrs_buf {
 	struct kvm_msrs hdr;
