@@ -115,6 +115,7 @@ enum {
 	OPT_CONSOLE,
 	OPT_QUIET,
 	OPT_REALTIME,
+	OPT_NO_REALTIME,
 	OPT_SEED,
 	OPT_BANK_PAGES,
 	OPT_BANK_ACCOUNTS,
@@ -138,6 +139,7 @@ static const struct option long_options[] = {
 	{ "console", required_argument, NULL, OPT_CONSOLE },
 	{ "quiet", no_argument, NULL, OPT_QUIET },
 	{ "realtime", no_argument, NULL, OPT_REALTIME },
+	{ "no-realtime", no_argument, NULL, OPT_NO_REALTIME },
 	{ "seed", required_argument, NULL, OPT_SEED },
 	{ "bank-pages", required_argument, NULL, OPT_BANK_PAGES },
 	{ "bank-accounts", required_argument, NULL, OPT_BANK_ACCOUNTS },
@@ -178,9 +180,11 @@ void ftd_usage(FILE *out)
 	      "                          a full dirty ring checkpoints early\n"
 	      "  --duration DURATION     stop after this long (default: until SIGINT/SIGTERM)\n"
 	      "  --quiet                 no statistics line every second\n"
-	      "  --realtime              run the checkpoint thread SCHED_FIFO (root): a\n"
-	      "                          pause then never waits a scheduler tick for a CPU\n"
-	      "                          when vCPUs occupy every core\n"
+	      "  --realtime              run the checkpoint thread SCHED_FIFO priority 1\n"
+	      "                          (needs CAP_SYS_NICE, else a warning): a pause then\n"
+	      "                          never waits a scheduler tick for a CPU. Default:\n"
+	      "                          on when the vCPUs leave no CPU to spare\n"
+	      "  --no-realtime           keep the checkpoint thread at normal priority\n"
 	      "\n"
 	      "Guest workload (builtin guests):\n"
 	      "  --seed N                PRNG seed (default 1)\n"
@@ -255,6 +259,7 @@ static void options_defaults(struct ftd_options *o)
 	o->tracking = DIRTY_RING;
 	o->ring_entries = VM_DEFAULT_RING_ENTRIES;
 	o->interval_ns = 10 * 1000000ULL;
+	o->realtime = -1;
 	snprintf(o->console, sizeof(o->console), "-");
 	loader_default_params(&o->gp);
 }
@@ -317,7 +322,10 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		o->quiet = true;
 		break;
 	case OPT_REALTIME:
-		o->realtime = true;
+		o->realtime = 1;
+		break;
+	case OPT_NO_REALTIME:
+		o->realtime = 0;
 		break;
 	case OPT_SEED:
 		r = opt_uint("seed", arg, 0, UINT64_MAX, &o->gp.seed, err, errlen);

@@ -31,7 +31,7 @@ struct ftd_options {
 	uint64_t duration_ns; /* 0: until SIGINT/SIGTERM */
 	char console[256];    /* "-": stdout */
 	bool quiet;	      /* no per-second statistics line */
-	bool realtime;	      /* SCHED_FIFO for the checkpoint thread */
+	int realtime;	      /* SCHED_FIFO checkpoint thread: 1 on, 0 off, -1 auto */
 	struct guest_params gp;
 };
 

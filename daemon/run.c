@@ -149,7 +149,8 @@ static int make_timer(uint64_t interval_ns)
  * vCPU threads that spin in the guest, the pause grows by a scheduler tick (p99
  * 4 ms with 2 vCPUs on 2 cores, 0.8 ms with this). A low real-time priority lets
  * it run when its timer fires; it never spins while vCPUs need its CPU (see
- * vm_pause). vCPU threads are created with the normal policy explicitly (vm.c).
+ * vm_pause). vCPU threads are created with the normal policy explicitly (vm.c):
+ * they spin in the guest, and at a real-time priority they would starve it.
  */
 static void set_owner_priority(void)
 {
@@ -304,7 +305,12 @@ int ftd_run(const struct ftd_options *o)
 		log_error("Failed to start vCPU threads: %s", strerror(-r));
 		goto out;
 	}
-	if (o->realtime)
+	/*
+	 * Auto: with a CPU to spare the owner gets one anyway and real-time priority
+	 * buys nothing measurable (1 vCPU here: p50 within 15 us either way); with
+	 * none to spare it cuts pause p99 from a scheduler tick to under 1 ms.
+	 */
+	if (o->realtime == 1 || (o->realtime < 0 && !vm->pause_poll))
 		set_owner_priority();
 	log_info("running %s: %llu MiB, %u vCPUs, %s tracking%s, checkpoint every %.3f ms",
 		 o->guest, (unsigned long long)(o->mem_size >> 20), o->vcpus,

@@ -24,7 +24,7 @@ expect_usage_error() {
 # --help documents every option the parser knows, and exits 0.
 "$FTD" --help >"$TMP/help" || fail "ftd --help exited $?"
 for opt in --guest --mem --vcpus --console --tracking --ring-entries --interval --duration \
-	--quiet --realtime --seed --bank-pages --bank-accounts --bank-check-ms --dirty-pages-per-ms \
+	--quiet --realtime --no-realtime --seed --bank-pages --bank-accounts --bank-check-ms --dirty-pages-per-ms \
 	--dirty-wss --dirty-order --dirty-report-ms --help --version; do
 	grep -qF -- "$opt" "$TMP/help" || fail "--help does not document $opt"
 done

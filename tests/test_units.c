@@ -217,6 +217,7 @@ static void test_options_defaults(void **state)
 	assert_int_equal(o.tracking, DIRTY_RING);
 	assert_int_equal(o.interval_ns, 10000000);
 	assert_string_equal(o.console, "-");
+	assert_int_equal(o.realtime, -1);
 }
 
 static void expect_error(const char *const *args, const char *needle)

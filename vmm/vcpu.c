@@ -450,7 +450,7 @@ int vm_pause(struct vm *vm, unsigned int flags, struct vm_pause_stats *st)
 	 * this one, poll for a while first; otherwise polling would keep a vCPU
 	 * thread from the CPU it needs to acknowledge.
 	 */
-	if (vm->pause_poll && sched_getscheduler(0) == SCHED_OTHER)
+	if (vm->pause_poll)
 		for (uint64_t until = clock_now_ns() + VM_PAUSE_POLL_NS;
 		     __atomic_load_n(&vm->nr_acked, __ATOMIC_ACQUIRE) < vm->nr_vcpus &&
 		     clock_now_ns() < until;)
