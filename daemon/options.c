@@ -11,23 +11,6 @@
 #include "vmm/loader.h"
 #include "vmm/vm.h"
 
-int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
-{
-	unsigned long long v;
-	char *end;
-
-	if (!s || !isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end)
-		return -EINVAL;
-	if (v < min || v > max)
-		return -ERANGE;
-	*ret = v;
-	return 0;
-}
-
 /* Decimal digits at the start of s (no sign, no space); *ret_end after them. */
 static int parse_leading_number(const char *s, unsigned long long *ret, char **ret_end)
 {
@@ -36,6 +19,22 @@ static int parse_leading_number(const char *s, unsigned long long *ret, char **r
 	errno = 0;
 	*ret = strtoull(s, ret_end, 10);
 	return errno ? -ERANGE : 0;
+}
+
+int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
+{
+	unsigned long long v;
+	char *end;
+	int r = parse_leading_number(s, &v, &end);
+
+	if (r < 0)
+		return r;
+	if (*end)
+		return -EINVAL;
+	if (v < min || v > max)
+		return -ERANGE;
+	*ret = v;
+	return 0;
 }
 
 /* "4096", "64K", "512M", "1G", "16GiB", "2T": binary units. */

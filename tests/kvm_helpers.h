@@ -55,7 +55,10 @@ char *t_console_snapshot(struct t_console *c);
 /* Appends every byte so far, a partial last line included, to *text (realloc'd). */
 void t_console_append_raw(struct t_console *c, char **text);
 
-/* VM with a serial console and a guest loaded (not started). */
+/*
+ * VM with a serial console and a guest loaded (not started). With guest NULL
+ * nothing is loaded: the VM is a target for saved memory and state.
+ */
 int __t_vm_new(const struct vm_config *cfg, const char *guest, const struct guest_params *gp,
 	       struct t_console *console, struct vm **ret_vm);
 struct vm *t_vm_new(const struct vm_config *cfg, const char *guest, const struct guest_params *gp,
@@ -64,7 +67,6 @@ struct vm *t_vm_new(const struct vm_config *cfg, const char *guest, const struct
 /* bank lines: per vCPU, the last iter seen and counts. */
 struct t_bank {
 	unsigned int nr_vcpus;
-	long long first_iter[GUEST_MAX_VCPUS]; /* -1: no line yet */
 	long long last_iter[GUEST_MAX_VCPUS];
 	uint64_t lines[GUEST_MAX_VCPUS];
 	uint64_t bad; /* FAIL lines, gaps, repeats, malformed bank lines */
@@ -72,12 +74,11 @@ struct t_bank {
 };
 
 /*
- * Parses every complete "bank vcpu=..." line of text; checks iter goes up by exactly one
- * per vCPU and that every line says ok. If `expect_next` is not NULL, the first
- * line of vCPU i must carry iter expect_next[i].
+ * Parses every complete "bank vcpu=..." line of text, which must begin with the
+ * guest's first output; checks that each vCPU's iter starts at 0 and goes up by
+ * exactly one, and that every line says ok.
  */
-void t_bank_parse(const char *text, unsigned int nr_vcpus, const long long *expect_next,
-		  struct t_bank *ret);
+void t_bank_parse(const char *text, unsigned int nr_vcpus, struct t_bank *ret);
 
 uint64_t t_now_ns(void);
 void t_sleep_ms(unsigned int ms);

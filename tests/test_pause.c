@@ -72,7 +72,7 @@ static void bank_under_pauses(unsigned int vcpus, unsigned int cycles)
 			CHECK(vm->vcpus[v]->acked_seq == vm->pause_seq, "vCPU %u not parked", v);
 		if (i == cycles / 2) {
 			text = t_console_snapshot(&console);
-			t_bank_parse(text, vcpus, NULL, &b);
+			t_bank_parse(text, vcpus, &b);
 			free(text);
 			for (unsigned int v = 0; v < vcpus; v++)
 				lines_before += b.lines[v];
@@ -85,7 +85,7 @@ static void bank_under_pauses(unsigned int vcpus, unsigned int cycles)
 	t_sleep_ms(200);
 	CHECK_OK(vm_pause(vm, VM_PAUSE_SAVE_STATE, NULL));
 	text = t_console_snapshot(&console);
-	t_bank_parse(text, vcpus, NULL, &b);
+	t_bank_parse(text, vcpus, &b);
 	free(text);
 	CHECK(!b.bad, "%s", b.first_bad);
 	for (unsigned int v = 0; v < vcpus; v++) {

@@ -21,7 +21,6 @@
 #include "secondary/replica.h"
 #include "tests/kvm_helpers.h"
 #include "vmm/loader.h"
-#include "vmm/serial.h"
 
 #define EPOCHS 300
 
@@ -57,7 +56,6 @@ int main(void)
 	struct epoch_tx tx = { 0 };
 	struct epoch_rx rx;
 	int epochs;
-	struct device *serial;
 	struct vm *primary, *secondary;
 	struct t_bank b;
 	uint64_t bad_page = 1ULL << 40, before[GUEST_MAX_VCPUS] = { 0 }, deadline;
@@ -70,9 +68,7 @@ int main(void)
 	loader_default_params(&gp);
 	gp.bank_check_ms = 2;
 	primary = t_vm_new(&cfg, "builtin:bank", &gp, &pconsole);
-	CHECK_OK(vm_create(&cfg, &secondary));
-	CHECK_OK(serial_new(GUEST_PORT_COM1, t_console_sink, &sconsole, &serial));
-	CHECK_OK(vm_add_device(secondary, serial));
+	secondary = t_vm_new(&cfg, NULL, NULL, &sconsole);
 	CHECK_OK(replica_init(&rep, secondary));
 	CHECK_OK(epoch_rx_init(&rx, secondary->nr_pages, secondary->nr_vcpus,
 			       secondary->nr_devices));
@@ -141,7 +137,7 @@ int main(void)
 	CHECK_OK(replica_promote(&rep));
 	text = strndup(pconsole.buf ? pconsole.buf : "", released);
 	CHECK(text, "out of memory");
-	t_bank_parse(text, 2, NULL, &b);
+	t_bank_parse(text, 2, &b);
 	CHECK(!b.bad, "released output: %s", b.first_bad);
 	memcpy(before, b.lines, sizeof(b.lines));
 	deadline = t_now_ns() + 20000000000ULL;
@@ -151,7 +147,7 @@ int main(void)
 
 		CHECK(all, "out of memory");
 		t_console_append_raw(&sconsole, &all);
-		t_bank_parse(all, 2, NULL, &b);
+		t_bank_parse(all, 2, &b);
 		if (b.bad)
 			fprintf(stderr, "stream after failover:\n%s\n", all + released);
 		free(all);

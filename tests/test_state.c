@@ -14,7 +14,6 @@
 #include "tests/kvm_helpers.h"
 #include "vmm/loader.h"
 #include "vmm/machine.h"
-#include "vmm/serial.h"
 #include "vmm/vcpu.h"
 
 #define HOPS 4
@@ -27,7 +26,7 @@ static void parse_stream(const char *done, struct t_console *live, unsigned int 
 
 	CHECK(text, "out of memory");
 	t_console_append_raw(live, &text);
-	t_bank_parse(text, vcpus, NULL, b);
+	t_bank_parse(text, vcpus, b);
 	if (b->bad)
 		fprintf(stderr, "console stream:\n%s\n", text);
 	free(text);
@@ -72,7 +71,6 @@ static void round_trip(enum dirty_mode mode, unsigned int vcpus)
 	wait_progress(done, &console[0], vcpus, before, &b);
 
 	for (unsigned int hop = 1; hop <= HOPS; hop++) {
-		struct device *serial;
 		struct vm *fresh;
 
 		CHECK_OK(vm_pause(vm, VM_PAUSE_SAVE_STATE, NULL));
@@ -85,9 +83,7 @@ static void round_trip(enum dirty_mode mode, unsigned int vcpus)
 
 		/* A fresh VM built like the first, no guest loaded: memory and state move. */
 		t_console_init(&console[hop]);
-		CHECK_OK(vm_create(&cfg, &fresh));
-		CHECK_OK(serial_new(GUEST_PORT_COM1, t_console_sink, &console[hop], &serial));
-		CHECK_OK(vm_add_device(fresh, serial));
+		fresh = t_vm_new(&cfg, NULL, NULL, &console[hop]);
 		memcpy(fresh->mem, vm->mem, vm->mem_size);
 		CHECK_OK(machine_load(fresh, ms));
 		vm_free(vm);
