@@ -33,8 +33,8 @@ struct run_stats {
 	uint64_t early;
 	uint64_t pages_total;
 	uint64_t pages_max;
-	struct samples pause_us; /* this second */
-	struct samples all_pause_us;
+	struct samples pause_us;       /* this second */
+	struct histogram all_pause_us; /* the whole run, in constant memory */
 	uint64_t window_checkpoints;
 	uint64_t window_pages;
 	uint64_t window_start_ns;
@@ -90,9 +90,9 @@ static void print_summary(struct run_stats *rs, uint64_t elapsed_ns)
 		 (unsigned long long)rs->checkpoints, (double)elapsed_ns / 1e9,
 		 (unsigned long long)rs->early,
 		 rs->checkpoints ? (double)rs->pages_total / (double)rs->checkpoints : 0.0,
-		 (unsigned long long)samples_percentile(&rs->all_pause_us, 50),
-		 (unsigned long long)samples_percentile(&rs->all_pause_us, 99),
-		 (unsigned long long)samples_max(&rs->all_pause_us));
+		 (unsigned long long)histogram_percentile(&rs->all_pause_us, 50),
+		 (unsigned long long)histogram_percentile(&rs->all_pause_us, 99),
+		 (unsigned long long)rs->all_pause_us.max);
 }
 
 static int report_stopped(struct vm *vm)
@@ -182,7 +182,7 @@ static int checkpoint_once(struct ckpt *c, struct run_stats *rs)
 	if (t.pages > rs->pages_max)
 		rs->pages_max = t.pages;
 	samples_add(&rs->pause_us, t.pause_ns / 1000);
-	samples_add(&rs->all_pause_us, t.pause_ns / 1000);
+	histogram_add(&rs->all_pause_us, t.pause_ns / 1000);
 	return 0;
 }
 
@@ -243,7 +243,6 @@ static int run_loop(struct vm *vm, struct ckpt *c, const struct ftd_options *o, 
 	}
 	print_summary(&rs, clock_now_ns() - start);
 	samples_free(&rs.pause_us);
-	samples_free(&rs.all_pause_us);
 	return status;
 }
 

@@ -72,3 +72,50 @@ uint64_t samples_sum(const struct samples *s)
 		t += s->v[i];
 	return t;
 }
+
+static unsigned int hist_bucket(uint64_t v)
+{
+	unsigned int e;
+
+	if (v < HIST_SUB)
+		return (unsigned int)v;
+	e = 63u - (unsigned int)__builtin_clzll(v); /* e >= 5 */
+	return (e - 4) * HIST_SUB + (unsigned int)((v >> (e - 5)) & (HIST_SUB - 1));
+}
+
+static uint64_t hist_lower(unsigned int b)
+{
+	unsigned int e = b / HIST_SUB + 4;
+
+	if (b < HIST_SUB)
+		return b;
+	return (uint64_t)(HIST_SUB + b % HIST_SUB) << (e - 5);
+}
+
+void histogram_add(struct histogram *h, uint64_t value)
+{
+	h->count[hist_bucket(value)]++;
+	h->n++;
+	if (value > h->max)
+		h->max = value;
+}
+
+uint64_t histogram_percentile(const struct histogram *h, double p)
+{
+	uint64_t rank, seen = 0;
+
+	if (!h->n)
+		return 0;
+	rank = (uint64_t)ceil(p / 100.0 * (double)h->n);
+	if (rank < 1)
+		rank = 1;
+	for (unsigned int b = 0; b < HIST_BUCKETS; b++) {
+		seen += h->count[b];
+		if (seen >= rank) {
+			uint64_t upper = b + 1 < HIST_BUCKETS ? hist_lower(b + 1) - 1 : UINT64_MAX;
+
+			return upper < h->max ? upper : h->max;
+		}
+	}
+	return h->max;
+}

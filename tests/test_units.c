@@ -273,6 +273,27 @@ static void test_samples(void **state)
 	samples_free(&s);
 }
 
+static void test_histogram(void **state)
+{
+	struct histogram *h = calloc(1, sizeof(*h));
+
+	assert_non_null(h);
+	assert_int_equal(histogram_percentile(h, 50), 0);
+	for (uint64_t i = 1; i <= 100; i++)
+		histogram_add(h, i);
+	assert_int_equal(histogram_percentile(h, 50), 50); /* exact below 64 */
+	assert_int_equal(histogram_percentile(h, 99), 99); /* bucket 98..99 */
+	assert_int_equal(histogram_percentile(h, 100), 100);
+	memset(h, 0, sizeof(*h));
+	for (uint64_t i = 0; i < 1000; i++)
+		histogram_add(h, 1000000 + i * 1000); /* 1.000 .. 1.999 s in us */
+	assert_in_range(histogram_percentile(h, 50), 1499000, 1499000 * 103 / 100);
+	assert_int_equal(histogram_percentile(h, 100), 1999000);
+	histogram_add(h, UINT64_MAX); /* the top bucket exists */
+	assert_true(histogram_percentile(h, 100) == UINT64_MAX);
+	free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -286,6 +307,7 @@ int main(void)
 		cmocka_unit_test(test_options_defaults),
 		cmocka_unit_test(test_options_errors),
 		cmocka_unit_test(test_samples),
+		cmocka_unit_test(test_histogram),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
