@@ -50,7 +50,7 @@ int main(int argc, char **argv)
 			uint64_t t0 = clock_now_ns(), t1;
 			int epochs = 0;
 
-			if (epoch_pack(&tx, (uint64_t)rep, pages, counts[c], data, ms) < 0)
+			if (epoch_pack(&tx, (uint64_t)rep, pages, counts[c], data, ms, NULL) < 0)
 				return 1;
 			t1 = clock_now_ns();
 			for (unsigned int i = 0; i < tx.nr_iov; i++) {

@@ -5,6 +5,7 @@
 
 #include "daemon/log.h"
 #include "daemon/options.h"
+#include "daemon/replication.h"
 #include "daemon/run.h"
 
 #define FTD_EXIT_USAGE 2
@@ -36,10 +37,11 @@ int main(int argc, char **argv)
 	case FTD_ROLE_RUN:
 		r = ftd_run(o);
 		break;
+	case FTD_ROLE_PRIMARY:
+		r = ftd_primary(o);
+		break;
 	default:
-		log_error("'%s' is not in this build yet: replication arrives in a later release",
-			  o->role == FTD_ROLE_PRIMARY ? "primary" : "secondary");
-		r = FTD_EXIT_USAGE;
+		r = ftd_secondary(o);
 		break;
 	}
 	free(o);

@@ -123,6 +123,11 @@ enum {
 	OPT_DIRTY_WSS,
 	OPT_DIRTY_ORDER,
 	OPT_DIRTY_REPORT_MS,
+	OPT_PEER,
+	OPT_LISTEN,
+	OPT_VERIFY,
+	OPT_TIMEOUT,
+	OPT_SEND_ZC,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -147,6 +152,11 @@ static const struct option long_options[] = {
 	{ "dirty-wss", required_argument, NULL, OPT_DIRTY_WSS },
 	{ "dirty-order", required_argument, NULL, OPT_DIRTY_ORDER },
 	{ "dirty-report-ms", required_argument, NULL, OPT_DIRTY_REPORT_MS },
+	{ "peer", required_argument, NULL, OPT_PEER },
+	{ "listen", required_argument, NULL, OPT_LISTEN },
+	{ "verify", no_argument, NULL, OPT_VERIFY },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "send-zc", no_argument, NULL, OPT_SEND_ZC },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ 0 },
@@ -154,13 +164,28 @@ static const struct option long_options[] = {
 
 void ftd_usage(FILE *out)
 {
-	fputs("Usage: ftd run [OPTIONS]\n"
+	fputs("Usage: ftd primary --peer HOST:PORT [OPTIONS]\n"
+	      "       ftd secondary --listen HOST:PORT [OPTIONS]\n"
+	      "       ftd run [OPTIONS]\n"
 	      "       ftd --help | --version\n"
 	      "\n"
 	      "Runs a KVM guest and checkpoints it every interval: pause the vCPUs, harvest\n"
 	      "the dirty pages, copy them and the vCPU/VM/device state to a staging buffer,\n"
-	      "resume. `run` keeps checkpoints local (no peer); replication to a secondary\n"
-	      "(`primary`, `secondary`) is not in this build yet.\n"
+	      "resume. `primary` ships every checkpoint to a `secondary`, which keeps an\n"
+	      "exact replica in its own VM and acknowledges each one; guest console output\n"
+	      "leaves the primary only once its checkpoint is acknowledged. `run` keeps\n"
+	      "checkpoints local (no peer). Both sides must be given the same --mem,\n"
+	      "--vcpus, --tracking and --ring-entries: the handshake refuses a mismatch.\n"
+	      "\n"
+	      "Replication:\n"
+	      "  --peer HOST:PORT        primary: the secondary to connect to (IPv4, [IPv6]\n"
+	      "                          or localhost); retried every second while absent\n"
+	      "  --listen HOST:PORT      secondary: where to wait for the primary\n"
+	      "  --verify                primary: hash all guest memory at every checkpoint;\n"
+	      "                          the secondary compares it with its replica\n"
+	      "  --timeout DURATION      a peer silent this long is gone (default 2s);\n"
+	      "                          heartbeats go out every quarter of it\n"
+	      "  --send-zc               primary: send page data with IORING_OP_SENDMSG_ZC\n"
 	      "\n"
 	      "Machine:\n"
 	      "  --guest SPEC            guest to run: builtin:bank (default), builtin:dirty,\n"
@@ -202,8 +227,10 @@ void ftd_usage(FILE *out)
 	      "SIZE takes K, M, G, T suffixes (binary). DURATION takes ns, us, ms, s, m;\n"
 	      "a bare number is milliseconds.\n"
 	      "\n"
-	      "Every second (unless --quiet) a statistics line goes to stderr: checkpoints\n"
-	      "taken, dirty pages per checkpoint, pause time p50/p99/max in microseconds.\n"
+	      "Every second (unless --quiet) a statistics line goes to stderr: state,\n"
+	      "checkpoints taken and acknowledged, dirty pages per checkpoint, pause time\n"
+	      "and pause-to-ACK time p50/p99/max in microseconds, wire throughput, verified\n"
+	      "checkpoints and mismatches, console bytes held back.\n"
 	      "\n"
 	      "Exit status: 0 stopped as asked, 1 runtime failure (KVM error, guest crash),\n"
 	      "2 bad command line.\n",
@@ -259,6 +286,7 @@ static void options_defaults(struct ftd_options *o)
 	o->ring_entries = VM_DEFAULT_RING_ENTRIES;
 	o->interval_ns = 10 * 1000000ULL;
 	o->realtime = -1;
+	o->timeout_ns = 2000000000ULL;
 	snprintf(o->console, sizeof(o->console), "-");
 	loader_default_params(&o->gp);
 }
@@ -363,6 +391,29 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		r = opt_uint("dirty-report-ms", arg, 1, 3600000, &v, err, errlen);
 		o->gp.dirty_report_ms = (uint32_t)v;
 		break;
+	case OPT_PEER:
+	case OPT_LISTEN: {
+		char *dst = c == OPT_PEER ? o->peer : o->listen;
+
+		if (!*arg || strlen(arg) >= sizeof(o->peer))
+			return fail(err, errlen, "--%s: '%s' is not HOST:PORT",
+				    c == OPT_PEER ? "peer" : "listen", arg);
+		snprintf(dst, sizeof(o->peer), "%s", arg);
+		break;
+	}
+	case OPT_VERIFY:
+		o->verify = true;
+		break;
+	case OPT_TIMEOUT:
+		if (parse_duration(arg, &v) < 0)
+			return fail(err, errlen, "--timeout: '%s' is not a duration (e.g. 2s)", arg);
+		if (v < 100000000ULL || v > 600000000000ULL)
+			return fail(err, errlen, "--timeout: %s is outside 100ms..10m", arg);
+		o->timeout_ns = v;
+		break;
+	case OPT_SEND_ZC:
+		o->send_zc = true;
+		break;
 	case OPT_HELP:
 		o->help = true;
 		break;
@@ -408,5 +459,13 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 		return 0;
 	if (o->role == FTD_ROLE_NONE)
 		return fail(err, errlen, "no command given (try ftd run --help)");
+	if (o->role == FTD_ROLE_PRIMARY && !o->peer[0])
+		return fail(err, errlen, "ftd primary needs --peer HOST:PORT (the secondary)");
+	if (o->role == FTD_ROLE_SECONDARY && !o->listen[0])
+		return fail(err, errlen, "ftd secondary needs --listen HOST:PORT");
+	if (o->role != FTD_ROLE_PRIMARY && o->peer[0])
+		return fail(err, errlen, "--peer is an option of ftd primary");
+	if (o->role != FTD_ROLE_SECONDARY && o->listen[0])
+		return fail(err, errlen, "--listen is an option of ftd secondary");
 	return 0;
 }

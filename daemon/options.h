@@ -32,6 +32,11 @@ struct ftd_options {
 	char console[256];    /* "-": stdout */
 	bool quiet;	      /* no per-second statistics line */
 	int realtime;	      /* SCHED_FIFO checkpoint thread: 1 on, 0 off, -1 auto */
+	char peer[128];	      /* primary: the secondary's HOST:PORT */
+	char listen[128];     /* secondary: HOST:PORT to listen on */
+	bool verify;	      /* primary: hash all memory at every checkpoint */
+	uint64_t timeout_ns;  /* a silent peer is gone after this long */
+	bool send_zc;	      /* primary: IORING_OP_SENDMSG_ZC for page data */
 	struct guest_params gp;
 };
 

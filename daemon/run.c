@@ -57,11 +57,14 @@ static void console_write(void *opaque, const uint8_t *buf, size_t len)
 	}
 }
 
-static int open_console(const char *path)
+int ftd_open_console(const char *path)
 {
-	if (!strcmp(path, "-"))
-		return fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
-	return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	int fd;
+
+	if (strcmp(path, "-"))
+		return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+	return fd;
 }
 
 static void print_stats(struct run_stats *rs, uint64_t now)
@@ -95,7 +98,7 @@ static void print_summary(struct run_stats *rs, uint64_t elapsed_ns)
 		 (unsigned long long)rs->all_pause_us.max);
 }
 
-static int report_stopped(struct vm *vm)
+int ftd_report_stopped(struct vm *vm)
 {
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = vm->vcpus[i];
@@ -114,7 +117,7 @@ static int report_stopped(struct vm *vm)
 	return 1;
 }
 
-static int make_signalfd(void)
+int ftd_signalfd(void)
 {
 	sigset_t set;
 
@@ -128,7 +131,7 @@ static int make_signalfd(void)
 	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
-static int make_timer(uint64_t interval_ns)
+int ftd_timerfd(uint64_t interval_ns)
 {
 	struct itimerspec its = {
 		.it_interval = { .tv_sec = (time_t)(interval_ns / 1000000000ULL),
@@ -161,6 +164,60 @@ static void set_owner_priority(void)
 		log_warning("Failed to give the checkpoint thread real-time priority: %s "
 			    "(pauses may take a scheduler tick longer)",
 			    strerror(r));
+}
+
+void ftd_owner_priority(const struct ftd_options *o, const struct vm *vm)
+{
+	/*
+	 * Auto: with a CPU to spare the owner gets one anyway and real-time priority
+	 * buys nothing measurable (1 vCPU here: p50 within 15 us either way); with
+	 * none to spare it cuts pause p99 from a scheduler tick to under 1 ms.
+	 */
+	if (o->realtime == 1 || (o->realtime < 0 && !vm->pause_poll))
+		set_owner_priority();
+}
+
+int ftd_make_vm(const struct ftd_options *o, serial_sink_fn sink, void *opaque, bool load_guest,
+		struct vm **ret_vm)
+{
+	struct vm_config cfg = {
+		.mem_size = o->mem_size,
+		.nr_vcpus = o->vcpus,
+		.tracking = o->tracking,
+		.ring_entries = o->ring_entries,
+	};
+	struct device *serial = NULL;
+	struct vm *vm = NULL;
+	int r;
+
+	r = vm_create(&cfg, &vm);
+	if (r < 0) {
+		log_error("Failed to create the VM (%s tracking, %llu MiB, %u vCPUs): %s",
+			  dirty_mode_name(o->tracking), (unsigned long long)(o->mem_size >> 20),
+			  o->vcpus, strerror(-r));
+		return 1;
+	}
+	r = serial_new(GUEST_PORT_COM1, sink, opaque, &serial);
+	if (r < 0 || (r = vm_add_device(vm, serial)) < 0) {
+		log_error("Failed to add the serial console: %s", strerror(-r));
+		if (serial)
+			serial->ops->free(serial);
+		vm_free(vm);
+		return 1;
+	}
+	if (load_guest) {
+		r = loader_load(vm, o->guest, &o->gp);
+		if (r < 0) {
+			log_error("Failed to load guest %s: %s", o->guest,
+				  r == -ENOENT	? "no such built-in guest"
+				  : r == -E2BIG ? "its workload does not fit in guest RAM"
+						: strerror(-r));
+			vm_free(vm);
+			return r == -ENOENT || r == -E2BIG ? 2 : 1;
+		}
+	}
+	*ret_vm = vm;
+	return 0;
 }
 
 static int checkpoint_once(struct ckpt *c, struct run_stats *rs)
@@ -218,7 +275,7 @@ static int run_loop(struct vm *vm, struct ckpt *c, const struct ftd_options *o, 
 		}
 		events = vm_take_events(vm);
 		if (events & VM_EVENT_STOPPED) {
-			status = report_stopped(vm);
+			status = ftd_report_stopped(vm);
 			break;
 		}
 		if (events & VM_EVENT_RING_FULL) {
@@ -228,7 +285,7 @@ static int run_loop(struct vm *vm, struct ckpt *c, const struct ftd_options *o, 
 		if (read(timer_fd, &expirations, sizeof(expirations)) == sizeof(expirations))
 			take = true;
 		if (take && (r = checkpoint_once(c, &rs)) < 0) {
-			status = r == -ESRCH ? report_stopped(vm) : 1;
+			status = r == -ESRCH ? ftd_report_stopped(vm) : 1;
 			break;
 		}
 		now = clock_now_ns();
@@ -248,52 +305,26 @@ static int run_loop(struct vm *vm, struct ckpt *c, const struct ftd_options *o, 
 
 int ftd_run(const struct ftd_options *o)
 {
-	struct vm_config cfg = {
-		.mem_size = o->mem_size,
-		.nr_vcpus = o->vcpus,
-		.tracking = o->tracking,
-		.ring_entries = o->ring_entries,
-	};
 	struct vm *vm = NULL;
-	struct device *serial = NULL;
 	struct ckpt ckpt = { 0 };
 	int console_fd = -1, sig_fd = -1, timer_fd = -1, status = 1, r;
 
 	signal(SIGPIPE, SIG_IGN);
-	console_fd = open_console(o->console);
+	console_fd = ftd_open_console(o->console);
 	if (console_fd < 0) {
 		log_error("Failed to open console %s: %s", o->console, strerror(errno));
 		return 1;
 	}
-	sig_fd = make_signalfd();
-	timer_fd = make_timer(o->interval_ns);
+	sig_fd = ftd_signalfd();
+	timer_fd = ftd_timerfd(o->interval_ns);
 	if (sig_fd < 0 || timer_fd < 0) {
 		log_error("Failed to set up signals and timer: %s", strerror(errno));
 		goto out;
 	}
-	r = vm_create(&cfg, &vm);
-	if (r < 0) {
-		log_error("Failed to create the VM (%s tracking, %llu MiB, %u vCPUs): %s",
-			  dirty_mode_name(o->tracking), (unsigned long long)(o->mem_size >> 20),
-			  o->vcpus, strerror(-r));
+	status = ftd_make_vm(o, console_write, &console_fd, true, &vm);
+	if (status)
 		goto out;
-	}
-	r = serial_new(GUEST_PORT_COM1, console_write, &console_fd, &serial);
-	if (r < 0 || (r = vm_add_device(vm, serial)) < 0) {
-		log_error("Failed to add the serial console: %s", strerror(-r));
-		if (serial)
-			serial->ops->free(serial);
-		goto out;
-	}
-	r = loader_load(vm, o->guest, &o->gp);
-	if (r < 0) {
-		log_error("Failed to load guest %s: %s", o->guest,
-			  r == -ENOENT	? "no such built-in guest"
-			  : r == -E2BIG ? "its workload does not fit in guest RAM"
-					: strerror(-r));
-		status = r == -ENOENT || r == -E2BIG ? 2 : 1;
-		goto out;
-	}
+	status = 1;
 	r = ckpt_init(&ckpt, vm);
 	if (r < 0) {
 		log_error("Failed to set up checkpoint staging: %s", strerror(-r));
@@ -304,13 +335,7 @@ int ftd_run(const struct ftd_options *o)
 		log_error("Failed to start vCPU threads: %s", strerror(-r));
 		goto out;
 	}
-	/*
-	 * Auto: with a CPU to spare the owner gets one anyway and real-time priority
-	 * buys nothing measurable (1 vCPU here: p50 within 15 us either way); with
-	 * none to spare it cuts pause p99 from a scheduler tick to under 1 ms.
-	 */
-	if (o->realtime == 1 || (o->realtime < 0 && !vm->pause_poll))
-		set_owner_priority();
+	ftd_owner_priority(o, vm);
 	log_info("running %s: %llu MiB, %u vCPUs, %s tracking%s, checkpoint every %.3f ms",
 		 o->guest, (unsigned long long)(o->mem_size >> 20), o->vcpus,
 		 dirty_mode_name(o->tracking),

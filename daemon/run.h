@@ -4,7 +4,27 @@
 
 #include "daemon/options.h"
 
+#include <stdbool.h>
+
+#include "vmm/serial.h"
+
+struct vm;
+
 /* `ftd run`: one VM, the local checkpoint cycle, no peer. Returns the exit status. */
 int ftd_run(const struct ftd_options *o);
+
+/* Shared by every role. */
+int ftd_open_console(const char *path); /* "-": stdout; else appended; -1 and errno */
+int ftd_signalfd(void);			/* SIGINT and SIGTERM, blocked in every thread */
+int ftd_timerfd(uint64_t interval_ns);
+void ftd_owner_priority(const struct ftd_options *o, const struct vm *vm);
+/* Logs why each stopped vCPU stopped; returns the exit status (1). */
+int ftd_report_stopped(struct vm *vm);
+/*
+ * The VM of the options with its serial console on `sink`, and the guest
+ * loaded when load_guest. Logs failures; returns 0 or the exit status.
+ */
+int ftd_make_vm(const struct ftd_options *o, serial_sink_fn sink, void *opaque, bool load_guest,
+		struct vm **ret_vm);
 
 #endif

@@ -7,6 +7,7 @@
 #include "vmm/clock.h"
 #include "primary/checkpoint.h"
 #include "vmm/machine.h"
+#include "vmm/memhash.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
@@ -99,6 +100,13 @@ int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
 	vm_paused_parallel(vm, copy_chunk, c,
 			   (uint32_t)((c->dirty.count + CKPT_COPY_CHUNK - 1) / CKPT_COPY_CHUNK));
 	t2 = clock_now_ns();
+	if (c->hash_memory) {
+		r = vm_memory_hash(vm, true, &c->memory_hash);
+		if (r < 0)
+			goto requeue;
+		t->hash_ns = clock_now_ns() - t2;
+		t2 = clock_now_ns();
+	}
 	r = machine_save_vm(vm, c->state);
 	if (r == 0 && c->paused_fn)
 		c->paused_fn(c->paused_opaque, c->epoch + 1);

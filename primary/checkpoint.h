@@ -27,6 +27,8 @@ struct ckpt {
 	uint8_t *staging;	/* page k of dirty.pages[] at staging + k * 4096 */
 	uint64_t staging_bytes;
 	struct machine_state *state;
+	bool hash_memory;     /* --verify: hash all guest memory while paused */
+	uint64_t memory_hash; /* of the last capture, when hash_memory */
 };
 
 struct ckpt_timing {
@@ -37,6 +39,7 @@ struct ckpt_timing {
 	uint64_t reset_ns;   /* KVM_RESET_DIRTY_RINGS / KVM_CLEAR_DIRTY_LOG */
 	uint64_t copy_ns;    /* dirty pages into staging */
 	uint64_t vmstate_ns; /* irqchip, PIT, clock, devices */
+	uint64_t hash_ns;    /* --verify memory hash */
 	uint64_t pages;
 };
 

@@ -60,8 +60,11 @@ static void tx_message(struct epoch_tx *tx, uint16_t type, uint64_t epoch,
 }
 
 int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
-	       const uint8_t *data, const struct machine_state *state)
+	       const uint8_t *data, const struct machine_state *state,
+	       const struct epoch_opts *opts)
 {
+	static const struct machine_state no_state;
+	static const struct epoch_opts no_opts;
 	Ringft__EpochBegin begin = RINGFT__EPOCH_BEGIN__INIT;
 	Ringft__State st = RINGFT__STATE__INIT;
 	Ringft__EpochEnd end = RINGFT__EPOCH_END__INIT;
@@ -72,9 +75,14 @@ int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint6
 	XXH3_state_t *h;
 	int r;
 
-	if (state->nr_vcpus > 8 || state->nr_devices > 8)
+	if (!opts)
+		opts = &no_opts;
+	if (!state)
+		state = &no_state;
+	if (state->nr_vcpus > 8 || state->nr_devices > 8 || (!opts->initial_sync && !state->nr_vcpus))
 		return -EINVAL;
 	begin.epoch = epoch;
+	begin.initial_sync = opts->initial_sync;
 	begin.n_pages = nr_pages;
 	begin.pages = (uint64_t *)pages;
 	for (uint32_t i = 0; i < state->nr_vcpus; i++)
@@ -89,11 +97,13 @@ int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint6
 	}
 	st.n_vcpu = state->nr_vcpus;
 	st.vcpu = vcpus;
-	st.vm = (ProtobufCBinaryData){ sizeof(state->vm), (uint8_t *)&state->vm };
+	if (!opts->initial_sync)
+		st.vm = (ProtobufCBinaryData){ sizeof(state->vm), (uint8_t *)&state->vm };
 	st.n_device = state->nr_devices;
 	st.device = devp;
 	end.epoch = epoch;
 	end.nr_pages = nr_pages;
+	end.memory_hash = opts->memory_hash;
 
 	need = WIRE_HDR_SIZE * (3 + page_frames) + ringft__epoch_begin__get_packed_size(&begin) +
 	       ringft__state__get_packed_size(&st) + WIRE_HDR_SIZE + 64;
@@ -227,6 +237,7 @@ static int rx_begin(struct epoch_rx *rx)
 			rx->nr_pages = m->n_pages;
 			rx->pages_have = 0;
 			rx->epoch = rx->frame_epoch;
+			rx->initial_sync = m->initial_sync;
 		}
 	}
 	ringft__epoch_begin__free_unpacked(m, NULL);
@@ -241,6 +252,13 @@ static int rx_state(struct epoch_rx *rx)
 
 	if (!m)
 		return rx_fail(rx, -EBADMSG, "undecodable message");
+	if (rx->initial_sync) {
+		/* Initial-sync pages come without state. */
+		if (m->n_vcpu || m->n_device || m->vm.len)
+			r = rx_fail(rx, -EPROTO, "state in an initial-sync epoch");
+		ringft__state__free_unpacked(m, NULL);
+		return r;
+	}
 	if (m->n_vcpu != rx->nr_vcpus || m->n_device != rx->nr_devices)
 		r = rx_fail(rx, -EPROTO, "%zu vCPUs and %zu devices, expected %u and %u", m->n_vcpu,
 			    m->n_device, rx->nr_vcpus, rx->nr_devices);
@@ -288,6 +306,7 @@ static int rx_end(struct epoch_rx *rx)
 	else if (m->checksum != sum)
 		r = rx_fail(rx, -EILSEQ, "checksum %016llx, computed %016llx",
 			    (unsigned long long)m->checksum, (unsigned long long)sum);
+	rx->memory_hash = m->memory_hash;
 	ringft__epoch_end__free_unpacked(m, NULL);
 	return r;
 }
@@ -310,7 +329,7 @@ static int rx_header(struct epoch_rx *rx)
 	rx->frame_epoch = h.epoch;
 	switch (rx->phase) {
 	case EPOCH_RX_IDLE:
-		if (h.type == WIRE_HEARTBEAT)
+		if (h.type == WIRE_HEARTBEAT || h.type == WIRE_GOODBYE)
 			return 0;
 		if (h.type != WIRE_EPOCH_BEGIN)
 			return rx_fail(rx, -EPROTO, "out of order: expected epoch-begin");
@@ -351,6 +370,15 @@ static int rx_frame(struct epoch_rx *rx)
 	switch (rx->type) {
 	case WIRE_HEARTBEAT:
 		return 0;
+	case WIRE_GOODBYE: {
+		Ringft__Goodbye *m = ringft__goodbye__unpack(NULL, rx->length, rx->msg);
+
+		snprintf(rx->goodbye, sizeof(rx->goodbye), "%s",
+			 m && m->reason ? m->reason : "(no reason given)");
+		if (m)
+			ringft__goodbye__free_unpacked(m, NULL);
+		return EPOCH_RX_GOODBYE;
+	}
 	case WIRE_EPOCH_BEGIN:
 		r = rx_begin(rx);
 		rx->phase = rx->nr_pages ? EPOCH_RX_PAGES : EPOCH_RX_STATE;
@@ -409,8 +437,10 @@ int epoch_rx_feed(struct epoch_rx *rx, const uint8_t *buf, size_t len, size_t *r
 			dst = rx->type == WIRE_PAGES
 				      ? rx->data + rx->pages_have * WIRE_PAGE_SIZE + rx->have
 				      : rx->msg + rx->have;
-			memcpy(dst, buf + used, n);
-			if (rx->type != WIRE_EPOCH_END && rx->type != WIRE_HEARTBEAT)
+			if (dst != buf + used) /* else received in place (epoch_rx_direct) */
+				memcpy(dst, buf + used, n);
+			if (rx->type != WIRE_EPOCH_END && rx->type != WIRE_HEARTBEAT &&
+			    rx->type != WIRE_GOODBYE)
 				XXH3_64bits_update(rx->hash, buf + used, n);
 			rx->have += n;
 			used += n;
@@ -422,4 +452,12 @@ int epoch_rx_feed(struct epoch_rx *rx, const uint8_t *buf, size_t len, size_t *r
 	}
 	*ret_used = used;
 	return r;
+}
+
+uint8_t *epoch_rx_direct(struct epoch_rx *rx, size_t *ret_len)
+{
+	if (rx->error[0] || !rx->in_payload || rx->type != WIRE_PAGES || rx->have >= rx->length)
+		return NULL;
+	*ret_len = rx->length - rx->have;
+	return rx->data + rx->pages_have * WIRE_PAGE_SIZE + rx->have;
 }

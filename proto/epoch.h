@@ -33,13 +33,20 @@ struct epoch_tx {
 	uint64_t bytes;
 };
 
+struct epoch_opts {
+	bool initial_sync;    /* pages of the initial copy: no state (state is NULL) */
+	uint64_t memory_hash; /* --verify: hash of all guest memory at the checkpoint, or 0 */
+};
+
 /*
  * Frames epoch `epoch`: nr_pages pages (indexes in pages[], data at
  * data[k * 4096]) and the state. The iovecs stay valid until the next
  * epoch_pack() or epoch_tx_free() and until the data buffer changes.
+ * opts may be NULL (a checkpoint, no memory hash).
  */
 int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
-	       const uint8_t *data, const struct machine_state *state);
+	       const uint8_t *data, const struct machine_state *state,
+	       const struct epoch_opts *opts);
 void epoch_tx_free(struct epoch_tx *tx);
 
 enum epoch_rx_phase {
@@ -76,21 +83,37 @@ struct epoch_rx {
 	uint8_t *data;
 	struct machine_state *state;
 	void *hash;
+	bool initial_sync;    /* the staged epoch is initial-sync pages: no state */
+	uint64_t memory_hash; /* from EPOCH_END, 0 if none */
 
+	char goodbye[128]; /* the peer's reason, after EPOCH_RX_GOODBYE */
 	char error[192];
 };
+
+/* epoch_rx_feed() results besides errors. */
+#define EPOCH_RX_MORE	 0 /* everything consumed, nothing complete yet */
+#define EPOCH_RX_READY	 1 /* an epoch is staged and verified */
+#define EPOCH_RX_GOODBYE 2 /* the peer said goodbye (between epochs) */
 
 int epoch_rx_init(struct epoch_rx *rx, uint64_t guest_pages, uint32_t nr_vcpus,
 		  uint32_t nr_devices);
 void epoch_rx_free(struct epoch_rx *rx);
 
 /*
- * Consumes len bytes. Returns the number of complete, verified epochs now
- * staged and ready (0 or 1: it stops after an epoch's end so the caller can
- * apply it, with *ret_used telling how much was consumed), or a negative errno
- * with rx->error set (-EBADMSG, -EPROTO, -EMSGSIZE, -ERANGE, -EILSEQ checksum).
- * After an error the receiver is unusable: the connection must be closed.
+ * Consumes len bytes. Returns EPOCH_RX_MORE, EPOCH_RX_READY (it stops after an
+ * epoch's end so the caller can apply it, with *ret_used telling how much was
+ * consumed), EPOCH_RX_GOODBYE, or a negative errno with rx->error set
+ * (-EBADMSG, -EPROTO, -EMSGSIZE, -ERANGE, -EILSEQ checksum). After an error the
+ * receiver is unusable: the connection must be closed.
  */
 int epoch_rx_feed(struct epoch_rx *rx, const uint8_t *buf, size_t len, size_t *ret_used);
+
+/*
+ * Where the next bytes belong if they are page data: inside a PAGES payload it
+ * returns the place in staging and how many bytes are still due, so a socket
+ * can receive straight into it (then pass that pointer to epoch_rx_feed, which
+ * does not copy bytes already in place). Returns NULL elsewhere.
+ */
+uint8_t *epoch_rx_direct(struct epoch_rx *rx, size_t *ret_len);
 
 #endif

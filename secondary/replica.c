@@ -26,27 +26,61 @@ void replica_free(struct replica *r)
 	r->committed = NULL;
 }
 
-int replica_apply(struct replica *r, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
-		  const uint8_t *data, const struct machine_state *state)
+static int check_epoch(struct replica *r, uint64_t epoch, const uint64_t *pages,
+		       uint64_t nr_pages)
 {
-	struct vm *vm = r->vm;
-
 	if (r->promoted)
 		return -EALREADY;
 	/* Epochs apply in order: 0 first, then each next one. */
 	if (epoch != r->epoch + 1)
 		return -EPROTO;
-	if (state->nr_vcpus != vm->nr_vcpus || state->nr_devices != vm->nr_devices)
-		return -EINVAL;
 	for (uint64_t k = 0; k < nr_pages; k++)
-		if (pages[k] >= vm->nr_pages)
+		if (pages[k] >= r->vm->nr_pages)
 			return -ERANGE;
-	/* Everything checked: from here on nothing can fail halfway. */
+	return 0;
+}
+
+static void write_pages(struct vm *vm, const uint64_t *pages, uint64_t nr_pages,
+			const uint8_t *data)
+{
 	for (uint64_t k = 0; k < nr_pages; k++)
 		memcpy(vm_page_hva(vm, pages[k]), data + k * VM_PAGE_SIZE, VM_PAGE_SIZE);
+}
+
+int replica_apply(struct replica *r, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
+		  const uint8_t *data, const struct machine_state *state)
+{
+	int ret = check_epoch(r, epoch, pages, nr_pages);
+
+	if (ret < 0)
+		return ret;
+	if (state->nr_vcpus != r->vm->nr_vcpus || state->nr_devices != r->vm->nr_devices)
+		return -EINVAL;
+	/* Everything checked: from here on nothing can fail halfway. */
+	write_pages(r->vm, pages, nr_pages, data);
 	memcpy(r->committed, state, sizeof(*state));
 	r->epoch = epoch;
+	r->checkpoint = epoch;
+	r->has_checkpoint = true;
 	return 0;
+}
+
+int replica_apply_sync(struct replica *r, uint64_t epoch, const uint64_t *pages,
+		       uint64_t nr_pages, const uint8_t *data)
+{
+	int ret = check_epoch(r, epoch, pages, nr_pages);
+
+	if (ret < 0)
+		return ret;
+	write_pages(r->vm, pages, nr_pages, data);
+	r->epoch = epoch;
+	r->has_checkpoint = false;
+	return 0;
+}
+
+void replica_new_session(struct replica *r)
+{
+	r->epoch = UINT64_MAX;
 }
 
 int replica_promote(struct replica *r)
@@ -55,7 +89,7 @@ int replica_promote(struct replica *r)
 
 	if (r->promoted)
 		return -EALREADY;
-	if (r->epoch == UINT64_MAX)
+	if (!r->has_checkpoint)
 		return -ENODATA;
 	ret = machine_load(r->vm, r->committed);
 	if (ret < 0)

@@ -22,7 +22,9 @@ struct vm;
 struct replica {
 	struct vm *vm;
 	struct machine_state *committed;
-	uint64_t epoch; /* last applied, UINT64_MAX before the first */
+	uint64_t epoch;	     /* last applied in this session, UINT64_MAX before the first */
+	uint64_t checkpoint; /* epoch of the committed checkpoint, if has_checkpoint */
+	bool has_checkpoint; /* memory and `committed` are one complete checkpoint */
 	bool promoted;
 };
 
@@ -37,6 +39,21 @@ void replica_free(struct replica *r); /* does not free r->vm */
  */
 int replica_apply(struct replica *r, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
 		  const uint8_t *data, const struct machine_state *state);
+
+/*
+ * A new primary session: epochs count from 0 again. Its initial sync overwrites
+ * memory page by page, so the replica holds no checkpoint until the session's
+ * first checkpoint is applied (a replica that was one belongs to a primary that
+ * has since run unprotected: it must not be promoted anyway).
+ */
+void replica_new_session(struct replica *r);
+
+/*
+ * Applies an initial-sync epoch: pages only, in order like any epoch. Returns
+ * 0, -EALREADY, -EPROTO or -ERANGE as replica_apply.
+ */
+int replica_apply_sync(struct replica *r, uint64_t epoch, const uint64_t *pages,
+		       uint64_t nr_pages, const uint8_t *data);
 
 /* Loads the last applied state into the VM and starts its vCPUs. */
 int replica_promote(struct replica *r);

@@ -58,7 +58,7 @@ static void make(struct fixture *f, uint64_t epoch, uint64_t page_base)
 	f->state->dev[0].len = 9;
 	memcpy(f->state->dev[0].data, "\x01UARTregs", 9);
 
-	assert_int_equal(epoch_pack(&tx, epoch, f->pages, NR_PAGES, f->data, f->state), 0);
+	assert_int_equal(epoch_pack(&tx, epoch, f->pages, NR_PAGES, f->data, f->state, NULL), 0);
 	f->stream = malloc(tx.bytes);
 	assert_non_null(f->stream);
 	f->len = 0;
@@ -225,7 +225,7 @@ static void test_empty_epoch(void **state)
 	ms->nr_vcpus = 2;
 	ms->nr_devices = 1;
 	ms->vm.clock.clock = 42;
-	assert_int_equal(epoch_pack(&tx, 0, NULL, 0, NULL, ms), 0);
+	assert_int_equal(epoch_pack(&tx, 0, NULL, 0, NULL, ms, NULL), 0);
 	assert_int_equal(epoch_rx_init(&rx, GUEST_PAGES, 2, 1), 0);
 	for (unsigned int i = 0; i < tx.nr_iov; i++) {
 		size_t used;

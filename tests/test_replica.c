@@ -102,7 +102,7 @@ int main(void)
 		}
 		/* Through the wire format: framed, parsed, verified, then applied. */
 		CHECK_OK(epoch_pack(&tx, e, ckpt.dirty.pages, ckpt.dirty.count, ckpt.staging,
-				    ckpt.state));
+				    ckpt.state, NULL));
 		epochs = 0;
 		for (unsigned int i = 0; i < tx.nr_iov; i++) {
 			const uint8_t *p = tx.iov[i].iov_base;

@@ -1,0 +1,675 @@
+// SPDX-License-Identifier: MIT
+/*
+ * One session: connect, HELLO both ways, initial sync (every page while the
+ * guest runs, then rounds over what the dirty log reports, then checkpoint 0),
+ * then one checkpoint per tick. Epoch numbers count from 0 in every session,
+ * sync batches included; the secondary answers each epoch with an ACK in order.
+ *
+ * Staging slots are the only bound on the pipeline: a slot is busy from its
+ * capture until the kernel has taken its last byte (SENDMSG completion, or the
+ * zero-copy notification), and at most PRIMARY_MAX_UNACKED epochs wait for
+ * their ACK. A tick that finds no slot free is skipped (the next checkpoint
+ * simply carries more pages); a full dirty ring that cannot be checkpointed is
+ * harvested and handed back to the VM so that the vCPU can go on.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "daemon/log.h"
+#include "primary/replicate.h"
+#include "proto/wire.h"
+#include "vmm/clock.h"
+#include "vmm/vm.h"
+
+/* Initial sync: pages per batch (one epoch), when to stop iterating. */
+#define SYNC_BATCH_PAGES 2048u
+#define SYNC_CONVERGED	 2048u
+#define SYNC_MAX_ROUNDS	 8u
+
+struct pconn {
+	struct primary *p;
+	struct link *link;
+	struct frame_rx fr;
+	uint8_t rbuf[65536];
+};
+
+const char *primary_state_name(enum primary_state s)
+{
+	static const char *const names[] = {
+		[PRIMARY_UNPROTECTED] = "unprotected", [PRIMARY_CONNECTING] = "connecting",
+		[PRIMARY_HANDSHAKE] = "handshake",     [PRIMARY_SYNCING] = "syncing",
+		[PRIMARY_PROTECTED] = "protected",
+	};
+	return s <= PRIMARY_PROTECTED ? names[s] : "?";
+}
+
+static void session_end(struct primary *p, const char *why, bool flush);
+
+static void session_drop(struct primary *p, const char *why)
+{
+	session_end(p, why, false);
+}
+
+/* ---- slots ---------------------------------------------------------------- */
+
+static void slot_sent(struct link_msg *m, int err)
+{
+	struct primary_slot *s = (struct primary_slot *)((uint8_t *)m -
+							  offsetof(struct primary_slot, msg));
+
+	s->busy = false;
+}
+
+static struct primary_slot *slot_free(struct primary *p)
+{
+	if (p->nr_unacked == PRIMARY_MAX_UNACKED)
+		return NULL;
+	for (unsigned int i = 0; i < PRIMARY_SLOTS; i++)
+		if (!p->slot[i].busy)
+			return &p->slot[i];
+	return NULL;
+}
+
+static void slot_paused(void *opaque, uint64_t epoch)
+{
+	struct primary_slot *s = opaque;
+
+	/* Output produced up to this instant belongs to this checkpoint. */
+	s->mark = outbuf_mark(s->p->out);
+}
+
+/* Queues a packed slot as epoch p->next_epoch. */
+static void slot_ship(struct primary *p, struct primary_slot *s, bool sync, uint64_t start_ns)
+{
+	struct unacked *u = &p->unacked[(p->unacked_head + p->nr_unacked) % PRIMARY_MAX_UNACKED];
+
+	*u = (struct unacked){ .epoch = p->next_epoch, .mark = s->mark, .start_ns = start_ns,
+			       .sync = sync };
+	p->nr_unacked++;
+	p->next_epoch++;
+	s->busy = true;
+	s->msg = (struct link_msg){ .iov = s->tx.iov, .nr_iov = s->tx.nr_iov, .zero_copy = true,
+				    .done = slot_sent };
+	link_send(p->conn->link, &s->msg);
+}
+
+/* ---- connection ----------------------------------------------------------- */
+
+static void send_small(struct primary *p, const uint8_t *buf, size_t len)
+{
+	if (link_send_copy(p->conn->link, buf, len) < 0)
+		session_drop(p, "out of memory for a frame");
+}
+
+/* Sends and frees a frame built by one of the *_frame() builders (r: its result). */
+static void send_built(struct primary *p, int r, uint8_t *buf, size_t len)
+{
+	if (r == 0)
+		send_small(p, buf, len);
+	free(buf);
+}
+
+static void sync_start(struct primary *p);
+static void sync_pump(struct primary *p);
+
+static void on_hello(struct primary *p, const uint8_t *payload, size_t len)
+{
+	struct hello_decoded d;
+	struct hello_mismatch mm;
+	uint8_t *buf = NULL;
+	size_t blen = 0;
+	int r;
+
+	if (hello_decode(payload, len, &d) < 0) {
+		session_drop(p, "undecodable HELLO");
+		return;
+	}
+	if (hello_compare(&p->cfg.hello, &d.info, HELLO_SECONDARY, &mm) < 0) {
+		log_error("Secondary %s does not match this VM: %s is %s here, %s there; refusing it",
+			  p->cfg.peer_name, mm.field, mm.local, mm.remote);
+		r = refuse_frame(mm.field, mm.local, mm.remote, "does not match the primary", &buf,
+				 &blen);
+		send_built(p, r, buf, blen);
+		hello_decoded_free(&d);
+		/* The refusal leaves first; the next attempt is a full interval away. */
+		session_end(p, NULL, true);
+		return;
+	}
+	hello_decoded_free(&d);
+	p->st.sessions++;
+	sync_start(p);
+}
+
+static void on_ack(struct primary *p, const uint8_t *payload, size_t len, uint64_t now)
+{
+	struct unacked *u;
+	uint64_t epoch;
+	uint32_t verify;
+
+	if (ack_decode(payload, len, &epoch, &verify) < 0) {
+		session_drop(p, "undecodable ACK");
+		return;
+	}
+	u = &p->unacked[p->unacked_head];
+	if (!p->nr_unacked || epoch != u->epoch) {
+		char why[96];
+
+		snprintf(why, sizeof(why), "ACK for epoch %llu, expected %llu",
+			 (unsigned long long)epoch,
+			 (unsigned long long)(p->nr_unacked ? u->epoch : p->next_epoch));
+		session_drop(p, why);
+		return;
+	}
+	p->unacked_head = (p->unacked_head + 1) % PRIMARY_MAX_UNACKED;
+	p->nr_unacked--;
+	if (u->sync)
+		return;
+	/* The secondary holds this checkpoint: its output may leave. */
+	outbuf_allow(p->out, u->mark);
+	p->st.acked++;
+	samples_add(&p->st.ack_us, (now - u->start_ns) / 1000);
+	histogram_add(&p->st.all_ack_us, (now - u->start_ns) / 1000);
+	if (verify == 1)
+		p->st.verified++;
+	else if (verify == 2) {
+		p->st.mismatches++;
+		log_error("Checkpoint %llu: the secondary's memory hash differs from ours",
+			  (unsigned long long)epoch);
+	}
+	if (p->state == PRIMARY_SYNCING && epoch == p->first_checkpoint) {
+		p->state = PRIMARY_PROTECTED;
+		p->st.protected_ns = now;
+		log_info("Protected: secondary %s holds checkpoint 0 (initial sync took %.2f s, "
+			 "%llu pages in %u rounds)",
+			 p->cfg.peer_name, (double)(now - p->sync_start_ns) / 1e9,
+			 (unsigned long long)p->st.sync_pages, p->st.sync_round + 1);
+	}
+}
+
+static void pconn_recv_buf(void *opaque, uint8_t **ret_buf, size_t *ret_len)
+{
+	struct pconn *c = opaque;
+
+	*ret_buf = c->rbuf;
+	*ret_len = sizeof(c->rbuf);
+}
+
+static int pconn_received(void *opaque, uint8_t *buf, size_t n)
+{
+	struct pconn *c = opaque;
+	struct primary *p = c->p;
+	uint64_t now = clock_now_ns();
+	size_t used;
+	char why[256];
+
+	while (n && p->conn == c) {
+		int r = frame_rx_feed(&c->fr, buf, n, &used);
+
+		buf += used;
+		n -= used;
+		if (r < 0) {
+			snprintf(why, sizeof(why), "bad frame from the secondary: %s", c->fr.error);
+			session_drop(p, why);
+			break;
+		}
+		if (r == 0)
+			break;
+		switch (c->fr.hdr.type) {
+		case WIRE_HELLO:
+			if (p->state != PRIMARY_HANDSHAKE) {
+				session_drop(p, "HELLO in the middle of a session");
+				break;
+			}
+			on_hello(p, c->fr.payload, c->fr.hdr.length);
+			break;
+		case WIRE_ACK:
+			if (p->state < PRIMARY_SYNCING) {
+				session_drop(p, "ACK before the handshake");
+				break;
+			}
+			on_ack(p, c->fr.payload, c->fr.hdr.length, now);
+			break;
+		case WIRE_HEARTBEAT:
+			break;
+		case WIRE_REFUSE: {
+			char desc[200];
+
+			refuse_describe(c->fr.payload, c->fr.hdr.length, desc, sizeof(desc));
+			log_error("Secondary %s refused this primary: %s", p->cfg.peer_name, desc);
+			session_drop(p, NULL);
+			break;
+		}
+		case WIRE_GOODBYE: {
+			char desc[200];
+
+			goodbye_describe(c->fr.payload, c->fr.hdr.length, desc, sizeof(desc));
+			snprintf(why, sizeof(why), "the secondary said goodbye: %s", desc);
+			session_drop(p, why);
+			break;
+		}
+		default:
+			snprintf(why, sizeof(why), "unexpected %s frame from the secondary",
+				 wire_type_name(c->fr.hdr.type));
+			session_drop(p, why);
+			break;
+		}
+	}
+	return 0;
+}
+
+static void pconn_closed(void *opaque, int err)
+{
+	struct pconn *c = opaque;
+	char why[128];
+
+	if (c->p->conn != c)
+		return;
+	if (err)
+		snprintf(why, sizeof(why), "connection to the secondary failed: %s", strerror(-err));
+	else
+		snprintf(why, sizeof(why), "the secondary closed the connection");
+	session_drop(c->p, c->p->state == PRIMARY_CONNECTING ? NULL : why);
+}
+
+static void pconn_connected(void *opaque, int err)
+{
+	struct pconn *c = opaque;
+	struct primary *p = c->p;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	if (err) {
+		if (err != p->last_connect_err)
+			log_warning("Cannot reach the secondary at %s: %s (retrying every %.1f s)",
+				    p->cfg.peer_name, strerror(-err),
+				    (double)p->cfg.reconnect_ns / 1e9);
+		p->last_connect_err = err;
+		return; /* closed() follows */
+	}
+	p->last_connect_err = 0;
+	log_info("Connected to the secondary at %s", p->cfg.peer_name);
+	p->state = PRIMARY_HANDSHAKE;
+	r = hello_frame(&p->cfg.hello, &buf, &len);
+	send_built(p, r, buf, len);
+}
+
+static void pconn_released(void *opaque)
+{
+	struct pconn *c = opaque;
+
+	frame_rx_free(&c->fr);
+	free(c);
+}
+
+static const struct link_ops pconn_ops = {
+	.recv_buf = pconn_recv_buf,
+	.received = pconn_received,
+	.closed = pconn_closed,
+	.connected = pconn_connected,
+	.released = pconn_released,
+};
+
+static void connect_peer(struct primary *p, uint64_t now)
+{
+	struct pconn *c = calloc(1, sizeof(*c));
+	int r;
+
+	p->next_connect_ns = now + p->cfg.reconnect_ns;
+	if (!c || frame_rx_init(&c->fr) < 0) {
+		free(c);
+		return;
+	}
+	c->p = p;
+	r = link_connect(p->nl, (struct sockaddr *)&p->cfg.peer, p->cfg.peer_len, &pconn_ops, c,
+			 &c->link);
+	if (r < 0) {
+		if (r != p->last_connect_err)
+			log_warning("Cannot connect to %s: %s", p->cfg.peer_name, strerror(-r));
+		p->last_connect_err = r;
+		pconn_released(c);
+		return;
+	}
+	p->conn = c;
+	p->state = PRIMARY_CONNECTING;
+}
+
+/*
+ * Ends the session: the guest goes on unprotected and its held output leaves.
+ * why == NULL: a quiet end (failed connection attempt, refusal already logged).
+ * flush: frames already queued (a refusal, a goodbye) still leave first.
+ */
+static void session_end(struct primary *p, const char *why, bool flush)
+{
+	struct pconn *c = p->conn;
+	bool was_protected = p->state == PRIMARY_PROTECTED;
+
+	if (!c)
+		return;
+	p->conn = NULL;
+	if (why)
+		log_warning("%s; the guest runs unprotected%s", why,
+			    was_protected ? " (output is released without waiting)" : "");
+	p->state = PRIMARY_UNPROTECTED;
+	p->st.protected_ns = 0;
+	p->st.bytes_sent += c->link->bytes_sent;
+	p->nr_unacked = 0;
+	p->unacked_head = 0;
+	p->first_checkpoint = UINT64_MAX;
+	outbuf_allow(p->out, outbuf_mark(p->out));
+	if (flush)
+		link_close_after_send(c->link);
+	else
+		link_close(c->link);
+	/* Pages harvested for the sync are of no use now: the next sync starts afresh. */
+	dirty_set_clear(&p->sync_dirty);
+}
+
+void primary_goodbye(struct primary *p, const char *reason)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	if (!p->conn || p->state < PRIMARY_HANDSHAKE)
+		return;
+	int r = goodbye_frame(reason, &buf, &len);
+
+	send_built(p, r, buf, len);
+	if (p->conn)
+		session_end(p, NULL, true);
+}
+
+/* ---- initial sync ---------------------------------------------------------- */
+
+/* Harvests with the guest briefly paused; pages go to `into` (or nowhere). */
+static int harvest_now(struct primary *p, struct dirty_set *into)
+{
+	int r;
+
+	dirty_set_clear(&p->scratch);
+	r = vm_pause(p->vm, 0, NULL);
+	if (r == 0)
+		r = vm_harvest(p->vm, &p->scratch, NULL);
+	vm_resume(p->vm);
+	if (r == 0 && into)
+		dirty_set_merge(into, &p->scratch);
+	return r;
+}
+
+static void sync_start(struct primary *p)
+{
+	int r;
+
+	p->state = PRIMARY_SYNCING;
+	p->next_epoch = 0;
+	p->first_checkpoint = UINT64_MAX;
+	p->st.sync_pages = 0;
+	p->st.sync_round = 0;
+	p->sync_start_ns = p->sync_round_start_ns = clock_now_ns();
+	/* Reset the log before reading a page: any later write is logged again. */
+	dirty_set_clear(&p->sync_dirty);
+	r = harvest_now(p, NULL);
+	if (r < 0) {
+		log_error("Cannot start the initial sync: harvesting dirty pages failed: %s",
+			  strerror(-r));
+		session_drop(p, "initial sync failed");
+		return;
+	}
+	p->sync_list = NULL; /* round 0: every page, in order */
+	p->sync_len = p->vm->nr_pages;
+	p->sync_pos = 0;
+	p->st.sync_remaining = p->sync_len;
+	log_info("Secondary %s accepted the handshake: initial sync of %llu MiB while the guest "
+		 "runs",
+		 p->cfg.peer_name, (unsigned long long)(p->vm->mem_size >> 20));
+	sync_pump(p);
+}
+
+static int take_checkpoint(struct primary *p, struct primary_slot *s, bool early);
+
+/* Ends a round: harvest, then either another round or checkpoint 0. */
+static void sync_round_end(struct primary *p)
+{
+	uint64_t now = clock_now_ns(), n;
+	double secs = (double)(now - p->sync_round_start_ns) / 1e9;
+	int r = harvest_now(p, &p->sync_dirty);
+
+	if (r < 0) {
+		session_drop(p, "harvesting dirty pages during the initial sync failed");
+		return;
+	}
+	n = p->sync_dirty.count;
+	log_info("sync: round %u sent %llu pages in %.2f s; %llu pages dirtied meanwhile "
+		 "(%.0f pages/s)",
+		 p->st.sync_round, (unsigned long long)p->sync_len, secs, (unsigned long long)n,
+		 secs > 0 ? (double)n / secs : 0.0);
+	free(p->sync_list);
+	p->sync_list = NULL;
+	p->sync_len = p->sync_pos = 0;
+	if (n <= SYNC_CONVERGED || p->st.sync_round + 1 >= SYNC_MAX_ROUNDS) {
+		/* The rest travels in checkpoint 0 (the next capture reports it again). */
+		vm_requeue_dirty(p->vm, &p->sync_dirty);
+		dirty_set_clear(&p->sync_dirty);
+		p->st.sync_remaining = 0;
+		p->first_checkpoint = p->next_epoch;
+		return; /* sync_pump takes checkpoint 0 when a slot is free */
+	}
+	p->sync_list = malloc(n * sizeof(uint64_t));
+	if (!p->sync_list) {
+		session_drop(p, "out of memory for the sync page list");
+		return;
+	}
+	dirty_set_sort(&p->sync_dirty);
+	memcpy(p->sync_list, p->sync_dirty.pages, n * sizeof(uint64_t));
+	dirty_set_clear(&p->sync_dirty);
+	p->sync_len = n;
+	p->st.sync_remaining = n;
+	p->st.sync_round++;
+	p->sync_round_start_ns = now;
+}
+
+static void sync_fill(struct primary *p, struct primary_slot *s)
+{
+	uint64_t n = p->sync_len - p->sync_pos < SYNC_BATCH_PAGES ? p->sync_len - p->sync_pos
+								  : SYNC_BATCH_PAGES;
+	struct dirty_set *d = &s->ck.dirty;
+	const struct epoch_opts opts = { .initial_sync = true };
+	int r;
+
+	dirty_set_clear(d);
+	for (uint64_t k = 0; k < n; k++) {
+		uint64_t page = p->sync_list ? p->sync_list[p->sync_pos + k] : p->sync_pos + k;
+
+		dirty_set_add(d, page);
+		/* Read while the guest runs: a write after this is in the log already. */
+		memcpy(s->ck.staging + k * VM_PAGE_SIZE, vm_page_hva(p->vm, page), VM_PAGE_SIZE);
+	}
+	p->sync_pos += n;
+	p->st.sync_pages += n;
+	p->st.sync_remaining = p->sync_len - p->sync_pos;
+	r = epoch_pack(&s->tx, p->next_epoch, d->pages, n, s->ck.staging, NULL, &opts);
+	if (r < 0) {
+		session_drop(p, "packing a sync batch failed");
+		return;
+	}
+	s->mark = 0;
+	slot_ship(p, s, true, clock_now_ns());
+}
+
+static void sync_pump(struct primary *p)
+{
+	struct primary_slot *s;
+
+	while (p->state == PRIMARY_SYNCING && p->first_checkpoint == UINT64_MAX &&
+	       (s = slot_free(p))) {
+		if (p->sync_pos < p->sync_len)
+			sync_fill(p, s);
+		else
+			sync_round_end(p);
+	}
+	if (p->state == PRIMARY_SYNCING && p->first_checkpoint == p->next_epoch &&
+	    (s = slot_free(p))) {
+		if (take_checkpoint(p, s, false) < 0)
+			session_drop(p, "checkpoint 0 failed");
+	}
+}
+
+/* ---- checkpoints ----------------------------------------------------------- */
+
+static int take_checkpoint(struct primary *p, struct primary_slot *s, bool early)
+{
+	struct ckpt_timing t;
+	struct epoch_opts opts = { 0 };
+	uint64_t start = clock_now_ns();
+	int r;
+
+	s->ck.epoch = p->next_epoch - 1; /* ckpt_capture numbers it next_epoch */
+	s->ck.hash_memory = p->cfg.verify;
+	r = ckpt_capture(&s->ck, &t);
+	if (r < 0)
+		return r;
+	opts.memory_hash = p->cfg.verify ? s->ck.memory_hash : 0;
+	r = epoch_pack(&s->tx, p->next_epoch, s->ck.dirty.pages, s->ck.dirty.count, s->ck.staging,
+		       s->ck.state, &opts);
+	if (r < 0) {
+		/* Captured but unsendable: the secondary can no longer follow. */
+		vm_requeue_dirty(p->vm, &s->ck.dirty);
+		return r;
+	}
+	p->st.checkpoints++;
+	if (early)
+		p->st.early++;
+	p->st.pages_total += t.pages;
+	samples_add(&p->st.pause_us, t.pause_ns / 1000);
+	samples_add(&p->st.pages, t.pages);
+	histogram_add(&p->st.all_pause_us, t.pause_ns / 1000);
+	slot_ship(p, s, false, start);
+	return 0;
+}
+
+int primary_checkpoint(struct primary *p, bool early)
+{
+	struct primary_slot *s;
+	int r;
+
+	if (p->state == PRIMARY_PROTECTED ||
+	    (p->state == PRIMARY_SYNCING && p->first_checkpoint != UINT64_MAX &&
+	     p->next_epoch > p->first_checkpoint)) {
+		s = slot_free(p);
+		if (s) {
+			r = take_checkpoint(p, s, early);
+			if (r == -EIO) {
+				/* Tracking lost (a ring overflowed): only a full copy recovers. */
+				log_error("Dirty tracking lost pages: starting the initial sync again");
+				session_drop(p, NULL);
+				return 0;
+			}
+			return r;
+		}
+		if (!early) {
+			p->st.skipped++;
+			return 0;
+		}
+		/* No slot: keep the pages for the next checkpoint, free the ring. */
+		p->st.ring_relief++;
+		r = harvest_now(p, NULL);
+		if (r == 0)
+			vm_requeue_dirty(p->vm, &p->scratch);
+		return r;
+	}
+	if (!early)
+		return 0;
+	p->st.ring_relief++;
+	if (p->state == PRIMARY_SYNCING)
+		return harvest_now(p, &p->sync_dirty);
+	/* Unprotected: nobody needs these pages; the next sync copies everything. */
+	return harvest_now(p, NULL);
+}
+
+void primary_tick(struct primary *p, uint64_t now)
+{
+	struct link *l = p->conn ? p->conn->link : NULL;
+
+	if (!p->conn && now >= p->next_connect_ns)
+		connect_peer(p, now);
+	if (l && p->state >= PRIMARY_HANDSHAKE) {
+		if (now - l->last_recv_ns > p->cfg.timeout_ns) {
+			char why[96];
+
+			snprintf(why, sizeof(why), "the secondary has been silent for %.1f s",
+				 (double)(now - l->last_recv_ns) / 1e9);
+			session_drop(p, why);
+		} else if (now - l->last_send_ns > p->cfg.timeout_ns / 4 && !link_queued(l)) {
+			uint8_t hb[SMALL_FRAME_MAX];
+
+			send_small(p, hb, heartbeat_frame(hb, now));
+		}
+	}
+	if (p->state == PRIMARY_SYNCING)
+		sync_pump(p);
+	if (p->state < PRIMARY_SYNCING ||
+	    (p->state == PRIMARY_SYNCING && p->first_checkpoint == UINT64_MAX))
+		outbuf_allow(p->out, outbuf_mark(p->out)); /* nothing to wait for */
+}
+
+/* ---- setup ----------------------------------------------------------------- */
+
+int primary_init(struct primary *p, struct vm *vm, struct netloop *nl, struct outbuf *out,
+		 const struct primary_config *cfg)
+{
+	int r;
+
+	memset(p, 0, sizeof(*p));
+	p->vm = vm;
+	p->nl = nl;
+	p->out = out;
+	p->cfg = *cfg;
+	p->first_checkpoint = UINT64_MAX;
+	for (unsigned int i = 0; i < PRIMARY_SLOTS; i++) {
+		r = ckpt_init(&p->slot[i].ck, vm);
+		if (r < 0)
+			goto fail;
+		p->slot[i].p = p;
+		p->slot[i].ck.paused_fn = slot_paused;
+		p->slot[i].ck.paused_opaque = &p->slot[i];
+	}
+	r = dirty_set_init(&p->sync_dirty, vm->nr_pages);
+	if (r == 0)
+		r = dirty_set_init(&p->scratch, vm->nr_pages);
+	if (r < 0)
+		goto fail;
+	return 0;
+fail:
+	primary_free(p);
+	return r;
+}
+
+void primary_free(struct primary *p)
+{
+	if (p->conn) {
+		primary_goodbye(p, "primary shutting down");
+		session_drop(p, NULL);
+	}
+	/* Every send must have come back before its staging goes away (bounded: 2 s). */
+	for (int i = 0; i < 400 && p->nl && p->nl->inflight; i++)
+		netloop_wait(p->nl, 5000000ULL);
+	for (unsigned int i = 0; i < PRIMARY_SLOTS; i++) {
+		ckpt_free(&p->slot[i].ck);
+		epoch_tx_free(&p->slot[i].tx);
+	}
+	dirty_set_free(&p->sync_dirty);
+	dirty_set_free(&p->scratch);
+	free(p->sync_list);
+	samples_free(&p->st.pause_us);
+	samples_free(&p->st.ack_us);
+	samples_free(&p->st.pages);
+	p->sync_list = NULL;
+}
+
+uint64_t primary_bytes_sent(const struct primary *p)
+{
+	return p->st.bytes_sent + (p->conn ? p->conn->link->bytes_sent : 0);
+}

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The primary's side of replication: one connection to a secondary at a time,
+ * the handshake, the initial sync while the guest runs, the epoch loop with two
+ * staging slots (epoch N+1 may be captured while N is on the wire), ACKs, output
+ * commit, heartbeats, and falling back to `unprotected` when the secondary goes
+ * away (then connecting again and re-syncing from scratch).
+ *
+ * Everything runs on the owner thread: the daemon calls primary_checkpoint() on
+ * its timer, primary_ring_full() when a dirty ring fills, and primary_tick()
+ * after every wake-up; network completions arrive through the netloop.
+ */
+#ifndef RINGFT_PRIMARY_REPLICATE_H
+#define RINGFT_PRIMARY_REPLICATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "primary/checkpoint.h"
+#include "primary/outbuf.h"
+#include "primary/stats.h"
+#include "proto/epoch.h"
+#include "proto/link.h"
+#include "proto/session.h"
+
+enum primary_state {
+	PRIMARY_UNPROTECTED, /* no secondary: output leaves at once */
+	PRIMARY_CONNECTING,
+	PRIMARY_HANDSHAKE,
+	PRIMARY_SYNCING,   /* initial copy, then checkpoint 0 until it is acknowledged */
+	PRIMARY_PROTECTED, /* checkpoint 0 acknowledged: output waits for ACKs */
+};
+
+const char *primary_state_name(enum primary_state s);
+
+struct primary_config {
+	struct sockaddr_storage peer;
+	socklen_t peer_len;
+	char peer_name[64];
+	uint64_t timeout_ns;   /* a peer silent this long is gone */
+	uint64_t reconnect_ns; /* between connection attempts */
+	bool verify;	       /* hash guest memory at every checkpoint */
+	struct hello_info hello;
+};
+
+#define PRIMARY_SLOTS	    2
+#define PRIMARY_MAX_UNACKED 8
+
+struct primary;
+
+struct primary_slot {
+	struct primary *p;
+	struct ckpt ck;
+	struct epoch_tx tx;
+	struct link_msg msg;
+	bool busy; /* captured or filled, until its send completes */
+	uint64_t mark;
+};
+
+struct unacked {
+	uint64_t epoch;
+	uint64_t mark;	   /* console bytes produced before the checkpoint */
+	uint64_t start_ns; /* pause start, for pause-to-ACK */
+	bool sync;	   /* initial-sync pages, not a checkpoint */
+};
+
+struct primary_stats {
+	uint64_t checkpoints;	/* acknowledged or not, this process */
+	uint64_t early;		/* on a full dirty ring */
+	uint64_t skipped;	/* timer ticks with no staging slot free */
+	uint64_t ring_relief;	/* ring-full harvests without a checkpoint */
+	uint64_t acked;		/* checkpoints acknowledged */
+	uint64_t verified;	/* acknowledged with a matching memory hash */
+	uint64_t mismatches;	/* acknowledged with a different memory hash */
+	uint64_t sessions;	/* handshakes completed */
+	uint64_t protected_ns;	/* when the current session became protected, or 0 */
+	uint64_t bytes_sent;	/* over every connection */
+	uint64_t sync_pages;	/* initial-sync pages sent, this session */
+	uint64_t sync_remaining;
+	uint32_t sync_round;
+	uint64_t pages_total;
+	struct samples pause_us;	/* since the last stats line */
+	struct samples ack_us;		/* pause start to ACK */
+	struct samples pages;		/* dirty pages per checkpoint */
+	struct histogram all_pause_us;	/* whole run */
+	struct histogram all_ack_us;
+};
+
+struct pconn;
+
+struct primary {
+	struct vm *vm;
+	struct netloop *nl;
+	struct outbuf *out;
+	struct primary_config cfg;
+	enum primary_state state;
+	struct pconn *conn;
+	uint64_t next_connect_ns;
+	int last_connect_err;
+
+	struct primary_slot slot[PRIMARY_SLOTS];
+	struct unacked unacked[PRIMARY_MAX_UNACKED];
+	unsigned int unacked_head, nr_unacked;
+	uint64_t next_epoch;	    /* of this session */
+	uint64_t first_checkpoint;  /* epoch number of checkpoint 0, UINT64_MAX before */
+
+	/* Initial sync. */
+	struct dirty_set sync_dirty; /* harvested while syncing, sent in the next round */
+	uint64_t *sync_list;	     /* this round's pages (round 0: every page) */
+	uint64_t sync_len, sync_pos;
+	uint64_t sync_round_start_ns;
+	uint64_t sync_start_ns;
+	struct dirty_set scratch;
+
+	struct primary_stats st;
+};
+
+int primary_init(struct primary *p, struct vm *vm, struct netloop *nl, struct outbuf *out,
+		 const struct primary_config *cfg);
+/* Says goodbye to a connected secondary and releases everything. */
+void primary_free(struct primary *p);
+
+/*
+ * Takes a checkpoint when one is due (early: a dirty ring filled). Without a
+ * protected or syncing session it only relieves full rings. Returns 0, -ESRCH
+ * when the guest has stopped, or another -errno that ends the run.
+ */
+int primary_checkpoint(struct primary *p, bool early);
+/* Connection attempts, heartbeats, silence, initial sync progress, output. */
+void primary_tick(struct primary *p, uint64_t now_ns);
+/* Bytes handed to the kernel over every connection so far. */
+uint64_t primary_bytes_sent(const struct primary *p);
+/* Sends GOODBYE and closes the connection (shutdown). */
+void primary_goodbye(struct primary *p, const char *reason);
+
+#endif

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The replication transport: connected TCP sockets driven by one io_uring.
+ *
+ * One thread owns a struct netloop (the ring) and every link on it; nothing
+ * blocks. A link sends a queue of messages, each a list of iovecs that stay
+ * owned by the caller until its completion runs (page data is sent straight
+ * from the staging buffer it points into), with exactly one send in flight per
+ * socket. It keeps one receive in flight, into whatever buffer its owner names
+ * for the next bytes (the receiver places page data straight into staging).
+ *
+ * This is the seam for an encrypting layer: it sees every outgoing iovec list
+ * and every received buffer, and can substitute its own records for them.
+ */
+#ifndef RINGFT_PROTO_LINK_H
+#define RINGFT_PROTO_LINK_H
+
+#include <liburing.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+struct link;
+struct listener;
+
+struct netloop {
+	struct io_uring ring;
+	bool send_zc; /* IORING_OP_SENDMSG_ZC for messages that ask for it */
+	unsigned int inflight;
+};
+
+int netloop_init(struct netloop *nl, bool send_zc);
+void netloop_free(struct netloop *nl);
+int netloop_fd(const struct netloop *nl); /* readable (poll) when completions are ready */
+/* Submits queued operations; dispatches every completion already available. */
+int netloop_dispatch(struct netloop *nl);
+/* Submits and waits up to timeout_ns for at least one completion, then dispatches. */
+int netloop_wait(struct netloop *nl, uint64_t timeout_ns);
+
+/* One outgoing message: the caller owns it and its iovecs until done() runs. */
+struct link_msg {
+	const struct iovec *iov;
+	unsigned int nr_iov;
+	bool zero_copy; /* may use SENDMSG_ZC (when the netloop has it) */
+	/* err: 0 when every byte was handed to the kernel, else -errno (connection failed). */
+	void (*done)(struct link_msg *m, int err);
+	/* Private to the link. */
+	struct link_msg *next;
+	struct link *link;
+	unsigned int idx;
+	size_t off;
+	unsigned int notifs;
+	bool dequeued;
+	int err;
+};
+
+struct link_ops {
+	/* Where the next received bytes go: a buffer of *ret_len bytes (> 0). */
+	void (*recv_buf)(void *opaque, uint8_t **ret_buf, size_t *ret_len);
+	/* n bytes arrived in the buffer recv_buf named. Return <0 to close the link. */
+	int (*received)(void *opaque, uint8_t *buf, size_t n);
+	/* The link failed or closed (err: -errno, 0 for an orderly close by the peer). */
+	void (*closed)(void *opaque, int err);
+	/* Connect finished (links from link_connect only): 0, or -errno and closed() follows. */
+	void (*connected)(void *opaque, int err);
+	/*
+	 * Optional: the link is gone and no operation references the owner's memory
+	 * any more (receive buffers, message iovecs). Runs after link_close().
+	 */
+	void (*released)(void *opaque);
+};
+
+struct link {
+	struct netloop *nl;
+	int fd;
+	const struct link_ops *ops;
+	void *opaque;
+	char peer[64]; /* "addr:port", for messages */
+
+	struct link_msg *head, *tail;
+	bool send_busy;
+	bool recv_busy;
+	bool connecting;
+	bool dead;	 /* failed or closing: no new operations, callbacks suppressed */
+	bool reported;	 /* link_close() called */
+	bool close_pending; /* link_close_after_send() */
+	unsigned int ops_inflight;
+	uint8_t *rbuf;	 /* the buffer of the receive in flight */
+	struct msghdr mh;
+	struct iovec iov_tmp[64];
+	struct sockaddr_storage addr;
+
+	uint64_t bytes_sent;
+	uint64_t bytes_received;
+	uint64_t last_recv_ns;
+	uint64_t last_send_ns;
+	uint64_t sends; /* send operations submitted */
+};
+
+/* "HOST:PORT" (IPv4 or [IPv6]) into a sockaddr. 0 or -EINVAL with a message. */
+int net_parse_addr(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len, char *err,
+		   size_t errlen);
+void net_format_addr(const struct sockaddr *sa, char *buf, size_t len);
+bool net_is_loopback(const struct sockaddr *sa);
+
+/* Wraps a connected socket (takes ownership of fd) and starts receiving. */
+int link_open(struct netloop *nl, int fd, const struct link_ops *ops, void *opaque,
+	      struct link **ret);
+/* Starts a non-blocking connect; ops->connected reports the result. */
+int link_connect(struct netloop *nl, const struct sockaddr *sa, socklen_t salen,
+		 const struct link_ops *ops, void *opaque, struct link **ret);
+/* Queues a message. On a link already closed or failed, done(-ECANCELED) runs at once. */
+void link_send(struct link *l, struct link_msg *m);
+/* Copies a small frame (<= 4 KiB) and queues it. 0 or -ENOMEM. */
+int link_send_copy(struct link *l, const void *buf, size_t len);
+/* Bytes queued but not yet handed to the kernel. */
+size_t link_queued(const struct link *l);
+/*
+ * Closes the link; the owner calls it exactly once, also after closed() (which
+ * only reports). Queued messages complete with -ECANCELED at once, the one in
+ * flight when the kernel returns it; recv_buf, received, closed and connected
+ * never run again. When the ring has returned every operation, released() runs
+ * and the link is freed: until then the owner keeps its buffers (and the
+ * netloop must keep dispatching).
+ */
+void link_close(struct link *l);
+/* link_close() once every queued message has been sent (or at once if none is). */
+void link_close_after_send(struct link *l);
+
+/* A listening socket accepting connections through the ring. */
+struct listener {
+	struct netloop *nl;
+	int fd;
+	void (*accepted)(void *opaque, int fd, const struct sockaddr *sa);
+	void *opaque;
+	bool busy;
+	bool dead;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+};
+
+int listener_open(struct netloop *nl, const struct sockaddr *sa, socklen_t salen,
+		  void (*accepted)(void *opaque, int fd, const struct sockaddr *sa), void *opaque,
+		  struct listener **ret);
+void listener_close(struct listener *ls);
+
+#endif

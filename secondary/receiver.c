@@ -1,0 +1,389 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/log.h"
+#include "proto/epoch.h"
+#include "proto/wire.h"
+#include "secondary/receiver.h"
+#include "vmm/clock.h"
+#include "vmm/memhash.h"
+#include "vmm/vm.h"
+
+#define BOUNCE_SIZE 65536
+
+struct sconn {
+	struct secondary *s;
+	struct link *link;
+	int slot; /* index in s->peers */
+	bool hello_ok;
+	struct frame_rx fr;
+	struct epoch_rx rx;
+	bool rx_ready;
+	uint8_t bounce[BOUNCE_SIZE];
+};
+
+const char *secondary_state_name(enum secondary_state st)
+{
+	return st == SECONDARY_WAITING ? "waiting" : st == SECONDARY_SYNCING ? "syncing"
+									   : "replicating";
+}
+
+/* Stops listening to a peer (its memory goes when the link is released). */
+static void peer_drop(struct sconn *c, bool flush)
+{
+	struct secondary *s = c->s;
+
+	if (c->slot < 0)
+		return;
+	s->peers[c->slot] = NULL;
+	c->slot = -1;
+	s->st.bytes_received += c->link->bytes_received;
+	if (s->session == c) {
+		s->session = NULL;
+		s->state = SECONDARY_WAITING;
+	}
+	if (flush)
+		link_close_after_send(c->link);
+	else
+		link_close(c->link);
+}
+
+/* Bad input: one log line naming the peer and what was wrong, then close. */
+static void peer_reject(struct sconn *c, const char *what)
+{
+	c->s->st.refused++;
+	log_error("Closing connection from %s: %s", c->link->peer, what);
+	peer_drop(c, false);
+}
+
+static void send_refuse(struct sconn *c, const char *field, const char *local,
+			const char *remote, const char *reason)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	if (refuse_frame(field, local, remote, reason, &buf, &len) == 0)
+		link_send_copy(c->link, buf, len);
+	free(buf);
+	c->s->st.refused++;
+	peer_drop(c, true);
+}
+
+static void on_hello(struct sconn *c, const uint8_t *payload, size_t len)
+{
+	struct secondary *s = c->s;
+	struct hello_decoded d;
+	struct hello_mismatch mm;
+	uint8_t *buf = NULL;
+	size_t blen = 0;
+	int r;
+
+	if (hello_decode(payload, len, &d) < 0) {
+		peer_reject(c, "undecodable HELLO");
+		return;
+	}
+	if (hello_compare(&s->hello, &d.info, HELLO_PRIMARY, &mm) < 0) {
+		log_error("Refusing %s: %s differs: %s here, %s there", c->link->peer, mm.field,
+			  mm.local, mm.remote);
+		hello_decoded_free(&d);
+		send_refuse(c, mm.field, mm.local, mm.remote, "does not match the secondary");
+		return;
+	}
+	if (s->session) {
+		log_error("Refusing %s: already replicating from %s", c->link->peer,
+			  s->session->link->peer);
+		hello_decoded_free(&d);
+		send_refuse(c, "", "", "", "another primary is connected");
+		return;
+	}
+	r = epoch_rx_init(&c->rx, s->vm->nr_pages, s->vm->nr_vcpus, s->vm->nr_devices);
+	if (r < 0) {
+		hello_decoded_free(&d);
+		peer_reject(c, "out of memory for staging");
+		return;
+	}
+	c->rx_ready = true;
+	c->hello_ok = true;
+	s->session = c;
+	s->state = SECONDARY_SYNCING;
+	s->st.sessions++;
+	s->st.sync_pages = 0;
+	replica_new_session(&s->replica);
+	log_info("Primary %s connected (guest %s%s): receiving the initial sync", c->link->peer,
+		 d.info.guest[0] ? d.info.guest : "?", d.info.verify ? ", verifying" : "");
+	hello_decoded_free(&d);
+	if (hello_frame(&s->hello, &buf, &blen) == 0)
+		link_send_copy(c->link, buf, blen);
+	free(buf);
+}
+
+/* A complete, verified epoch: apply it, check the memory hash, ACK. */
+static int apply_epoch(struct sconn *c)
+{
+	struct secondary *s = c->s;
+	struct epoch_rx *rx = &c->rx;
+	uint64_t t0 = clock_now_ns(), hash;
+	uint8_t ack[SMALL_FRAME_MAX];
+	uint32_t verify = 0;
+	int r;
+
+	if (rx->initial_sync) {
+		r = replica_apply_sync(&s->replica, rx->epoch, rx->pages, rx->nr_pages, rx->data);
+		s->st.sync_pages += rx->nr_pages;
+	} else {
+		r = replica_apply(&s->replica, rx->epoch, rx->pages, rx->nr_pages, rx->data,
+				  rx->state);
+	}
+	if (r < 0) {
+		char why[96];
+
+		snprintf(why, sizeof(why), "epoch %llu cannot be applied: %s",
+			 (unsigned long long)rx->epoch, strerror(-r));
+		peer_reject(c, why);
+		return r;
+	}
+	s->st.epochs++;
+	if (!rx->initial_sync) {
+		if (s->state != SECONDARY_REPLICATING)
+			log_info("Replica holds checkpoint %llu: the guest is protected",
+				 (unsigned long long)rx->epoch);
+		s->state = SECONDARY_REPLICATING;
+		s->st.checkpoints++;
+		if (rx->memory_hash) {
+			r = vm_memory_hash(s->vm, false, &hash);
+			if (r == 0 && hash == rx->memory_hash) {
+				verify = 1;
+				s->st.verified++;
+			} else {
+				verify = 2;
+				s->st.mismatches++;
+				log_error("Checkpoint %llu: replica memory hash %016llx, primary's "
+					  "%016llx",
+					  (unsigned long long)rx->epoch, (unsigned long long)hash,
+					  (unsigned long long)rx->memory_hash);
+			}
+		}
+	}
+	link_send_copy(c->link, ack, ack_frame(ack, rx->epoch, verify));
+	t0 = clock_now_ns() - t0;
+	s->st.apply_ns += t0;
+	if (t0 > s->st.apply_max_ns)
+		s->st.apply_max_ns = t0;
+	return 0;
+}
+
+static void sconn_recv_buf(void *opaque, uint8_t **ret_buf, size_t *ret_len)
+{
+	struct sconn *c = opaque;
+	uint8_t *direct = c->rx_ready ? epoch_rx_direct(&c->rx, ret_len) : NULL;
+
+	/* Page data lands in staging directly; headers and messages in the bounce buffer. */
+	if (direct) {
+		*ret_buf = direct;
+		return;
+	}
+	*ret_buf = c->bounce;
+	*ret_len = BOUNCE_SIZE;
+}
+
+static int sconn_received(void *opaque, uint8_t *buf, size_t n)
+{
+	struct sconn *c = opaque;
+	size_t used;
+	int r;
+
+	/* Until the HELLO is accepted: whole small frames, one at a time. */
+	while (n && c->slot >= 0 && !c->hello_ok) {
+		r = frame_rx_feed(&c->fr, buf, n, &used);
+		buf += used;
+		n -= used;
+		if (r < 0) {
+			peer_reject(c, c->fr.error);
+			return 0;
+		}
+		if (r == 0)
+			return 0;
+		if (c->fr.hdr.type != WIRE_HELLO) {
+			char why[96];
+
+			snprintf(why, sizeof(why), "expected HELLO, got a %s frame",
+				 wire_type_name(c->fr.hdr.type));
+			peer_reject(c, why);
+			return 0;
+		}
+		on_hello(c, c->fr.payload, c->fr.hdr.length);
+	}
+	while (n && c->slot >= 0 && c->hello_ok) {
+		r = epoch_rx_feed(&c->rx, buf, n, &used);
+		buf += used;
+		n -= used;
+		if (r < 0) {
+			peer_reject(c, c->rx.error);
+			return 0;
+		}
+		if (r == EPOCH_RX_GOODBYE) {
+			log_info("Primary %s said goodbye: %s", c->link->peer, c->rx.goodbye);
+			peer_drop(c, false);
+			return 0;
+		}
+		if (r == EPOCH_RX_READY && apply_epoch(c) < 0)
+			return 0;
+	}
+	return 0;
+}
+
+static void sconn_closed(void *opaque, int err)
+{
+	struct sconn *c = opaque;
+
+	if (c->slot < 0)
+		return;
+	if (c->s->session == c) {
+		if (err)
+			log_warning("Lost the primary %s: %s", c->link->peer, strerror(-err));
+		else
+			log_warning("The primary %s closed the connection%s", c->link->peer,
+				    c->rx.phase != EPOCH_RX_IDLE ? " mid-epoch (discarded)" : "");
+	} else if (!c->hello_ok) {
+		c->s->st.refused++;
+		log_error("Closing connection from %s: %s before a complete HELLO", c->link->peer,
+			  err ? strerror(-err) : "closed");
+	}
+	peer_drop(c, false);
+}
+
+static void sconn_released(void *opaque)
+{
+	struct sconn *c = opaque;
+
+	frame_rx_free(&c->fr);
+	if (c->rx_ready)
+		epoch_rx_free(&c->rx);
+	free(c);
+}
+
+static const struct link_ops sconn_ops = {
+	.recv_buf = sconn_recv_buf,
+	.received = sconn_received,
+	.closed = sconn_closed,
+	.released = sconn_released,
+};
+
+static void on_accept(void *opaque, int fd, const struct sockaddr *sa)
+{
+	struct secondary *s = opaque;
+	struct sconn *c;
+	char peer[64];
+	int slot = -1, r;
+
+	net_format_addr(sa, peer, sizeof(peer));
+	for (int i = 0; i < SECONDARY_MAX_PEERS; i++)
+		if (!s->peers[i]) {
+			slot = i;
+			break;
+		}
+	c = slot >= 0 ? calloc(1, sizeof(*c)) : NULL;
+	if (!c || frame_rx_init(&c->fr) < 0) {
+		log_error("Refusing connection from %s: %s", peer,
+			  slot < 0 ? "too many connections" : "out of memory");
+		free(c);
+		close(fd);
+		return;
+	}
+	c->s = s;
+	c->slot = slot;
+	r = link_open(s->nl, fd, &sconn_ops, c, &c->link);
+	if (r < 0) {
+		frame_rx_free(&c->fr);
+		free(c);
+		close(fd);
+		return;
+	}
+	s->peers[slot] = c;
+}
+
+int secondary_init(struct secondary *s, struct vm *vm, struct netloop *nl,
+		   const struct sockaddr *listen_addr, socklen_t listen_len,
+		   const struct hello_info *hello, uint64_t timeout_ns)
+{
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	s->vm = vm;
+	s->nl = nl;
+	s->hello = *hello;
+	s->timeout_ns = timeout_ns;
+	r = replica_init(&s->replica, vm);
+	if (r < 0)
+		return r;
+	r = listener_open(nl, listen_addr, listen_len, on_accept, s, &s->listener);
+	if (r < 0)
+		replica_free(&s->replica);
+	return r;
+}
+
+void secondary_free(struct secondary *s)
+{
+	for (int i = 0; i < SECONDARY_MAX_PEERS; i++)
+		if (s->peers[i])
+			peer_drop(s->peers[i], false);
+	listener_close(s->listener);
+	s->listener = NULL;
+	/* Receives in flight write into per-connection staging: wait them out (bounded). */
+	for (int i = 0; i < 400 && s->nl->inflight; i++)
+		netloop_wait(s->nl, 5000000ULL);
+	replica_free(&s->replica);
+}
+
+void secondary_tick(struct secondary *s, uint64_t now)
+{
+	for (int i = 0; i < SECONDARY_MAX_PEERS; i++) {
+		struct sconn *c = s->peers[i];
+		struct link *l;
+
+		if (!c)
+			continue;
+		l = c->link;
+		if (now - l->last_recv_ns > s->timeout_ns) {
+			char why[96];
+
+			if (c == s->session) {
+				log_warning("The primary %s has been silent for %.1f s: dropping it",
+					    l->peer, (double)(now - l->last_recv_ns) / 1e9);
+				peer_drop(c, false);
+				continue;
+			}
+			snprintf(why, sizeof(why), "no HELLO within %.1f s",
+				 (double)s->timeout_ns / 1e9);
+			peer_reject(c, why);
+			continue;
+		}
+		if (c == s->session && now - l->last_send_ns > s->timeout_ns / 4 &&
+		    !link_queued(l)) {
+			uint8_t hb[SMALL_FRAME_MAX];
+
+			link_send_copy(l, hb, heartbeat_frame(hb, now));
+		}
+	}
+}
+
+uint64_t secondary_replica_hash(struct secondary *s)
+{
+	uint64_t h = 0;
+
+	return vm_memory_hash(s->vm, false, &h) < 0 ? 0 : h;
+}
+
+uint64_t secondary_bytes_received(const struct secondary *s)
+{
+	uint64_t b = s->st.bytes_received;
+
+	for (int i = 0; i < SECONDARY_MAX_PEERS; i++)
+		if (s->peers[i])
+			b += s->peers[i]->link->bytes_received;
+	return b;
+}

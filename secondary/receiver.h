@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The secondary's side of replication: a listening socket, the handshake with
+ * each connecting peer, and at most one primary session whose epochs are
+ * staged (straight from the socket into staging), verified, applied to the
+ * replica and acknowledged in order.
+ *
+ * Anything a peer sends that is not exactly the protocol closes that peer's
+ * connection with a log line naming what was wrong; the replica only ever
+ * changes by a complete, verified epoch, and the secondary goes on listening.
+ */
+#ifndef RINGFT_SECONDARY_RECEIVER_H
+#define RINGFT_SECONDARY_RECEIVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "proto/link.h"
+#include "proto/session.h"
+#include "secondary/replica.h"
+
+#define SECONDARY_MAX_PEERS 8
+
+struct sconn;
+
+struct secondary_stats {
+	uint64_t epochs;      /* applied, sync batches included */
+	uint64_t checkpoints; /* applied checkpoints */
+	uint64_t verified;
+	uint64_t mismatches;
+	uint64_t refused;     /* connections refused or closed for bad input */
+	uint64_t sessions;
+	uint64_t bytes_received;
+	uint64_t sync_pages;
+	uint64_t apply_ns;     /* epoch staged to ACK queued: sum and max */
+	uint64_t apply_max_ns;
+};
+
+enum secondary_state {
+	SECONDARY_WAITING,     /* no primary */
+	SECONDARY_SYNCING,     /* a primary is copying memory: no checkpoint yet */
+	SECONDARY_REPLICATING, /* the replica is a complete checkpoint */
+};
+
+const char *secondary_state_name(enum secondary_state s);
+
+struct secondary {
+	struct vm *vm;
+	struct netloop *nl;
+	struct listener *listener;
+	struct replica replica;
+	struct hello_info hello;
+	uint64_t timeout_ns;
+	struct sconn *peers[SECONDARY_MAX_PEERS];
+	struct sconn *session; /* the primary, once its HELLO matched */
+	enum secondary_state state;
+	struct secondary_stats st;
+};
+
+int secondary_init(struct secondary *s, struct vm *vm, struct netloop *nl,
+		   const struct sockaddr *listen_addr, socklen_t listen_len,
+		   const struct hello_info *hello, uint64_t timeout_ns);
+void secondary_free(struct secondary *s);
+/* Heartbeats, silent peers. */
+void secondary_tick(struct secondary *s, uint64_t now_ns);
+/* Bytes received over every connection so far. */
+uint64_t secondary_bytes_received(const struct secondary *s);
+/* Hash of the replica's memory, for the log (0 on failure). */
+uint64_t secondary_replica_hash(struct secondary *s);
+
+#endif
