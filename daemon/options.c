@@ -406,7 +406,8 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		break;
 	case OPT_TIMEOUT:
 		if (parse_duration(arg, &v) < 0)
-			return fail(err, errlen, "--timeout: '%s' is not a duration (e.g. 2s)", arg);
+			return fail(err, errlen, "--timeout: '%s' is not a duration (e.g. 2s)",
+				    arg);
 		if (v < 100000000ULL || v > 600000000000ULL)
 			return fail(err, errlen, "--timeout: %s is outside 100ms..10m", arg);
 		o->timeout_ns = v;

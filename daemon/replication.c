@@ -28,9 +28,9 @@
 #include "vmm/memhash.h"
 #include "vmm/vm.h"
 
-#define NS_PER_S	1000000000ULL
-#define OUTBUF_BYTES	(16u << 20)
-#define RECONNECT_NS	NS_PER_S
+#define NS_PER_S     1000000000ULL
+#define OUTBUF_BYTES (16u << 20)
+#define RECONNECT_NS NS_PER_S
 
 /* What both sides put in HELLO; cpuid is malloc'ed. */
 static int local_hello(const struct ftd_options *o, struct vm *vm, uint32_t role,
@@ -150,8 +150,8 @@ static void primary_final_checkpoint(struct primary *p)
 		netloop_wait(p->nl, 5000000ULL);
 }
 
-static int primary_loop(struct primary *p, struct vm *vm, const struct ftd_options *o,
-			int sig_fd, int timer_fd, int console_fd)
+static int primary_loop(struct primary *p, struct vm *vm, const struct ftd_options *o, int sig_fd,
+			int timer_fd, int console_fd)
 {
 	uint64_t start = clock_now_ns(), next_stats = start + NS_PER_S;
 	struct pwindow w = { .start_ns = start };
@@ -342,7 +342,8 @@ static void secondary_stats_line(struct secondary *s, struct swindow *w, uint64_
 		(unsigned long long)s->st.refused,
 		secs > 0 && bytes >= w->bytes ? (double)(bytes - w->bytes) / secs / 1e6 : 0.0,
 		(unsigned long long)(n ? (s->st.apply_ns - w->apply_ns) / n / 1000 : 0),
-		(unsigned long long)(s->st.apply_max_ns / 1000), (unsigned long long)s->st.sync_pages);
+		(unsigned long long)(s->st.apply_max_ns / 1000),
+		(unsigned long long)s->st.sync_pages);
 	s->st.apply_max_ns = 0;
 	w->start_ns = now;
 	w->bytes = bytes;

@@ -57,8 +57,8 @@ static void session_drop(struct primary *p, const char *why)
 
 static void slot_sent(struct link_msg *m, int err)
 {
-	struct primary_slot *s = (struct primary_slot *)((uint8_t *)m -
-							  offsetof(struct primary_slot, msg));
+	struct primary_slot *s =
+		(struct primary_slot *)((uint8_t *)m - offsetof(struct primary_slot, msg));
 
 	s->busy = false;
 }
@@ -86,13 +86,15 @@ static void slot_ship(struct primary *p, struct primary_slot *s, bool sync, uint
 {
 	struct unacked *u = &p->unacked[(p->unacked_head + p->nr_unacked) % PRIMARY_MAX_UNACKED];
 
-	*u = (struct unacked){ .epoch = p->next_epoch, .mark = s->mark, .start_ns = start_ns,
-			       .sync = sync };
+	*u = (struct unacked){
+		.epoch = p->next_epoch, .mark = s->mark, .start_ns = start_ns, .sync = sync
+	};
 	p->nr_unacked++;
 	p->next_epoch++;
 	s->busy = true;
-	s->msg = (struct link_msg){ .iov = s->tx.iov, .nr_iov = s->tx.nr_iov, .zero_copy = true,
-				    .done = slot_sent };
+	s->msg = (struct link_msg){
+		.iov = s->tx.iov, .nr_iov = s->tx.nr_iov, .zero_copy = true, .done = slot_sent
+	};
 	link_send(p->conn->link, &s->msg);
 }
 
@@ -128,8 +130,9 @@ static void on_hello(struct primary *p, const uint8_t *payload, size_t len)
 		return;
 	}
 	if (hello_compare(&p->cfg.hello, &d.info, HELLO_SECONDARY, &mm) < 0) {
-		log_error("Secondary %s does not match this VM: %s is %s here, %s there; refusing it",
-			  p->cfg.peer_name, mm.field, mm.local, mm.remote);
+		log_error(
+			"Secondary %s does not match this VM: %s is %s here, %s there; refusing it",
+			p->cfg.peer_name, mm.field, mm.local, mm.remote);
 		r = refuse_frame(mm.field, mm.local, mm.remote, "does not match the primary", &buf,
 				 &blen);
 		send_built(p, r, buf, blen);
@@ -268,7 +271,8 @@ static void pconn_closed(void *opaque, int err)
 	if (c->p->conn != c)
 		return;
 	if (err)
-		snprintf(why, sizeof(why), "connection to the secondary failed: %s", strerror(-err));
+		snprintf(why, sizeof(why), "connection to the secondary failed: %s",
+			 strerror(-err));
 	else
 		snprintf(why, sizeof(why), "the secondary closed the connection");
 	session_drop(c->p, c->p->state == PRIMARY_CONNECTING ? NULL : why);
@@ -563,7 +567,8 @@ int primary_checkpoint(struct primary *p, bool early)
 			r = take_checkpoint(p, s, early);
 			if (r == -EIO) {
 				/* Tracking lost (a ring overflowed): only a full copy recovers. */
-				log_error("Dirty tracking lost pages: starting the initial sync again");
+				log_error("Dirty tracking lost pages: starting the initial sync "
+					  "again");
 				session_drop(p, NULL);
 				return 0;
 			}

@@ -66,24 +66,24 @@ struct unacked {
 };
 
 struct primary_stats {
-	uint64_t checkpoints;	/* acknowledged or not, this process */
-	uint64_t early;		/* on a full dirty ring */
-	uint64_t skipped;	/* timer ticks with no staging slot free */
-	uint64_t ring_relief;	/* ring-full harvests without a checkpoint */
-	uint64_t acked;		/* checkpoints acknowledged */
-	uint64_t verified;	/* acknowledged with a matching memory hash */
-	uint64_t mismatches;	/* acknowledged with a different memory hash */
-	uint64_t sessions;	/* handshakes completed */
-	uint64_t protected_ns;	/* when the current session became protected, or 0 */
-	uint64_t bytes_sent;	/* over every connection */
-	uint64_t sync_pages;	/* initial-sync pages sent, this session */
+	uint64_t checkpoints;  /* acknowledged or not, this process */
+	uint64_t early;	       /* on a full dirty ring */
+	uint64_t skipped;      /* timer ticks with no staging slot free */
+	uint64_t ring_relief;  /* ring-full harvests without a checkpoint */
+	uint64_t acked;	       /* checkpoints acknowledged */
+	uint64_t verified;     /* acknowledged with a matching memory hash */
+	uint64_t mismatches;   /* acknowledged with a different memory hash */
+	uint64_t sessions;     /* handshakes completed */
+	uint64_t protected_ns; /* when the current session became protected, or 0 */
+	uint64_t bytes_sent;   /* over every connection */
+	uint64_t sync_pages;   /* initial-sync pages sent, this session */
 	uint64_t sync_remaining;
 	uint32_t sync_round;
 	uint64_t pages_total;
-	struct samples pause_us;	/* since the last stats line */
-	struct samples ack_us;		/* pause start to ACK */
-	struct samples pages;		/* dirty pages per checkpoint */
-	struct histogram all_pause_us;	/* whole run */
+	struct samples pause_us;       /* since the last stats line */
+	struct samples ack_us;	       /* pause start to ACK */
+	struct samples pages;	       /* dirty pages per checkpoint */
+	struct histogram all_pause_us; /* whole run */
 	struct histogram all_ack_us;
 };
 
@@ -102,8 +102,8 @@ struct primary {
 	struct primary_slot slot[PRIMARY_SLOTS];
 	struct unacked unacked[PRIMARY_MAX_UNACKED];
 	unsigned int unacked_head, nr_unacked;
-	uint64_t next_epoch;	    /* of this session */
-	uint64_t first_checkpoint;  /* epoch number of checkpoint 0, UINT64_MAX before */
+	uint64_t next_epoch;	   /* of this session */
+	uint64_t first_checkpoint; /* epoch number of checkpoint 0, UINT64_MAX before */
 
 	/* Initial sync. */
 	struct dirty_set sync_dirty; /* harvested while syncing, sent in the next round */

@@ -79,7 +79,8 @@ int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint6
 		opts = &no_opts;
 	if (!state)
 		state = &no_state;
-	if (state->nr_vcpus > 8 || state->nr_devices > 8 || (!opts->initial_sync && !state->nr_vcpus))
+	if (state->nr_vcpus > 8 || state->nr_devices > 8 ||
+	    (!opts->initial_sync && !state->nr_vcpus))
 		return -EINVAL;
 	begin.epoch = epoch;
 	begin.initial_sync = opts->initial_sync;

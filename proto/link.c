@@ -537,8 +537,7 @@ static void listener_arm(struct listener *ls)
 		return;
 	ls->addrlen = sizeof(ls->addr);
 	sqe = get_sqe(ls->nl);
-	io_uring_prep_accept(sqe, ls->fd, (struct sockaddr *)&ls->addr, &ls->addrlen,
-			     SOCK_CLOEXEC);
+	io_uring_prep_accept(sqe, ls->fd, (struct sockaddr *)&ls->addr, &ls->addrlen, SOCK_CLOEXEC);
 	set_data(sqe, ls, OP_ACCEPT);
 	ls->busy = true;
 	ls->nl->inflight++;

@@ -84,11 +84,11 @@ struct link {
 	bool send_busy;
 	bool recv_busy;
 	bool connecting;
-	bool dead;	 /* failed or closing: no new operations, callbacks suppressed */
-	bool reported;	 /* link_close() called */
+	bool dead;	    /* failed or closing: no new operations, callbacks suppressed */
+	bool reported;	    /* link_close() called */
 	bool close_pending; /* link_close_after_send() */
 	unsigned int ops_inflight;
-	uint8_t *rbuf;	 /* the buffer of the receive in flight */
+	uint8_t *rbuf; /* the buffer of the receive in flight */
 	struct msghdr mh;
 	struct iovec iov_tmp[64];
 	struct sockaddr_storage addr;

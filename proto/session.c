@@ -8,8 +8,8 @@
 #include "proto/ringft.pb-c.h"
 #include "proto/session.h"
 
-static int frame_alloc(uint16_t type, uint64_t epoch, const ProtobufCMessage *m,
-		       uint8_t **ret_buf, size_t *ret_len)
+static int frame_alloc(uint16_t type, uint64_t epoch, const ProtobufCMessage *m, uint8_t **ret_buf,
+		       size_t *ret_len)
 {
 	size_t len = protobuf_c_message_get_packed_size(m);
 	uint8_t *buf;
@@ -19,8 +19,8 @@ static int frame_alloc(uint16_t type, uint64_t epoch, const ProtobufCMessage *m,
 	buf = malloc(WIRE_HDR_SIZE + len);
 	if (!buf)
 		return -ENOMEM;
-	wire_hdr_encode(buf, &(struct wire_hdr){ .type = type, .length = (uint32_t)len,
-						 .epoch = epoch });
+	wire_hdr_encode(
+		buf, &(struct wire_hdr){ .type = type, .length = (uint32_t)len, .epoch = epoch });
 	protobuf_c_message_pack(m, buf + WIRE_HDR_SIZE);
 	*ret_buf = buf;
 	*ret_len = WIRE_HDR_SIZE + len;
@@ -31,8 +31,8 @@ static size_t frame_small(uint8_t *buf, uint16_t type, uint64_t epoch, const Pro
 {
 	size_t len = protobuf_c_message_get_packed_size(m);
 
-	wire_hdr_encode(buf, &(struct wire_hdr){ .type = type, .length = (uint32_t)len,
-						 .epoch = epoch });
+	wire_hdr_encode(
+		buf, &(struct wire_hdr){ .type = type, .length = (uint32_t)len, .epoch = epoch });
 	protobuf_c_message_pack(m, buf + WIRE_HDR_SIZE);
 	return WIRE_HDR_SIZE + len;
 }
@@ -119,15 +119,15 @@ static void join_devices(const struct hello_info *h, char *buf, size_t len)
 		snprintf(buf, len, "none");
 }
 
-#define MISMATCH_U64(name, l, r)                                                               \
-	do {                                                                                   \
-		if ((uint64_t)(l) != (uint64_t)(r)) {                                          \
-			snprintf(ret->field, sizeof(ret->field), "%s", name);                  \
+#define MISMATCH_U64(name, l, r)                                                                   \
+	do {                                                                                       \
+		if ((uint64_t)(l) != (uint64_t)(r)) {                                              \
+			snprintf(ret->field, sizeof(ret->field), "%s", name);                      \
 			snprintf(ret->local, sizeof(ret->local), "%llu", (unsigned long long)(l)); \
-			snprintf(ret->remote, sizeof(ret->remote), "%llu",                     \
-				 (unsigned long long)(r));                                     \
-			return -EPROTO;                                                        \
-		}                                                                              \
+			snprintf(ret->remote, sizeof(ret->remote), "%llu",                         \
+				 (unsigned long long)(r));                                         \
+			return -EPROTO;                                                            \
+		}                                                                                  \
 	} while (0)
 
 int hello_compare(const struct hello_info *local, const struct hello_info *remote,
@@ -186,13 +186,14 @@ int hello_compare(const struct hello_info *local, const struct hello_info *remot
 	     memcmp(local->msrs, remote->msrs, local->nr_msrs * sizeof(*local->msrs)))) {
 		uint32_t i = 0;
 
-		while (i < local->nr_msrs && i < remote->nr_msrs && local->msrs[i] == remote->msrs[i])
+		while (i < local->nr_msrs && i < remote->nr_msrs &&
+		       local->msrs[i] == remote->msrs[i])
 			i++;
 		snprintf(ret->field, sizeof(ret->field), "msrs");
 		snprintf(ret->local, sizeof(ret->local), "%zu MSRs (#%u: 0x%x)", local->nr_msrs, i,
 			 i < local->nr_msrs ? local->msrs[i] : 0);
-		snprintf(ret->remote, sizeof(ret->remote), "%zu MSRs (#%u: 0x%x)",
-			 remote->nr_msrs, i, i < remote->nr_msrs ? remote->msrs[i] : 0);
+		snprintf(ret->remote, sizeof(ret->remote), "%zu MSRs (#%u: 0x%x)", remote->nr_msrs,
+			 i, i < remote->nr_msrs ? remote->msrs[i] : 0);
 		return -EPROTO;
 	}
 	return 0;
@@ -314,7 +315,8 @@ int frame_rx_feed(struct frame_rx *f, const uint8_t *buf, size_t len, size_t *re
 			if (r == -EBADMSG) {
 				snprintf(f->error, sizeof(f->error),
 					 "bad magic %02x%02x%02x%02x (not a ringft stream)",
-					 f->hdr_buf[0], f->hdr_buf[1], f->hdr_buf[2], f->hdr_buf[3]);
+					 f->hdr_buf[0], f->hdr_buf[1], f->hdr_buf[2],
+					 f->hdr_buf[3]);
 				break;
 			}
 			if (r < 0) {

@@ -28,8 +28,9 @@ struct sconn {
 
 const char *secondary_state_name(enum secondary_state st)
 {
-	return st == SECONDARY_WAITING ? "waiting" : st == SECONDARY_SYNCING ? "syncing"
-									   : "replicating";
+	return st == SECONDARY_WAITING	 ? "waiting"
+	       : st == SECONDARY_SYNCING ? "syncing"
+					 : "replicating";
 }
 
 /* Stops listening to a peer (its memory goes when the link is released). */
@@ -60,8 +61,8 @@ static void peer_reject(struct sconn *c, const char *what)
 	peer_drop(c, false);
 }
 
-static void send_refuse(struct sconn *c, const char *field, const char *local,
-			const char *remote, const char *reason)
+static void send_refuse(struct sconn *c, const char *field, const char *local, const char *remote,
+			const char *reason)
 {
 	uint8_t *buf = NULL;
 	size_t len = 0;
@@ -352,8 +353,9 @@ void secondary_tick(struct secondary *s, uint64_t now)
 			char why[96];
 
 			if (c == s->session) {
-				log_warning("The primary %s has been silent for %.1f s: dropping it",
-					    l->peer, (double)(now - l->last_recv_ns) / 1e9);
+				log_warning(
+					"The primary %s has been silent for %.1f s: dropping it",
+					l->peer, (double)(now - l->last_recv_ns) / 1e9);
 				peer_drop(c, false);
 				continue;
 			}

@@ -29,11 +29,11 @@ struct secondary_stats {
 	uint64_t checkpoints; /* applied checkpoints */
 	uint64_t verified;
 	uint64_t mismatches;
-	uint64_t refused;     /* connections refused or closed for bad input */
+	uint64_t refused; /* connections refused or closed for bad input */
 	uint64_t sessions;
 	uint64_t bytes_received;
 	uint64_t sync_pages;
-	uint64_t apply_ns;     /* epoch staged to ACK queued: sum and max */
+	uint64_t apply_ns; /* epoch staged to ACK queued: sum and max */
 	uint64_t apply_max_ns;
 };
 

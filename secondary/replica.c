@@ -26,8 +26,7 @@ void replica_free(struct replica *r)
 	r->committed = NULL;
 }
 
-static int check_epoch(struct replica *r, uint64_t epoch, const uint64_t *pages,
-		       uint64_t nr_pages)
+static int check_epoch(struct replica *r, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages)
 {
 	if (r->promoted)
 		return -EALREADY;
@@ -65,8 +64,8 @@ int replica_apply(struct replica *r, uint64_t epoch, const uint64_t *pages, uint
 	return 0;
 }
 
-int replica_apply_sync(struct replica *r, uint64_t epoch, const uint64_t *pages,
-		       uint64_t nr_pages, const uint8_t *data)
+int replica_apply_sync(struct replica *r, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
+		       const uint8_t *data)
 {
 	int ret = check_epoch(r, epoch, pages, nr_pages);
 

@@ -23,7 +23,7 @@ static void hash_chunk(void *arg, uint32_t chunk)
 	struct hash_work *w = arg;
 	uint64_t first = (uint64_t)chunk * HASH_CHUNK_PAGES;
 	uint64_t n = w->vm->nr_pages - first < HASH_CHUNK_PAGES ? w->vm->nr_pages - first
-								 : HASH_CHUNK_PAGES;
+								: HASH_CHUNK_PAGES;
 
 	w->sums[chunk] = XXH3_64bits(vm_page_hva(w->vm, first), n * VM_PAGE_SIZE);
 }
