@@ -411,6 +411,8 @@ int ftd_secondary(const struct ftd_options *o)
 		s = NULL;
 		goto out;
 	}
+	/* Same rule as the primary: an ACK that waits for a CPU delays the guest's output. */
+	ftd_owner_priority(o, vm);
 	log_info("secondary: listening on %s for a primary (%llu MiB, %u vCPUs, %s tracking)",
 		 o->listen, (unsigned long long)(o->mem_size >> 20), o->vcpus,
 		 dirty_mode_name(o->tracking));

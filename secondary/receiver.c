@@ -211,7 +211,7 @@ static int sconn_received(void *opaque, uint8_t *buf, size_t n)
 		if (c->fr.hdr.type != WIRE_HELLO) {
 			char why[96];
 
-			snprintf(why, sizeof(why), "expected HELLO, got a %s frame",
+			snprintf(why, sizeof(why), "expected HELLO first, got %s",
 				 wire_type_name(c->fr.hdr.type));
 			peer_reject(c, why);
 			return 0;

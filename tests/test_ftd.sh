@@ -2,15 +2,8 @@
 # Integration test: drives the real ftd binary. Exit 0 pass, 77 skip, 1 fail.
 set -u
 FTD=${1:?usage: test_ftd.sh PATH_TO_FTD}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
-if ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
-	[ "${FT_REQUIRE_KVM:-}" = 1 ] && fail "FT_REQUIRE_KVM=1 but /dev/kvm is not usable"
-	echo "skipped: no /dev/kvm"; exit 77
-fi
+. "$(dirname "$0")/lib.sh"
+require_kvm
 
 # expect_usage_error "message" args...: exit status 2 and the message on stderr.
 expect_usage_error() {
@@ -25,7 +18,8 @@ expect_usage_error() {
 "$FTD" --help >"$TMP/help" || fail "ftd --help exited $?"
 for opt in --guest --mem --vcpus --console --tracking --ring-entries --interval --duration \
 	--quiet --realtime --no-realtime --seed --bank-pages --bank-accounts --bank-check-ms --dirty-pages-per-ms \
-	--dirty-wss --dirty-order --dirty-report-ms --help --version; do
+	--dirty-wss --dirty-order --dirty-report-ms --peer --listen --verify --timeout --send-zc \
+	--help --version; do
 	grep -qF -- "$opt" "$TMP/help" || fail "--help does not document $opt"
 done
 "$FTD" --version | grep -q '^ftd (ringft) ' || fail "ftd --version"
@@ -36,27 +30,16 @@ expect_usage_error "--interval: 0ms is outside 1ms..60s" run --interval 0ms
 expect_usage_error "--tracking: 'pml' is not ring or bitmap" run --tracking pml
 expect_usage_error "unknown option '--frobnicate'" run --frobnicate
 expect_usage_error "unknown command 'start'" start
+expect_usage_error "ftd primary needs --peer HOST:PORT" primary --mem 64M
+expect_usage_error "ftd secondary needs --listen HOST:PORT" secondary
+expect_usage_error "--peer: 'nowhere' is not HOST:PORT" primary --peer nowhere --mem 64M
+expect_usage_error "--listen: '127.0.0.1:99999' is not HOST:PORT" secondary --listen 127.0.0.1:99999
+expect_usage_error "--listen is an option of ftd secondary" primary --peer 127.0.0.1:1 --listen :1
+expect_usage_error "--timeout: 5ms is outside 100ms..10m" secondary --listen 127.0.0.1:1 --timeout 5ms
 expect_usage_error "Failed to load guest builtin:nope: no such built-in guest" \
 	run --guest builtin:nope --mem 64M --duration 1s
 expect_usage_error "does not fit in guest RAM" \
 	run --guest builtin:dirty --mem 64M --dirty-wss 1G --duration 1s
-
-# check_bank FILE VCPUS: every complete bank line ok, iter consecutive per vCPU,
-# at least 10 lines each. A last line without its newline was cut by the exit.
-check_bank() {
-	if [ -n "$(tail -c1 "$1")" ]; then head -n -1 "$1"; else cat "$1"; fi |
-	awk -v n="$2" '
-	/^bank / {
-		split($2, v, "="); split($3, it, "=");
-		if ($NF != "ok") { print "not ok: " $0; bad = 1 }
-		if ((v[2] in last) && it[2] != last[v[2]] + 1) { print "gap: " $0; bad = 1 }
-		last[v[2]] = it[2]; lines[v[2]]++
-	}
-	END {
-		for (i = 0; i < n; i++) if (lines[i] < 10) { print "vcpu " i ": " lines[i] " lines"; bad = 1 }
-		exit bad
-	}'
-}
 
 for tracking in ring bitmap; do
 	"$FTD" run --guest builtin:bank --mem 256M --vcpus 2 --tracking $tracking \

@@ -5,6 +5,8 @@
  * it was (re)protected. Harvest cost is O(entries), independent of guest size.
  */
 #include <errno.h>
+#include <sched.h>
+#include <stdio.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -115,6 +117,9 @@ static void ring_vcpu_free(struct vm *vm, struct vcpu *vcpu)
  * a write after the reset is logged again, a write before it lands in the copy
  * that follows.
  */
+/* KVM_RESET_DIRTY_RINGS calls before a short reset counts as lost tracking. */
+#define RING_RESET_TRIES 100000u
+
 static int ring_harvest(struct vm *vm, struct dirty_set *out, struct dirty_stats *st)
 {
 	uint64_t t0 = clock_now_ns(), t1, collected = 0, reset_total = 0;
@@ -130,16 +135,21 @@ static int ring_harvest(struct vm *vm, struct dirty_set *out, struct dirty_stats
 	}
 	t1 = clock_now_ns();
 	/*
-	 * KVM resets exactly what we marked, but may stop early (a pending signal,
-	 * newer kernels) and report a partial count: go on until it is all done.
+	 * KVM resets exactly what we marked, but may stop early and report a
+	 * partial count, even 0 (newer kernels check for a pending signal or a
+	 * needed reschedule between entries: seen here under CPU load). Go on until
+	 * all of it is done, and before the guest runs again: an entry harvested
+	 * but not reset leaves its page writable without logging, so a write in
+	 * the next epoch would be lost.
 	 */
-	while (reset_total < collected) {
+	for (unsigned int tries = 0; reset_total < collected && tries < RING_RESET_TRIES; tries++) {
 		reset = ioctl(vm->vm_fd, KVM_RESET_DIRTY_RINGS, 0);
-		if (reset < 0 && errno == EINTR)
-			continue;
-		if (reset <= 0)
+		if (reset < 0 && errno != EINTR)
 			break;
-		reset_total += (uint64_t)reset;
+		if (reset > 0)
+			reset_total += (uint64_t)reset;
+		else
+			sched_yield();
 	}
 	if (st) {
 		st->entries += local.entries;
@@ -148,14 +158,19 @@ static int ring_harvest(struct vm *vm, struct dirty_set *out, struct dirty_stats
 		st->harvest_ns += t1 - t0;
 		st->reset_ns += clock_now_ns() - t1;
 	}
-	if (reset < 0)
+	if (reset < 0 && errno != EINTR)
 		return -errno;
 	/*
 	 * Fewer or more entries reset than collected, or entries naming no page of
 	 * ours: the rings no longer describe the guest. Tracking is lost.
 	 */
-	if (reset_total != collected || local.invalid)
+	if (reset_total != collected || local.invalid) {
+		snprintf(vm->dirty_error, sizeof(vm->dirty_error),
+			 "dirty ring: %llu entries harvested, %llu reset, %llu invalid",
+			 (unsigned long long)collected, (unsigned long long)reset_total,
+			 (unsigned long long)local.invalid);
 		return -EIO;
+	}
 	return 0;
 }
 

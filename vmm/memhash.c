@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <xxhash.h>
 
 #include <linux/kvm.h>
@@ -48,23 +47,11 @@ int vm_memory_hash(struct vm *vm, bool paused, uint64_t *ret)
 int vm_get_cpuid(struct vm *vm, uint8_t **ret_buf, size_t *ret_len)
 {
 	struct kvm_cpuid2 *c;
-	uint32_t nent = 256;
 	size_t len;
-	int r;
+	int r = vcpu_cpuid(vm, 0, &c);
 
-	for (;;) {
-		c = calloc(1, sizeof(*c) + nent * sizeof(struct kvm_cpuid_entry2));
-		if (!c)
-			return -ENOMEM;
-		c->nent = nent;
-		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0)
-			break;
-		r = -errno;
-		free(c);
-		if (r != -E2BIG || nent >= 4096)
-			return r;
-		nent *= 2;
-	}
+	if (r < 0)
+		return r;
 	len = c->nent * sizeof(struct kvm_cpuid_entry2);
 	*ret_buf = malloc(len ? len : 1);
 	if (!*ret_buf) {

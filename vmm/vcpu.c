@@ -41,7 +41,7 @@
 /* How long the owner waits for an acknowledgement before kicking again. */
 #define VM_PAUSE_REKICK_NS 2000000L
 
-static int vcpu_set_cpuid(struct vcpu *v)
+int vcpu_cpuid(struct vm *vm, unsigned int id, struct kvm_cpuid2 **ret)
 {
 	struct kvm_cpuid2 *cpuid;
 	int nent = 128, r;
@@ -51,7 +51,7 @@ static int vcpu_set_cpuid(struct vcpu *v)
 		if (!cpuid)
 			return -ENOMEM;
 		cpuid->nent = (uint32_t)nent;
-		if (ioctl(v->vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid) == 0)
+		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid) == 0)
 			break;
 		r = -errno;
 		free(cpuid);
@@ -59,6 +59,32 @@ static int vcpu_set_cpuid(struct vcpu *v)
 			return r;
 		nent *= 2;
 	}
+	/*
+	 * KVM reports the APIC ID of whichever host CPU ran the ioctl: replace it
+	 * with the vCPU's own, so the guest sees consistent IDs and two hosts (or
+	 * two runs) present the same CPUID.
+	 */
+	for (uint32_t i = 0; i < cpuid->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+
+		if (e->function == 1)
+			e->ebx = (e->ebx & 0x00ffffffu) | (id << 24);
+		else if (e->function == 0xb || e->function == 0x1f)
+			e->edx = id;
+		else if (e->function == 0x8000001e)
+			e->eax = id;
+	}
+	*ret = cpuid;
+	return 0;
+}
+
+static int vcpu_set_cpuid(struct vcpu *v)
+{
+	struct kvm_cpuid2 *cpuid;
+	int r = vcpu_cpuid(v->vm, v->id, &cpuid);
+
+	if (r < 0)
+		return r;
 	r = ioctl(v->fd, KVM_SET_CPUID2, cpuid) < 0 ? -errno : 0;
 	free(cpuid);
 	return r;

@@ -61,6 +61,9 @@ struct vcpu {
 int vcpu_create(struct vm *vm, unsigned int id, struct vcpu **ret_vcpu);
 void vcpu_free(struct vcpu *vcpu);
 
+/* The CPUID vCPU `id` is given: KVM's supported entries with its own APIC ID. */
+int vcpu_cpuid(struct vm *vm, unsigned int id, struct kvm_cpuid2 **ret);
+
 /* Called from the vCPU's own thread or while it is parked / not started. */
 int vcpu_save_state(struct vcpu *vcpu, struct vcpu_state *ret_state);
 int vcpu_load_state(struct vcpu *vcpu, const struct vcpu_state *state);

@@ -87,6 +87,7 @@ struct vm {
 
 	const struct dirty_ops *dirty;
 	void *dirty_priv;
+	char dirty_error[128]; /* why the last harvest returned -EIO */
 
 	/* Pages the VMM itself wrote (KVM does not log those). */
 	pthread_mutex_t vmm_dirty_lock;

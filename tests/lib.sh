@@ -1,0 +1,62 @@
+# Shared by the integration tests (sourced). Exit codes: 0 pass, 77 skip, 1 fail.
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+[ -n "${KEEP_TMP:-}" ] && trap - EXIT
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+require_kvm() {
+	if ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
+		[ "${FT_REQUIRE_KVM:-}" = 1 ] && fail "FT_REQUIRE_KVM=1 but /dev/kvm is not usable"
+		echo "skipped: no /dev/kvm"
+		exit 77
+	fi
+}
+
+# check_bank FILE VCPUS [MIN_LINES]: every complete bank line ok, iter
+# consecutive per vCPU from 0 (no gap, no repeat), at least MIN_LINES (10)
+# lines each. A last line without its newline was cut by the exit.
+check_bank() {
+	if [ -n "$(tail -c1 "$1")" ]; then head -n -1 "$1"; else cat "$1"; fi |
+		awk -v n="$2" -v min="${3:-10}" '
+	/^bank / {
+		split($2, v, "="); split($3, it, "=");
+		if ($NF != "ok") { print "not ok: " $0; bad = 1 }
+		want = (v[2] in last) ? last[v[2]] + 1 : 0
+		if (it[2] != want) { print "vcpu " v[2] ": iter " it[2] ", expected " want; bad = 1 }
+		last[v[2]] = it[2]; lines[v[2]]++
+	}
+	END {
+		for (i = 0; i < n; i++) if (lines[i] < min) { print "vcpu " i ": " lines[i] " lines"; bad = 1 }
+		exit bad
+	}'
+}
+
+# wait_for FILE PATTERN SECONDS: until an extended regex matches a line of FILE.
+wait_for() {
+	local deadline=$((SECONDS + $3))
+	until grep -Eq -- "$2" "$1" 2>/dev/null; do
+		[ $SECONDS -lt $deadline ] || return 1
+		sleep 0.1
+	done
+}
+
+# last_stat FILE KEY: the value of KEY= in the last statistics line of FILE.
+last_stat() {
+	grep 'stats state=' "$1" | tail -1 | sed -n "s/.* $2=\([0-9.]*\).*/\1/p"
+}
+
+# summary_field FILE REGEX: the first number captured by REGEX (sed -E) in the summary line.
+summary_field() {
+	grep 'summary:' "$1" | tail -1 | sed -En "s/.*$2.*/\1/p"
+}

@@ -1,0 +1,197 @@
+#!/bin/bash
+# Integration test of replication: `ftd primary` and `ftd secondary` on
+# loopback, driven as an operator would, checked against the guests' own
+# invariants and the byte equality of the replica (--verify).
+#
+#  1. verified runs: builtin:bank and builtin:dirty, 2 vCPUs, 1 ms and 10 ms
+#     intervals, at least 500 verified checkpoints each, no mismatch, bank ok;
+#  2. output commit: a stopped secondary (SIGSTOP) stops the console while the
+#     guest runs (held bytes grow); it resumes on SIGCONT; a secondary silent
+#     past --timeout is dropped and output flows unprotected;
+#  3. secondary killed mid-run: the guest runs on unprotected without a stall
+#     longer than one interval; a new secondary re-syncs, verification resumes;
+#  4. hostile peers (tests/ft_peer): each refused with its own log line, the
+#     secondary stays up, a running replication is undisturbed and the replica
+#     is untouched.
+# Usage: test_replication.sh PATH_TO_FTD PATH_TO_FT_PEER
+set -u
+FTD=${1:?usage: test_replication.sh FTD FT_PEER}
+PEER=${2:?usage: test_replication.sh FTD FT_PEER}
+. "$(dirname "$0")/lib.sh"
+require_kvm
+
+BASE_PORT=$((17700 + RANDOM % 200))
+MEM=64M
+
+start_secondary() { # PORT LOG [ARGS...]
+	local port=$1 log=$2
+	shift 2
+	"$FTD" secondary --listen 127.0.0.1:"$port" --mem $MEM --vcpus 2 "$@" 2>"$log" &
+	SEC=$!
+	PIDS+=("$SEC")
+	wait_for "$log" "listening on" 10 || fail "secondary did not start: $(cat "$log")"
+}
+
+stop() { # PID: SIGTERM, then the exit status must be 0
+	kill -TERM "$1" 2>/dev/null
+	wait "$1"
+	local rc=$?
+	[ $rc -eq 0 ] || fail "pid $1 exited $rc"
+}
+
+# ---- 1. verified replication --------------------------------------------------
+verified_run() { # GUEST INTERVAL DURATION
+	local guest=$1 interval=$2 duration=$3 port=$((BASE_PORT++)) tag=$1-$2
+	local extra=()
+	[ "$guest" = dirty ] && extra=(--dirty-pages-per-ms 20 --dirty-wss 8M --dirty-report-ms 50)
+	start_secondary "$port" "$TMP/sec.$tag"
+	"$FTD" primary --peer 127.0.0.1:"$port" --guest builtin:"$guest" --mem $MEM --vcpus 2 \
+		--interval "$interval" --duration "$duration" --verify --console "$TMP/con.$tag" \
+		"${extra[@]}" 2>"$TMP/pri.$tag"
+	local rc=$?
+	[ $rc -eq 0 ] || fail "$tag: primary exited $rc: $(tail -5 "$TMP/pri.$tag")"
+	stop "$SEC"
+	local verified mism sverified smism
+	verified=$(summary_field "$TMP/pri.$tag" '\(([0-9]+) verified')
+	mism=$(summary_field "$TMP/pri.$tag" ' ([0-9]+) mismatches')
+	sverified=$(summary_field "$TMP/sec.$tag" ' ([0-9]+) verified')
+	smism=$(summary_field "$TMP/sec.$tag" ' ([0-9]+) mismatches')
+	[ "${mism:-x}" = 0 ] && [ "${smism:-x}" = 0 ] ||
+		fail "$tag: mismatches primary=${mism:-?} secondary=${smism:-?}"
+	[ "${verified:-0}" -ge 500 ] || fail "$tag: only ${verified:-0} verified checkpoints"
+	[ "$sverified" = "$verified" ] || fail "$tag: secondary verified $sverified, primary $verified"
+	grep -q "Protected: secondary" "$TMP/pri.$tag" || fail "$tag: never protected"
+	if [ "$guest" = bank ]; then
+		check_bank "$TMP/con.$tag" 2 || fail "$tag: bank console check failed"
+	else
+		grep -Eq '^dirty vcpu=1 iter=[0-9]+ pages=[0-9]+ ' "$TMP/con.$tag" ||
+			fail "$tag: no dirty lines"
+	fi
+	echo "ok: $guest at $interval: $verified checkpoints verified byte-equal, 0 mismatches"
+}
+
+verified_run bank 1ms 6s
+verified_run bank 10ms 8s
+verified_run dirty 1ms 6s
+verified_run dirty 10ms 8s
+
+# ---- 2. output commit -----------------------------------------------------------
+port=$((BASE_PORT++))
+start_secondary "$port" "$TMP/sec.oc" --timeout 3s
+"$FTD" primary --peer 127.0.0.1:"$port" --guest builtin:bank --mem $MEM --vcpus 2 \
+	--interval 10ms --timeout 3s --console "$TMP/con.oc" 2>"$TMP/pri.oc" &
+PRI=$!
+PIDS+=("$PRI")
+wait_for "$TMP/pri.oc" "Protected: secondary" 20 || fail "output commit: never protected"
+sleep 1
+kill -STOP "$SEC"
+sleep 0.5
+size1=$(stat -c %s "$TMP/con.oc")
+held1=$(last_stat "$TMP/pri.oc" held_bytes)
+sleep 1.5
+size2=$(stat -c %s "$TMP/con.oc")
+held2=$(last_stat "$TMP/pri.oc" held_bytes)
+[ "$size1" = "$size2" ] || fail "output commit: console grew from $size1 to $size2 bytes while the secondary could not acknowledge"
+[ "${held2:-0}" -gt "${held1:-0}" ] && [ "$held2" -gt 1000 ] ||
+	fail "output commit: held bytes $held1 -> $held2: the guest did not run on"
+kill -CONT "$SEC"
+sleep 1
+size3=$(stat -c %s "$TMP/con.oc")
+[ "$size3" -gt "$size2" ] || fail "output commit: no output after the secondary resumed"
+grep -q "silent" "$TMP/pri.oc" && fail "output commit: a 2 s stop dropped the secondary (timeout 3 s)"
+echo "ok: output commit: console held at $size2 bytes for 2 s (held_bytes $held1 -> $held2) while the secondary was stopped, released after it resumed"
+# Silent past the timeout: dropped, and output flows unprotected.
+kill -STOP "$SEC"
+wait_for "$TMP/pri.oc" "secondary has been silent for" 8 || fail "silent secondary not dropped"
+size4=$(stat -c %s "$TMP/con.oc")
+sleep 1
+size5=$(stat -c %s "$TMP/con.oc")
+[ "$size5" -gt "$size4" ] || fail "unprotected primary holds output"
+kill -CONT "$SEC"
+stop "$PRI"
+stop "$SEC"
+check_bank "$TMP/con.oc" 2 || fail "output commit: bank console check failed"
+echo "ok: output commit: a secondary silent for 3 s is dropped, output then flows unprotected"
+
+# ---- 3. secondary killed mid-run ----------------------------------------------------
+port=$((BASE_PORT++))
+start_secondary "$port" "$TMP/sec.k1"
+"$FTD" primary --peer 127.0.0.1:"$port" --guest builtin:dirty --mem $MEM --vcpus 2 \
+	--interval 20ms --verify --dirty-pages-per-ms 20 --dirty-wss 8M --dirty-report-ms 50 \
+	--console "$TMP/con.k" 2>"$TMP/pri.k" &
+PRI=$!
+PIDS+=("$PRI")
+wait_for "$TMP/pri.k" "Protected: secondary" 20 || fail "kill: never protected"
+sleep 1
+kill -KILL "$SEC"
+wait "$SEC" 2>/dev/null
+wait_for "$TMP/pri.k" "guest runs unprotected" 5 || fail "kill: primary did not notice"
+sleep 0.3
+lines1=$(wc -l <"$TMP/con.k")
+sleep 2
+lines2=$(wc -l <"$TMP/con.k")
+[ "$lines2" -gt "$lines1" ] || fail "kill: the guest stopped printing while unprotected"
+worst=$(sed -n "$((lines1 + 1)),${lines2}p" "$TMP/con.k" |
+	sed -n 's/.* maxstall_us=\([0-9]*\) .*/\1/p' | sort -n | tail -1)
+[ -n "$worst" ] && [ "$worst" -lt 20000 ] ||
+	fail "kill: the guest stalled ${worst:-?} us while unprotected (interval 20 ms)"
+before=$(last_stat "$TMP/pri.k" verified)
+start_secondary "$port" "$TMP/sec.k2"
+wait_for "$TMP/sec.k2" "the guest is protected" 20 || fail "kill: the new secondary never synced"
+sleep 2
+stop "$PRI"
+stop "$SEC"
+after=$(summary_field "$TMP/pri.k" '\(([0-9]+) verified')
+sverified=$(summary_field "$TMP/sec.k2" ' ([0-9]+) verified')
+smism=$(summary_field "$TMP/sec.k2" ' ([0-9]+) mismatches')
+[ "$(grep -c 'Protected: secondary' "$TMP/pri.k")" = 2 ] || fail "kill: not protected twice"
+[ "${smism:-x}" = 0 ] || fail "kill: the new secondary saw ${smism:-?} mismatches"
+[ "${sverified:-0}" -ge 20 ] && [ "${after:-0}" -gt "${before:-0}" ] ||
+	fail "kill: verification did not resume (new secondary verified ${sverified:-0})"
+echo "ok: secondary killed: guest ran unprotected (longest stall ${worst} us), re-synced, $sverified more checkpoints verified"
+
+# ---- 4. hostile peers -------------------------------------------------------------
+port=$((BASE_PORT++))
+start_secondary "$port" "$TMP/sec.h" --timeout 1s
+hostile() { # MODE EXPECTED-LOG-LINE: only lines logged after the attempt count
+	local from deadline=$((SECONDS + 5))
+	from=$(wc -l <"$TMP/sec.h")
+	"$PEER" 127.0.0.1:"$port" "$1" --mem $MEM >"$TMP/peer.$1" 2>&1 ||
+		fail "hostile $1: $(cat "$TMP/peer.$1")"
+	until tail -n +$((from + 1)) "$TMP/sec.h" | grep -Eq -- "$2"; do
+		[ $SECONDS -lt $deadline ] ||
+			fail "hostile $1: no log line '$2': $(tail -3 "$TMP/sec.h")"
+		sleep 0.1
+	done
+	kill -0 "$SEC" 2>/dev/null || fail "hostile $1: the secondary died"
+	echo "ok: hostile $1: $(tail -n +$((from + 1)) "$TMP/sec.h" | grep -E -- "$2" | head -1 | cut -c1-150)"
+}
+run_hostile_set() {
+	hostile garbage "bad magic"
+	hostile truncated "before a complete HELLO"
+	hostile huge "length [0-9]+ beyond its bound"
+	hostile version "protocol_version differs: 1 here, 99 there"
+	hostile memsize "mem_size differs: 67108864 here, 69206016 there"
+	hostile epoch-first "expected HELLO first, got epoch-begin"
+	hostile silent "no HELLO within 1.0 s"
+}
+# During a verified replication: it goes on, undisturbed.
+"$FTD" primary --peer 127.0.0.1:"$port" --guest builtin:bank --mem $MEM --vcpus 2 \
+	--interval 10ms --verify --console "$TMP/con.h" 2>"$TMP/pri.h" &
+PRI=$!
+PIDS+=("$PRI")
+wait_for "$TMP/pri.h" "Protected: secondary" 20 || fail "hostile: never protected"
+run_hostile_set
+stop "$PRI"
+wait_for "$TMP/sec.h" "primary gone: replica at checkpoint" 5 || fail "hostile: no replica line"
+gone=$(grep "primary gone: replica at checkpoint" "$TMP/sec.h" | tail -1 | sed 's/.*replica at/replica at/')
+# With no primary: the replica must stay exactly as it was.
+run_hostile_set
+stop "$SEC"
+final=$(grep "stopping: replica at checkpoint" "$TMP/sec.h" | sed 's/.*replica at/replica at/')
+[ "$gone" = "$final" ] || fail "hostile: replica changed: '$gone' then '$final'"
+mism=$(summary_field "$TMP/sec.h" ' ([0-9]+) mismatches')
+[ "${mism:-x}" = 0 ] || fail "hostile: ${mism:-?} mismatches during the attack"
+check_bank "$TMP/con.h" 2 || fail "hostile: bank console check failed"
+echo "ok: hostile peers refused, replication undisturbed (0 mismatches), $final untouched"
+echo "test_replication: all passed"
