@@ -264,10 +264,12 @@ int ftd_primary(const struct ftd_options *o)
 		goto out;
 	}
 	ftd_owner_priority(o, vm);
-	log_info("primary: running %s (%llu MiB, %u vCPUs, %s tracking), checkpoint every %.3f "
-		 "ms, secondary %s%s",
+	log_info("primary: running %s (%llu MiB, %u vCPUs, %s tracking%s), checkpoint every "
+		 "%.3f ms, secondary %s%s",
 		 o->guest, (unsigned long long)(o->mem_size >> 20), o->vcpus,
-		 dirty_mode_name(o->tracking), (double)o->interval_ns / 1e6, cfg.peer_name,
+		 dirty_mode_name(o->tracking),
+		 vm->ring_flush_quirk ? ", kvm_pvm translation flush" : "",
+		 (double)o->interval_ns / 1e6, cfg.peer_name,
 		 o->verify ? ", verifying memory" : "");
 	status = primary_loop(p, vm, o, sig_fd, timer_fd, console_fd);
 	if (status == 0)
@@ -411,8 +413,13 @@ int ftd_secondary(const struct ftd_options *o)
 		s = NULL;
 		goto out;
 	}
-	/* Same rule as the primary: an ACK that waits for a CPU delays the guest's output. */
-	ftd_owner_priority(o, vm);
+	/*
+	 * Only when asked: with no vCPU running here the automatic rule does not
+	 * apply, and a real-time thread hashing memory for --verify would take a
+	 * whole CPU from whatever shares this host.
+	 */
+	if (o->realtime == 1)
+		ftd_owner_priority(o, vm);
 	log_info("secondary: listening on %s for a primary (%llu MiB, %u vCPUs, %s tracking)",
 		 o->listen, (unsigned long long)(o->mem_size >> 20), o->vcpus,
 		 dirty_mode_name(o->tracking));

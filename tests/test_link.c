@@ -43,8 +43,6 @@
 #define TICK_NS	    (20ULL * 1000000ULL)
 #define NO_BAD	    UINT64_MAX
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
-
 /* Drives the netloop until cond holds; a bug fails the test instead of hanging it. */
 #define WAIT_FOR(nl, cond)                                                                         \
 	do {                                                                                       \
@@ -104,9 +102,8 @@ static uint64_t rng(uint64_t *s)
 
 /* ---- one end of a connection ---------------------------------------------- */
 
-#define MAX_RX	   6
-#define MAX_ORDER  32
-#define NO_LIMIT   0
+#define MAX_RX	  6
+#define MAX_ORDER 32
 
 struct end {
 	struct link *l;
@@ -272,7 +269,7 @@ struct tmsg {
 
 static void tmsg_done(struct link_msg *m, int err)
 {
-	struct tmsg *t = container_of(m, struct tmsg, m);
+	struct tmsg *t = (struct tmsg *)m; /* its first member */
 	struct end *e = t->owner;
 
 	if (e->nr_released)
@@ -330,9 +327,7 @@ static struct tmsg *tmsg_new(struct end *owner, int id, uint64_t off, uint64_t t
 	t->nr_iov = nr;
 	t->off = off;
 	t->len = total;
-	t->m = (struct link_msg){
-		.iov = t->iov, .nr_iov = nr, .zero_copy = zc, .done = tmsg_done
-	};
+	t->m = (struct link_msg){ .iov = t->iov, .nr_iov = nr, .zero_copy = zc, .done = tmsg_done };
 	return t;
 }
 
@@ -486,7 +481,7 @@ static void large_messages(bool zc)
 	assert_done_once(m2, 0);
 	assert_int_equal(p->a.nr_done_order, 2);
 	if (!zc) {
-		/* Zero copy completes on the kernel's notifications, which may come in any order. */
+		/* Zero copy completes on notifications, which may come in any order. */
 		assert_int_equal(p->a.done_order[0], 1);
 		assert_int_equal(p->a.done_order[1], 2);
 	}
@@ -1122,8 +1117,8 @@ static void expect_mismatch(const struct hello_info *local, const struct hello_i
 	assert_int_equal(hello_compare(local, remote, HELLO_PRIMARY, &mm), -EPROTO);
 	assert_string_equal(mm.field, field);
 	if (!strstr(mm.local, lv) || !strstr(mm.remote, rv))
-		fail_msg("%s: local '%s' (wanted '%s'), remote '%s' (wanted '%s')", field,
-			 mm.local, lv, mm.remote, rv);
+		fail_msg("%s: local '%s' (wanted '%s'), remote '%s' (wanted '%s')", field, mm.local,
+			 lv, mm.remote, rv);
 }
 
 /*
@@ -1353,7 +1348,9 @@ static void test_ack_round_trip(void **state)
 	static const struct {
 		uint64_t epoch;
 		uint32_t verify;
-	} cases[] = { { 0, 0 }, { 1, 0xdeadbeef }, { 0x123456789abcULL, 1 }, { UINT64_MAX, 0xffffffff } };
+	} cases[] = {
+		{ 0, 0 }, { 1, 0xdeadbeef }, { 0x123456789abcULL, 1 }, { UINT64_MAX, 0xffffffff }
+	};
 	struct frame_rx f;
 
 	assert_int_equal(frame_rx_init(&f), 0);
@@ -1404,9 +1401,9 @@ static void test_refuse_goodbye(void **state)
 	size_t len, used;
 
 	assert_int_equal(frame_rx_init(&f), 0);
-	assert_int_equal(refuse_frame("mem_size", "1073741824", "2147483648", "sizes differ", &buf,
-				      &len),
-			 0);
+	assert_int_equal(
+		refuse_frame("mem_size", "1073741824", "2147483648", "sizes differ", &buf, &len),
+		0);
 	assert_int_equal(frame_rx_feed(&f, buf, len, &used), 1);
 	assert_int_equal(f.hdr.type, WIRE_REFUSE);
 	refuse_describe(f.payload, f.hdr.length, line, sizeof(line));

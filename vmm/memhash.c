@@ -30,7 +30,7 @@ static void hash_chunk(void *arg, uint32_t chunk)
 int vm_memory_hash(struct vm *vm, bool paused, uint64_t *ret)
 {
 	uint32_t chunks = (uint32_t)((vm->nr_pages + HASH_CHUNK_PAGES - 1) / HASH_CHUNK_PAGES);
-	struct hash_work w = { .vm = vm, .sums = malloc(chunks * sizeof(uint64_t)) };
+	struct hash_work w = { .vm = vm, .sums = calloc(chunks, sizeof(uint64_t)) };
 
 	if (!w.sums)
 		return -ENOMEM;

@@ -88,6 +88,9 @@ struct vm {
 	const struct dirty_ops *dirty;
 	void *dirty_priv;
 	char dirty_error[128]; /* why the last harvest returned -EIO */
+	bool ring_flush_quirk; /* kvm_pvm: flush translations after each ring reset (dirty_ring.c)
+				*/
+	void *ring_scratch;    /* its scratch page */
 
 	/* Pages the VMM itself wrote (KVM does not log those). */
 	pthread_mutex_t vmm_dirty_lock;
