@@ -185,9 +185,10 @@ static void on_ack(struct primary *p, const uint8_t *payload, size_t len, uint64
 	if (p->state == PRIMARY_SYNCING && epoch == p->first_checkpoint) {
 		p->state = PRIMARY_PROTECTED;
 		p->st.protected_ns = now;
-		log_info("Protected: secondary %s holds checkpoint 0 (initial sync took %.2f s, "
-			 "%llu pages in %u rounds)",
-			 p->cfg.peer_name, (double)(now - p->sync_start_ns) / 1e9,
+		log_info("Protected: secondary %s holds the first checkpoint (epoch %llu; initial "
+			 "sync took %.2f s, %llu pages in %u rounds)",
+			 p->cfg.peer_name, (unsigned long long)epoch,
+			 (double)(now - p->sync_start_ns) / 1e9,
 			 (unsigned long long)p->st.sync_pages, p->st.sync_round + 1);
 	}
 }

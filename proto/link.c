@@ -23,6 +23,7 @@ enum {
 	OP_CONNECT = 4, /* user_data: link */
 	OP_ACCEPT = 5,	/* user_data: listener */
 	OP_CANCEL = 6,	/* user_data: none */
+	OP_BACKOFF = 7, /* user_data: listener; accept again after a pause */
 	OP_MASK = 7,
 };
 
@@ -334,10 +335,13 @@ static void link_send_result(struct link *l, struct link_msg *m, int res, bool z
 
 	l->send_busy = false;
 	if (res < 0) {
-		if (res == -EINTR || res == -EAGAIN) {
+		if ((res == -EINTR || res == -EAGAIN) && !l->dead) {
 			link_kick_send(l);
 			return;
 		}
+		/* After link_close() the owner cancelled it: say so, not how the socket failed. */
+		if (l->reported)
+			res = -ECANCELED;
 		/* The message is dropped from the queue; its done() reports the error. */
 		l->head = m->next;
 		if (!l->head)
@@ -595,8 +599,19 @@ static void handle_accept(struct listener *ls, int res)
 		free(ls);
 		return;
 	}
-	if (res >= 0)
+	if (res >= 0) {
 		ls->accepted(ls->opaque, res, (struct sockaddr *)&ls->addr);
+	} else if (res != -EINTR && res != -EAGAIN && res != -ECONNABORTED) {
+		/* Out of fds or memory: accepting again at once would only spin. */
+		struct io_uring_sqe *sqe = get_sqe(ls->nl);
+
+		ls->backoff = (struct __kernel_timespec){ .tv_nsec = 100000000 };
+		io_uring_prep_timeout(sqe, &ls->backoff, 0, 0);
+		set_data(sqe, ls, OP_BACKOFF);
+		ls->busy = true;
+		ls->nl->inflight++;
+		return;
+	}
 	listener_arm(ls);
 }
 
@@ -616,6 +631,10 @@ static void dispatch_one(struct netloop *nl, struct io_uring_cqe *cqe)
 	case OP_ACCEPT:
 		nl->inflight--;
 		handle_accept(p, cqe->res);
+		return;
+	case OP_BACKOFF:
+		nl->inflight--;
+		handle_accept(p, -EINTR); /* re-arms, or frees a closed listener */
 		return;
 	case OP_CANCEL:
 		nl->inflight--;

@@ -140,6 +140,7 @@ struct listener {
 	bool dead;
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
+	struct __kernel_timespec backoff;
 };
 
 int listener_open(struct netloop *nl, const struct sockaddr *sa, socklen_t salen,

@@ -319,13 +319,21 @@ int frame_rx_feed(struct frame_rx *f, const uint8_t *buf, size_t len, size_t *re
 					 f->hdr_buf[3]);
 				break;
 			}
-			if (r < 0) {
+			if (r == -EMSGSIZE) {
 				snprintf(f->error, sizeof(f->error),
-					 "bad header (type %u, or length %u beyond its bound)",
-					 f->hdr_buf[4] | f->hdr_buf[5] << 8,
+					 "%s frame of %u bytes exceeds its bound",
+					 wire_type_name(f->hdr_buf[4] | f->hdr_buf[5] << 8),
 					 (unsigned)(f->hdr_buf[8] | f->hdr_buf[9] << 8 |
 						    f->hdr_buf[10] << 16 |
 						    (uint32_t)f->hdr_buf[11] << 24));
+				break;
+			}
+			if (r < 0) {
+				snprintf(f->error, sizeof(f->error),
+					 "bad header: type %u, flags 0x%x, reserved bits not zero or type "
+					 "unknown",
+					 f->hdr_buf[4] | f->hdr_buf[5] << 8,
+					 f->hdr_buf[6] | f->hdr_buf[7] << 8);
 				break;
 			}
 			if (f->hdr.type == WIRE_PAGES) {

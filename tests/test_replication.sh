@@ -169,7 +169,7 @@ hostile() { # MODE EXPECTED-LOG-LINE: only lines logged after the attempt count
 run_hostile_set() {
 	hostile garbage "bad magic"
 	hostile truncated "before a complete HELLO"
-	hostile huge "length [0-9]+ beyond its bound"
+	hostile huge "hello frame of 4294967280 bytes exceeds its bound"
 	hostile version "protocol_version differs: 1 here, 99 there"
 	hostile memsize "mem_size differs: 67108864 here, 69206016 there"
 	hostile epoch-first "expected HELLO first, got epoch-begin"
