@@ -182,7 +182,8 @@ static int primary_loop(struct primary *p, struct vm *vm, const struct ftd_optio
 			r = primary_checkpoint(p, true);
 		if (r == 0 && read(timer_fd, &expirations, sizeof(expirations)) > 0) {
 			r = primary_checkpoint(p, false);
-			/* Ticks that passed while this thread was busy are checkpoints not taken. */
+			/* Ticks that passed while this thread was busy are checkpoints not taken.
+			 */
 			p->st.skipped += expirations - 1;
 		}
 		if (r == -ESRCH)

@@ -364,7 +364,9 @@ static void session_end(struct primary *p, const char *why, bool flush)
 	p->nr_unacked = 0;
 	p->unacked_head = 0;
 	p->first_checkpoint = UINT64_MAX;
-	outbuf_allow(p->out, outbuf_mark(p->out));
+	/* Unprotected from now on, but output of a stopping guest is never released. */
+	if (!p->stopping)
+		outbuf_allow(p->out, outbuf_mark(p->out));
 	if (flush)
 		link_close_after_send(c->link);
 	else
@@ -378,6 +380,7 @@ void primary_goodbye(struct primary *p, const char *reason)
 	uint8_t *buf = NULL;
 	size_t len = 0;
 
+	p->stopping = true;
 	if (!p->conn || p->state < PRIMARY_HANDSHAKE)
 		return;
 	int r = goodbye_frame(reason, &buf, &len);
@@ -589,8 +592,15 @@ int primary_checkpoint(struct primary *p, bool early)
 	if (!early)
 		return 0;
 	p->st.ring_relief++;
-	if (p->state == PRIMARY_SYNCING)
-		return harvest_now(p, &p->sync_dirty);
+	if (p->state == PRIMARY_SYNCING && p->first_checkpoint == UINT64_MAX)
+		return harvest_now(p, &p->sync_dirty); /* the next sync round sends them */
+	if (p->state == PRIMARY_SYNCING) {
+		/* Sync over, checkpoint 0 not taken yet: it must carry these pages. */
+		r = harvest_now(p, NULL);
+		if (r == 0)
+			vm_requeue_dirty(p->vm, &p->scratch);
+		return r;
+	}
 	/* Unprotected: nobody needs these pages; the next sync copies everything. */
 	return harvest_now(p, NULL);
 }
@@ -601,6 +611,16 @@ void primary_tick(struct primary *p, uint64_t now)
 
 	if (!p->conn && now >= p->next_connect_ns)
 		connect_peer(p, now);
+	if (l && p->state == PRIMARY_CONNECTING && now - l->last_send_ns > p->cfg.timeout_ns) {
+		if (p->last_connect_err != -ETIMEDOUT)
+			log_warning("Cannot reach the secondary at %s: no answer within %.1f s "
+				    "(retrying every %.1f s)",
+				    p->cfg.peer_name, (double)p->cfg.timeout_ns / 1e9,
+				    (double)p->cfg.reconnect_ns / 1e9);
+		p->last_connect_err = -ETIMEDOUT;
+		session_drop(p, NULL);
+		return;
+	}
 	if (l && p->state >= PRIMARY_HANDSHAKE) {
 		if (now - l->last_recv_ns > p->cfg.timeout_ns) {
 			char why[96];

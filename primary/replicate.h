@@ -98,6 +98,7 @@ struct primary {
 	struct pconn *conn;
 	uint64_t next_connect_ns;
 	int last_connect_err;
+	bool stopping; /* shutting down: held output stays held */
 
 	struct primary_slot slot[PRIMARY_SLOTS];
 	struct unacked unacked[PRIMARY_MAX_UNACKED];

@@ -230,7 +230,7 @@ static int rx_begin(struct epoch_rx *rx)
 	if (!r) {
 		pages = realloc(rx->pages, (m->n_pages ? m->n_pages : 1) * sizeof(*pages));
 		if (!pages)
-			r = -ENOMEM;
+			r = rx_fail(rx, -ENOMEM, "no memory for a list of %zu pages", m->n_pages);
 		else {
 			if (m->n_pages) /* an empty list may be NULL */
 				memcpy(pages, m->pages, m->n_pages * sizeof(*pages));
@@ -318,7 +318,8 @@ static int rx_header(struct epoch_rx *rx)
 	struct wire_hdr h;
 	int r = wire_hdr_decode(rx->hdr_buf, &h);
 
-	rx->type = h.type;
+	/* For messages: the raw type, also when the header did not decode. */
+	rx->type = (uint32_t)(rx->hdr_buf[4] | rx->hdr_buf[5] << 8);
 	if (r == -EBADMSG)
 		return rx_fail(rx, r, "bad magic (not a ringft stream, or out of step)");
 	if (r < 0)

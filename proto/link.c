@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "proto/link.h"
+#include "proto/wire.h"
 #include "vmm/clock.h"
 
 enum {
@@ -28,7 +29,7 @@ enum {
 };
 
 #define NETLOOP_ENTRIES 256
-#define LINK_COPY_MAX	4096
+#define LINK_COPY_MAX	(WIRE_HDR_SIZE + WIRE_MAX_MSG)
 
 int netloop_init(struct netloop *nl, bool send_zc)
 {

@@ -114,7 +114,7 @@ int link_connect(struct netloop *nl, const struct sockaddr *sa, socklen_t salen,
 		 const struct link_ops *ops, void *opaque, struct link **ret);
 /* Queues a message. On a link already closed or failed, done(-ECANCELED) runs at once. */
 void link_send(struct link *l, struct link_msg *m);
-/* Copies a small frame (<= 4 KiB) and queues it. 0 or -ENOMEM. */
+/* Copies a frame (at most a header and WIRE_MAX_MSG) and queues it. 0, -EMSGSIZE or -ENOMEM. */
 int link_send_copy(struct link *l, const void *buf, size_t len);
 /* Bytes queued but not yet handed to the kernel. */
 size_t link_queued(const struct link *l);

@@ -330,7 +330,8 @@ int frame_rx_feed(struct frame_rx *f, const uint8_t *buf, size_t len, size_t *re
 			}
 			if (r < 0) {
 				snprintf(f->error, sizeof(f->error),
-					 "bad header: type %u, flags 0x%x, reserved bits not zero or type "
+					 "bad header: type %u, flags 0x%x, reserved bits not zero "
+					 "or type "
 					 "unknown",
 					 f->hdr_buf[4] | f->hdr_buf[5] << 8,
 					 f->hdr_buf[6] | f->hdr_buf[7] << 8);

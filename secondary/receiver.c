@@ -19,6 +19,7 @@ struct sconn {
 	struct secondary *s;
 	struct link *link;
 	int slot; /* index in s->peers */
+	uint64_t opened_ns;
 	bool hello_ok;
 	struct frame_rx fr;
 	struct epoch_rx rx;
@@ -127,7 +128,7 @@ static int apply_epoch(struct sconn *c)
 {
 	struct secondary *s = c->s;
 	struct epoch_rx *rx = &c->rx;
-	uint64_t t0 = clock_now_ns(), hash;
+	uint64_t t0 = clock_now_ns(), hash = 0;
 	uint8_t ack[SMALL_FRAME_MAX];
 	uint32_t verify = 0;
 	int r;
@@ -297,6 +298,7 @@ static void on_accept(void *opaque, int fd, const struct sockaddr *sa)
 	}
 	c->s = s;
 	c->slot = slot;
+	c->opened_ns = clock_now_ns();
 	r = link_open(s->nl, fd, &sconn_ops, c, &c->link);
 	if (r < 0) {
 		frame_rx_free(&c->fr);
@@ -349,19 +351,19 @@ void secondary_tick(struct secondary *s, uint64_t now)
 		if (!c)
 			continue;
 		l = c->link;
-		if (now - l->last_recv_ns > s->timeout_ns) {
+		/* A peer gets one timeout to complete its HELLO, however it trickles bytes. */
+		if (!c->hello_ok && now - c->opened_ns > s->timeout_ns) {
 			char why[96];
 
-			if (c == s->session) {
-				log_warning(
-					"The primary %s has been silent for %.1f s: dropping it",
-					l->peer, (double)(now - l->last_recv_ns) / 1e9);
-				peer_drop(c, false);
-				continue;
-			}
 			snprintf(why, sizeof(why), "no HELLO within %.1f s",
 				 (double)s->timeout_ns / 1e9);
 			peer_reject(c, why);
+			continue;
+		}
+		if (c == s->session && now - l->last_recv_ns > s->timeout_ns) {
+			log_warning("The primary %s has been silent for %.1f s: dropping it",
+				    l->peer, (double)(now - l->last_recv_ns) / 1e9);
+			peer_drop(c, false);
 			continue;
 		}
 		if (c == s->session && now - l->last_send_ns > s->timeout_ns / 4 &&

@@ -521,7 +521,7 @@ static void test_link_copy_frames_interleaved(void **state)
 	struct pair *p = pair_open(false, rx, 1);
 	uint64_t off = 0;
 	struct tmsg *m1, *m2, *empty;
-	uint8_t junk[4097] = { 0 };
+	static uint8_t junk[WIRE_HDR_SIZE + WIRE_MAX_MSG + 1];
 	size_t queued;
 
 	send_copy(&p->a, off, 100);
