@@ -90,8 +90,24 @@ static void expected_set(struct vm *vm, const struct guest_params *gp, unsigned 
 	}
 }
 
-static void compare(const struct scenario *sc, unsigned int round, struct dirty_set *got,
-		    struct dirty_set *exp)
+/*
+ * With the kvm_pvm translation flush (vmm/dirty_ring.c) KVM rebuilds its
+ * mappings after every harvest and, as it does for any writable mapping it
+ * installs, logs the pages the guest merely reads but may write: the touch
+ * guest's parameter page and its code. Those two are the only over-report
+ * allowed (safe for replication: a page sent needlessly); nothing may be missing.
+ */
+static bool allowed_extra(const struct vm *vm, uint64_t page)
+{
+	uint64_t gpa = page * VM_PAGE_SIZE;
+
+	return vm->ring_flush_quirk && vm->cfg.tracking == DIRTY_RING &&
+	       (gpa == GUEST_PARAMS_GPA ||
+		(gpa >= GUEST_IMAGE_GPA && gpa < GUEST_IMAGE_GPA + 0x10000));
+}
+
+static void compare(const struct scenario *sc, const struct vm *vm, unsigned int round,
+		    struct dirty_set *got, struct dirty_set *exp)
 {
 	uint64_t missing = 0, extra = 0, first_missing = 0, first_extra = 0;
 
@@ -99,7 +115,8 @@ static void compare(const struct scenario *sc, unsigned int round, struct dirty_
 		if (!dirty_set_test(got, exp->pages[i]) && !missing++)
 			first_missing = exp->pages[i];
 	for (uint64_t i = 0; i < got->count; i++)
-		if (!dirty_set_test(exp, got->pages[i]) && !extra++)
+		if (!dirty_set_test(exp, got->pages[i]) && !allowed_extra(vm, got->pages[i]) &&
+		    !extra++)
 			first_extra = got->pages[i];
 	CHECK(!missing && !extra,
 	      "%s round %u: harvested %llu pages, expected %llu: %llu missing (first page "
@@ -172,7 +189,7 @@ static void run_scenario(const struct scenario *sc)
 		CHECK_OK(vm_pause(vm, 0, NULL));
 		CHECK_OK(vm_harvest(vm, &got, NULL));
 		expected_set(vm, &gp, round, &exp);
-		compare(sc, round, &got, &exp);
+		compare(sc, vm, round, &got, &exp);
 		dirty_set_clear(&got);
 		/* Start the next round: a VMM write, tracked like any other. */
 		CHECK_OK(vm_write_guest(vm, GUEST_PARAMS_GPA + offsetof(struct guest_params, go),
@@ -238,7 +255,8 @@ static void capture_scenario(unsigned int vcpus, uint32_t count, uint32_t span)
 		CHECK_OK(ckpt_capture(&ckpt, &t));
 		if (round > 0) {
 			expected_set(vm, &gp, round, &exp);
-			compare(&(struct scenario){ .name = "capture" }, round, &ckpt.dirty, &exp);
+			compare(&(struct scenario){ .name = "capture" }, vm, round, &ckpt.dirty,
+				&exp);
 		}
 		for (uint64_t k = 0; k < ckpt.dirty.count; k++) {
 			const uint8_t *staged = ckpt.staging + k * VM_PAGE_SIZE;
