@@ -26,6 +26,7 @@
 
 /* Initial sync: pages per batch (one epoch), when to stop iterating. */
 #define SYNC_BATCH_PAGES 2048u
+#define SYNC_ZERO_MAX	 65536u /* zero pages listed per batch (the list stays < 1 MiB) */
 #define SYNC_CONVERGED	 2048u
 #define SYNC_MAX_ROUNDS	 8u
 
@@ -186,10 +187,12 @@ static void on_ack(struct primary *p, const uint8_t *payload, size_t len, uint64
 		p->state = PRIMARY_PROTECTED;
 		p->st.protected_ns = now;
 		log_info("Protected: secondary %s holds the first checkpoint (epoch %llu; initial "
-			 "sync took %.2f s, %llu pages in %u rounds)",
+			 "sync took %.2f s, %llu pages (%llu of them zero, sent as a list) in %u "
+			 "rounds)",
 			 p->cfg.peer_name, (unsigned long long)epoch,
 			 (double)(now - p->sync_start_ns) / 1e9,
-			 (unsigned long long)p->st.sync_pages, p->st.sync_round + 1);
+			 (unsigned long long)p->st.sync_pages,
+			 (unsigned long long)p->st.sync_zero_pages, p->st.sync_round + 1);
 	}
 }
 
@@ -415,6 +418,7 @@ static void sync_start(struct primary *p)
 	p->next_epoch = 0;
 	p->first_checkpoint = UINT64_MAX;
 	p->st.sync_pages = 0;
+	p->st.sync_zero_pages = 0;
 	p->st.sync_round = 0;
 	p->sync_start_ns = p->sync_round_start_ns = clock_now_ns();
 	/* Reset the log before reading a page: any later write is logged again. */
@@ -479,24 +483,45 @@ static void sync_round_end(struct primary *p)
 	p->sync_round_start_ns = now;
 }
 
+static bool page_is_zero(const void *page)
+{
+	const uint64_t *w = page;
+
+	for (size_t i = 0; i < VM_PAGE_SIZE / sizeof(*w); i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+/*
+ * One sync batch: up to SYNC_BATCH_PAGES pages with data, and the all-zero
+ * pages met on the way listed without data (most of a fresh guest: reading
+ * them does not even fault memory in). Read while the guest runs: a write
+ * after the read is in the dirty log already and goes in a later round.
+ */
 static void sync_fill(struct primary *p, struct primary_slot *s)
 {
-	uint64_t n = p->sync_len - p->sync_pos < SYNC_BATCH_PAGES ? p->sync_len - p->sync_pos
-								  : SYNC_BATCH_PAGES;
 	struct dirty_set *d = &s->ck.dirty;
-	const struct epoch_opts opts = { .initial_sync = true };
+	struct epoch_opts opts = { .initial_sync = true, .zero_pages = s->zero };
+	uint64_t n = 0;
 	int r;
 
 	dirty_set_clear(d);
-	for (uint64_t k = 0; k < n; k++) {
-		uint64_t page = p->sync_list ? p->sync_list[p->sync_pos + k] : p->sync_pos + k;
+	while (p->sync_pos < p->sync_len && n < SYNC_BATCH_PAGES && opts.nr_zero < SYNC_ZERO_MAX) {
+		uint64_t page = p->sync_list ? p->sync_list[p->sync_pos] : p->sync_pos;
+		const uint8_t *hva = vm_page_hva(p->vm, page);
 
+		p->sync_pos++;
+		if (page_is_zero(hva)) {
+			s->zero[opts.nr_zero++] = page;
+			continue;
+		}
 		dirty_set_add(d, page);
-		/* Read while the guest runs: a write after this is in the log already. */
-		memcpy(s->ck.staging + k * VM_PAGE_SIZE, vm_page_hva(p->vm, page), VM_PAGE_SIZE);
+		memcpy(s->ck.staging + n * VM_PAGE_SIZE, hva, VM_PAGE_SIZE);
+		n++;
 	}
-	p->sync_pos += n;
-	p->st.sync_pages += n;
+	p->st.sync_pages += n + opts.nr_zero;
+	p->st.sync_zero_pages += opts.nr_zero;
 	p->st.sync_remaining = p->sync_len - p->sync_pos;
 	r = epoch_pack(&s->tx, p->next_epoch, d->pages, n, s->ck.staging, NULL, &opts);
 	if (r < 0) {
@@ -658,6 +683,11 @@ int primary_init(struct primary *p, struct vm *vm, struct netloop *nl, struct ou
 		r = ckpt_init(&p->slot[i].ck, vm);
 		if (r < 0)
 			goto fail;
+		p->slot[i].zero = malloc(SYNC_ZERO_MAX * sizeof(uint64_t));
+		if (!p->slot[i].zero) {
+			r = -ENOMEM;
+			goto fail;
+		}
 		p->slot[i].p = p;
 		p->slot[i].ck.paused_fn = slot_paused;
 		p->slot[i].ck.paused_opaque = &p->slot[i];
@@ -685,6 +715,8 @@ void primary_free(struct primary *p)
 	for (unsigned int i = 0; i < PRIMARY_SLOTS; i++) {
 		ckpt_free(&p->slot[i].ck);
 		epoch_tx_free(&p->slot[i].tx);
+		free(p->slot[i].zero);
+		p->slot[i].zero = NULL;
 	}
 	dirty_set_free(&p->sync_dirty);
 	dirty_set_free(&p->scratch);

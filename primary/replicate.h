@@ -56,6 +56,7 @@ struct primary_slot {
 	struct link_msg msg;
 	bool busy; /* captured or filled, until its send completes */
 	uint64_t mark;
+	uint64_t *zero; /* a sync batch's all-zero pages */
 };
 
 struct unacked {
@@ -66,17 +67,18 @@ struct unacked {
 };
 
 struct primary_stats {
-	uint64_t checkpoints;  /* acknowledged or not, this process */
-	uint64_t early;	       /* on a full dirty ring */
-	uint64_t skipped;      /* timer ticks with no staging slot free */
-	uint64_t ring_relief;  /* ring-full harvests without a checkpoint */
-	uint64_t acked;	       /* checkpoints acknowledged */
-	uint64_t verified;     /* acknowledged with a matching memory hash */
-	uint64_t mismatches;   /* acknowledged with a different memory hash */
-	uint64_t sessions;     /* handshakes completed */
-	uint64_t protected_ns; /* when the current session became protected, or 0 */
-	uint64_t bytes_sent;   /* over every connection */
-	uint64_t sync_pages;   /* initial-sync pages sent, this session */
+	uint64_t checkpoints;	  /* acknowledged or not, this process */
+	uint64_t early;		  /* on a full dirty ring */
+	uint64_t skipped;	  /* timer ticks with no staging slot free */
+	uint64_t ring_relief;	  /* ring-full harvests without a checkpoint */
+	uint64_t acked;		  /* checkpoints acknowledged */
+	uint64_t verified;	  /* acknowledged with a matching memory hash */
+	uint64_t mismatches;	  /* acknowledged with a different memory hash */
+	uint64_t sessions;	  /* handshakes completed */
+	uint64_t protected_ns;	  /* when the current session became protected, or 0 */
+	uint64_t bytes_sent;	  /* over every connection */
+	uint64_t sync_zero_pages; /* initial-sync pages that were all zero (no data sent) */
+	uint64_t sync_pages;	  /* initial-sync pages sent, this session */
 	uint64_t sync_remaining;
 	uint32_t sync_round;
 	uint64_t pages_total;

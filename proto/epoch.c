@@ -84,6 +84,10 @@ int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint6
 		return -EINVAL;
 	begin.epoch = epoch;
 	begin.initial_sync = opts->initial_sync;
+	if (opts->nr_zero && !opts->initial_sync)
+		return -EINVAL;
+	begin.n_zero_pages = opts->nr_zero;
+	begin.zero_pages = (uint64_t *)opts->zero_pages;
 	begin.n_pages = nr_pages;
 	begin.pages = (uint64_t *)pages;
 	for (uint32_t i = 0; i < state->nr_vcpus; i++)
@@ -203,6 +207,7 @@ void epoch_rx_free(struct epoch_rx *rx)
 	free(rx->msg);
 	free(rx->state);
 	free(rx->pages);
+	free(rx->zero_pages);
 	if (rx->hash)
 		XXH3_freeState(rx->hash);
 	if (rx->data)
@@ -223,17 +228,36 @@ static int rx_begin(struct epoch_rx *rx)
 	else if (m->n_pages > rx->guest_pages)
 		r = rx_fail(rx, -ERANGE, "%zu pages for a guest of %llu", m->n_pages,
 			    (unsigned long long)rx->guest_pages);
+	else if (m->n_zero_pages && !m->initial_sync)
+		r = rx_fail(rx, -EPROTO, "zero pages outside the initial sync");
+	else if (m->n_zero_pages > rx->guest_pages)
+		r = rx_fail(rx, -ERANGE, "%zu zero pages for a guest of %llu", m->n_zero_pages,
+			    (unsigned long long)rx->guest_pages);
 	for (size_t k = 0; !r && k < m->n_pages; k++)
 		if (m->pages[k] >= rx->guest_pages)
 			r = rx_fail(rx, -ERANGE, "page %llu is outside guest memory",
 				    (unsigned long long)m->pages[k]);
+	for (size_t k = 0; !r && k < m->n_zero_pages; k++)
+		if (m->zero_pages[k] >= rx->guest_pages)
+			r = rx_fail(rx, -ERANGE, "zero page %llu is outside guest memory",
+				    (unsigned long long)m->zero_pages[k]);
 	if (!r) {
-		pages = realloc(rx->pages, (m->n_pages ? m->n_pages : 1) * sizeof(*pages));
+		uint64_t *zero = realloc(rx->zero_pages,
+					 (m->n_zero_pages ? m->n_zero_pages : 1) * sizeof(*zero));
+
+		if (zero)
+			rx->zero_pages = zero;
+		pages = zero ? realloc(rx->pages, (m->n_pages ? m->n_pages : 1) * sizeof(*pages))
+			     : NULL;
 		if (!pages)
 			r = rx_fail(rx, -ENOMEM, "no memory for a list of %zu pages", m->n_pages);
 		else {
 			if (m->n_pages) /* an empty list may be NULL */
 				memcpy(pages, m->pages, m->n_pages * sizeof(*pages));
+			if (m->n_zero_pages)
+				memcpy(rx->zero_pages, m->zero_pages,
+				       m->n_zero_pages * sizeof(*pages));
+			rx->nr_zero = m->n_zero_pages;
 			rx->pages = pages;
 			rx->nr_pages = m->n_pages;
 			rx->pages_have = 0;

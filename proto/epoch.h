@@ -34,8 +34,10 @@ struct epoch_tx {
 };
 
 struct epoch_opts {
-	bool initial_sync;    /* pages of the initial copy: no state (state is NULL) */
-	uint64_t memory_hash; /* --verify: hash of all guest memory at the checkpoint, or 0 */
+	bool initial_sync;	    /* pages of the initial copy: no state (state is NULL) */
+	uint64_t memory_hash;	    /* --verify: hash of all guest memory at the checkpoint, or 0 */
+	const uint64_t *zero_pages; /* initial sync: all-zero pages, listed without data */
+	uint64_t nr_zero;
 };
 
 /*
@@ -84,6 +86,8 @@ struct epoch_rx {
 	struct machine_state *state;
 	void *hash;
 	bool initial_sync;    /* the staged epoch is initial-sync pages: no state */
+	uint64_t *zero_pages; /* initial sync: pages to be zeroed, no data */
+	uint64_t nr_zero;
 	uint64_t memory_hash; /* from EPOCH_END, 0 if none */
 
 	char goodbye[128]; /* the peer's reason, after EPOCH_RX_GOODBYE */

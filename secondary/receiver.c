@@ -134,8 +134,9 @@ static int apply_epoch(struct sconn *c)
 	int r;
 
 	if (rx->initial_sync) {
-		r = replica_apply_sync(&s->replica, rx->epoch, rx->pages, rx->nr_pages, rx->data);
-		s->st.sync_pages += rx->nr_pages;
+		r = replica_apply_sync(&s->replica, rx->epoch, rx->pages, rx->nr_pages, rx->data,
+				       rx->zero_pages, rx->nr_zero);
+		s->st.sync_pages += rx->nr_pages + rx->nr_zero;
 	} else {
 		r = replica_apply(&s->replica, rx->epoch, rx->pages, rx->nr_pages, rx->data,
 				  rx->state);

@@ -49,11 +49,12 @@ int replica_apply(struct replica *r, uint64_t epoch, const uint64_t *pages, uint
 void replica_new_session(struct replica *r);
 
 /*
- * Applies an initial-sync epoch: pages only, in order like any epoch. Returns
- * 0, -EALREADY, -EPROTO or -ERANGE as replica_apply.
+ * Applies an initial-sync epoch: pages with data, and pages that are all zero
+ * (listed without data). Returns 0, -EALREADY, -EPROTO or -ERANGE as
+ * replica_apply.
  */
 int replica_apply_sync(struct replica *r, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
-		       const uint8_t *data);
+		       const uint8_t *data, const uint64_t *zero_pages, uint64_t nr_zero);
 
 /* Loads the last applied state into the VM and starts its vCPUs. */
 int replica_promote(struct replica *r);

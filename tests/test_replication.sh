@@ -10,6 +10,8 @@
 #     past --timeout is dropped and output flows unprotected;
 #  3. secondary killed mid-run: the guest runs on unprotected without a stall
 #     longer than one interval; a new secondary re-syncs, verification resumes;
+#  3b. a secondary re-synced by a new primary: pages the new guest has as zero
+#     are cleared in the replica;
 #  4. hostile peers (tests/ft_peer): each refused with its own log line, the
 #     secondary stays up, a running replication is undisturbed and the replica
 #     is untouched.
@@ -149,6 +151,27 @@ smism=$(summary_field "$TMP/sec.k2" ' ([0-9]+) mismatches')
 [ "${sverified:-0}" -ge 20 ] && [ "${after:-0}" -gt "${before:-0}" ] ||
 	fail "kill: verification did not resume (new secondary verified ${sverified:-0})"
 echo "ok: secondary killed: guest ran unprotected (longest stall ${worst} us), re-synced, $sverified more checkpoints verified"
+
+# ---- 3b. a secondary re-synced by a new primary ---------------------------------------
+# The dirty guest leaves non-zero pages in the replica that are zero in a fresh
+# bank guest: the second initial sync lists them as zero pages, and the replica
+# must clear them (verification fails otherwise).
+port=$((BASE_PORT++))
+start_secondary "$port" "$TMP/sec.r"
+for guest in dirty bank; do
+	"$FTD" primary --peer 127.0.0.1:"$port" --guest builtin:$guest --mem $MEM --vcpus 2 \
+		--interval 10ms --duration 3s --verify --dirty-wss 16M --console /dev/null \
+		2>"$TMP/pri.r.$guest" || fail "re-sync: primary ($guest) failed"
+	grep -q "Protected: secondary" "$TMP/pri.r.$guest" || fail "re-sync: $guest never protected"
+done
+stop "$SEC"
+zero=$(sed -n 's/.* pages (\([0-9]*\) of them zero.*/\1/p' "$TMP/pri.r.bank")
+smism=$(summary_field "$TMP/sec.r" ' ([0-9]+) mismatches')
+sverified=$(summary_field "$TMP/sec.r" ' ([0-9]+) verified')
+[ "${smism:-x}" = 0 ] && [ "${sverified:-0}" -ge 100 ] ||
+	fail "re-sync: ${smism:-?} mismatches, ${sverified:-0} verified"
+[ "${zero:-0}" -gt 0 ] || fail "re-sync: no zero pages listed"
+echo "ok: a replica left by one guest re-synced for another ($zero zero pages listed), $sverified verified, 0 mismatches"
 
 # ---- 4. hostile peers -------------------------------------------------------------
 port=$((BASE_PORT++))
