@@ -243,12 +243,76 @@ static void test_empty_epoch(void **state)
 	free(ms);
 }
 
+/* Collects a packed epoch into one buffer. */
+static uint8_t *flatten(const struct epoch_tx *tx)
+{
+	uint8_t *buf = malloc(tx->bytes);
+	size_t off = 0;
+
+	assert_non_null(buf);
+	for (unsigned int i = 0; i < tx->nr_iov; i++) {
+		memcpy(buf + off, tx->iov[i].iov_base, tx->iov[i].iov_len);
+		off += tx->iov[i].iov_len;
+	}
+	return buf;
+}
+
+/*
+ * An initial-sync epoch: pages with data, all-zero pages as a bare list, no
+ * state. A zero list in a checkpoint, or pointing outside memory, is refused.
+ */
+static void test_initial_sync_epoch(void **state)
+{
+	const uint64_t pages[2] = { 5, 9 }, zero[3] = { 1, 2, GUEST_PAGES - 1 };
+	const uint64_t bad_zero[1] = { GUEST_PAGES };
+	uint8_t *data = calloc(2, WIRE_PAGE_SIZE), *buf;
+	struct machine_state *ms = calloc(1, sizeof(*ms));
+	struct epoch_opts opts = { .initial_sync = true, .zero_pages = zero, .nr_zero = 3 };
+	struct epoch_tx tx = { 0 };
+	struct epoch_rx rx;
+
+	assert_non_null(data);
+	assert_non_null(ms);
+	memset(data, 0xa5, 2 * WIRE_PAGE_SIZE);
+	assert_int_equal(epoch_pack(&tx, 0, pages, 2, data, NULL, &opts), 0);
+	buf = flatten(&tx);
+	assert_int_equal(epoch_rx_init(&rx, GUEST_PAGES, 2, 1), 0);
+	assert_int_equal(feed(&rx, buf, tx.bytes, 100), 1);
+	assert_true(rx.initial_sync);
+	assert_int_equal(rx.nr_pages, 2);
+	assert_int_equal(rx.nr_zero, 3);
+	assert_memory_equal(rx.zero_pages, zero, sizeof(zero));
+	assert_memory_equal(rx.data, data, 2 * WIRE_PAGE_SIZE);
+	epoch_rx_free(&rx);
+	free(buf);
+
+	/* The sender refuses a zero list in a checkpoint... */
+	ms->nr_vcpus = 2;
+	ms->nr_devices = 1;
+	opts.initial_sync = false;
+	assert_int_equal(epoch_pack(&tx, 0, pages, 2, data, ms, &opts), -EINVAL);
+	/* ...and the receiver a zero page outside guest memory. */
+	opts = (struct epoch_opts){ .initial_sync = true, .zero_pages = bad_zero, .nr_zero = 1 };
+	assert_int_equal(epoch_pack(&tx, 0, pages, 2, data, NULL, &opts), 0);
+	buf = flatten(&tx);
+	assert_int_equal(epoch_rx_init(&rx, GUEST_PAGES, 2, 1), 0);
+	assert_int_equal(feed(&rx, buf, tx.bytes, 100), -ERANGE);
+	assert_non_null(strstr(rx.error, "zero page"));
+	assert_non_null(strstr(rx.error, "outside guest memory"));
+	epoch_rx_free(&rx);
+	free(buf);
+	epoch_tx_free(&tx);
+	free(data);
+	free(ms);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_any_chunking),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_empty_epoch),
+		cmocka_unit_test(test_initial_sync_epoch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
