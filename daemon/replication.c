@@ -289,6 +289,16 @@ int ftd_primary(const struct ftd_options *o)
 		 (unsigned long long)p->st.all_pause_us.max,
 		 (unsigned long long)histogram_percentile(&p->st.all_ack_us, 50),
 		 (unsigned long long)histogram_percentile(&p->st.all_ack_us, 99));
+	if (p->st.checkpoints) {
+		char parts[256];
+		size_t at = 0;
+
+		for (int i = 0; i < PRIMARY_PARTS; i++)
+			at += (size_t)snprintf(
+				parts + at, sizeof(parts) - at, " %s=%llu", primary_part_names[i],
+				(unsigned long long)histogram_percentile(&p->st.part_us[i], 50));
+		log_info("pause p50 by part, us:%s", parts);
+	}
 out:
 	if (p) {
 		primary_free(p);

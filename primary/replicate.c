@@ -37,6 +37,11 @@ struct pconn {
 	uint8_t rbuf[65536];
 };
 
+const char *const primary_part_names[PRIMARY_PARTS] = {
+	[PART_KICK] = "kick+save", [PART_HARVEST] = "harvest", [PART_RESET] = "reset",
+	[PART_COPY] = "copy",	   [PART_HASH] = "hash",       [PART_VMSTATE] = "vmstate",
+};
+
 const char *primary_state_name(enum primary_state s)
 {
 	static const char *const names[] = {
@@ -579,6 +584,12 @@ static int take_checkpoint(struct primary *p, struct primary_slot *s, bool early
 	samples_add(&p->st.pause_us, t.pause_ns / 1000);
 	samples_add(&p->st.pages, t.pages);
 	histogram_add(&p->st.all_pause_us, t.pause_ns / 1000);
+	histogram_add(&p->st.part_us[PART_KICK], t.kick_ns / 1000);
+	histogram_add(&p->st.part_us[PART_HARVEST], t.harvest_ns / 1000);
+	histogram_add(&p->st.part_us[PART_RESET], t.reset_ns / 1000);
+	histogram_add(&p->st.part_us[PART_COPY], t.copy_ns / 1000);
+	histogram_add(&p->st.part_us[PART_HASH], t.hash_ns / 1000);
+	histogram_add(&p->st.part_us[PART_VMSTATE], t.vmstate_ns / 1000);
 	slot_ship(p, s, false, start);
 	return 0;
 }

@@ -66,6 +66,18 @@ struct unacked {
 	bool sync;	   /* initial-sync pages, not a checkpoint */
 };
 
+enum primary_part {
+	PART_KICK,    /* until every vCPU parked, their parallel state saves included */
+	PART_HARVEST, /* ring walk or bitmap fetch */
+	PART_RESET,   /* KVM_RESET_DIRTY_RINGS (and the kvm_pvm flush) or the bitmap clear */
+	PART_COPY,    /* dirty pages into staging */
+	PART_HASH,    /* --verify */
+	PART_VMSTATE, /* irqchip, PIT, clock, devices */
+	PRIMARY_PARTS,
+};
+
+extern const char *const primary_part_names[PRIMARY_PARTS];
+
 struct primary_stats {
 	uint64_t checkpoints;	  /* acknowledged or not, this process */
 	uint64_t early;		  /* on a full dirty ring */
@@ -87,6 +99,8 @@ struct primary_stats {
 	struct samples pages;	       /* dirty pages per checkpoint */
 	struct histogram all_pause_us; /* whole run */
 	struct histogram all_ack_us;
+	/* Where the pause goes (ckpt_timing), whole run. */
+	struct histogram part_us[PRIMARY_PARTS];
 };
 
 struct pconn;
