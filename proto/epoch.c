@@ -187,6 +187,7 @@ int epoch_rx_init(struct epoch_rx *rx, uint64_t guest_pages, uint32_t nr_vcpus, 
 	rx->nr_vcpus = nr_vcpus;
 	rx->nr_devices = nr_devices;
 	rx->msg = malloc(WIRE_MAX_MSG);
+	rx->msg_cap = WIRE_MAX_MSG;
 	rx->state = calloc(1, sizeof(*rx->state));
 	rx->hash = XXH3_createState();
 	/* Staging as large as guest memory, MAP_NORESERVE: resident only as used. */
@@ -353,6 +354,24 @@ static int rx_header(struct epoch_rx *rx)
 					  rx->hdr_buf[10] << 16 | (uint32_t)rx->hdr_buf[11] << 24));
 	rx->length = h.length;
 	rx->frame_epoch = h.epoch;
+	if (h.type == WIRE_EPOCH_BEGIN) {
+		/* Two page lists of this guest's size at most (see WIRE_MAX_PAGE_LIST). */
+		uint64_t bound = 22 * rx->guest_pages + 64;
+
+		if (h.length > bound)
+			return rx_fail(rx, -EMSGSIZE,
+				       "%u bytes of page lists for a guest of %llu pages", h.length,
+				       (unsigned long long)rx->guest_pages);
+		if (h.length > rx->msg_cap) {
+			uint8_t *m = realloc(rx->msg, h.length);
+
+			if (!m)
+				return rx_fail(rx, -ENOMEM, "no memory for %u bytes of page lists",
+					       h.length);
+			rx->msg = m;
+			rx->msg_cap = h.length;
+		}
+	}
 	switch (rx->phase) {
 	case EPOCH_RX_IDLE:
 		if (h.type == WIRE_HEARTBEAT || h.type == WIRE_GOODBYE)

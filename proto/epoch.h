@@ -74,7 +74,8 @@ struct epoch_rx {
 	bool in_payload;
 	uint32_t type, length;
 	uint64_t frame_epoch;
-	uint8_t *msg;
+	uint8_t *msg; /* WIRE_MAX_MSG bytes, grown for long page lists */
+	size_t msg_cap;
 	size_t have;
 
 	/* The epoch being staged. */

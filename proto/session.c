@@ -337,6 +337,13 @@ int frame_rx_feed(struct frame_rx *f, const uint8_t *buf, size_t len, size_t *re
 					 f->hdr_buf[6] | f->hdr_buf[7] << 8);
 				break;
 			}
+			if (f->hdr.length > WIRE_MAX_MSG) { /* EPOCH_BEGIN may be longer */
+				r = -EMSGSIZE;
+				snprintf(f->error, sizeof(f->error),
+					 "%s frame of %u bytes exceeds its bound here",
+					 wire_type_name(f->hdr.type), f->hdr.length);
+				break;
+			}
 			if (f->hdr.type == WIRE_PAGES) {
 				r = -EPROTO;
 				snprintf(f->error, sizeof(f->error), "unexpected %s frame",

@@ -69,6 +69,8 @@ static uint32_t max_length(uint16_t type)
 	case WIRE_ACK:
 	case WIRE_HEARTBEAT:
 		return 64;
+	case WIRE_EPOCH_BEGIN:
+		return WIRE_MAX_PAGE_LIST;
 	default:
 		return WIRE_MAX_MSG;
 	}

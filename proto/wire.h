@@ -26,11 +26,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WIRE_MAGIC		 0x31544652u /* "RFT1" */
-#define WIRE_HDR_SIZE		 24
-#define WIRE_PAGE_SIZE		 4096u
-#define WIRE_MAX_MSG		 (1u << 20) /* protobuf payloads */
-#define WIRE_MAX_PAGES_PER_FRAME 256u	    /* 1 MiB of page data per frame */
+#define WIRE_MAGIC     0x31544652u /* "RFT1" */
+#define WIRE_HDR_SIZE  24
+#define WIRE_PAGE_SIZE 4096u
+#define WIRE_MAX_MSG   (1u << 20) /* protobuf payloads */
+/*
+ * EPOCH_BEGIN carries the page lists: up to 11 bytes per page (a packed
+ * varint and its share of the field), for a 64 GiB guest 176 MiB. A receiver
+ * bounds it further by its own guest's size (epoch_rx).
+ */
+#define WIRE_MAX_PAGE_LIST	 (11u * (64u << 18) + 64u)
+#define WIRE_MAX_PAGES_PER_FRAME 256u /* 1 MiB of page data per frame */
 
 enum wire_type {
 	WIRE_HELLO = 1,

@@ -306,6 +306,42 @@ static void test_initial_sync_epoch(void **state)
 	free(ms);
 }
 
+/*
+ * Page lists beyond the 1 MiB message bound: 400000 zero pages (3-byte
+ * varints) in one EPOCH_BEGIN, received by a 4 GiB guest; a 64 MiB guest
+ * refuses the same frame by its size before reading it.
+ */
+static void test_long_page_list(void **state)
+{
+	const uint64_t nr = 400000, guest = 1ULL << 20;
+	uint64_t *zero = malloc(nr * sizeof(*zero));
+	struct epoch_opts opts = { .initial_sync = true, .nr_zero = nr };
+	struct epoch_tx tx = { 0 };
+	struct epoch_rx rx;
+	uint8_t *buf;
+
+	assert_non_null(zero);
+	for (uint64_t k = 0; k < nr; k++)
+		zero[k] = (k * 2 + 100000) % guest;
+	opts.zero_pages = zero;
+	assert_int_equal(epoch_pack(&tx, 0, NULL, 0, NULL, NULL, &opts), 0);
+	assert_true(tx.iov[1].iov_len > WIRE_MAX_MSG);
+	buf = flatten(&tx);
+	assert_int_equal(epoch_rx_init(&rx, guest, 2, 1), 0);
+	assert_int_equal(feed(&rx, buf, tx.bytes, 1 << 16), 1);
+	assert_int_equal(rx.nr_zero, nr);
+	assert_memory_equal(rx.zero_pages, zero, nr * sizeof(*zero));
+	epoch_rx_free(&rx);
+
+	assert_int_equal(epoch_rx_init(&rx, GUEST_PAGES, 2, 1), 0);
+	assert_int_equal(feed(&rx, buf, tx.bytes, 1 << 16), -EMSGSIZE);
+	assert_non_null(strstr(rx.error, "bytes of page lists for a guest of"));
+	epoch_rx_free(&rx);
+	free(buf);
+	epoch_tx_free(&tx);
+	free(zero);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -313,6 +349,7 @@ int main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_empty_epoch),
 		cmocka_unit_test(test_initial_sync_epoch),
+		cmocka_unit_test(test_long_page_list),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1325,6 +1325,10 @@ static void test_frame_rx_refusals(void **state)
 	wire_hdr_encode(hdr, &(struct wire_hdr){ .type = WIRE_ACK, .length = 65 });
 	expect_rx_refusal(hdr, -EMSGSIZE, "65");
 
+	/* The wire allows long page lists; a reader of small frames does not. */
+	wire_hdr_encode(hdr, &(struct wire_hdr){ .type = WIRE_EPOCH_BEGIN, .length = 100u << 20 });
+	expect_rx_refusal(hdr, -EMSGSIZE, "exceeds its bound here");
+
 	/* A good frame, then a PAGES header in the same buffer. */
 	{
 		uint8_t buf[SMALL_FRAME_MAX + WIRE_HDR_SIZE];
