@@ -332,6 +332,16 @@ int secondary_init(struct secondary *s, struct vm *vm, struct netloop *nl,
 
 void secondary_free(struct secondary *s)
 {
+	if (s->session) {
+		/* The primary learns why, instead of seeing a bare close. */
+		uint8_t *buf = NULL;
+		size_t len = 0;
+
+		if (goodbye_frame("secondary shutting down", &buf, &len) == 0)
+			link_send_copy(s->session->link, buf, len);
+		free(buf);
+		peer_drop(s->session, true);
+	}
 	for (int i = 0; i < SECONDARY_MAX_PEERS; i++)
 		if (s->peers[i])
 			peer_drop(s->peers[i], false);
