@@ -140,10 +140,13 @@ static void primary_final_checkpoint(struct primary *p)
 	if (p->state != PRIMARY_PROTECTED)
 		return;
 	deadline = clock_now_ns() + NS_PER_S;
-	while (p->state == PRIMARY_PROTECTED && primary_checkpoint(p, false) == 0 &&
-	       p->st.skipped && clock_now_ns() < deadline) {
+	for (;;) {
+		uint64_t skipped = p->st.skipped;
+
+		if (p->state != PRIMARY_PROTECTED || primary_checkpoint(p, false) < 0 ||
+		    p->st.skipped == skipped || clock_now_ns() >= deadline)
+			break;
 		/* Both slots were busy: wait for one. */
-		p->st.skipped = 0;
 		netloop_wait(p->nl, 1000000ULL);
 	}
 	while (p->state == PRIMARY_PROTECTED && p->nr_unacked && clock_now_ns() < deadline)
@@ -367,8 +370,12 @@ static void secondary_stats_line(struct secondary *s, struct swindow *w, uint64_
 	w->apply_ns = s->st.apply_ns;
 }
 
-static void log_replica(struct secondary *s, const char *when)
+/* Hashing all memory takes a while: only when it changed, or once at exit. */
+static void log_replica(struct secondary *s, const char *when, bool always)
 {
+	if (!always && !s->replica_changed)
+		return;
+	s->replica_changed = false;
 	if (!s->replica.has_checkpoint) {
 		log_info("%s: the replica holds no complete checkpoint", when);
 		return;
@@ -457,7 +464,7 @@ int ftd_secondary(const struct ftd_options *o)
 		secondary_tick(s, now);
 		netloop_dispatch(&nl);
 		if (s->state == SECONDARY_WAITING && last_state != SECONDARY_WAITING)
-			log_replica(s, "primary gone");
+			log_replica(s, "primary gone", false);
 		last_state = s->state;
 		if (!o->quiet && now >= next_stats) {
 			secondary_stats_line(s, &w, now);
@@ -466,7 +473,7 @@ int ftd_secondary(const struct ftd_options *o)
 		if (o->duration_ns && now - start >= o->duration_ns)
 			break;
 	}
-	log_replica(s, "stopping");
+	log_replica(s, "stopping", true);
 	log_info("summary: %llu epochs applied (%llu checkpoints, %llu verified, %llu "
 		 "mismatches), %llu sessions, %llu connections refused",
 		 (unsigned long long)s->st.epochs, (unsigned long long)s->st.checkpoints,

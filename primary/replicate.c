@@ -346,6 +346,7 @@ static void connect_peer(struct primary *p, uint64_t now)
 		pconn_released(c);
 		return;
 	}
+	link_set_user_timeout(c->link, p->cfg.timeout_ns);
 	p->conn = c;
 	p->state = PRIMARY_CONNECTING;
 }
@@ -381,6 +382,9 @@ static void session_end(struct primary *p, const char *why, bool flush)
 		link_close(c->link);
 	/* Pages harvested for the sync are of no use now: the next sync starts afresh. */
 	dirty_set_clear(&p->sync_dirty);
+	free(p->sync_list);
+	p->sync_list = NULL;
+	p->sync_len = p->sync_pos = 0;
 }
 
 void primary_goodbye(struct primary *p, const char *reason)
@@ -435,6 +439,7 @@ static void sync_start(struct primary *p)
 		session_drop(p, "initial sync failed");
 		return;
 	}
+	free(p->sync_list);
 	p->sync_list = NULL; /* round 0: every page, in order */
 	p->sync_len = p->vm->nr_pages;
 	p->sync_pos = 0;
@@ -575,7 +580,10 @@ static int take_checkpoint(struct primary *p, struct primary_slot *s, bool early
 	if (r < 0) {
 		/* Captured but unsendable: the secondary can no longer follow. */
 		vm_requeue_dirty(p->vm, &s->ck.dirty);
-		return r;
+		log_error("Cannot frame checkpoint %llu: %s", (unsigned long long)p->next_epoch,
+			  strerror(-r));
+		session_drop(p, "a checkpoint could not be framed");
+		return 0;
 	}
 	p->st.checkpoints++;
 	if (early)
@@ -594,51 +602,59 @@ static int take_checkpoint(struct primary *p, struct primary_slot *s, bool early
 	return 0;
 }
 
+/*
+ * A harvest or capture failed. -EIO means tracking was lost (vm->dirty_error
+ * says how): only a full copy repairs the replica, so the session restarts;
+ * unprotected nobody needs the pages. Anything else ends the run.
+ */
+static int tracking_failed(struct primary *p, int r)
+{
+	if (r != -EIO)
+		return r;
+	if (p->conn) {
+		log_error("Dirty tracking lost pages (%s): the secondary must be synced again",
+			  p->vm->dirty_error);
+		session_drop(p, "dirty tracking lost");
+	}
+	return 0;
+}
+
+/* Frees full rings without a checkpoint; the pages go to `into`, or back to the VM. */
+static int relieve_rings(struct primary *p, struct dirty_set *into, bool requeue)
+{
+	int r = harvest_now(p, into);
+
+	p->st.ring_relief++;
+	if (r == 0 && requeue)
+		vm_requeue_dirty(p->vm, &p->scratch);
+	return tracking_failed(p, r);
+}
+
 int primary_checkpoint(struct primary *p, bool early)
 {
 	struct primary_slot *s;
-	int r;
 
 	if (p->state == PRIMARY_PROTECTED ||
 	    (p->state == PRIMARY_SYNCING && p->first_checkpoint != UINT64_MAX &&
 	     p->next_epoch > p->first_checkpoint)) {
 		s = slot_free(p);
-		if (s) {
-			r = take_checkpoint(p, s, early);
-			if (r == -EIO) {
-				/* Tracking lost (a ring overflowed): only a full copy recovers. */
-				log_error("Dirty tracking lost pages: starting the initial sync "
-					  "again");
-				session_drop(p, NULL);
-				return 0;
-			}
-			return r;
-		}
+		if (s)
+			return tracking_failed(p, take_checkpoint(p, s, early));
 		if (!early) {
 			p->st.skipped++;
 			return 0;
 		}
 		/* No slot: keep the pages for the next checkpoint, free the ring. */
-		p->st.ring_relief++;
-		r = harvest_now(p, NULL);
-		if (r == 0)
-			vm_requeue_dirty(p->vm, &p->scratch);
-		return r;
+		return relieve_rings(p, NULL, true);
 	}
 	if (!early)
 		return 0;
-	p->st.ring_relief++;
 	if (p->state == PRIMARY_SYNCING && p->first_checkpoint == UINT64_MAX)
-		return harvest_now(p, &p->sync_dirty); /* the next sync round sends them */
-	if (p->state == PRIMARY_SYNCING) {
-		/* Sync over, checkpoint 0 not taken yet: it must carry these pages. */
-		r = harvest_now(p, NULL);
-		if (r == 0)
-			vm_requeue_dirty(p->vm, &p->scratch);
-		return r;
-	}
+		return relieve_rings(p, &p->sync_dirty, false); /* the next round sends them */
+	if (p->state == PRIMARY_SYNCING) /* sync over: checkpoint 0 must carry them */
+		return relieve_rings(p, NULL, true);
 	/* Unprotected: nobody needs these pages; the next sync copies everything. */
-	return harvest_now(p, NULL);
+	return relieve_rings(p, NULL, false);
 }
 
 void primary_tick(struct primary *p, uint64_t now)

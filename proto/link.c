@@ -464,6 +464,13 @@ void link_send(struct link *l, struct link_msg *m)
 	link_kick_send(l);
 }
 
+void link_set_user_timeout(struct link *l, uint64_t ns)
+{
+	unsigned int ms = (unsigned int)(ns / 1000000ULL);
+
+	setsockopt(l->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+}
+
 struct copy_msg {
 	struct link_msg m;
 	struct iovec iov;

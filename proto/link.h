@@ -112,6 +112,12 @@ int link_open(struct netloop *nl, int fd, const struct link_ops *ops, void *opaq
 /* Starts a non-blocking connect; ops->connected reports the result. */
 int link_connect(struct netloop *nl, const struct sockaddr *sa, socklen_t salen,
 		 const struct link_ops *ops, void *opaque, struct link **ret);
+/*
+ * Data the peer has not acknowledged within `ns` aborts the connection
+ * (TCP_USER_TIMEOUT): a dead peer cannot pin queued sends, or zero-copy
+ * buffers, for the kernel's retransmission timeout of about 15 minutes.
+ */
+void link_set_user_timeout(struct link *l, uint64_t ns);
 /* Queues a message. On a link already closed or failed, done(-ECANCELED) runs at once. */
 void link_send(struct link *l, struct link_msg *m);
 /* Copies a frame (at most a header and WIRE_MAX_MSG) and queues it. 0, -EMSGSIZE or -ENOMEM. */

@@ -150,6 +150,7 @@ static int apply_epoch(struct sconn *c)
 		return r;
 	}
 	s->st.epochs++;
+	s->replica_changed = true;
 	if (!rx->initial_sync) {
 		if (s->state != SECONDARY_REPLICATING)
 			log_info("Replica holds checkpoint %llu: the guest is protected",
@@ -307,6 +308,7 @@ static void on_accept(void *opaque, int fd, const struct sockaddr *sa)
 		close(fd);
 		return;
 	}
+	link_set_user_timeout(c->link, s->timeout_ns);
 	s->peers[slot] = c;
 }
 

@@ -55,6 +55,7 @@ struct secondary {
 	struct sconn *peers[SECONDARY_MAX_PEERS];
 	struct sconn *session; /* the primary, once its HELLO matched */
 	enum secondary_state state;
+	bool replica_changed; /* an epoch was applied since the daemon last logged the replica */
 	struct secondary_stats st;
 };
 
