@@ -128,6 +128,7 @@ enum {
 	OPT_VERIFY,
 	OPT_TIMEOUT,
 	OPT_SEND_ZC,
+	OPT_CONTROL,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -157,6 +158,7 @@ static const struct option long_options[] = {
 	{ "verify", no_argument, NULL, OPT_VERIFY },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "send-zc", no_argument, NULL, OPT_SEND_ZC },
+	{ "control", required_argument, NULL, OPT_CONTROL },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ 0 },
@@ -186,6 +188,8 @@ void ftd_usage(FILE *out)
 	      "  --timeout DURATION      a peer silent this long is gone (default 2s);\n"
 	      "                          heartbeats go out every quarter of it\n"
 	      "  --send-zc               primary: send page data with IORING_OP_SENDMSG_ZC\n"
+	      "  --control PATH          control socket for ftctl (default\n"
+	      "                          /run/ftd/primary.sock or /run/ftd/secondary.sock)\n"
 	      "\n"
 	      "Machine:\n"
 	      "  --guest SPEC            guest to run: builtin:bank (default), builtin:dirty,\n"
@@ -417,6 +421,13 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 	case OPT_SEND_ZC:
 		o->send_zc = true;
 		break;
+	case OPT_CONTROL:
+		if (*arg != '/' || strlen(arg) >= sizeof(o->control))
+			return fail(err, errlen,
+				    "--control: '%s' is not an absolute path of under 108 bytes",
+				    arg);
+		snprintf(o->control, sizeof(o->control), "%s", arg);
+		break;
 	case OPT_HELP:
 		o->help = true;
 		break;
@@ -470,5 +481,8 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 		return fail(err, errlen, "--peer is an option of ftd primary");
 	if (o->role != FTD_ROLE_SECONDARY && o->listen[0])
 		return fail(err, errlen, "--listen is an option of ftd secondary");
+	if (!o->control[0] && o->role != FTD_ROLE_RUN)
+		snprintf(o->control, sizeof(o->control), "/run/ftd/%s.sock",
+			 o->role == FTD_ROLE_PRIMARY ? "primary" : "secondary");
 	return 0;
 }

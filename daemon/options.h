@@ -37,6 +37,7 @@ struct ftd_options {
 	bool verify;	      /* primary: hash all memory at every checkpoint */
 	uint64_t timeout_ns;  /* a silent peer is gone after this long */
 	bool send_zc;	      /* primary: IORING_OP_SENDMSG_ZC for page data */
+	char control[108];    /* control socket path; default /run/ftd/ROLE.sock */
 	struct guest_params gp;
 };
 

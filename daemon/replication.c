@@ -19,6 +19,7 @@
 
 #include <linux/kvm.h>
 
+#include "daemon/control.h"
 #include "daemon/log.h"
 #include "daemon/replication.h"
 #include "daemon/run.h"
@@ -132,6 +133,60 @@ static void primary_stats_line(struct primary *p, struct pwindow *w, uint64_t no
 	w->bytes = bytes;
 }
 
+static void json_add_u64(struct json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_uint64(v));
+}
+
+static void json_add_str(struct json_object *o, const char *key, const char *v)
+{
+	json_object_object_add(o, key, v ? json_object_new_string(v) : NULL);
+}
+
+struct primary_ctl {
+	struct primary *p;
+	const struct ftd_options *o;
+};
+
+/* `ftctl status` on a primary: the schema is documented in ctl/README.md. */
+static int primary_control(void *opaque, const char *command, struct json_object *r)
+{
+	struct primary_ctl *pc = opaque;
+	struct primary *p = pc->p;
+	struct primary_stats *st = &p->st;
+	struct json_object *pause = json_object_new_object();
+	uint64_t now = clock_now_ns();
+
+	if (strcmp(command, "status")) {
+		json_object_put(pause);
+		return -EINVAL;
+	}
+	json_add_str(r, "role", "primary");
+	json_add_str(r, "state", primary_state_name(p->state));
+	json_add_str(r, "peer", p->cfg.peer_name);
+	json_add_str(r, "guest", pc->o->guest);
+	json_add_u64(r, "epoch", p->next_epoch);
+	json_add_u64(r, "checkpoints", st->checkpoints);
+	json_add_u64(r, "acked", st->acked);
+	if (st->last_ack_ns && p->state == PRIMARY_PROTECTED)
+		json_add_u64(r, "last_ack_age_ms", (now - st->last_ack_ns) / 1000000);
+	else
+		json_object_object_add(r, "last_ack_age_ms", NULL);
+	json_add_u64(r, "interval_us", pc->o->interval_ns / 1000);
+	json_add_u64(pause, "p50", histogram_percentile(&st->all_pause_us, 50));
+	json_add_u64(pause, "p99", histogram_percentile(&st->all_pause_us, 99));
+	json_add_u64(pause, "max", st->all_pause_us.max);
+	json_object_object_add(r, "pause_us", pause);
+	json_add_u64(r, "dirty_pages_per_checkpoint",
+		     st->checkpoints ? st->pages_total / st->checkpoints : 0);
+	json_add_u64(r, "bytes_sent", primary_bytes_sent(p));
+	json_add_u64(r, "verified", st->verified);
+	json_add_u64(r, "mismatches", st->mismatches);
+	json_add_u64(r, "held_bytes", outbuf_held(p->out));
+	json_add_u64(r, "sessions", st->sessions);
+	return 0;
+}
+
 /* A last checkpoint, acknowledged, so that the output up to now can leave. */
 static void primary_final_checkpoint(struct primary *p)
 {
@@ -217,6 +272,8 @@ int ftd_primary(const struct ftd_options *o)
 				      .reconnect_ns = RECONNECT_NS,
 				      .verify = o->verify };
 	struct primary *p = NULL;
+	struct primary_ctl pctl;
+	struct control *ctl = NULL;
 	struct netloop nl;
 	bool nl_ok = false;
 	struct outbuf out = { 0 };
@@ -270,6 +327,9 @@ int ftd_primary(const struct ftd_options *o)
 		log_error("Failed to start vCPU threads: %s", strerror(-r));
 		goto out;
 	}
+	pctl = (struct primary_ctl){ .p = p, .o = o };
+	if (control_open(&nl, o->control, primary_control, &pctl, &ctl) < 0)
+		goto out;
 	ftd_owner_priority(o, vm);
 	log_info("primary: running %s (%llu MiB, %u vCPUs, %s tracking%s), checkpoint every "
 		 "%.3f ms, secondary %s%s",
@@ -303,6 +363,7 @@ int ftd_primary(const struct ftd_options *o)
 		log_info("pause p50 by part, us:%s", parts);
 	}
 out:
+	control_close(ctl);
 	if (p) {
 		primary_free(p);
 		free(p);
@@ -371,6 +432,35 @@ static void secondary_stats_line(struct secondary *s, struct swindow *w, uint64_
 }
 
 /* Hashing all memory takes a while: only when it changed, or once at exit. */
+/* `ftctl status` on a secondary. */
+static int secondary_control(void *opaque, const char *command, struct json_object *r)
+{
+	struct secondary *s = opaque;
+	uint64_t now = clock_now_ns();
+
+	if (strcmp(command, "status"))
+		return -EINVAL;
+	json_add_str(r, "role", "secondary");
+	json_add_str(r, "state", secondary_state_name(s->state));
+	json_add_str(r, "peer", secondary_peer(s));
+	if (s->replica.has_checkpoint)
+		json_add_u64(r, "checkpoint", s->replica.checkpoint);
+	else
+		json_object_object_add(r, "checkpoint", NULL);
+	if (s->st.last_apply_ns && s->state == SECONDARY_REPLICATING)
+		json_add_u64(r, "last_apply_age_ms", (now - s->st.last_apply_ns) / 1000000);
+	else
+		json_object_object_add(r, "last_apply_age_ms", NULL);
+	json_add_u64(r, "epochs_applied", s->st.epochs);
+	json_add_u64(r, "checkpoints", s->st.checkpoints);
+	json_add_u64(r, "bytes_received", secondary_bytes_received(s));
+	json_add_u64(r, "verified", s->st.verified);
+	json_add_u64(r, "mismatches", s->st.mismatches);
+	json_add_u64(r, "refused", s->st.refused);
+	json_add_u64(r, "sessions", s->st.sessions);
+	return 0;
+}
+
 static void log_replica(struct secondary *s, const char *when, bool always)
 {
 	if (!always && !s->replica_changed)
@@ -390,6 +480,7 @@ int ftd_secondary(const struct ftd_options *o)
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	struct secondary *s = NULL;
+	struct control *ctl = NULL;
 	struct hello_info hello;
 	struct netloop nl;
 	bool nl_ok = false;
@@ -441,6 +532,10 @@ int ftd_secondary(const struct ftd_options *o)
 	 */
 	if (o->realtime == 1)
 		ftd_owner_priority(o, vm);
+	if (control_open(&nl, o->control, secondary_control, s, &ctl) < 0) {
+		status = 1;
+		goto out;
+	}
 	log_info("secondary: listening on %s for a primary (%llu MiB, %u vCPUs, %s tracking)",
 		 o->listen, (unsigned long long)(o->mem_size >> 20), o->vcpus,
 		 dirty_mode_name(o->tracking));
@@ -480,6 +575,7 @@ int ftd_secondary(const struct ftd_options *o)
 		 (unsigned long long)s->st.verified, (unsigned long long)s->st.mismatches,
 		 (unsigned long long)s->st.sessions, (unsigned long long)s->st.refused);
 out:
+	control_close(ctl);
 	if (s) {
 		secondary_free(s);
 		free(s);

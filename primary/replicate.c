@@ -179,6 +179,7 @@ static void on_ack(struct primary *p, const uint8_t *payload, size_t len, uint64
 	/* The secondary holds this checkpoint: its output may leave. */
 	outbuf_allow(p->out, u->mark);
 	p->st.acked++;
+	p->st.last_ack_ns = now;
 	samples_add(&p->st.ack_us, (now - u->start_ns) / 1000);
 	histogram_add(&p->st.all_ack_us, (now - u->start_ns) / 1000);
 	if (verify == 1)

@@ -84,6 +84,7 @@ struct primary_stats {
 	uint64_t skipped;	  /* timer ticks with no staging slot free */
 	uint64_t ring_relief;	  /* ring-full harvests without a checkpoint */
 	uint64_t acked;		  /* checkpoints acknowledged */
+	uint64_t last_ack_ns;	  /* when the last one was */
 	uint64_t verified;	  /* acknowledged with a matching memory hash */
 	uint64_t mismatches;	  /* acknowledged with a different memory hash */
 	uint64_t sessions;	  /* handshakes completed */

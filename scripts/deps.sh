@@ -9,6 +9,7 @@ PACKAGES=(
 	libprotobuf-c-dev protobuf-c-compiler  # wire messages
 	libxxhash-dev            # epoch checksums (XXH3)
 	libcmocka-dev            # unit test framework
+	libjson-c-dev            # ftctl and the control socket: JSON
 	clang-format             # CI format check (.clang-format)
 )
 

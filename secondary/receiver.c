@@ -157,6 +157,7 @@ static int apply_epoch(struct sconn *c)
 				 (unsigned long long)rx->epoch);
 		s->state = SECONDARY_REPLICATING;
 		s->st.checkpoints++;
+		s->st.last_apply_ns = t0;
 		if (rx->memory_hash) {
 			r = vm_memory_hash(s->vm, false, &hash);
 			if (r == 0 && hash == rx->memory_hash) {
@@ -403,4 +404,9 @@ uint64_t secondary_bytes_received(const struct secondary *s)
 		if (s->peers[i])
 			b += s->peers[i]->link->bytes_received;
 	return b;
+}
+
+const char *secondary_peer(const struct secondary *s)
+{
+	return s->session ? s->session->link->peer : NULL;
 }

@@ -35,6 +35,7 @@ struct secondary_stats {
 	uint64_t sync_pages;
 	uint64_t apply_ns; /* epoch staged to ACK queued: sum and max */
 	uint64_t apply_max_ns;
+	uint64_t last_apply_ns; /* when the last checkpoint was applied */
 };
 
 enum secondary_state {
@@ -65,6 +66,8 @@ int secondary_init(struct secondary *s, struct vm *vm, struct netloop *nl,
 void secondary_free(struct secondary *s);
 /* Heartbeats, silent peers. */
 void secondary_tick(struct secondary *s, uint64_t now_ns);
+/* The connected primary's address, or NULL. */
+const char *secondary_peer(const struct secondary *s);
 /* Bytes received over every connection so far. */
 uint64_t secondary_bytes_received(const struct secondary *s);
 /* Hash of the replica's memory, for the log (0 on failure). */

@@ -18,7 +18,7 @@ expect_usage_error() {
 "$FTD" --help >"$TMP/help" || fail "ftd --help exited $?"
 for opt in --guest --mem --vcpus --console --tracking --ring-entries --interval --duration \
 	--quiet --realtime --no-realtime --seed --bank-pages --bank-accounts --bank-check-ms --dirty-pages-per-ms \
-	--dirty-wss --dirty-order --dirty-report-ms --peer --listen --verify --timeout --send-zc \
+	--dirty-wss --dirty-order --dirty-report-ms --peer --listen --verify --timeout --send-zc --control \
 	--help --version; do
 	grep -qF -- "$opt" "$TMP/help" || fail "--help does not document $opt"
 done
@@ -36,6 +36,7 @@ expect_usage_error "--peer: 'nowhere' is not HOST:PORT" primary --peer nowhere -
 expect_usage_error "--listen: '127.0.0.1:99999' is not HOST:PORT" secondary --listen 127.0.0.1:99999
 expect_usage_error "--listen is an option of ftd secondary" primary --peer 127.0.0.1:1 --listen :1
 expect_usage_error "--timeout: 5ms is outside 100ms..10m" secondary --listen 127.0.0.1:1 --timeout 5ms
+expect_usage_error "--control: 'ftd.sock' is not an absolute path" secondary --listen 127.0.0.1:1 --control ftd.sock
 expect_usage_error "Failed to load guest builtin:nope: no such built-in guest" \
 	run --guest builtin:nope --mem 64M --duration 1s
 expect_usage_error "does not fit in guest RAM" \

@@ -15,10 +15,13 @@
 #  4. hostile peers (tests/ft_peer): each refused with its own log line, the
 #     secondary stays up, a running replication is undisturbed and the replica
 #     is untouched.
-# Usage: test_replication.sh PATH_TO_FTD PATH_TO_FT_PEER
+#  5. ftctl status on both daemons, human and JSON; a malformed request is
+#     answered with an error; a user other than root cannot use the socket.
+# Usage: test_replication.sh PATH_TO_FTD PATH_TO_FT_PEER PATH_TO_FTCTL
 set -u
-FTD=${1:?usage: test_replication.sh FTD FT_PEER}
-PEER=${2:?usage: test_replication.sh FTD FT_PEER}
+FTD=${1:?usage: test_replication.sh FTD FT_PEER FTCTL}
+PEER=${2:?usage: test_replication.sh FTD FT_PEER FTCTL}
+FTCTL=${3:?usage: test_replication.sh FTD FT_PEER FTCTL}
 . "$(dirname "$0")/lib.sh"
 require_kvm
 
@@ -86,6 +89,33 @@ PRI=$!
 PIDS+=("$PRI")
 wait_for "$TMP/pri.oc" "Protected: secondary" 20 || fail "output commit: never protected"
 sleep 1
+# ---- 5. ftctl (while protected) ------------------------------------------------------
+"$FTCTL" status >"$TMP/ctl.p" 2>&1 || fail "ftctl status (primary) exited $?: $(cat "$TMP/ctl.p")"
+grep -q "^primary builtin:bank: protected, secondary 127.0.0.1:$port" "$TMP/ctl.p" ||
+	fail "ftctl status (primary): $(cat "$TMP/ctl.p")"
+grep -Eq "[0-9]+ acknowledged \(last [0-9]+ ms ago\), interval 10.000 ms" "$TMP/ctl.p" ||
+	fail "ftctl status (primary) lacks the ACK line: $(cat "$TMP/ctl.p")"
+"$FTCTL" --socket /run/ftd/secondary.sock status >"$TMP/ctl.s" 2>&1 ||
+	fail "ftctl status (secondary) exited $?"
+grep -Eq "^secondary: replicating, primary 127.0.0.1:[0-9]+" "$TMP/ctl.s" &&
+	grep -Eq "replica at checkpoint [0-9]+ \(applied [0-9]+ ms ago\)" "$TMP/ctl.s" ||
+	fail "ftctl status (secondary): $(cat "$TMP/ctl.s")"
+"$FTCTL" status --json >"$TMP/ctl.j" || fail "ftctl status --json exited $?"
+grep -q '"role":"primary","state":"protected"' "$TMP/ctl.j" && grep -q '"ok":true' "$TMP/ctl.j" ||
+	fail "ftctl status --json: $(cat "$TMP/ctl.j")"
+"$FTCTL" raw frobnicate >"$TMP/ctl.e" 2>&1
+rc=$?
+[ $rc -eq 1 ] && grep -q "unknown request 'frobnicate'" "$TMP/ctl.e" ||
+	fail "ftctl raw frobnicate: exit $rc, $(cat "$TMP/ctl.e")"
+setpriv --reuid=nobody --regid=nogroup --clear-groups "$FTCTL" status >"$TMP/ctl.n" 2>&1
+rc=$?
+[ $rc -eq 3 ] && grep -q "Permission denied" "$TMP/ctl.n" ||
+	fail "ftctl as nobody: exit $rc, $(cat "$TMP/ctl.n")"
+"$FTCTL" --socket "$TMP/none.sock" status >/dev/null 2>&1
+[ $? -eq 3 ] || fail "ftctl without a daemon did not exit 3"
+kill -0 "$PRI" "$SEC" || fail "a daemon died answering ftctl"
+echo "ok: ftctl status on both daemons (human and JSON), bad request refused, nobody denied"
+
 kill -STOP "$SEC"
 sleep 0.5
 size1=$(stat -c %s "$TMP/con.oc")

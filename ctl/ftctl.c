@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: MIT
+/*
+ * ftctl: asks a running ftd over its control socket (daemon/control.h) and
+ * prints the answer, short and human by default, the daemon's JSON with --json.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+enum {
+	EXIT_REFUSED = 1, /* the daemon answered with an error */
+	EXIT_USAGE = 2,
+	EXIT_UNREACHABLE = 3, /* no daemon on the socket, or not allowed to talk to it */
+};
+
+static void usage(FILE *out)
+{
+	fputs("Usage: ftctl [--socket PATH] status [--json]\n"
+	      "       ftctl [--socket PATH] raw REQUEST   (send one request line as is)\n"
+	      "       ftctl --help\n"
+	      "\n"
+	      "Talks to a running ftd over its control socket. Without --socket it uses\n"
+	      "/run/ftd/primary.sock, or /run/ftd/secondary.sock if only that exists.\n"
+	      "\n"
+	      "  status    role, replication state, peer, epoch, last acknowledged checkpoint\n"
+	      "            and its age, interval, pause p50/p99, dirty pages per checkpoint,\n"
+	      "            bytes on the wire, verification counts\n"
+	      "  --json    print the daemon's answer as one JSON object (schema: ctl/README.md)\n"
+	      "\n"
+	      "Exit status: 0 answered, 1 the daemon refused the request, 2 bad command line,\n"
+	      "3 no daemon on the socket (or no permission to use it).\n",
+	      out);
+}
+
+static const char *default_socket(void)
+{
+	if (access("/run/ftd/primary.sock", F_OK) == 0 || access("/run/ftd/secondary.sock", F_OK))
+		return "/run/ftd/primary.sock";
+	return "/run/ftd/secondary.sock";
+}
+
+/* Sends one request line and reads the whole answer. Returns it (malloc'ed) or NULL. */
+static char *ask(const char *path, const char *request)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	size_t len = 0, cap = 4096;
+	char *buf = NULL, *line;
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "ftctl: socket path %s is too long\n", path);
+		return NULL;
+	}
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		fprintf(stderr, "ftctl: cannot reach ftd at %s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	if (asprintf(&line, "%s\n", request) < 0 || write(fd, line, strlen(line)) < 0) {
+		fprintf(stderr, "ftctl: cannot send to %s: %s\n", path, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	free(line);
+	buf = malloc(cap);
+	while (buf) {
+		ssize_t n = read(fd, buf + len, cap - len - 1);
+
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (cap - len < 2) {
+			char *b = realloc(buf, cap * 2);
+
+			if (!b) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = b;
+			cap *= 2;
+		}
+	}
+	close(fd);
+	if (buf)
+		buf[len] = 0;
+	if (buf && !len) {
+		fprintf(stderr,
+			"ftctl: ftd at %s closed the connection without answering (not "
+			"allowed to control it?)\n",
+			path);
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+static const char *str(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : "-";
+}
+
+static uint64_t u64(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_uint64(v) : 0;
+}
+
+static bool has(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) && v;
+}
+
+/* One screen, modelled on `drbdsetup status`. */
+static void print_status(struct json_object *r)
+{
+	if (!strcmp(str(r, "role"), "primary")) {
+		struct json_object *pause = NULL;
+
+		json_object_object_get_ex(r, "pause_us", &pause);
+		printf("primary %s: %s, secondary %s\n", str(r, "guest"), str(r, "state"),
+		       str(r, "peer"));
+		printf("  epoch %" PRIu64 ", %" PRIu64 " checkpoints, %" PRIu64 " acknowledged",
+		       u64(r, "epoch"), u64(r, "checkpoints"), u64(r, "acked"));
+		if (has(r, "last_ack_age_ms"))
+			printf(" (last %" PRIu64 " ms ago)", u64(r, "last_ack_age_ms"));
+		printf(", interval %.3f ms\n", (double)u64(r, "interval_us") / 1000.0);
+		printf("  pause p50 %" PRIu64 " us, p99 %" PRIu64 " us; %" PRIu64
+		       " dirty pages per checkpoint; %.1f MB sent\n",
+		       pause ? u64(pause, "p50") : 0, pause ? u64(pause, "p99") : 0,
+		       u64(r, "dirty_pages_per_checkpoint"), (double)u64(r, "bytes_sent") / 1e6);
+		printf("  verified %" PRIu64 ", mismatches %" PRIu64 ", output held %" PRIu64
+		       " bytes, %" PRIu64 " sessions\n",
+		       u64(r, "verified"), u64(r, "mismatches"), u64(r, "held_bytes"),
+		       u64(r, "sessions"));
+		return;
+	}
+	printf("secondary: %s, primary %s\n", str(r, "state"), str(r, "peer"));
+	if (has(r, "checkpoint"))
+		printf("  replica at checkpoint %" PRIu64, u64(r, "checkpoint"));
+	else
+		printf("  replica holds no complete checkpoint");
+	if (has(r, "last_apply_age_ms"))
+		printf(" (applied %" PRIu64 " ms ago)", u64(r, "last_apply_age_ms"));
+	printf("\n  %" PRIu64 " epochs applied, %" PRIu64 " checkpoints, %.1f MB received\n",
+	       u64(r, "epochs_applied"), u64(r, "checkpoints"),
+	       (double)u64(r, "bytes_received") / 1e6);
+	printf("  verified %" PRIu64 ", mismatches %" PRIu64 ", %" PRIu64
+	       " connections refused, %" PRIu64 " sessions\n",
+	       u64(r, "verified"), u64(r, "mismatches"), u64(r, "refused"), u64(r, "sessions"));
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *path = NULL, *request;
+	bool json = false, raw;
+	struct json_object *reply, *ok;
+	char *answer;
+	int c, status;
+
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			path = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	/* Options may also follow the command: ftctl status --json. */
+	if (optind < argc && !strcmp(argv[optind], "status")) {
+		for (int i = optind + 1; i < argc; i++) {
+			if (strcmp(argv[i], "--json")) {
+				fprintf(stderr,
+					"ftctl: unexpected argument '%s' (see ftctl --help)\n",
+					argv[i]);
+				return EXIT_USAGE;
+			}
+			json = true;
+		}
+		request = "status";
+		raw = false;
+	} else if (optind + 2 == argc && !strcmp(argv[optind], "raw")) {
+		request = argv[optind + 1];
+		raw = true;
+	} else {
+		if (optind < argc)
+			fprintf(stderr, "ftctl: unknown command '%s' (see ftctl --help)\n",
+				argv[optind]);
+		else
+			fprintf(stderr, "ftctl: no command given (see ftctl --help)\n");
+		return EXIT_USAGE;
+	}
+	answer = ask(path ? path : default_socket(), request);
+	if (!answer)
+		return EXIT_UNREACHABLE;
+	reply = json_tokener_parse(answer);
+	if (!reply || !json_object_is_type(reply, json_type_object)) {
+		fprintf(stderr, "ftctl: the daemon's answer is not JSON: %.200s\n", answer);
+		free(answer);
+		json_object_put(reply);
+		return EXIT_REFUSED;
+	}
+	status = json_object_object_get_ex(reply, "ok", &ok) && json_object_get_boolean(ok)
+			 ? 0
+			 : EXIT_REFUSED;
+	if (json || raw)
+		printf("%s\n", json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN));
+	else if (status)
+		fprintf(stderr, "ftctl: %s\n", str(reply, "error"));
+	else
+		print_status(reply);
+	json_object_put(reply);
+	free(answer);
+	return status;
+}

@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "daemon/control.h"
+#include "daemon/log.h"
+#include "proto/link.h"
+
+#define REQUEST_MAX 512
+
+struct control {
+	struct netloop *nl;
+	struct listener *ls;
+	control_fn fn;
+	void *opaque;
+	char path[108];
+};
+
+struct client {
+	struct control *ctl;
+	struct link *link;
+	char req[REQUEST_MAX];
+	size_t have;
+	bool answered;
+	uint8_t rbuf[REQUEST_MAX];
+};
+
+static void client_answer(struct client *cl, struct json_object *reply)
+{
+	const char *text = json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN);
+	size_t len = strlen(text);
+	char *line = malloc(len + 2);
+
+	cl->answered = true;
+	if (line) {
+		memcpy(line, text, len);
+		line[len] = '\n';
+		link_send_copy(cl->link, line, len + 1);
+		free(line);
+	}
+	json_object_put(reply);
+	link_close_after_send(cl->link);
+}
+
+static void answer_error(struct client *cl, const char *fmt, const char *arg)
+{
+	struct json_object *reply = json_object_new_object();
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), fmt, arg);
+	json_object_object_add(reply, "ok", json_object_new_boolean(0));
+	json_object_object_add(reply, "error", json_object_new_string(msg));
+	client_answer(cl, reply);
+}
+
+static void client_recv_buf(void *opaque, uint8_t **ret_buf, size_t *ret_len)
+{
+	struct client *cl = opaque;
+
+	*ret_buf = cl->rbuf;
+	*ret_len = sizeof(cl->rbuf);
+}
+
+static int client_received(void *opaque, uint8_t *buf, size_t n)
+{
+	struct client *cl = opaque;
+	struct json_object *reply;
+	char *nl;
+	int r;
+
+	if (cl->answered)
+		return 0;
+	if (n > sizeof(cl->req) - 1 - cl->have) {
+		answer_error(cl, "request longer than %s bytes", "511");
+		return 0;
+	}
+	memcpy(cl->req + cl->have, buf, n);
+	cl->have += n;
+	cl->req[cl->have] = 0;
+	nl = strchr(cl->req, '\n');
+	if (!nl)
+		return 0;
+	*nl = 0;
+	for (char *p = cl->req; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) {
+			answer_error(cl, "request is not a line of printable text%s", "");
+			return 0;
+		}
+	reply = json_object_new_object();
+	r = cl->ctl->fn(cl->ctl->opaque, cl->req, reply);
+	if (r == -EINVAL) {
+		json_object_put(reply);
+		answer_error(cl, "unknown request '%.64s' (known: status)", cl->req);
+		return 0;
+	}
+	json_object_object_add(reply, "ok", json_object_new_boolean(1));
+	client_answer(cl, reply);
+	return 0;
+}
+
+static void client_closed(void *opaque, int err)
+{
+	struct client *cl = opaque;
+
+	/* Gone before (or after) its answer: nothing to tell anyone. */
+	if (!cl->answered) {
+		cl->answered = true;
+		link_close(cl->link);
+	}
+}
+
+static void client_released(void *opaque)
+{
+	free(opaque);
+}
+
+static const struct link_ops client_ops = {
+	.recv_buf = client_recv_buf,
+	.received = client_received,
+	.closed = client_closed,
+	.released = client_released,
+};
+
+static void control_accepted(void *opaque, int fd, const struct sockaddr *sa)
+{
+	struct control *ctl = opaque;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct client *cl;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+	    (cred.uid != 0 && cred.uid != geteuid())) {
+		log_warning("control: refused a client (pid %d, uid %u): only root or uid %u may "
+			    "control this daemon",
+			    (int)cred.pid, cred.uid, geteuid());
+		close(fd);
+		return;
+	}
+	cl = calloc(1, sizeof(*cl));
+	if (!cl || link_open(ctl->nl, fd, &client_ops, cl, &cl->link) < 0) {
+		free(cl);
+		close(fd);
+		return;
+	}
+	cl->ctl = ctl;
+	snprintf(cl->link->peer, sizeof(cl->link->peer), "pid %d", (int)cred.pid);
+}
+
+/* A socket file nobody answers on is stale (a daemon that was killed). */
+static bool socket_alive(const struct sockaddr_un *sun)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool alive;
+
+	if (fd < 0)
+		return false;
+	alive = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0;
+	close(fd);
+	return alive;
+}
+
+int control_open(struct netloop *nl, const char *path, control_fn fn, void *opaque,
+		 struct control **ret)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct control *ctl;
+	char dir[sizeof(sun.sun_path)];
+	char *slash;
+	mode_t old;
+	int r;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		log_error("control socket path %s is too long", path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sun.sun_path, path);
+	strcpy(dir, path);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+			r = -errno;
+			log_error("Cannot create %s for the control socket: %s", dir, strerror(-r));
+			return r;
+		}
+	}
+	if (socket_alive(&sun)) {
+		log_error("Control socket %s is in use by another ftd (choose one with --control)",
+			  path);
+		return -EADDRINUSE;
+	}
+	unlink(path);
+	ctl = calloc(1, sizeof(*ctl));
+	if (!ctl)
+		return -ENOMEM;
+	ctl->nl = nl;
+	ctl->fn = fn;
+	ctl->opaque = opaque;
+	snprintf(ctl->path, sizeof(ctl->path), "%s", path);
+	old = umask(0177); /* the socket is created 0600 */
+	r = listener_open(nl, (struct sockaddr *)&sun, sizeof(sun), control_accepted, ctl,
+			  &ctl->ls);
+	umask(old);
+	if (r < 0) {
+		log_error("Cannot listen on control socket %s: %s", path, strerror(-r));
+		free(ctl);
+		return r;
+	}
+	*ret = ctl;
+	return 0;
+}
+
+void control_close(struct control *ctl)
+{
+	if (!ctl)
+		return;
+	listener_close(ctl->ls);
+	unlink(ctl->path);
+	free(ctl);
+}
