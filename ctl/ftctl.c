@@ -25,6 +25,8 @@ enum {
 static void usage(FILE *out)
 {
 	fputs("Usage: ftctl [--socket PATH] status [--json]\n"
+	      "       ftctl [--socket PATH] metrics\n"
+	      "       ftctl [--socket PATH] set interval DURATION [--json]\n"
 	      "       ftctl [--socket PATH] raw REQUEST   (send one request line as is)\n"
 	      "       ftctl --help\n"
 	      "\n"
@@ -34,6 +36,11 @@ static void usage(FILE *out)
 	      "  status    role, replication state, peer, epoch, last acknowledged checkpoint\n"
 	      "            and its age, interval, pause p50/p99, dirty pages per checkpoint,\n"
 	      "            bytes on the wire, verification counts\n"
+	      "  metrics   Prometheus text format (ftd_checkpoints_total,\n"
+	      "            ftd_checkpoint_pause_seconds, ftd_replication_bytes_total, ...)\n"
+	      "  set interval DURATION\n"
+	      "            checkpoint interval of a primary from the next tick (1ms..60s;\n"
+	      "            a bare number is milliseconds)\n"
 	      "  --json    print the daemon's answer as one JSON object (schema: ctl/README.md)\n"
 	      "\n"
 	      "Exit status: 0 answered, 1 the daemon refused the request, 2 bad command line,\n"
@@ -176,7 +183,8 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 	const char *path = NULL, *request;
-	bool json = false, raw;
+	bool json = false, raw, metrics = false, setting = false;
+	char setbuf[96];
 	struct json_object *reply, *ok;
 	char *answer;
 	int c, status;
@@ -210,6 +218,29 @@ int main(int argc, char **argv)
 		}
 		request = "status";
 		raw = false;
+	} else if (optind + 1 == argc && !strcmp(argv[optind], "metrics")) {
+		request = "metrics";
+		raw = false;
+		metrics = true;
+	} else if (optind + 3 <= argc && !strcmp(argv[optind], "set") &&
+		   !strcmp(argv[optind + 1], "interval")) {
+		for (int i = optind + 3; i < argc; i++) {
+			if (strcmp(argv[i], "--json")) {
+				fprintf(stderr,
+					"ftctl: unexpected argument '%s' (see ftctl --help)\n",
+					argv[i]);
+				return EXIT_USAGE;
+			}
+			json = true;
+		}
+		if (snprintf(setbuf, sizeof(setbuf), "set interval %s", argv[optind + 2]) >=
+		    (int)sizeof(setbuf)) {
+			fprintf(stderr, "ftctl: interval '%s' is too long\n", argv[optind + 2]);
+			return EXIT_USAGE;
+		}
+		request = setbuf;
+		raw = false;
+		setting = true;
 	} else if (optind + 2 == argc && !strcmp(argv[optind], "raw")) {
 		request = argv[optind + 1];
 		raw = true;
@@ -238,6 +269,10 @@ int main(int argc, char **argv)
 		printf("%s\n", json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN));
 	else if (status)
 		fprintf(stderr, "ftctl: %s\n", str(reply, "error"));
+	else if (metrics)
+		fputs(str(reply, "text"), stdout);
+	else if (setting)
+		printf("interval %.3f ms\n", (double)u64(reply, "interval_us") / 1000.0);
 	else
 		print_status(reply);
 	json_object_put(reply);

@@ -146,7 +146,78 @@ static void json_add_str(struct json_object *o, const char *key, const char *v)
 struct primary_ctl {
 	struct primary *p;
 	const struct ftd_options *o;
+	uint64_t interval_ns; /* the current one: `ftctl set interval` changes it */
+	int timer_fd;
 };
+
+/* `ftctl set interval D`: from the next tick on. */
+static int primary_set_interval(struct primary_ctl *pc, const char *arg, struct json_object *r)
+{
+	uint64_t ns;
+	char msg[128];
+
+	if (parse_duration(arg, &ns) < 0 || ns < 1000000ULL || ns > 60000000000ULL) {
+		snprintf(msg, sizeof(msg), "interval '%.32s' is not a duration between 1ms and 60s",
+			 arg);
+		json_object_object_add(r, "error", json_object_new_string(msg));
+		return -ERANGE;
+	}
+	if (ftd_timer_set(pc->timer_fd, ns) < 0) {
+		snprintf(msg, sizeof(msg), "cannot set the timer: %s", strerror(errno));
+		json_object_object_add(r, "error", json_object_new_string(msg));
+		return -errno;
+	}
+	log_info("checkpoint interval set to %.3f ms (was %.3f ms)", (double)ns / 1e6,
+		 (double)pc->interval_ns / 1e6);
+	pc->interval_ns = ns;
+	json_add_u64(r, "interval_us", ns / 1000);
+	return 0;
+}
+
+/* Prometheus text exposition, in the reply's "text". */
+static void primary_metrics(struct primary_ctl *pc, struct json_object *r)
+{
+	static const uint64_t bounds_us[] = { 100,   250,   500,   1000,   2500,  5000,
+					      10000, 25000, 50000, 100000, 250000 };
+	struct primary_stats *st = &pc->p->st;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (!f)
+		return;
+	fprintf(f,
+		"# HELP ftd_checkpoints_total Checkpoints taken.\n"
+		"# TYPE ftd_checkpoints_total counter\nftd_checkpoints_total %llu\n"
+		"# HELP ftd_checkpoints_acked_total Checkpoints the secondary acknowledged.\n"
+		"# TYPE ftd_checkpoints_acked_total counter\nftd_checkpoints_acked_total %llu\n"
+		"# HELP ftd_replication_bytes_total Bytes handed to the replication sockets.\n"
+		"# TYPE ftd_replication_bytes_total counter\nftd_replication_bytes_total %llu\n"
+		"# HELP ftd_verify_mismatches_total Checkpoints whose replica hash differed.\n"
+		"# TYPE ftd_verify_mismatches_total counter\nftd_verify_mismatches_total %llu\n"
+		"# HELP ftd_output_held_bytes Guest output waiting for an acknowledgement.\n"
+		"# TYPE ftd_output_held_bytes gauge\nftd_output_held_bytes %llu\n"
+		"# HELP ftd_protected 1 while the secondary holds a checkpoint of this guest.\n"
+		"# TYPE ftd_protected gauge\nftd_protected %d\n"
+		"# HELP ftd_checkpoint_pause_seconds Guest-visible pause per checkpoint.\n"
+		"# TYPE ftd_checkpoint_pause_seconds histogram\n",
+		(unsigned long long)st->checkpoints, (unsigned long long)st->acked,
+		(unsigned long long)primary_bytes_sent(pc->p), (unsigned long long)st->mismatches,
+		(unsigned long long)outbuf_held(pc->p->out), pc->p->state == PRIMARY_PROTECTED);
+	for (size_t i = 0; i < sizeof(bounds_us) / sizeof(bounds_us[0]); i++)
+		fprintf(f, "ftd_checkpoint_pause_seconds_bucket{le=\"%g\"} %llu\n",
+			(double)bounds_us[i] / 1e6,
+			(unsigned long long)histogram_count_le(&st->all_pause_us, bounds_us[i]));
+	fprintf(f,
+		"ftd_checkpoint_pause_seconds_bucket{le=\"+Inf\"} %llu\n"
+		"ftd_checkpoint_pause_seconds_sum %.6f\n"
+		"ftd_checkpoint_pause_seconds_count %llu\n",
+		(unsigned long long)st->all_pause_us.n, (double)st->all_pause_us.sum / 1e6,
+		(unsigned long long)st->all_pause_us.n);
+	fclose(f);
+	json_add_str(r, "text", text);
+	free(text);
+}
 
 /* `ftctl status` on a primary: the schema is documented in ctl/README.md. */
 static int primary_control(void *opaque, const char *command, struct json_object *r)
@@ -157,6 +228,15 @@ static int primary_control(void *opaque, const char *command, struct json_object
 	struct json_object *pause = json_object_new_object();
 	uint64_t now = clock_now_ns();
 
+	if (!strncmp(command, "set interval ", 13)) {
+		json_object_put(pause);
+		return primary_set_interval(pc, command + 13, r);
+	}
+	if (!strcmp(command, "metrics")) {
+		json_object_put(pause);
+		primary_metrics(pc, r);
+		return 0;
+	}
 	if (strcmp(command, "status")) {
 		json_object_put(pause);
 		return -EINVAL;
@@ -172,7 +252,7 @@ static int primary_control(void *opaque, const char *command, struct json_object
 		json_add_u64(r, "last_ack_age_ms", (now - st->last_ack_ns) / 1000000);
 	else
 		json_object_object_add(r, "last_ack_age_ms", NULL);
-	json_add_u64(r, "interval_us", pc->o->interval_ns / 1000);
+	json_add_u64(r, "interval_us", pc->interval_ns / 1000);
 	json_add_u64(pause, "p50", histogram_percentile(&st->all_pause_us, 50));
 	json_add_u64(pause, "p99", histogram_percentile(&st->all_pause_us, 99));
 	json_add_u64(pause, "max", st->all_pause_us.max);
@@ -327,7 +407,9 @@ int ftd_primary(const struct ftd_options *o)
 		log_error("Failed to start vCPU threads: %s", strerror(-r));
 		goto out;
 	}
-	pctl = (struct primary_ctl){ .p = p, .o = o };
+	pctl = (struct primary_ctl){
+		.p = p, .o = o, .interval_ns = o->interval_ns, .timer_fd = timer_fd
+	};
 	if (control_open(&nl, o->control, primary_control, &pctl, &ctl) < 0)
 		goto out;
 	ftd_owner_priority(o, vm);

@@ -131,16 +131,22 @@ int ftd_signalfd(void)
 	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
-int ftd_timerfd(uint64_t interval_ns)
+int ftd_timer_set(int fd, uint64_t interval_ns)
 {
 	struct itimerspec its = {
 		.it_interval = { .tv_sec = (time_t)(interval_ns / 1000000000ULL),
 				 .tv_nsec = (long)(interval_ns % 1000000000ULL) },
 	};
-	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 
 	its.it_value = its.it_interval;
-	if (fd >= 0 && timerfd_settime(fd, 0, &its, NULL) < 0) {
+	return timerfd_settime(fd, 0, &its, NULL);
+}
+
+int ftd_timerfd(uint64_t interval_ns)
+{
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+
+	if (fd >= 0 && ftd_timer_set(fd, interval_ns) < 0) {
 		close(fd);
 		return -1;
 	}

@@ -17,6 +17,7 @@ int ftd_run(const struct ftd_options *o);
 int ftd_open_console(const char *path); /* "-": stdout; else appended; -1 and errno */
 int ftd_signalfd(void);			/* SIGINT and SIGTERM, blocked in every thread */
 int ftd_timerfd(uint64_t interval_ns);
+int ftd_timer_set(int fd, uint64_t interval_ns); /* 0, or -1 and errno */
 void ftd_owner_priority(const struct ftd_options *o, const struct vm *vm);
 /* Logs why each stopped vCPU stopped; returns the exit status (1). */
 int ftd_report_stopped(struct vm *vm);

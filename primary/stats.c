@@ -96,6 +96,7 @@ void histogram_add(struct histogram *h, uint64_t value)
 {
 	h->count[hist_bucket(value)]++;
 	h->n++;
+	h->sum += value;
 	if (value > h->max)
 		h->max = value;
 }
@@ -118,4 +119,13 @@ uint64_t histogram_percentile(const struct histogram *h, double p)
 		}
 	}
 	return h->max;
+}
+
+uint64_t histogram_count_le(const struct histogram *h, uint64_t value)
+{
+	uint64_t n = 0;
+
+	for (unsigned int b = 0; b <= hist_bucket(value); b++)
+		n += h->count[b];
+	return n;
 }

@@ -31,11 +31,14 @@ uint64_t samples_sum(const struct samples *s);
 struct histogram {
 	uint64_t n;
 	uint64_t max;
+	uint64_t sum;
 	uint64_t count[HIST_BUCKETS];
 };
 
 void histogram_add(struct histogram *h, uint64_t value);
 /* Upper bound of the bucket holding the nearest-rank percentile (at most max). */
 uint64_t histogram_percentile(const struct histogram *h, double p);
+/* Values up to `value`, to the bucket (within about 3%): cumulative buckets. */
+uint64_t histogram_count_le(const struct histogram *h, uint64_t value);
 
 #endif

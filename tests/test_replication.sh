@@ -15,8 +15,9 @@
 #  4. hostile peers (tests/ft_peer): each refused with its own log line, the
 #     secondary stays up, a running replication is undisturbed and the replica
 #     is untouched.
-#  5. ftctl status on both daemons, human and JSON; a malformed request is
-#     answered with an error; a user other than root cannot use the socket.
+#  5. ftctl status on both daemons, human and JSON, metrics, set interval;
+#     a malformed request is answered with an error; a user other than root
+#     cannot use the socket.
 # Usage: test_replication.sh PATH_TO_FTD PATH_TO_FT_PEER PATH_TO_FTCTL
 set -u
 FTD=${1:?usage: test_replication.sh FTD FT_PEER FTCTL}
@@ -113,8 +114,20 @@ rc=$?
 	fail "ftctl as nobody: exit $rc, $(cat "$TMP/ctl.n")"
 "$FTCTL" --socket "$TMP/none.sock" status >/dev/null 2>&1
 [ $? -eq 3 ] || fail "ftctl without a daemon did not exit 3"
+"$FTCTL" metrics >"$TMP/ctl.m" || fail "ftctl metrics exited $?"
+grep -Eq '^ftd_checkpoints_total [1-9][0-9]*$' "$TMP/ctl.m" &&
+	grep -Eq '^ftd_checkpoint_pause_seconds_bucket\{le="\+Inf"\} [1-9][0-9]*$' "$TMP/ctl.m" &&
+	grep -q '^ftd_protected 1$' "$TMP/ctl.m" || fail "ftctl metrics: $(head -20 "$TMP/ctl.m")"
+"$FTCTL" set interval 5ms | grep -q "^interval 5.000 ms$" || fail "ftctl set interval 5ms"
+"$FTCTL" status | grep -q "interval 5.000 ms" || fail "the new interval is not in the status"
+wait_for "$TMP/pri.oc" "rate=(1[5-9][0-9]|2[0-9][0-9])/s" 5 || fail "5 ms interval: not 150-299 checkpoints/s"
+"$FTCTL" set interval 0ms >"$TMP/ctl.i" 2>&1
+rc=$?
+[ $rc -eq 1 ] && grep -q "interval '0ms' is not a duration between 1ms and 60s" "$TMP/ctl.i" ||
+	fail "ftctl set interval 0ms: exit $rc, $(cat "$TMP/ctl.i")"
+"$FTCTL" set interval 10ms >/dev/null || fail "ftctl set interval 10ms"
 kill -0 "$PRI" "$SEC" || fail "a daemon died answering ftctl"
-echo "ok: ftctl status on both daemons (human and JSON), bad request refused, nobody denied"
+echo "ok: ftctl status on both daemons (human and JSON), metrics, set interval (5 ms: ~200 checkpoints/s), bad requests refused, nobody denied"
 
 kill -STOP "$SEC"
 sleep 0.5
