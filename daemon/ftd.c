@@ -28,6 +28,12 @@ int main(int argc, char **argv)
 		free(o);
 		return 0;
 	}
+	if (o->check_config) {
+		/* Everything was parsed and checked, file and command line together. */
+		printf("configuration ok\n");
+		free(o);
+		return 0;
+	}
 	if (o->version) {
 		printf("ftd (ringft) " RINGFT_VERSION "\n");
 		free(o);

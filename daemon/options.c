@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <ini.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +130,8 @@ enum {
 	OPT_TIMEOUT,
 	OPT_SEND_ZC,
 	OPT_CONTROL,
+	OPT_CONFIG,
+	OPT_CHECK_CONFIG,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -159,6 +162,8 @@ static const struct option long_options[] = {
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "send-zc", no_argument, NULL, OPT_SEND_ZC },
 	{ "control", required_argument, NULL, OPT_CONTROL },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ 0 },
@@ -226,6 +231,15 @@ void ftd_usage(FILE *out)
 	      "  --dirty-wss SIZE        dirty: working set per vCPU (default 64M)\n"
 	      "  --dirty-order seq|random  dirty: page order (default seq)\n"
 	      "  --dirty-report-ms N     dirty: console line period (default 1000)\n"
+	      "\n"
+	      "Configuration:\n"
+	      "  --config FILE           read options from FILE first (e.g.\n"
+	      "                          /etc/ftd/NAME.conf): one `key = value` per line, the\n"
+	      "                          keys are the long options without dashes, plus\n"
+	      "                          `role = primary|secondary|run`; flags take true or\n"
+	      "                          false. Options on the command line win.\n"
+	      "  --check-config          check the configuration and the options, say what\n"
+	      "                          is wrong (file and line) or `ok`, and exit\n"
 	      "\n"
 	      "  --help                  this text\n"
 	      "  --version               version\n"
@@ -428,6 +442,11 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 				    arg);
 		snprintf(o->control, sizeof(o->control), "%s", arg);
 		break;
+	case OPT_CONFIG:
+		break; /* read before the command line (ftd_options_parse) */
+	case OPT_CHECK_CONFIG:
+		o->check_config = true;
+		break;
 	case OPT_HELP:
 		o->help = true;
 		break;
@@ -438,12 +457,105 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 	return r;
 }
 
+struct config_ctx {
+	struct ftd_options *o;
+	char err[256]; /* the first error */
+};
+
+static int config_flag(const char *value, bool *ret)
+{
+	if (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "1"))
+		*ret = true;
+	else if (!strcmp(value, "false") || !strcmp(value, "no") || !strcmp(value, "0"))
+		*ret = false;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* inih handler: one key. Returns 1 to go on, 0 for an error (the first is kept). */
+static int config_key(void *user, const char *section, const char *name, const char *value)
+{
+	struct config_ctx *ctx = user;
+	char err[256] = "";
+	bool flag;
+	int r = 0;
+
+	if (ctx->err[0])
+		return 0;
+	if (section[0]) {
+		snprintf(err, sizeof(err), "sections are not used ([%s])", section);
+	} else if (!strcmp(name, "role")) {
+		if (parse_role(value, &ctx->o->role) < 0)
+			snprintf(err, sizeof(err), "role '%s' is not run, primary or secondary",
+				 value);
+	} else {
+		const struct option *opt = NULL;
+
+		for (const struct option *l = long_options; l->name; l++)
+			if (!strcmp(l->name, name))
+				opt = l;
+		if (!opt || opt->val == OPT_HELP || opt->val == OPT_VERSION ||
+		    opt->val == OPT_CONFIG || opt->val == OPT_CHECK_CONFIG) {
+			snprintf(err, sizeof(err), "unknown key '%s'", name);
+		} else if (opt->has_arg == no_argument) {
+			if (config_flag(value, &flag) < 0)
+				snprintf(err, sizeof(err), "%s: '%s' is not true or false", name,
+					 value);
+			else if (flag)
+				r = apply_option(ctx->o, opt->val, NULL, err, sizeof(err));
+			else if (opt->val == OPT_REALTIME)
+				ctx->o->realtime = 0;
+			else if (opt->val == OPT_QUIET)
+				ctx->o->quiet = false;
+			else if (opt->val == OPT_VERIFY)
+				ctx->o->verify = false;
+			else if (opt->val == OPT_SEND_ZC)
+				ctx->o->send_zc = false;
+		} else {
+			r = apply_option(ctx->o, opt->val, value, err, sizeof(err));
+		}
+	}
+	if (r < 0 || err[0]) {
+		snprintf(ctx->err, sizeof(ctx->err), "%s", err);
+		return 0;
+	}
+	return 1;
+}
+
+static int load_config(const char *path, struct ftd_options *o, char *err, size_t errlen)
+{
+	struct config_ctx ctx = { .o = o };
+	int line = ini_parse(path, config_key, &ctx);
+
+	if (line == -1)
+		return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+	if (line == -2)
+		return fail(err, errlen, "%s: out of memory", path);
+	if (line > 0)
+		return fail(err, errlen, "%s:%d: %s", path, line,
+			    ctx.err[0] ? ctx.err : "not a `key = value` line");
+	return 0;
+}
+
 int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, size_t errlen)
 {
 	int c, r, first = 1;
 
 	options_defaults(o);
+	/* The file first, so that the command line wins. */
+	for (int i = 1; i < argc; i++) {
+		const char *path = NULL;
+
+		if (!strcmp(argv[i], "--config") && i + 1 < argc)
+			path = argv[i + 1];
+		else if (!strncmp(argv[i], "--config=", 9))
+			path = argv[i] + 9;
+		if (path && (r = load_config(path, o, err, errlen)) < 0)
+			return r;
+	}
 	if (argc > 1 && argv[1][0] != '-') {
+		/* The subcommand, if given, wins over the file's role. */
 		if (parse_role(argv[1], &o->role) < 0)
 			return fail(err, errlen,
 				    "unknown command '%s' (expected run, primary or secondary)",

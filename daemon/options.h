@@ -22,6 +22,7 @@ struct ftd_options {
 	enum ftd_role role;
 	bool help;
 	bool version;
+	bool check_config; /* --check-config: validate, report, exit */
 	char guest[64];
 	uint64_t mem_size;
 	unsigned int vcpus;

@@ -10,6 +10,7 @@ PACKAGES=(
 	libxxhash-dev            # epoch checksums (XXH3)
 	libcmocka-dev            # unit test framework
 	libjson-c-dev            # ftctl and the control socket: JSON
+	libinih-dev              # ftd --config files
 	clang-format             # CI format check (.clang-format)
 )
 

@@ -18,11 +18,28 @@ expect_usage_error() {
 "$FTD" --help >"$TMP/help" || fail "ftd --help exited $?"
 for opt in --guest --mem --vcpus --console --tracking --ring-entries --interval --duration \
 	--quiet --realtime --no-realtime --seed --bank-pages --bank-accounts --bank-check-ms --dirty-pages-per-ms \
-	--dirty-wss --dirty-order --dirty-report-ms --peer --listen --verify --timeout --send-zc --control \
+	--dirty-wss --dirty-order --dirty-report-ms --peer --listen --verify --timeout --send-zc --control --config --check-config \
 	--help --version; do
 	grep -qF -- "$opt" "$TMP/help" || fail "--help does not document $opt"
 done
 "$FTD" --version | grep -q '^ftd (ringft) ' || fail "ftd --version"
+
+# Configuration files: keys are the long options; errors name file and line.
+printf '# a secondary\nrole = secondary\nlisten = 127.0.0.1:7555\nmem = 256M\nverify = false\n' >"$TMP/good.conf"
+out=$("$FTD" --config "$TMP/good.conf" --check-config 2>&1) || fail "--check-config: $out"
+[ "$out" = "configuration ok" ] || fail "--check-config said: $out"
+printf 'role = primary\nmem = lots\n' >"$TMP/bad1.conf"
+expect_usage_error "$TMP/bad1.conf:2: --mem: 'lots' is not a size" --config "$TMP/bad1.conf" --check-config
+printf 'role = run\n\nfrobnicate = 1\n' >"$TMP/bad2.conf"
+expect_usage_error "$TMP/bad2.conf:3: unknown key 'frobnicate'" --config "$TMP/bad2.conf" --check-config
+printf 'role = run\nquiet = maybe\n' >"$TMP/bad3.conf"
+expect_usage_error "$TMP/bad3.conf:2: quiet: 'maybe' is not true or false" --config "$TMP/bad3.conf"
+printf 'role = run\n[extra]\nmem = 1G\n' >"$TMP/bad4.conf"
+expect_usage_error "$TMP/bad4.conf:3: sections are not used ([extra])" --config "$TMP/bad4.conf"
+expect_usage_error "$TMP/none.conf: cannot open" --config "$TMP/none.conf"
+# The command line wins over the file.
+expect_usage_error "ftd primary needs --peer" primary --config "$TMP/good.conf" --check-config
+echo "ok: configuration files: check, errors with file and line, command line wins"
 
 expect_usage_error "--vcpus: 9 is out of range 1..8" run --vcpus 9
 expect_usage_error "--mem: 'lots' is not a size" run --mem lots
