@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <linux/kvm.h>
+#include <systemd/sd-daemon.h>
 
 #include "daemon/control.h"
 #include "daemon/log.h"
@@ -336,8 +337,14 @@ static int primary_loop(struct primary *p, struct vm *vm, const struct ftd_optio
 		if (outbuf_flush(p->out, console_fd) < 0 && !status)
 			log_warning("Writing the console failed: %s (output is kept)",
 				    strerror(errno));
-		if (!o->quiet && now >= next_stats) {
-			primary_stats_line(p, &w, now);
+		if (now >= next_stats) {
+			/* systemd: a one-line status, and the loop is alive (WatchdogSec=). */
+			sd_notifyf(0,
+				   "WATCHDOG=1\nSTATUS=primary: %s, epoch %llu, %llu acknowledged",
+				   primary_state_name(p->state), (unsigned long long)p->next_epoch,
+				   (unsigned long long)p->st.acked);
+			if (!o->quiet)
+				primary_stats_line(p, &w, now);
 			next_stats = now + NS_PER_S;
 		}
 		if (o->duration_ns && now - start >= o->duration_ns)
@@ -420,6 +427,8 @@ int ftd_primary(const struct ftd_options *o)
 		 vm->ring_flush_quirk ? ", kvm_pvm translation flush" : "",
 		 (double)o->interval_ns / 1e6, cfg.peer_name,
 		 o->verify ? ", verifying memory" : "");
+	sd_notifyf(0, "READY=1\nSTATUS=primary: running %s, connecting to %s", o->guest,
+		   cfg.peer_name);
 	status = primary_loop(p, vm, o, sig_fd, timer_fd, console_fd);
 	if (status == 0)
 		primary_final_checkpoint(p);
@@ -621,6 +630,7 @@ int ftd_secondary(const struct ftd_options *o)
 	log_info("secondary: listening on %s for a primary (%llu MiB, %u vCPUs, %s tracking)",
 		 o->listen, (unsigned long long)(o->mem_size >> 20), o->vcpus,
 		 dirty_mode_name(o->tracking));
+	sd_notifyf(0, "READY=1\nSTATUS=secondary: listening on %s", o->listen);
 	status = 0;
 	for (;;) {
 		struct pollfd pfd[2] = {
@@ -643,8 +653,12 @@ int ftd_secondary(const struct ftd_options *o)
 		if (s->state == SECONDARY_WAITING && last_state != SECONDARY_WAITING)
 			log_replica(s, "primary gone", false);
 		last_state = s->state;
-		if (!o->quiet && now >= next_stats) {
-			secondary_stats_line(s, &w, now);
+		if (now >= next_stats) {
+			sd_notifyf(0, "WATCHDOG=1\nSTATUS=secondary: %s, %llu checkpoints applied",
+				   secondary_state_name(s->state),
+				   (unsigned long long)s->st.checkpoints);
+			if (!o->quiet)
+				secondary_stats_line(s, &w, now);
 			next_stats = now + NS_PER_S;
 		}
 		if (o->duration_ns && now - start >= o->duration_ns)

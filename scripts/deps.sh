@@ -11,6 +11,7 @@ PACKAGES=(
 	libcmocka-dev            # unit test framework
 	libjson-c-dev            # ftctl and the control socket: JSON
 	libinih-dev              # ftd --config files
+	libsystemd-dev systemd   # sd_notify; systemd-analyze verify in the tests
 	clang-format             # CI format check (.clang-format)
 )
 
