@@ -174,6 +174,20 @@ static void print_status(struct json_object *r)
 	       u64(r, "verified"), u64(r, "mismatches"), u64(r, "refused"), u64(r, "sessions"));
 }
 
+/* Options may also follow the command (ftctl status --json): only --json. */
+static int trailing_json(int argc, char **argv, int from, bool *json)
+{
+	for (int i = from; i < argc; i++) {
+		if (strcmp(argv[i], "--json")) {
+			fprintf(stderr, "ftctl: unexpected argument '%s' (see ftctl --help)\n",
+				argv[i]);
+			return -EINVAL;
+		}
+		*json = true;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -205,17 +219,9 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	/* Options may also follow the command: ftctl status --json. */
 	if (optind < argc && !strcmp(argv[optind], "status")) {
-		for (int i = optind + 1; i < argc; i++) {
-			if (strcmp(argv[i], "--json")) {
-				fprintf(stderr,
-					"ftctl: unexpected argument '%s' (see ftctl --help)\n",
-					argv[i]);
-				return EXIT_USAGE;
-			}
-			json = true;
-		}
+		if (trailing_json(argc, argv, optind + 1, &json) < 0)
+			return EXIT_USAGE;
 		request = "status";
 		raw = false;
 	} else if (optind + 1 == argc && !strcmp(argv[optind], "metrics")) {
@@ -224,15 +230,8 @@ int main(int argc, char **argv)
 		metrics = true;
 	} else if (optind + 3 <= argc && !strcmp(argv[optind], "set") &&
 		   !strcmp(argv[optind + 1], "interval")) {
-		for (int i = optind + 3; i < argc; i++) {
-			if (strcmp(argv[i], "--json")) {
-				fprintf(stderr,
-					"ftctl: unexpected argument '%s' (see ftctl --help)\n",
-					argv[i]);
-				return EXIT_USAGE;
-			}
-			json = true;
-		}
+		if (trailing_json(argc, argv, optind + 3, &json) < 0)
+			return EXIT_USAGE;
 		if (snprintf(setbuf, sizeof(setbuf), "set interval %s", argv[optind + 2]) >=
 		    (int)sizeof(setbuf)) {
 			fprintf(stderr, "ftctl: interval '%s' is too long\n", argv[optind + 2]);
