@@ -26,6 +26,7 @@ static void usage(FILE *out)
 {
 	fputs("Usage: ftctl [--socket PATH] status [--json]\n"
 	      "       ftctl [--socket PATH] metrics\n"
+	      "       ftctl [--socket PATH] failover [--force] [--json]\n"
 	      "       ftctl [--socket PATH] set interval DURATION [--json]\n"
 	      "       ftctl [--socket PATH] raw REQUEST   (send one request line as is)\n"
 	      "       ftctl --help\n"
@@ -38,6 +39,9 @@ static void usage(FILE *out)
 	      "            bytes on the wire, verification counts\n"
 	      "  metrics   Prometheus text format (ftd_checkpoints_total,\n"
 	      "            ftd_checkpoint_pause_seconds, ftd_replication_bytes_total, ...)\n"
+	      "  failover  on a secondary: run the guest here from the last complete\n"
+	      "            checkpoint; refused while the primary is connected (it may be\n"
+	      "            alive) unless --force\n"
 	      "  set interval DURATION\n"
 	      "            checkpoint interval of a primary from the next tick (1ms..60s;\n"
 	      "            a bare number is milliseconds)\n"
@@ -197,7 +201,7 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 	const char *path = NULL, *request;
-	bool json = false, raw, metrics = false, setting = false;
+	bool json = false, raw, metrics = false, setting = false, failover = false;
 	char setbuf[96];
 	struct json_object *reply, *ok;
 	char *answer;
@@ -224,6 +228,20 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		request = "status";
 		raw = false;
+	} else if (optind < argc && !strcmp(argv[optind], "failover")) {
+		bool force = false;
+
+		for (int i = optind + 1; i < argc; i++) {
+			if (!strcmp(argv[i], "--force"))
+				force = true;
+			else if (trailing_json(argc, argv, i, &json) < 0)
+				return EXIT_USAGE;
+			else
+				break;
+		}
+		request = force ? "failover --force" : "failover";
+		raw = false;
+		failover = true;
 	} else if (optind + 1 == argc && !strcmp(argv[optind], "metrics")) {
 		request = "metrics";
 		raw = false;
@@ -272,6 +290,9 @@ int main(int argc, char **argv)
 		fputs(str(reply, "text"), stdout);
 	else if (setting)
 		printf("interval %.3f ms\n", (double)u64(reply, "interval_us") / 1000.0);
+	else if (failover)
+		printf("promoted: the guest runs here from checkpoint %" PRIu64 "\n",
+		       u64(reply, "checkpoint"));
 	else
 		print_status(reply);
 	json_object_put(reply);

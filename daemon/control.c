@@ -96,10 +96,11 @@ static int client_received(void *opaque, uint8_t *buf, size_t n)
 	r = cl->ctl->fn(cl->ctl->opaque, cl->req, reply);
 	if (r == -EINVAL) {
 		json_object_put(reply);
-		answer_error(cl,
-			     "unknown request '%.64s' (known: status, metrics, set interval "
-			     "DURATION)",
-			     cl->req);
+		answer_error(
+			cl,
+			"unknown request '%.64s' (known: status, metrics, failover, set interval "
+			"DURATION)",
+			cl->req);
 		return 0;
 	}
 	json_object_object_add(reply, "ok", json_object_new_boolean(r == 0));

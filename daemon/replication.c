@@ -523,12 +523,58 @@ static void secondary_stats_line(struct secondary *s, struct swindow *w, uint64_
 }
 
 /* Hashing all memory takes a while: only when it changed, or once at exit. */
+/*
+ * The promoted guest runs unprotected here: a full dirty ring only needs
+ * emptying, and a guest that stopped ends the daemon with its reason.
+ */
+static int promoted_events(struct vm *vm, struct dirty_set *scratch)
+{
+	unsigned int ev = vm_take_events(vm);
+	int r = 0;
+
+	if (ev & VM_EVENT_STOPPED)
+		return -ftd_report_stopped(vm);
+	if (ev & VM_EVENT_RING_FULL) {
+		if (!scratch->bits && dirty_set_init(scratch, vm->nr_pages) < 0)
+			return -ENOMEM;
+		dirty_set_clear(scratch);
+		r = vm_pause(vm, 0, NULL);
+		if (r == 0)
+			r = vm_harvest(vm, scratch, NULL);
+		vm_resume(vm);
+		if (r == -EIO)
+			r = 0; /* nobody needs these pages */
+		if (r < 0)
+			log_error("Emptying the dirty rings failed: %s", strerror(-r));
+	}
+	return r;
+}
+
 /* `ftctl status` on a secondary. */
 static int secondary_control(void *opaque, const char *command, struct json_object *r)
 {
 	struct secondary *s = opaque;
 	uint64_t now = clock_now_ns();
 
+	if (!strcmp(command, "failover") || !strcmp(command, "failover --force")) {
+		int e = secondary_promote(s, command[8] != 0);
+		char msg[160];
+
+		if (e == 0) {
+			json_add_u64(r, "checkpoint", s->replica.checkpoint);
+			return 0;
+		}
+		snprintf(msg, sizeof(msg), "%s",
+			 e == -EBUSY	  ? "the primary is still connected: it may be alive (use "
+					    "--force to promote anyway)"
+			 : e == -ENODATA  ? "the replica holds no complete checkpoint"
+			 : e == -EALREADY ? "already promoted: the guest runs here"
+					  : strerror(-e));
+		if (e != -EBUSY && e != -ENODATA && e != -EALREADY)
+			log_error("Failover failed: %s", msg);
+		json_object_object_add(r, "error", json_object_new_string(msg));
+		return e;
+	}
 	if (strcmp(command, "status"))
 		return -EINVAL;
 	json_add_str(r, "role", "secondary");
@@ -557,6 +603,11 @@ static void log_replica(struct secondary *s, const char *when, bool always)
 	if (!always && !s->replica_changed)
 		return;
 	s->replica_changed = false;
+	if (s->state == SECONDARY_ACTIVE) {
+		log_info("%s: the guest runs here, promoted from checkpoint %llu", when,
+			 (unsigned long long)s->replica.checkpoint);
+		return;
+	}
 	if (!s->replica.has_checkpoint) {
 		log_info("%s: the replica holds no complete checkpoint", when);
 		return;
@@ -572,6 +623,7 @@ int ftd_secondary(const struct ftd_options *o)
 	socklen_t sl;
 	struct secondary *s = NULL;
 	struct control *ctl = NULL;
+	struct dirty_set relief = { 0 };
 	struct hello_info hello;
 	struct netloop nl;
 	bool nl_ok = false;
@@ -633,13 +685,14 @@ int ftd_secondary(const struct ftd_options *o)
 	sd_notifyf(0, "READY=1\nSTATUS=secondary: listening on %s", o->listen);
 	status = 0;
 	for (;;) {
-		struct pollfd pfd[2] = {
+		struct pollfd pfd[3] = {
 			{ .fd = sig_fd, .events = POLLIN },
 			{ .fd = netloop_fd(&nl), .events = POLLIN },
+			{ .fd = vm->event_fd, .events = POLLIN },
 		};
 		uint64_t now;
 
-		if (poll(pfd, 2, 100) < 0 && errno != EINTR) {
+		if (poll(pfd, 3, 100) < 0 && errno != EINTR) {
 			log_error("poll failed: %s", strerror(errno));
 			status = 1;
 			break;
@@ -647,6 +700,10 @@ int ftd_secondary(const struct ftd_options *o)
 		if ((pfd[0].revents & POLLIN) && read_signal(sig_fd))
 			break;
 		netloop_dispatch(&nl);
+		if (s->state == SECONDARY_ACTIVE && promoted_events(vm, &relief) < 0) {
+			status = 1;
+			break;
+		}
 		now = clock_now_ns();
 		secondary_tick(s, now);
 		netloop_dispatch(&nl);
@@ -672,6 +729,7 @@ int ftd_secondary(const struct ftd_options *o)
 		 (unsigned long long)s->st.sessions, (unsigned long long)s->st.refused);
 out:
 	control_close(ctl);
+	dirty_set_free(&relief);
 	if (s) {
 		secondary_free(s);
 		free(s);

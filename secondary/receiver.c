@@ -21,6 +21,7 @@ struct sconn {
 	int slot; /* index in s->peers */
 	uint64_t opened_ns;
 	bool hello_ok;
+	bool orderly; /* goodbye, shutdown or promotion: not a lost primary */
 	struct frame_rx fr;
 	struct epoch_rx rx;
 	bool rx_ready;
@@ -29,9 +30,14 @@ struct sconn {
 
 const char *secondary_state_name(enum secondary_state st)
 {
-	return st == SECONDARY_WAITING	 ? "waiting"
-	       : st == SECONDARY_SYNCING ? "syncing"
-					 : "replicating";
+	static const char *const names[] = {
+		[SECONDARY_WAITING] = "waiting",
+		[SECONDARY_SYNCING] = "syncing",
+		[SECONDARY_REPLICATING] = "replicating",
+		[SECONDARY_ACTIVE] = "active",
+	};
+
+	return st <= SECONDARY_ACTIVE ? names[st] : "?";
 }
 
 /* Stops listening to a peer (its memory goes when the link is released). */
@@ -47,6 +53,11 @@ static void peer_drop(struct sconn *c, bool flush)
 	if (s->session == c) {
 		s->session = NULL;
 		s->state = SECONDARY_WAITING;
+		if (s->replica.has_checkpoint && !c->orderly)
+			log_warning(
+				"Primary lost: waiting for an operator (`ftctl failover` runs the "
+				"guest here from checkpoint %llu)",
+				(unsigned long long)s->replica.checkpoint);
 	}
 	if (flush)
 		link_close_after_send(c->link);
@@ -232,6 +243,7 @@ static int sconn_received(void *opaque, uint8_t *buf, size_t n)
 		}
 		if (r == EPOCH_RX_GOODBYE) {
 			log_info("Primary %s said goodbye: %s", c->link->peer, c->rx.goodbye);
+			c->orderly = true;
 			peer_drop(c, false);
 			return 0;
 		}
@@ -343,6 +355,7 @@ void secondary_free(struct secondary *s)
 		if (goodbye_frame("secondary shutting down", &buf, &len) == 0)
 			link_send_copy(s->session->link, buf, len);
 		free(buf);
+		s->session->orderly = true;
 		peer_drop(s->session, true);
 	}
 	for (int i = 0; i < SECONDARY_MAX_PEERS; i++)
@@ -409,4 +422,31 @@ uint64_t secondary_bytes_received(const struct secondary *s)
 const char *secondary_peer(const struct secondary *s)
 {
 	return s->session ? s->session->link->peer : NULL;
+}
+
+int secondary_promote(struct secondary *s, bool force)
+{
+	int r;
+
+	if (s->state == SECONDARY_ACTIVE)
+		return -EALREADY;
+	if (s->session && !force)
+		return -EBUSY;
+	if (!s->replica.has_checkpoint)
+		return -ENODATA;
+	if (s->session)
+		s->session->orderly = true;
+	for (int i = 0; i < SECONDARY_MAX_PEERS; i++)
+		if (s->peers[i])
+			peer_drop(s->peers[i], false);
+	r = replica_promote(&s->replica);
+	if (r < 0)
+		return r;
+	/* One copy of the guest: nobody may sync over it now. */
+	listener_close(s->listener);
+	s->listener = NULL;
+	s->state = SECONDARY_ACTIVE;
+	log_info("Promoted: the guest runs here from checkpoint %llu (unprotected)",
+		 (unsigned long long)s->replica.checkpoint);
+	return 0;
 }

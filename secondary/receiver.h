@@ -42,6 +42,7 @@ enum secondary_state {
 	SECONDARY_WAITING,     /* no primary */
 	SECONDARY_SYNCING,     /* a primary is copying memory: no checkpoint yet */
 	SECONDARY_REPLICATING, /* the replica is a complete checkpoint */
+	SECONDARY_ACTIVE,      /* promoted: the guest runs here, unprotected */
 };
 
 const char *secondary_state_name(enum secondary_state s);
@@ -66,6 +67,14 @@ int secondary_init(struct secondary *s, struct vm *vm, struct netloop *nl,
 void secondary_free(struct secondary *s);
 /* Heartbeats, silent peers. */
 void secondary_tick(struct secondary *s, uint64_t now_ns);
+/*
+ * Failover: runs the guest from the replica's checkpoint (replica_promote) and
+ * stops listening. Returns 0, -EBUSY while a primary is connected (unless
+ * force: it is dropped first), -ENODATA without a complete checkpoint,
+ * -EALREADY if promoted, or a KVM error.
+ */
+int secondary_promote(struct secondary *s, bool force);
+
 /* The connected primary's address, or NULL. */
 const char *secondary_peer(const struct secondary *s);
 /* Bytes received over every connection so far. */
