@@ -76,16 +76,6 @@ static int parse_addr_opt(const char *opt, const char *value, struct sockaddr_st
 	return 0;
 }
 
-static bool read_signal(int sig_fd)
-{
-	struct signalfd_siginfo si;
-
-	if (read(sig_fd, &si, sizeof(si)) != sizeof(si))
-		return false;
-	log_info("received %s, stopping", strsignal((int)si.ssi_signo));
-	return true;
-}
-
 /* ---- primary ---------------------------------------------------------------- */
 
 static void outbuf_sink(void *opaque, const uint8_t *buf, size_t len)
@@ -310,7 +300,7 @@ static int primary_loop(struct primary *p, struct vm *vm, const struct ftd_optio
 			log_error("poll failed: %s", strerror(errno));
 			return 1;
 		}
-		if ((pfd[0].revents & POLLIN) && read_signal(sig_fd))
+		if ((pfd[0].revents & POLLIN) && ftd_read_signal(sig_fd))
 			break;
 		netloop_dispatch(p->nl);
 		events = vm_take_events(vm);
@@ -481,15 +471,6 @@ out:
 
 /* ---- secondary -------------------------------------------------------------- */
 
-static void console_sink(void *opaque, const uint8_t *buf, size_t len)
-{
-	int fd = *(int *)opaque;
-
-	/* Only a promoted replica prints (a later release); never block its vCPU. */
-	if (write(fd, buf, len) < 0)
-		return;
-}
-
 struct swindow {
 	uint64_t start_ns;
 	uint64_t bytes;
@@ -538,10 +519,7 @@ static int promoted_events(struct vm *vm, struct dirty_set *scratch)
 		if (!scratch->bits && dirty_set_init(scratch, vm->nr_pages) < 0)
 			return -ENOMEM;
 		dirty_set_clear(scratch);
-		r = vm_pause(vm, 0, NULL);
-		if (r == 0)
-			r = vm_harvest(vm, scratch, NULL);
-		vm_resume(vm);
+		r = vm_harvest_paused(vm, scratch);
 		if (r == -EIO)
 			r = 0; /* nobody needs these pages */
 		if (r < 0)
@@ -647,7 +625,7 @@ int ftd_secondary(const struct ftd_options *o)
 		log_error("Failed to set up signals: %s", strerror(errno));
 		goto out;
 	}
-	status = ftd_make_vm(o, console_sink, &console_fd, false, &vm);
+	status = ftd_make_vm(o, ftd_console_write, &console_fd, false, &vm);
 	if (status)
 		goto out;
 	status = 1;
@@ -697,7 +675,7 @@ int ftd_secondary(const struct ftd_options *o)
 			status = 1;
 			break;
 		}
-		if ((pfd[0].revents & POLLIN) && read_signal(sig_fd))
+		if ((pfd[0].revents & POLLIN) && ftd_read_signal(sig_fd))
 			break;
 		netloop_dispatch(&nl);
 		if (s->state == SECONDARY_ACTIVE && promoted_events(vm, &relief) < 0) {

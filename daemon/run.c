@@ -41,7 +41,7 @@ struct run_stats {
 };
 
 /* Console sink: the guest's serial bytes go straight to the console fd. */
-static void console_write(void *opaque, const uint8_t *buf, size_t len)
+void ftd_console_write(void *opaque, const uint8_t *buf, size_t len)
 {
 	int fd = *(int *)opaque;
 
@@ -96,6 +96,16 @@ static void print_summary(struct run_stats *rs, uint64_t elapsed_ns)
 		 (unsigned long long)histogram_percentile(&rs->all_pause_us, 50),
 		 (unsigned long long)histogram_percentile(&rs->all_pause_us, 99),
 		 (unsigned long long)rs->all_pause_us.max);
+}
+
+bool ftd_read_signal(int sig_fd)
+{
+	struct signalfd_siginfo si;
+
+	if (read(sig_fd, &si, sizeof(si)) != sizeof(si))
+		return false;
+	log_info("received %s, stopping", strsignal((int)si.ssi_signo));
+	return true;
 }
 
 int ftd_report_stopped(struct vm *vm)
@@ -273,10 +283,7 @@ static int run_loop(struct vm *vm, struct ckpt *c, const struct ftd_options *o, 
 			break;
 		}
 		if (pfd[0].revents & POLLIN) {
-			struct signalfd_siginfo si;
-
-			if (read(sig_fd, &si, sizeof(si)) == sizeof(si))
-				log_info("received %s, stopping", strsignal((int)si.ssi_signo));
+			ftd_read_signal(sig_fd);
 			break;
 		}
 		events = vm_take_events(vm);
@@ -327,7 +334,7 @@ int ftd_run(const struct ftd_options *o)
 		log_error("Failed to set up signals and timer: %s", strerror(errno));
 		goto out;
 	}
-	status = ftd_make_vm(o, console_write, &console_fd, true, &vm);
+	status = ftd_make_vm(o, ftd_console_write, &console_fd, true, &vm);
 	if (status)
 		goto out;
 	status = 1;

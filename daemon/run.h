@@ -16,6 +16,10 @@ int ftd_run(const struct ftd_options *o);
 /* Shared by every role. */
 int ftd_open_console(const char *path); /* "-": stdout; else appended; -1 and errno */
 int ftd_signalfd(void);			/* SIGINT and SIGTERM, blocked in every thread */
+/* Reads one signal from ftd_signalfd() and logs it; false if none was there. */
+bool ftd_read_signal(int sig_fd);
+/* Serial sink writing the guest console to the fd at *opaque (whole, retried). */
+void ftd_console_write(void *opaque, const uint8_t *buf, size_t len);
 int ftd_timerfd(uint64_t interval_ns);
 int ftd_timer_set(int fd, uint64_t interval_ns); /* 0, or -1 and errno */
 void ftd_owner_priority(const struct ftd_options *o, const struct vm *vm);

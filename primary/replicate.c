@@ -411,10 +411,7 @@ static int harvest_now(struct primary *p, struct dirty_set *into)
 	int r;
 
 	dirty_set_clear(&p->scratch);
-	r = vm_pause(p->vm, 0, NULL);
-	if (r == 0)
-		r = vm_harvest(p->vm, &p->scratch, NULL);
-	vm_resume(p->vm);
+	r = vm_harvest_paused(p->vm, &p->scratch);
 	if (r == 0 && into)
 		dirty_set_merge(into, &p->scratch);
 	return r;
@@ -494,16 +491,6 @@ static void sync_round_end(struct primary *p)
 	p->sync_round_start_ns = now;
 }
 
-static bool page_is_zero(const void *page)
-{
-	const uint64_t *w = page;
-
-	for (size_t i = 0; i < VM_PAGE_SIZE / sizeof(*w); i++)
-		if (w[i])
-			return false;
-	return true;
-}
-
 /*
  * One sync batch: up to SYNC_BATCH_PAGES pages with data, and the all-zero
  * pages met on the way listed without data (most of a fresh guest: reading
@@ -523,7 +510,7 @@ static void sync_fill(struct primary *p, struct primary_slot *s)
 		const uint8_t *hva = vm_page_hva(p->vm, page);
 
 		p->sync_pos++;
-		if (page_is_zero(hva)) {
+		if (vm_page_is_zero(p->vm, page)) {
 			s->zero[opts.nr_zero++] = page;
 			continue;
 		}

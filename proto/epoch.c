@@ -345,13 +345,12 @@ static int rx_header(struct epoch_rx *rx)
 
 	/* For messages: the raw type, also when the header did not decode. */
 	rx->type = (uint32_t)(rx->hdr_buf[4] | rx->hdr_buf[5] << 8);
-	if (r == -EBADMSG)
-		return rx_fail(rx, r, "bad magic (not a ringft stream, or out of step)");
-	if (r < 0)
-		return rx_fail(rx, r, "bad header (type %u, flags, or length %u)",
-			       rx->hdr_buf[4] | rx->hdr_buf[5] << 8,
-			       (unsigned)(rx->hdr_buf[8] | rx->hdr_buf[9] << 8 |
-					  rx->hdr_buf[10] << 16 | (uint32_t)rx->hdr_buf[11] << 24));
+	if (r < 0) {
+		char why[128];
+
+		wire_hdr_explain(rx->hdr_buf, r, why, sizeof(why));
+		return rx_fail(rx, r, "%s", why);
+	}
 	rx->length = h.length;
 	rx->frame_epoch = h.epoch;
 	if (h.type == WIRE_EPOCH_BEGIN) {

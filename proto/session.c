@@ -312,29 +312,8 @@ int frame_rx_feed(struct frame_rx *f, const uint8_t *buf, size_t len, size_t *re
 				break;
 			f->hdr_have = 0;
 			r = wire_hdr_decode(f->hdr_buf, &f->hdr);
-			if (r == -EBADMSG) {
-				snprintf(f->error, sizeof(f->error),
-					 "bad magic %02x%02x%02x%02x (not a ringft stream)",
-					 f->hdr_buf[0], f->hdr_buf[1], f->hdr_buf[2],
-					 f->hdr_buf[3]);
-				break;
-			}
-			if (r == -EMSGSIZE) {
-				snprintf(f->error, sizeof(f->error),
-					 "%s frame of %u bytes exceeds its bound",
-					 wire_type_name(f->hdr_buf[4] | f->hdr_buf[5] << 8),
-					 (unsigned)(f->hdr_buf[8] | f->hdr_buf[9] << 8 |
-						    f->hdr_buf[10] << 16 |
-						    (uint32_t)f->hdr_buf[11] << 24));
-				break;
-			}
 			if (r < 0) {
-				snprintf(f->error, sizeof(f->error),
-					 "bad header: type %u, flags 0x%x, reserved bits not zero "
-					 "or type "
-					 "unknown",
-					 f->hdr_buf[4] | f->hdr_buf[5] << 8,
-					 f->hdr_buf[6] | f->hdr_buf[7] << 8);
+				wire_hdr_explain(f->hdr_buf, r, f->error, sizeof(f->error));
 				break;
 			}
 			if (f->hdr.length > WIRE_MAX_MSG) { /* EPOCH_BEGIN may be longer */

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "proto/wire.h"
@@ -95,4 +96,22 @@ int wire_hdr_decode(const uint8_t in[WIRE_HDR_SIZE], struct wire_hdr *ret)
 		return -EMSGSIZE;
 	*ret = h;
 	return 0;
+}
+
+void wire_hdr_explain(const uint8_t in[WIRE_HDR_SIZE], int err, char *buf, size_t len)
+{
+	uint16_t type = (uint16_t)(in[4] | in[5] << 8);
+	uint32_t length = (uint32_t)in[8] | (uint32_t)in[9] << 8 | (uint32_t)in[10] << 16 |
+			  (uint32_t)in[11] << 24;
+
+	if (err == -EBADMSG)
+		snprintf(buf, len,
+			 "bad magic %02x%02x%02x%02x (not a ringft stream, or out of step)", in[0],
+			 in[1], in[2], in[3]);
+	else if (err == -EMSGSIZE)
+		snprintf(buf, len, "%s frame of %u bytes exceeds its bound", wire_type_name(type),
+			 length);
+	else
+		snprintf(buf, len, "bad header: type %u, flags 0x%x, or reserved bits not zero",
+			 type, (unsigned)(in[6] | in[7] << 8));
 }

@@ -71,4 +71,7 @@ void wire_hdr_encode(uint8_t out[WIRE_HDR_SIZE], const struct wire_hdr *h);
  */
 int wire_hdr_decode(const uint8_t in[WIRE_HDR_SIZE], struct wire_hdr *ret);
 
+/* One line saying why wire_hdr_decode() refused `in` with `err`, for logs. */
+void wire_hdr_explain(const uint8_t in[WIRE_HDR_SIZE], int err, char *buf, size_t len);
+
 #endif

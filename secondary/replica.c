@@ -64,18 +64,6 @@ int replica_apply(struct replica *r, uint64_t epoch, const uint64_t *pages, uint
 	return 0;
 }
 
-/* Zeroes a page, without writing (or faulting in) one that reads as zero already. */
-static void zero_page(struct vm *vm, uint64_t page)
-{
-	uint64_t *p = vm_page_hva(vm, page);
-
-	for (size_t i = 0; i < VM_PAGE_SIZE / sizeof(*p); i++)
-		if (p[i]) {
-			memset(p, 0, VM_PAGE_SIZE);
-			return;
-		}
-}
-
 int replica_apply_sync(struct replica *r, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
 		       const uint8_t *data, const uint64_t *zero_pages, uint64_t nr_zero)
 {
@@ -86,8 +74,10 @@ int replica_apply_sync(struct replica *r, uint64_t epoch, const uint64_t *pages,
 	if (ret < 0)
 		return ret;
 	write_pages(r->vm, pages, nr_pages, data);
+	/* Only pages not zero already: a fresh replica's stay untouched (not resident). */
 	for (uint64_t k = 0; k < nr_zero; k++)
-		zero_page(r->vm, zero_pages[k]);
+		if (!vm_page_is_zero(r->vm, zero_pages[k]))
+			memset(vm_page_hva(r->vm, zero_pages[k]), 0, VM_PAGE_SIZE);
 	r->epoch = epoch;
 	r->has_checkpoint = false;
 	return 0;

@@ -5,10 +5,10 @@ cleanup() {
 	local p
 	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
 	wait 2>/dev/null
-	rm -rf "$TMP"
+	# KEEP_TMP=1 keeps the logs for a look after a failure.
+	[ -n "${KEEP_TMP:-}" ] && echo "logs kept in $TMP" >&2 || rm -rf "$TMP"
 }
 trap cleanup EXIT
-[ -n "${KEEP_TMP:-}" ] && trap - EXIT
 
 fail() {
 	echo "FAIL: $*" >&2

@@ -168,7 +168,7 @@ static void test_refusals(void **state)
 	/* A huge length in the first header. */
 	memcpy(s, f.stream, f.len);
 	s[8] = s[9] = s[10] = s[11] = 0xff;
-	expect_refused(s, f.len, GUEST_PAGES, -EMSGSIZE, "bad header");
+	expect_refused(s, f.len, GUEST_PAGES, -EMSGSIZE, "exceeds its bound");
 
 	/* The page list names pages beyond a smaller guest. */
 	expect_refused(f.stream, f.len, 1000, -ERANGE, "outside guest memory");

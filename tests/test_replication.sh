@@ -114,6 +114,15 @@ setpriv --reuid=nobody --regid=nogroup --clear-groups "$FTCTL" status >"$TMP/ctl
 rc=$?
 [ $rc -eq 3 ] && grep -q "Permission denied" "$TMP/ctl.n" ||
 	fail "ftctl as nobody: exit $rc, $(cat "$TMP/ctl.n")"
+# With the file modes opened up, the daemon's own SO_PEERCRED check still refuses.
+chmod 0711 /run/ftd && chmod 0666 /run/ftd/primary.sock
+setpriv --reuid=nobody --regid=nogroup --clear-groups "$FTCTL" status >"$TMP/ctl.n" 2>&1
+rc=$?
+chmod 0700 /run/ftd && chmod 0600 /run/ftd/primary.sock
+[ $rc -eq 3 ] && grep -q "closed the connection without answering" "$TMP/ctl.n" ||
+	fail "ftctl as nobody past the file modes: exit $rc, $(cat "$TMP/ctl.n")"
+grep -q "control: refused a client (pid [0-9]*, uid 65534)" "$TMP/pri.oc" ||
+	fail "the primary did not log the refused client"
 "$FTCTL" --socket "$TMP/none.sock" status >/dev/null 2>&1
 [ $? -eq 3 ] || fail "ftctl without a daemon did not exit 3"
 "$FTCTL" metrics >"$TMP/ctl.m" || fail "ftctl metrics exited $?"

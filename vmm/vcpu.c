@@ -523,6 +523,16 @@ int vm_pause(struct vm *vm, unsigned int flags, struct vm_pause_stats *st)
 	return err;
 }
 
+int vm_harvest_paused(struct vm *vm, struct dirty_set *out)
+{
+	int r = vm_pause(vm, 0, NULL);
+
+	if (r == 0)
+		r = vm_harvest(vm, out, NULL);
+	vm_resume(vm);
+	return r;
+}
+
 void vm_resume(struct vm *vm)
 {
 	if (!vm->started)

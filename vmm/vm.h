@@ -171,6 +171,16 @@ static inline void *vm_page_hva(struct vm *vm, uint64_t page)
 {
 	return vm->mem + (page << VM_PAGE_SHIFT);
 }
+/* True if the page reads as all zero (a never-touched page is not faulted in). */
+static inline bool vm_page_is_zero(struct vm *vm, uint64_t page)
+{
+	const uint64_t *w = vm_page_hva(vm, page);
+
+	for (size_t i = 0; i < VM_PAGE_SIZE / sizeof(*w); i++)
+		if (w[i])
+			return false;
+	return true;
+}
 /* Writes guest memory on behalf of the VMM and records the pages as dirty. */
 int vm_write_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len);
 void vm_mark_dirty(struct vm *vm, uint64_t gpa, uint64_t len);
@@ -180,6 +190,11 @@ void vm_mark_dirty(struct vm *vm, uint64_t gpa, uint64_t len);
  * tracking backend, plus VMM writes) into *out, which is not cleared first.
  */
 int vm_harvest(struct vm *vm, struct dirty_set *out, struct dirty_stats *st);
+/*
+ * A harvest outside a checkpoint: pauses the vCPUs (no state saved), harvests
+ * into *out, resumes. Empties full rings; with the ring also flushes as needed.
+ */
+int vm_harvest_paused(struct vm *vm, struct dirty_set *out);
 /*
  * Hands harvested pages back (they are reported again by the next harvest): a
  * checkpoint that failed after harvesting must not lose them.
