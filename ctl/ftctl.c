@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,8 +80,18 @@ static char *ask(const char *path, const char *request)
 			close(fd);
 		return NULL;
 	}
-	if (asprintf(&line, "%s\n", request) < 0 || write(fd, line, strlen(line)) < 0) {
-		fprintf(stderr, "ftctl: cannot send to %s: %s\n", path, strerror(errno));
+	if (asprintf(&line, "%s\n", request) < 0)
+		line = NULL;
+	if (!line || write(fd, line, strlen(line)) < 0) {
+		/* A daemon that refuses us (SO_PEERCRED) may close before we write. */
+		if (errno == EPIPE || errno == ECONNRESET)
+			fprintf(stderr,
+				"ftctl: ftd at %s closed the connection without answering (not "
+				"allowed to control it?)\n",
+				path);
+		else
+			fprintf(stderr, "ftctl: cannot send to %s: %s\n", path, strerror(errno));
+		free(line);
 		close(fd);
 		return NULL;
 	}
@@ -207,6 +218,7 @@ int main(int argc, char **argv)
 	char *answer;
 	int c, status;
 
+	signal(SIGPIPE, SIG_IGN); /* a refused connection is reported, not fatal */
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
