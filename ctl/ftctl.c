@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -28,6 +29,9 @@ static void usage(FILE *out)
 	fputs("Usage: ftctl [--socket PATH] status [--json]\n"
 	      "       ftctl [--socket PATH] metrics\n"
 	      "       ftctl [--socket PATH] failover [--force] [--json]\n"
+	      "       ftctl [--socket PATH] switchover [--json]\n"
+	      "       ftctl [--socket PATH] protect --peer HOST:PORT [--json]\n"
+	      "       ftctl [--socket PATH] events [--json]\n"
 	      "       ftctl [--socket PATH] set interval DURATION [--json]\n"
 	      "       ftctl [--socket PATH] raw REQUEST   (send one request line as is)\n"
 	      "       ftctl --help\n"
@@ -43,6 +47,16 @@ static void usage(FILE *out)
 	      "  failover  on a secondary: run the guest here from the last complete\n"
 	      "            checkpoint; refused while the primary is connected (it may be\n"
 	      "            alive) unless --force\n"
+	      "  switchover\n"
+	      "            on the node running the guest: planned hand-over to its secondary\n"
+	      "            (a final checkpoint, the guest stops here and runs there; nothing\n"
+	      "            is lost or repeated); answers once it is done\n"
+	      "  protect --peer HOST:PORT\n"
+	      "            on the node running the guest (a promoted secondary included):\n"
+	      "            sync to the ftd secondary at HOST:PORT and protect the guest\n"
+	      "  events    one line per event as it happens (role change, peer connected or\n"
+	      "            lost, sync progress, protected, switchover, failover, fenced)\n"
+	      "            until the daemon exits or ftctl is interrupted\n"
 	      "  set interval DURATION\n"
 	      "            checkpoint interval of a primary from the next tick (1ms..60s;\n"
 	      "            a bare number is milliseconds)\n"
@@ -159,6 +173,12 @@ static void print_status(struct json_object *r)
 		json_object_object_get_ex(r, "pause_us", &pause);
 		printf("primary %s: %s, secondary %s\n", str(r, "guest"), str(r, "state"),
 		       str(r, "peer"));
+		if (has(r, "promoted_by"))
+			printf("  active here since a %s from checkpoint %" PRIu64 "\n",
+			       str(r, "promoted_by"), u64(r, "promoted_from_checkpoint"));
+		if (has(r, "sync_remaining"))
+			printf("  initial sync: %" PRIu64 " pages sent, %" PRIu64 " to go\n",
+			       u64(r, "sync_pages"), u64(r, "sync_remaining"));
 		printf("  epoch %" PRIu64 ", %" PRIu64 " checkpoints, %" PRIu64 " acknowledged",
 		       u64(r, "epoch"), u64(r, "checkpoints"), u64(r, "acked"));
 		if (has(r, "last_ack_age_ms"))
@@ -189,6 +209,72 @@ static void print_status(struct json_object *r)
 	       u64(r, "verified"), u64(r, "mismatches"), u64(r, "refused"), u64(r, "sessions"));
 }
 
+/* `ftctl events`: lines as they come, until the daemon closes. */
+static int stream_events(const char *path, bool json)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	char buf[4096];
+	size_t have = 0;
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "ftctl: socket path %s is too long\n", path);
+		return EXIT_UNREACHABLE;
+	}
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    write(fd, "events\n", 7) != 7) {
+		fprintf(stderr, "ftctl: cannot reach ftd at %s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return EXIT_UNREACHABLE;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (;;) {
+		ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
+		char *line, *nl;
+
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		buf[have] = 0;
+		line = buf;
+		while ((nl = strchr(line, '\n'))) {
+			struct json_object *ev;
+
+			*nl = 0;
+			ev = json_tokener_parse(line);
+			if (json || !ev) {
+				printf("%s\n", line);
+			} else {
+				time_t t = (time_t)(u64(ev, "time_ms") / 1000);
+				struct tm tm;
+				char when[32];
+
+				localtime_r(&t, &tm);
+				strftime(when, sizeof(when), "%H:%M:%S", &tm);
+				printf("%s.%03u %s", when, (unsigned)(u64(ev, "time_ms") % 1000),
+				       str(ev, "event"));
+				json_object_object_foreach(ev, k, v)
+				{
+					if (strcmp(k, "event") && strcmp(k, "time_ms") && v)
+						printf(" %s=%s", k, json_object_get_string(v));
+				}
+				printf("\n");
+			}
+			json_object_put(ev);
+			line = nl + 1;
+		}
+		have -= (size_t)(line - buf);
+		memmove(buf, line, have);
+		if (have == sizeof(buf) - 1)
+			have = 0; /* a line this long is not ours: drop it */
+	}
+	close(fd);
+	return 0;
+}
+
 /* Options may also follow the command (ftctl status --json): only --json. */
 static int trailing_json(int argc, char **argv, int from, bool *json)
 {
@@ -213,6 +299,7 @@ int main(int argc, char **argv)
 	};
 	const char *path = NULL, *request;
 	bool json = false, raw, metrics = false, setting = false, failover = false;
+	bool switchover = false, protect = false;
 	char setbuf[96];
 	struct json_object *reply, *ok;
 	char *answer;
@@ -254,6 +341,31 @@ int main(int argc, char **argv)
 		request = force ? "failover --force" : "failover";
 		raw = false;
 		failover = true;
+	} else if (optind < argc && !strcmp(argv[optind], "events")) {
+		if (trailing_json(argc, argv, optind + 1, &json) < 0)
+			return EXIT_USAGE;
+		return stream_events(path ? path : default_socket(), json);
+	} else if (optind < argc && !strcmp(argv[optind], "switchover")) {
+		if (trailing_json(argc, argv, optind + 1, &json) < 0)
+			return EXIT_USAGE;
+		request = "switchover";
+		raw = false;
+		switchover = true;
+	} else if (optind < argc && !strcmp(argv[optind], "protect")) {
+		if (optind + 3 > argc || strcmp(argv[optind + 1], "--peer")) {
+			fprintf(stderr, "ftctl: protect needs --peer HOST:PORT\n");
+			return EXIT_USAGE;
+		}
+		if (trailing_json(argc, argv, optind + 3, &json) < 0)
+			return EXIT_USAGE;
+		if (snprintf(setbuf, sizeof(setbuf), "protect --peer %s", argv[optind + 2]) >=
+		    (int)sizeof(setbuf)) {
+			fprintf(stderr, "ftctl: peer '%s' is too long\n", argv[optind + 2]);
+			return EXIT_USAGE;
+		}
+		request = setbuf;
+		raw = false;
+		protect = true;
 	} else if (optind + 1 == argc && !strcmp(argv[optind], "metrics")) {
 		request = "metrics";
 		raw = false;
@@ -305,6 +417,13 @@ int main(int argc, char **argv)
 	else if (failover)
 		printf("promoted: the guest runs here from checkpoint %" PRIu64 "\n",
 		       u64(reply, "checkpoint"));
+	else if (switchover)
+		printf("switched over: %s runs the guest from checkpoint %" PRIu64 "\n",
+		       str(reply, "peer"), u64(reply, "checkpoint"));
+	else if (protect)
+		printf("protecting with %s: the initial sync starts now (ftctl status shows "
+		       "progress)\n",
+		       str(reply, "peer"));
 	else
 		print_status(reply);
 	json_object_put(reply);

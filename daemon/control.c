@@ -6,13 +6,18 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/control.h"
 #include "daemon/log.h"
 #include "proto/link.h"
 
-#define REQUEST_MAX 512
+#define REQUEST_MAX	  512
+#define CLIENTS_MAX	  32
+#define EVENTS_QUEUED_MAX 1024 /* lines an `events` client may leave unread */
+
+struct client;
 
 struct control {
 	struct netloop *nl;
@@ -20,30 +25,39 @@ struct control {
 	control_fn fn;
 	void *opaque;
 	char path[108];
+	struct client *clients[CLIENTS_MAX];
+	struct client *later; /* waiting for control_answer() */
 };
 
 struct client {
-	struct control *ctl;
+	struct control *ctl; /* NULL once the control socket is closed */
+	int slot;
 	struct link *link;
 	char req[REQUEST_MAX];
 	size_t have;
 	bool answered;
+	bool events; /* subscribed: stays open */
 	uint8_t rbuf[REQUEST_MAX];
 };
 
-static void client_answer(struct client *cl, struct json_object *reply)
+static void client_send_line(struct client *cl, struct json_object *o)
 {
-	const char *text = json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN);
+	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	size_t len = strlen(text);
 	char *line = malloc(len + 2);
 
+	if (!line)
+		return;
+	memcpy(line, text, len);
+	line[len] = '\n';
+	link_send_copy(cl->link, line, len + 1);
+	free(line);
+}
+
+static void client_answer(struct client *cl, struct json_object *reply)
+{
 	cl->answered = true;
-	if (line) {
-		memcpy(line, text, len);
-		line[len] = '\n';
-		link_send_copy(cl->link, line, len + 1);
-		free(line);
-	}
+	client_send_line(cl, reply);
 	json_object_put(reply);
 	link_close_after_send(cl->link);
 }
@@ -74,7 +88,7 @@ static int client_received(void *opaque, uint8_t *buf, size_t n)
 	char *nl;
 	int r;
 
-	if (cl->answered)
+	if (cl->answered || cl->events || !cl->ctl || cl->ctl->later == cl)
 		return 0;
 	if (n > sizeof(cl->req) - 1 - cl->have) {
 		answer_error(cl, "request longer than %s bytes", "511");
@@ -92,15 +106,39 @@ static int client_received(void *opaque, uint8_t *buf, size_t n)
 			answer_error(cl, "request is not a line of printable text%s", "");
 			return 0;
 		}
+	if (!strcmp(cl->req, "events")) {
+		struct json_object *hello = json_object_new_object();
+
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		cl->events = true;
+		json_object_object_add(hello, "time_ms",
+				       json_object_new_uint64((uint64_t)ts.tv_sec * 1000 +
+							      (uint64_t)ts.tv_nsec / 1000000));
+		json_object_object_add(hello, "event", json_object_new_string("subscribed"));
+		client_send_line(cl, hello);
+		json_object_put(hello);
+		return 0;
+	}
+	if (cl->ctl->later) {
+		answer_error(cl, "busy: another request (%.64s) is in progress",
+			     cl->ctl->later->req);
+		return 0;
+	}
 	reply = json_object_new_object();
 	r = cl->ctl->fn(cl->ctl->opaque, cl->req, reply);
+	if (r == CONTROL_LATER) {
+		json_object_put(reply);
+		cl->ctl->later = cl;
+		return 0;
+	}
 	if (r == -EINVAL) {
 		json_object_put(reply);
-		answer_error(
-			cl,
-			"unknown request '%.64s' (known: status, metrics, failover, set interval "
-			"DURATION)",
-			cl->req);
+		answer_error(cl,
+			     "unknown request '%.64s' (known: status, metrics, events, failover, "
+			     "switchover, protect --peer HOST:PORT, set interval DURATION)",
+			     cl->req);
 		return 0;
 	}
 	json_object_object_add(reply, "ok", json_object_new_boolean(r == 0));
@@ -108,11 +146,23 @@ static int client_received(void *opaque, uint8_t *buf, size_t n)
 	return 0;
 }
 
+/* The control forgets the client (it is closing or gone). */
+static void client_forget(struct client *cl)
+{
+	if (!cl->ctl)
+		return;
+	if (cl->ctl->later == cl)
+		cl->ctl->later = NULL;
+	cl->ctl->clients[cl->slot] = NULL;
+	cl->ctl = NULL;
+}
+
 static void client_closed(void *opaque, int err)
 {
 	struct client *cl = opaque;
 
 	/* Gone before (or after) its answer: nothing to tell anyone. */
+	client_forget(cl);
 	if (!cl->answered) {
 		cl->answered = true;
 		link_close(cl->link);
@@ -121,6 +171,7 @@ static void client_closed(void *opaque, int err)
 
 static void client_released(void *opaque)
 {
+	client_forget(opaque);
 	free(opaque);
 }
 
@@ -136,7 +187,7 @@ static void control_accepted(void *opaque, int fd, const struct sockaddr *sa)
 	struct control *ctl = opaque;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	struct client *cl;
+	struct client *cl = NULL;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
 	    (cred.uid != 0 && cred.uid != geteuid())) {
@@ -146,13 +197,24 @@ static void control_accepted(void *opaque, int fd, const struct sockaddr *sa)
 		close(fd);
 		return;
 	}
-	cl = calloc(1, sizeof(*cl));
+	for (int i = 0; i < CLIENTS_MAX; i++)
+		if (!ctl->clients[i]) {
+			cl = calloc(1, sizeof(*cl));
+			if (cl)
+				cl->slot = i;
+			break;
+		}
 	if (!cl || link_open(ctl->nl, fd, &client_ops, cl, &cl->link) < 0) {
+		if (!cl)
+			log_warning(
+				"control: refused a client (pid %d): %d clients at once at most",
+				(int)cred.pid, CLIENTS_MAX);
 		free(cl);
 		close(fd);
 		return;
 	}
 	cl->ctl = ctl;
+	ctl->clients[cl->slot] = cl;
 	snprintf(cl->link->peer, sizeof(cl->link->peer), "pid %d", (int)cred.pid);
 }
 
@@ -224,7 +286,61 @@ void control_close(struct control *ctl)
 {
 	if (!ctl)
 		return;
+	for (int i = 0; i < CLIENTS_MAX; i++) {
+		struct client *cl = ctl->clients[i];
+
+		if (!cl)
+			continue;
+		client_forget(cl);
+		if (!cl->answered) {
+			cl->answered = true;
+			link_close_after_send(cl->link);
+		}
+	}
 	listener_close(ctl->ls);
 	unlink(ctl->path);
 	free(ctl);
+}
+
+void control_set_handler(struct control *ctl, control_fn fn, void *opaque)
+{
+	ctl->fn = fn;
+	ctl->opaque = opaque;
+}
+
+bool control_waiting(const struct control *ctl)
+{
+	return ctl && ctl->later;
+}
+
+void control_answer(struct control *ctl, int r, struct json_object *reply)
+{
+	struct client *cl = ctl ? ctl->later : NULL;
+
+	if (!cl) {
+		json_object_put(reply);
+		return;
+	}
+	ctl->later = NULL;
+	json_object_object_add(reply, "ok", json_object_new_boolean(r == 0));
+	client_answer(cl, reply);
+}
+
+void control_event(struct control *ctl, struct json_object *ev)
+{
+	for (int i = 0; ctl && i < CLIENTS_MAX; i++) {
+		struct client *cl = ctl->clients[i];
+
+		if (!cl || !cl->events)
+			continue;
+		if (link_queued(cl->link) > EVENTS_QUEUED_MAX) {
+			/* A subscriber that does not read is dropped, not buffered forever. */
+			client_forget(cl);
+			cl->answered = true;
+			link_close(cl->link);
+			continue;
+		}
+		client_send_line(cl, ev);
+	}
+	json_object_put(ev);
 }

@@ -10,6 +10,8 @@
 #ifndef RINGFT_DAEMON_CONTROL_H
 #define RINGFT_DAEMON_CONTROL_H
 
+#include <stdbool.h>
+
 #include <json-c/json.h>
 
 struct netloop;
@@ -22,6 +24,13 @@ struct control;
  */
 typedef int (*control_fn)(void *opaque, const char *command, struct json_object *reply);
 
+/*
+ * A handler that answers later (a switchover takes a round trip) returns
+ * CONTROL_LATER, leaving *reply empty; control_answer() completes it. One
+ * request at a time may wait.
+ */
+#define CONTROL_LATER 1
+
 #define CONTROL_DIR "/run/ftd"
 
 /*
@@ -32,5 +41,16 @@ int control_open(struct netloop *nl, const char *path, control_fn fn, void *opaq
 		 struct control **ret);
 /* Stops listening, closes clients, removes the socket file. Accepts NULL. */
 void control_close(struct control *c);
+/* Requests go to fn from now on (a promoted secondary answers as a primary). */
+void control_set_handler(struct control *c, control_fn fn, void *opaque);
+/* Whether a request waits for control_answer(). */
+bool control_waiting(const struct control *c);
+/* Answers the waiting request with r (0 ok) and reply, which it takes. */
+void control_answer(struct control *c, int r, struct json_object *reply);
+/*
+ * The `events` request keeps its client connected: every event is sent to each
+ * such client as one JSON line. Takes ev; accepts a NULL control.
+ */
+void control_event(struct control *c, struct json_object *ev);
 
 #endif

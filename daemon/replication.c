@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,15 +135,50 @@ static void json_add_str(struct json_object *o, const char *key, const char *v)
 	json_object_object_add(o, key, v ? json_object_new_string(v) : NULL);
 }
 
-struct primary_ctl {
-	struct primary *p;
+/*
+ * The guest running here and its protection: `ftd primary`, and a secondary
+ * once promoted (which can protect the guest again with `ftctl protect`).
+ */
+struct active {
 	const struct ftd_options *o;
+	struct vm *vm;
+	struct netloop *nl;
+	struct outbuf *out;
+	struct control *ctl;
+	struct primary *p;
+	uint8_t *cpuid; /* of cfg.hello */
+	int sig_fd, timer_fd, console_fd;
 	uint64_t interval_ns; /* the current one: `ftctl set interval` changes it */
-	int timer_fd;
+	uint64_t start_ns;
+	const char *promoted_by; /* NULL on an original primary */
+	uint64_t promoted_checkpoint;
+	enum primary_state last_state;
+	uint64_t last_sync_event_ns;
 };
 
+/* One event: a JSON line to `ftctl events` subscribers (key/value strings, NULL-ended). */
+static void emit(struct control *ctl, const char *event, ...)
+{
+	struct json_object *ev = json_object_new_object();
+	struct timespec ts;
+	va_list ap;
+	const char *k;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	json_add_u64(ev, "time_ms", (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+	json_add_str(ev, "event", event);
+	va_start(ap, event);
+	while ((k = va_arg(ap, const char *))) {
+		const char *v = va_arg(ap, const char *);
+
+		json_add_str(ev, k, v);
+	}
+	va_end(ap);
+	control_event(ctl, ev);
+}
+
 /* `ftctl set interval D`: from the next tick on. */
-static int primary_set_interval(struct primary_ctl *pc, const char *arg, struct json_object *r)
+static int active_set_interval(struct active *a, const char *arg, struct json_object *r)
 {
 	uint64_t ns;
 	char msg[128];
@@ -150,27 +186,56 @@ static int primary_set_interval(struct primary_ctl *pc, const char *arg, struct 
 	if (parse_duration(arg, &ns) < 0 || ns < 1000000ULL || ns > 60000000000ULL) {
 		snprintf(msg, sizeof(msg), "interval '%.32s' is not a duration between 1ms and 60s",
 			 arg);
-		json_object_object_add(r, "error", json_object_new_string(msg));
+		json_add_str(r, "error", msg);
 		return -ERANGE;
 	}
-	if (ftd_timer_set(pc->timer_fd, ns) < 0) {
+	if (ftd_timer_set(a->timer_fd, ns) < 0) {
 		snprintf(msg, sizeof(msg), "cannot set the timer: %s", strerror(errno));
-		json_object_object_add(r, "error", json_object_new_string(msg));
+		json_add_str(r, "error", msg);
 		return -errno;
 	}
 	log_info("checkpoint interval set to %.3f ms (was %.3f ms)", (double)ns / 1e6,
-		 (double)pc->interval_ns / 1e6);
-	pc->interval_ns = ns;
+		 (double)a->interval_ns / 1e6);
+	a->interval_ns = ns;
 	json_add_u64(r, "interval_us", ns / 1000);
 	return 0;
 }
 
+/* `ftctl protect --peer HOST:PORT`: sync to that secondary and protect the guest. */
+static int active_protect(struct active *a, const char *arg, struct json_object *r)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	char msg[192];
+	int e;
+
+	if (net_parse_addr(arg, &ss, &sl, msg, sizeof(msg)) < 0) {
+		json_add_str(r, "error", msg);
+		return -EINVAL;
+	}
+	e = primary_set_peer(a->p, (struct sockaddr *)&ss, sl);
+	if (e == -EBUSY) {
+		snprintf(msg, sizeof(msg), "already %s with %s: stop that secondary first",
+			 primary_state_name(a->p->state), a->p->cfg.peer_name);
+		json_add_str(r, "error", msg);
+		return e;
+	}
+	if (e < 0) {
+		json_add_str(r, "error", strerror(-e));
+		return e;
+	}
+	log_info("Protecting the guest with the secondary at %s", a->p->cfg.peer_name);
+	emit(a->ctl, "protect", "peer", a->p->cfg.peer_name, NULL);
+	json_add_str(r, "peer", a->p->cfg.peer_name);
+	return 0;
+}
+
 /* Prometheus text exposition, in the reply's "text". */
-static void primary_metrics(struct primary_ctl *pc, struct json_object *r)
+static void active_metrics(struct active *a, struct json_object *r)
 {
 	static const uint64_t bounds_us[] = { 100,   250,   500,   1000,   2500,  5000,
 					      10000, 25000, 50000, 100000, 250000 };
-	struct primary_stats *st = &pc->p->st;
+	struct primary_stats *st = &a->p->st;
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&text, &len);
@@ -193,8 +258,8 @@ static void primary_metrics(struct primary_ctl *pc, struct json_object *r)
 		"# HELP ftd_checkpoint_pause_seconds Guest-visible pause per checkpoint.\n"
 		"# TYPE ftd_checkpoint_pause_seconds histogram\n",
 		(unsigned long long)st->checkpoints, (unsigned long long)st->acked,
-		(unsigned long long)primary_bytes_sent(pc->p), (unsigned long long)st->mismatches,
-		(unsigned long long)outbuf_held(pc->p->out), pc->p->state == PRIMARY_PROTECTED);
+		(unsigned long long)primary_bytes_sent(a->p), (unsigned long long)st->mismatches,
+		(unsigned long long)outbuf_held(a->out), a->p->state == PRIMARY_PROTECTED);
 	for (size_t i = 0; i < sizeof(bounds_us) / sizeof(bounds_us[0]); i++)
 		fprintf(f, "ftd_checkpoint_pause_seconds_bucket{le=\"%g\"} %llu\n",
 			(double)bounds_us[i] / 1e6,
@@ -210,32 +275,20 @@ static void primary_metrics(struct primary_ctl *pc, struct json_object *r)
 	free(text);
 }
 
-/* `ftctl status` on a primary: the schema is documented in ctl/README.md. */
-static int primary_control(void *opaque, const char *command, struct json_object *r)
+static void active_status(struct active *a, struct json_object *r)
 {
-	struct primary_ctl *pc = opaque;
-	struct primary *p = pc->p;
+	struct primary *p = a->p;
 	struct primary_stats *st = &p->st;
 	struct json_object *pause = json_object_new_object();
 	uint64_t now = clock_now_ns();
 
-	if (!strncmp(command, "set interval ", 13)) {
-		json_object_put(pause);
-		return primary_set_interval(pc, command + 13, r);
-	}
-	if (!strcmp(command, "metrics")) {
-		json_object_put(pause);
-		primary_metrics(pc, r);
-		return 0;
-	}
-	if (strcmp(command, "status")) {
-		json_object_put(pause);
-		return -EINVAL;
-	}
 	json_add_str(r, "role", "primary");
 	json_add_str(r, "state", primary_state_name(p->state));
-	json_add_str(r, "peer", p->cfg.peer_name);
-	json_add_str(r, "guest", pc->o->guest);
+	json_add_str(r, "peer", p->cfg.peer_len ? p->cfg.peer_name : NULL);
+	json_add_str(r, "guest", a->o->guest);
+	json_add_str(r, "promoted_by", a->promoted_by);
+	if (a->promoted_by)
+		json_add_u64(r, "promoted_from_checkpoint", a->promoted_checkpoint);
 	json_add_u64(r, "epoch", p->next_epoch);
 	json_add_u64(r, "checkpoints", st->checkpoints);
 	json_add_u64(r, "acked", st->acked);
@@ -243,7 +296,7 @@ static int primary_control(void *opaque, const char *command, struct json_object
 		json_add_u64(r, "last_ack_age_ms", (now - st->last_ack_ns) / 1000000);
 	else
 		json_object_object_add(r, "last_ack_age_ms", NULL);
-	json_add_u64(r, "interval_us", pc->interval_ns / 1000);
+	json_add_u64(r, "interval_us", a->interval_ns / 1000);
 	json_add_u64(pause, "p50", histogram_percentile(&st->all_pause_us, 50));
 	json_add_u64(pause, "p99", histogram_percentile(&st->all_pause_us, 99));
 	json_add_u64(pause, "max", st->all_pause_us.max);
@@ -253,8 +306,49 @@ static int primary_control(void *opaque, const char *command, struct json_object
 	json_add_u64(r, "bytes_sent", primary_bytes_sent(p));
 	json_add_u64(r, "verified", st->verified);
 	json_add_u64(r, "mismatches", st->mismatches);
-	json_add_u64(r, "held_bytes", outbuf_held(p->out));
+	json_add_u64(r, "held_bytes", outbuf_held(a->out));
+	json_add_u64(r, "console_offset", outbuf_stream_pos(a->out, outbuf_mark(a->out)));
 	json_add_u64(r, "sessions", st->sessions);
+	if (p->state == PRIMARY_SYNCING) {
+		json_add_u64(r, "sync_pages", st->sync_pages);
+		json_add_u64(r, "sync_remaining", st->sync_remaining);
+	}
+}
+
+/* The control socket of a running guest: the schema is documented in ctl/README.md. */
+static int active_control(void *opaque, const char *command, struct json_object *r)
+{
+	struct active *a = opaque;
+	int e;
+
+	if (!strncmp(command, "set interval ", 13))
+		return active_set_interval(a, command + 13, r);
+	if (!strncmp(command, "protect --peer ", 15))
+		return active_protect(a, command + 15, r);
+	if (!strcmp(command, "metrics")) {
+		active_metrics(a, r);
+		return 0;
+	}
+	if (!strcmp(command, "switchover")) {
+		e = primary_switchover(a->p);
+		if (e == 0) {
+			emit(a->ctl, "switchover", "phase", "started", "peer", a->p->cfg.peer_name,
+			     NULL);
+			return CONTROL_LATER; /* answered when it is over */
+		}
+		json_add_str(r, "error",
+			     e == -EALREADY
+				     ? "a switchover is in progress"
+				     : "the guest is not protected: nothing can take it over");
+		return e;
+	}
+	if (!strncmp(command, "failover", 8)) {
+		json_add_str(r, "error", "this node runs the guest: there is nothing to fail over");
+		return -EALREADY;
+	}
+	if (strcmp(command, "status"))
+		return -EINVAL;
+	active_status(a, r);
 	return 0;
 }
 
@@ -279,19 +373,73 @@ static void primary_final_checkpoint(struct primary *p)
 		netloop_wait(p->nl, 5000000ULL);
 }
 
-static int primary_loop(struct primary *p, struct vm *vm, const struct ftd_options *o, int sig_fd,
-			int timer_fd, int console_fd)
+/* Events from what changed since the last look; a switchover that ended is answered. */
+static void active_events(struct active *a, uint64_t now)
 {
+	struct primary *p = a->p;
+	char buf[32];
+
+	if (p->state != a->last_state) {
+		enum primary_state was = a->last_state;
+
+		a->last_state = p->state;
+		if (p->state == PRIMARY_HANDSHAKE)
+			emit(a->ctl, "peer-connected", "peer", p->cfg.peer_name, NULL);
+		else if (p->state == PRIMARY_SYNCING)
+			emit(a->ctl, "sync-started", "peer", p->cfg.peer_name, NULL);
+		else if (p->state == PRIMARY_PROTECTED) {
+			snprintf(buf, sizeof(buf), "%llu", (unsigned long long)p->first_checkpoint);
+			emit(a->ctl, "protected", "peer", p->cfg.peer_name, "checkpoint", buf,
+			     NULL);
+		} else if (p->state == PRIMARY_UNPROTECTED && was >= PRIMARY_HANDSHAKE &&
+			   p->handover != HANDOVER_DONE)
+			emit(a->ctl, "peer-lost", "peer", p->cfg.peer_name, "reason", p->last_drop,
+			     NULL);
+	}
+	if (p->state == PRIMARY_SYNCING && now - a->last_sync_event_ns >= NS_PER_S) {
+		char sent[24], left[24];
+
+		a->last_sync_event_ns = now;
+		snprintf(sent, sizeof(sent), "%llu", (unsigned long long)p->st.sync_pages);
+		snprintf(left, sizeof(left), "%llu", (unsigned long long)p->st.sync_remaining);
+		emit(a->ctl, "sync-progress", "pages", sent, "remaining", left, NULL);
+	}
+	if (control_waiting(a->ctl) && p->handover >= HANDOVER_DONE) {
+		struct json_object *r = json_object_new_object();
+		int e = 0;
+
+		if (p->handover == HANDOVER_DONE) {
+			json_add_u64(r, "checkpoint", p->handover_epoch);
+			json_add_str(r, "peer", p->cfg.peer_name);
+		} else {
+			json_add_str(r, "error", p->handover_error);
+			e = p->handover == HANDOVER_FAILED ? -EAGAIN : -EIO;
+		}
+		emit(a->ctl, "switchover", "phase",
+		     p->handover == HANDOVER_DONE     ? "done"
+		     : p->handover == HANDOVER_FAILED ? "failed"
+						      : "unknown",
+		     "peer", p->cfg.peer_name, "error", e ? p->handover_error : NULL, NULL);
+		control_answer(a->ctl, e, r);
+	}
+	if (p->handover == HANDOVER_FAILED)
+		p->handover = HANDOVER_NONE;
+}
+
+static int active_loop(struct active *a)
+{
+	struct primary *p = a->p;
+	struct vm *vm = a->vm;
 	uint64_t start = clock_now_ns(), next_stats = start + NS_PER_S;
 	struct pwindow w = { .start_ns = start };
-	int status = 0, r;
+	int r;
 
 	for (;;) {
 		struct pollfd pfd[4] = {
-			{ .fd = sig_fd, .events = POLLIN },
+			{ .fd = a->sig_fd, .events = POLLIN },
 			{ .fd = vm->event_fd, .events = POLLIN },
-			{ .fd = timer_fd, .events = POLLIN },
-			{ .fd = netloop_fd(p->nl), .events = POLLIN },
+			{ .fd = a->timer_fd, .events = POLLIN },
+			{ .fd = netloop_fd(a->nl), .events = POLLIN },
 		};
 		uint64_t now, expirations;
 		unsigned int events;
@@ -300,16 +448,16 @@ static int primary_loop(struct primary *p, struct vm *vm, const struct ftd_optio
 			log_error("poll failed: %s", strerror(errno));
 			return 1;
 		}
-		if ((pfd[0].revents & POLLIN) && ftd_read_signal(sig_fd))
+		if ((pfd[0].revents & POLLIN) && ftd_read_signal(a->sig_fd))
 			break;
-		netloop_dispatch(p->nl);
+		netloop_dispatch(a->nl);
 		events = vm_take_events(vm);
 		if (events & VM_EVENT_STOPPED)
 			return ftd_report_stopped(vm);
 		r = 0;
 		if (events & VM_EVENT_RING_FULL)
 			r = primary_checkpoint(p, true);
-		if (r == 0 && read(timer_fd, &expirations, sizeof(expirations)) > 0) {
+		if (r == 0 && read(a->timer_fd, &expirations, sizeof(expirations)) > 0) {
 			r = primary_checkpoint(p, false);
 			/* Ticks that passed while this thread was busy are checkpoints not taken.
 			 */
@@ -319,115 +467,49 @@ static int primary_loop(struct primary *p, struct vm *vm, const struct ftd_optio
 			return ftd_report_stopped(vm);
 		if (r < 0) {
 			log_error("Checkpoint failed: %s", strerror(-r));
+			emit(a->ctl, "checkpoint-failed", "error", strerror(-r), NULL);
 			return 1;
 		}
 		now = clock_now_ns();
 		primary_tick(p, now);
-		netloop_dispatch(p->nl);
-		if (outbuf_flush(p->out, console_fd) < 0 && !status)
+		netloop_dispatch(a->nl);
+		if (outbuf_flush(a->out, a->console_fd) < 0)
 			log_warning("Writing the console failed: %s (output is kept)",
 				    strerror(errno));
+		active_events(a, now);
+		if (p->handover == HANDOVER_DONE || p->handover == HANDOVER_UNKNOWN) {
+			/* Let the answer and the last output leave before the guest goes. */
+			for (int i = 0; i < 20 && a->nl->inflight; i++)
+				netloop_wait(a->nl, 5000000ULL);
+			return p->handover == HANDOVER_DONE ? 0 : 1;
+		}
 		if (now >= next_stats) {
 			/* systemd: a one-line status, and the loop is alive (WatchdogSec=). */
 			sd_notifyf(0,
 				   "WATCHDOG=1\nSTATUS=primary: %s, epoch %llu, %llu acknowledged",
 				   primary_state_name(p->state), (unsigned long long)p->next_epoch,
 				   (unsigned long long)p->st.acked);
-			if (!o->quiet)
+			if (!a->o->quiet)
 				primary_stats_line(p, &w, now);
 			next_stats = now + NS_PER_S;
 		}
-		if (o->duration_ns && now - start >= o->duration_ns)
+		if (a->o->duration_ns && now - a->start_ns >= a->o->duration_ns)
 			break;
 	}
-	return status;
+	return 0;
 }
 
-int ftd_primary(const struct ftd_options *o)
+static void active_summary(struct active *a)
 {
-	struct primary_config cfg = { .timeout_ns = o->timeout_ns,
-				      .reconnect_ns = RECONNECT_NS,
-				      .verify = o->verify };
-	struct primary *p = NULL;
-	struct primary_ctl pctl;
-	struct control *ctl = NULL;
-	struct netloop nl;
-	bool nl_ok = false;
-	struct outbuf out = { 0 };
-	struct vm *vm = NULL;
-	uint8_t *cpuid = NULL;
-	struct stat sb;
-	int console_fd = -1, sig_fd = -1, timer_fd = -1, status = 1, r;
-	uint64_t start = clock_now_ns();
+	struct primary *p = a->p;
 
-	signal(SIGPIPE, SIG_IGN);
-	if (parse_addr_opt("peer", o->peer, &cfg.peer, &cfg.peer_len) < 0)
-		return 2;
-	net_format_addr((struct sockaddr *)&cfg.peer, cfg.peer_name, sizeof(cfg.peer_name));
-	console_fd = ftd_open_console(o->console);
-	if (console_fd < 0) {
-		log_error("Failed to open console %s: %s", o->console, strerror(errno));
-		return 1;
-	}
-	/* A pipe nobody drains must not stall the loop: output waits in the buffer. */
-	if (fstat(console_fd, &sb) == 0 && (S_ISFIFO(sb.st_mode) || S_ISSOCK(sb.st_mode)))
-		fcntl(console_fd, F_SETFL, fcntl(console_fd, F_GETFL) | O_NONBLOCK);
-	r = outbuf_init(&out, OUTBUF_BYTES);
-	sig_fd = ftd_signalfd();
-	timer_fd = ftd_timerfd(o->interval_ns);
-	if (r < 0 || sig_fd < 0 || timer_fd < 0) {
-		log_error("Failed to set up the output buffer, signals and timer");
-		goto out;
-	}
-	status = ftd_make_vm(o, outbuf_sink, &out, true, &vm);
-	if (status)
-		goto out;
-	status = 1;
-	r = local_hello(o, vm, HELLO_PRIMARY, &cfg.hello, &cpuid);
-	if (r == 0)
-		r = netloop_init(&nl, o->send_zc);
-	if (r < 0) {
-		log_error("Failed to set up io_uring: %s", strerror(-r));
-		goto out;
-	}
-	nl_ok = true;
-	p = calloc(1, sizeof(*p));
-	r = p ? primary_init(p, vm, &nl, &out, &cfg) : -ENOMEM;
-	if (r < 0) {
-		log_error("Failed to set up checkpoint staging: %s", strerror(-r));
-		free(p);
-		p = NULL;
-		goto out;
-	}
-	r = vm_start(vm);
-	if (r < 0) {
-		log_error("Failed to start vCPU threads: %s", strerror(-r));
-		goto out;
-	}
-	pctl = (struct primary_ctl){
-		.p = p, .o = o, .interval_ns = o->interval_ns, .timer_fd = timer_fd
-	};
-	if (control_open(&nl, o->control, primary_control, &pctl, &ctl) < 0)
-		goto out;
-	ftd_owner_priority(o, vm);
-	log_info("primary: running %s (%llu MiB, %u vCPUs, %s tracking%s), checkpoint every "
-		 "%.3f ms, secondary %s%s",
-		 o->guest, (unsigned long long)(o->mem_size >> 20), o->vcpus,
-		 dirty_mode_name(o->tracking),
-		 vm->ring_flush_quirk ? ", kvm_pvm translation flush" : "",
-		 (double)o->interval_ns / 1e6, cfg.peer_name,
-		 o->verify ? ", verifying memory" : "");
-	sd_notifyf(0, "READY=1\nSTATUS=primary: running %s, connecting to %s", o->guest,
-		   cfg.peer_name);
-	status = primary_loop(p, vm, o, sig_fd, timer_fd, console_fd);
-	if (status == 0)
-		primary_final_checkpoint(p);
 	log_info("summary: %llu checkpoints in %.1fs, %llu acknowledged (%llu verified, %llu "
 		 "mismatches), %llu sessions, pause us p50=%llu p99=%llu max=%llu, ack us "
 		 "p50=%llu p99=%llu",
-		 (unsigned long long)p->st.checkpoints, (double)(clock_now_ns() - start) / 1e9,
-		 (unsigned long long)p->st.acked, (unsigned long long)p->st.verified,
-		 (unsigned long long)p->st.mismatches, (unsigned long long)p->st.sessions,
+		 (unsigned long long)p->st.checkpoints,
+		 (double)(clock_now_ns() - a->start_ns) / 1e9, (unsigned long long)p->st.acked,
+		 (unsigned long long)p->st.verified, (unsigned long long)p->st.mismatches,
+		 (unsigned long long)p->st.sessions,
 		 (unsigned long long)histogram_percentile(&p->st.all_pause_us, 50),
 		 (unsigned long long)histogram_percentile(&p->st.all_pause_us, 99),
 		 (unsigned long long)p->st.all_pause_us.max,
@@ -443,29 +525,151 @@ int ftd_primary(const struct ftd_options *o)
 				(unsigned long long)histogram_percentile(&p->st.part_us[i], 50));
 		log_info("pause p50 by part, us:%s", parts);
 	}
-out:
-	control_close(ctl);
-	if (p) {
-		primary_free(p);
-		free(p);
+}
+
+/*
+ * Runs the started guest in a until the end: protected by `peer` (NULL: none
+ * until `ftctl protect`). The control socket is a's from here on. Frees what
+ * it set up; the caller keeps the VM, output buffer, netloop and fds.
+ */
+static int active_run(struct active *a, const char *peer)
+{
+	struct primary_config cfg = { .timeout_ns = a->o->timeout_ns,
+				      .reconnect_ns = RECONNECT_NS,
+				      .verify = a->o->verify };
+	int status = 1, r;
+
+	a->start_ns = clock_now_ns();
+	if (peer) {
+		if (parse_addr_opt("peer", peer, &cfg.peer, &cfg.peer_len) < 0)
+			return 2;
+		net_format_addr((struct sockaddr *)&cfg.peer, cfg.peer_name, sizeof(cfg.peer_name));
 	}
+	a->timer_fd = ftd_timerfd(a->o->interval_ns);
+	a->interval_ns = a->o->interval_ns;
+	r = a->timer_fd < 0 ? -errno
+			    : local_hello(a->o, a->vm, HELLO_PRIMARY, &cfg.hello, &a->cpuid);
+	if (r < 0) {
+		log_error("Failed to set up the checkpoint timer: %s", strerror(-r));
+		goto out;
+	}
+	a->p = calloc(1, sizeof(*a->p));
+	r = a->p ? primary_init(a->p, a->vm, a->nl, a->out, &cfg) : -ENOMEM;
+	if (r < 0) {
+		log_error("Failed to set up checkpoint staging: %s", strerror(-r));
+		free(a->p);
+		a->p = NULL;
+		goto out;
+	}
+	control_set_handler(a->ctl, active_control, a);
+	ftd_owner_priority(a->o, a->vm);
+	if (a->promoted_by)
+		emit(a->ctl, "role", "role", "primary", "by", a->promoted_by, NULL);
+	status = active_loop(a);
+	if (status == 0 && a->p->handover == HANDOVER_NONE)
+		primary_final_checkpoint(a->p);
+	active_summary(a);
+out:
+	if (control_waiting(a->ctl)) {
+		struct json_object *rep = json_object_new_object();
+
+		json_add_str(rep, "error", "ftd is stopping");
+		control_answer(a->ctl, -ECANCELED, rep);
+	}
+	if (a->p) {
+		primary_free(a->p);
+		free(a->p);
+		a->p = NULL;
+	}
+	free(a->cpuid);
+	a->cpuid = NULL;
+	if (a->timer_fd >= 0)
+		close(a->timer_fd);
+	a->timer_fd = -1;
+	return status;
+}
+
+/* Opens the console; a pipe nobody drains must not stall the loop. Logs failures. */
+static int open_console(const char *path)
+{
+	struct stat sb;
+	int fd = ftd_open_console(path);
+
+	if (fd < 0) {
+		log_error("Failed to open console %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &sb) == 0 && (S_ISFIFO(sb.st_mode) || S_ISSOCK(sb.st_mode)))
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	return fd;
+}
+
+int ftd_primary(const struct ftd_options *o)
+{
+	struct active a = { .o = o, .sig_fd = -1, .timer_fd = -1, .console_fd = -1 };
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	struct netloop nl;
+	bool nl_ok = false;
+	struct outbuf out = { 0 };
+	int status = 1, r;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (parse_addr_opt("peer", o->peer, &ss, &sl) < 0)
+		return 2;
+	a.console_fd = open_console(o->console);
+	if (a.console_fd < 0)
+		return 1;
+	r = outbuf_init(&out, OUTBUF_BYTES);
+	a.sig_fd = ftd_signalfd();
+	if (r < 0 || a.sig_fd < 0) {
+		log_error("Failed to set up the output buffer and signals");
+		goto out;
+	}
+	status = ftd_make_vm(o, outbuf_sink, &out, true, &a.vm);
+	if (status)
+		goto out;
+	status = 1;
+	r = netloop_init(&nl, o->send_zc);
+	if (r < 0) {
+		log_error("Failed to set up io_uring: %s", strerror(-r));
+		goto out;
+	}
+	nl_ok = true;
+	a.nl = &nl;
+	a.out = &out;
+	r = vm_start(a.vm);
+	if (r < 0) {
+		log_error("Failed to start vCPU threads: %s", strerror(-r));
+		goto out;
+	}
+	if (control_open(&nl, o->control, active_control, &a, &a.ctl) < 0)
+		goto out;
+	log_info("primary: running %s (%llu MiB, %u vCPUs, %s tracking%s), checkpoint every "
+		 "%.3f ms, secondary %s%s",
+		 o->guest, (unsigned long long)(o->mem_size >> 20), o->vcpus,
+		 dirty_mode_name(o->tracking),
+		 a.vm->ring_flush_quirk ? ", kvm_pvm translation flush" : "",
+		 (double)o->interval_ns / 1e6, o->peer, o->verify ? ", verifying memory" : "");
+	sd_notifyf(0, "READY=1\nSTATUS=primary: running %s, connecting to %s", o->guest, o->peer);
+	status = active_run(&a, o->peer);
+out:
+	control_close(a.ctl);
 	if (nl_ok)
 		netloop_free(&nl);
-	vm_free(vm);
+	vm_free(a.vm);
 	if (out.buf) {
 		/* Whatever was acknowledged (or unprotected) leaves; the rest never existed. */
-		outbuf_flush(&out, console_fd);
+		outbuf_flush(&out, a.console_fd);
 		if (outbuf_held(&out))
 			log_info("%llu console bytes of unacknowledged checkpoints withheld",
 				 (unsigned long long)outbuf_held(&out));
 		outbuf_free(&out);
 	}
-	free(cpuid);
-	if (timer_fd >= 0)
-		close(timer_fd);
-	if (sig_fd >= 0)
-		close(sig_fd);
-	close(console_fd);
+	if (a.sig_fd >= 0)
+		close(a.sig_fd);
+	if (a.console_fd >= 0)
+		close(a.console_fd);
 	return status;
 }
 
@@ -503,35 +707,41 @@ static void secondary_stats_line(struct secondary *s, struct swindow *w, uint64_
 	w->apply_ns = s->st.apply_ns;
 }
 
-/* Hashing all memory takes a while: only when it changed, or once at exit. */
-/*
- * The promoted guest runs unprotected here: a full dirty ring only needs
- * emptying, and a guest that stopped ends the daemon with its reason.
- */
-static int promoted_events(struct vm *vm, struct dirty_set *scratch)
-{
-	unsigned int ev = vm_take_events(vm);
-	int r = 0;
+struct standby {
+	struct secondary *s;
+	struct control *ctl;
+	struct outbuf *out;
+	bool mirroring; /* the console has the committed stream up to outbuf's position */
+};
 
-	if (ev & VM_EVENT_STOPPED)
-		return -ftd_report_stopped(vm);
-	if (ev & VM_EVENT_RING_FULL) {
-		if (!scratch->bits && dirty_set_init(scratch, vm->nr_pages) < 0)
-			return -ENOMEM;
-		dirty_set_clear(scratch);
-		r = vm_harvest_paused(vm, scratch);
-		if (r == -EIO)
-			r = 0; /* nobody needs these pages */
-		if (r < 0)
-			log_error("Emptying the dirty rings failed: %s", strerror(-r));
+/*
+ * An applied checkpoint's console bytes: the committed output stream goes to
+ * this side's console too, so a promoted guest continues it exactly.
+ */
+static void mirror_console(void *opaque, uint64_t offset, const uint8_t *data, size_t len)
+{
+	struct standby *sb = opaque;
+	uint64_t pos = outbuf_stream_pos(sb->out, outbuf_mark(sb->out));
+
+	if (!sb->mirroring || offset != pos) {
+		if (sb->mirroring)
+			log_warning("console: the committed stream jumps from offset %llu to %llu "
+				    "(a new session, or output the primary could not replicate)",
+				    (unsigned long long)pos, (unsigned long long)offset);
+		log_info("console: writing the guest's committed output from stream offset %llu",
+			 (unsigned long long)offset);
+		outbuf_rebase(sb->out, offset);
+		sb->mirroring = true;
 	}
-	return r;
+	outbuf_append(sb->out, data, len);
+	outbuf_allow(sb->out, outbuf_mark(sb->out));
 }
 
-/* `ftctl status` on a secondary. */
+/* `ftctl status` and `ftctl failover` on a secondary. */
 static int secondary_control(void *opaque, const char *command, struct json_object *r)
 {
-	struct secondary *s = opaque;
+	struct standby *sb = opaque;
+	struct secondary *s = sb->s;
 	uint64_t now = clock_now_ns();
 
 	if (!strcmp(command, "failover") || !strcmp(command, "failover --force")) {
@@ -545,13 +755,20 @@ static int secondary_control(void *opaque, const char *command, struct json_obje
 		snprintf(msg, sizeof(msg), "%s",
 			 e == -EBUSY	  ? "the primary is still connected: it may be alive (use "
 					    "--force to promote anyway)"
-			 : e == -ENODATA  ? "the replica holds no complete checkpoint"
+			 : e == -ENODATA  ? (s->state == SECONDARY_SYNCING
+						     ? "the initial sync is not complete: the "
+						       "replica holds no checkpoint"
+						     : "the replica holds no complete checkpoint")
 			 : e == -EALREADY ? "already promoted: the guest runs here"
 					  : strerror(-e));
 		if (e != -EBUSY && e != -ENODATA && e != -EALREADY)
 			log_error("Failover failed: %s", msg);
-		json_object_object_add(r, "error", json_object_new_string(msg));
+		json_add_str(r, "error", msg);
 		return e;
+	}
+	if (!strcmp(command, "switchover") || !strncmp(command, "protect ", 8)) {
+		json_add_str(r, "error", "this is the secondary: ask the node that runs the guest");
+		return -EPERM;
 	}
 	if (strcmp(command, "status"))
 		return -EINVAL;
@@ -573,19 +790,17 @@ static int secondary_control(void *opaque, const char *command, struct json_obje
 	json_add_u64(r, "mismatches", s->st.mismatches);
 	json_add_u64(r, "refused", s->st.refused);
 	json_add_u64(r, "sessions", s->st.sessions);
+	if (sb->mirroring)
+		json_add_u64(r, "console_offset", outbuf_stream_pos(sb->out, outbuf_mark(sb->out)));
 	return 0;
 }
 
+/* Hashing all memory takes a while: only when it changed, or once at exit. */
 static void log_replica(struct secondary *s, const char *when, bool always)
 {
 	if (!always && !s->replica_changed)
 		return;
 	s->replica_changed = false;
-	if (s->state == SECONDARY_ACTIVE) {
-		log_info("%s: the guest runs here, promoted from checkpoint %llu", when,
-			 (unsigned long long)s->replica.checkpoint);
-		return;
-	}
 	if (!s->replica.has_checkpoint) {
 		log_info("%s: the replica holds no complete checkpoint", when);
 		return;
@@ -595,19 +810,39 @@ static void log_replica(struct secondary *s, const char *when, bool always)
 		 (unsigned long long)secondary_replica_hash(s));
 }
 
+/* Secondary-side events from state changes. */
+static void standby_events(struct standby *sb, enum secondary_state was)
+{
+	struct secondary *s = sb->s;
+	char ck[24];
+
+	if (s->state == was)
+		return;
+	snprintf(ck, sizeof(ck), "%llu", (unsigned long long)s->replica.checkpoint);
+	if (s->state == SECONDARY_SYNCING)
+		emit(sb->ctl, "peer-connected", "peer", secondary_peer(s), NULL);
+	else if (s->state == SECONDARY_REPLICATING)
+		emit(sb->ctl, "replicating", "peer", secondary_peer(s), "checkpoint", ck, NULL);
+	else if (s->state == SECONDARY_WAITING)
+		emit(sb->ctl, "peer-lost", "checkpoint", s->replica.has_checkpoint ? ck : NULL,
+		     NULL);
+	else if (s->state == SECONDARY_ACTIVE)
+		emit(sb->ctl, "failover", "by", s->promoted_by, "checkpoint", ck, NULL);
+}
+
 int ftd_secondary(const struct ftd_options *o)
 {
+	struct active a = { .o = o, .sig_fd = -1, .timer_fd = -1, .console_fd = -1 };
+	struct standby sb = { 0 };
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	struct secondary *s = NULL;
-	struct control *ctl = NULL;
-	struct dirty_set relief = { 0 };
 	struct hello_info hello;
 	struct netloop nl;
-	bool nl_ok = false;
-	struct vm *vm = NULL;
+	bool nl_ok = false, ready = false;
+	struct outbuf out = { 0 };
 	uint8_t *cpuid = NULL;
-	int console_fd = -1, sig_fd = -1, status = 1, r;
+	int status = 1, r;
 	uint64_t start = clock_now_ns(), next_stats = start + NS_PER_S;
 	struct swindow w = { .start_ns = start };
 	enum secondary_state last_state = SECONDARY_WAITING;
@@ -615,21 +850,21 @@ int ftd_secondary(const struct ftd_options *o)
 	signal(SIGPIPE, SIG_IGN);
 	if (parse_addr_opt("listen", o->listen, &ss, &sl) < 0)
 		return 2;
-	console_fd = ftd_open_console(o->console);
-	if (console_fd < 0) {
-		log_error("Failed to open console %s: %s", o->console, strerror(errno));
+	a.console_fd = open_console(o->console);
+	if (a.console_fd < 0)
 		return 1;
-	}
-	sig_fd = ftd_signalfd();
-	if (sig_fd < 0) {
-		log_error("Failed to set up signals: %s", strerror(errno));
+	r = outbuf_init(&out, OUTBUF_BYTES);
+	a.sig_fd = ftd_signalfd();
+	if (r < 0 || a.sig_fd < 0) {
+		log_error("Failed to set up the output buffer and signals");
 		goto out;
 	}
-	status = ftd_make_vm(o, ftd_console_write, &console_fd, false, &vm);
+	/* The replica's console is the same buffer: the guest writes it once promoted. */
+	status = ftd_make_vm(o, outbuf_sink, &out, false, &a.vm);
 	if (status)
 		goto out;
 	status = 1;
-	r = local_hello(o, vm, HELLO_SECONDARY, &hello, &cpuid);
+	r = local_hello(o, a.vm, HELLO_SECONDARY, &hello, &cpuid);
 	if (r == 0)
 		r = netloop_init(&nl, false);
 	if (r < 0) {
@@ -637,8 +872,11 @@ int ftd_secondary(const struct ftd_options *o)
 		goto out;
 	}
 	nl_ok = true;
+	a.nl = &nl;
+	a.out = &out;
+	sb.out = &out;
 	s = calloc(1, sizeof(*s));
-	r = s ? secondary_init(s, vm, &nl, (struct sockaddr *)&ss, sl, &hello, o->timeout_ns)
+	r = s ? secondary_init(s, a.vm, &nl, (struct sockaddr *)&ss, sl, &hello, o->timeout_ns)
 	      : -ENOMEM;
 	if (r < 0) {
 		log_error("Cannot listen on %s: %s", o->listen, strerror(-r));
@@ -646,48 +884,54 @@ int ftd_secondary(const struct ftd_options *o)
 		s = NULL;
 		goto out;
 	}
+	sb.s = s;
+	s->console_fn = mirror_console;
+	s->console_opaque = &sb;
 	/*
 	 * Only when asked: with no vCPU running here the automatic rule does not
 	 * apply, and a real-time thread hashing memory for --verify would take a
 	 * whole CPU from whatever shares this host.
 	 */
 	if (o->realtime == 1)
-		ftd_owner_priority(o, vm);
-	if (control_open(&nl, o->control, secondary_control, s, &ctl) < 0) {
-		status = 1;
+		ftd_owner_priority(o, a.vm);
+	if (control_open(&nl, o->control, secondary_control, &sb, &a.ctl) < 0)
 		goto out;
-	}
+	sb.ctl = a.ctl;
 	log_info("secondary: listening on %s for a primary (%llu MiB, %u vCPUs, %s tracking)",
 		 o->listen, (unsigned long long)(o->mem_size >> 20), o->vcpus,
 		 dirty_mode_name(o->tracking));
-	sd_notifyf(0, "READY=1\nSTATUS=secondary: listening on %s", o->listen);
+	sd_notifyf(0, "STATUS=secondary: listening on %s", o->listen);
 	status = 0;
 	for (;;) {
-		struct pollfd pfd[3] = {
-			{ .fd = sig_fd, .events = POLLIN },
+		struct pollfd pfd[2] = {
+			{ .fd = a.sig_fd, .events = POLLIN },
 			{ .fd = netloop_fd(&nl), .events = POLLIN },
-			{ .fd = vm->event_fd, .events = POLLIN },
 		};
 		uint64_t now;
 
-		if (poll(pfd, 3, 100) < 0 && errno != EINTR) {
+		if (poll(pfd, 2, 100) < 0 && errno != EINTR) {
 			log_error("poll failed: %s", strerror(errno));
 			status = 1;
 			break;
 		}
-		if ((pfd[0].revents & POLLIN) && ftd_read_signal(sig_fd))
+		if ((pfd[0].revents & POLLIN) && ftd_read_signal(a.sig_fd))
 			break;
 		netloop_dispatch(&nl);
-		if (s->state == SECONDARY_ACTIVE && promoted_events(vm, &relief) < 0) {
-			status = 1;
-			break;
-		}
 		now = clock_now_ns();
 		secondary_tick(s, now);
 		netloop_dispatch(&nl);
+		outbuf_flush(&out, a.console_fd);
+		standby_events(&sb, last_state);
 		if (s->state == SECONDARY_WAITING && last_state != SECONDARY_WAITING)
 			log_replica(s, "primary gone", false);
 		last_state = s->state;
+		if (s->state == SECONDARY_ACTIVE)
+			break;
+		/* systemd: ready once the replica is a checkpoint the guest could run from. */
+		if (!ready && s->state == SECONDARY_REPLICATING) {
+			ready = true;
+			sd_notify(0, "READY=1");
+		}
 		if (now >= next_stats) {
 			sd_notifyf(0, "WATCHDOG=1\nSTATUS=secondary: %s, %llu checkpoints applied",
 				   secondary_state_name(s->state),
@@ -699,26 +943,44 @@ int ftd_secondary(const struct ftd_options *o)
 		if (o->duration_ns && now - start >= o->duration_ns)
 			break;
 	}
-	log_replica(s, "stopping", true);
+	if (s->state != SECONDARY_ACTIVE)
+		log_replica(s, "stopping", true);
 	log_info("summary: %llu epochs applied (%llu checkpoints, %llu verified, %llu "
 		 "mismatches), %llu sessions, %llu connections refused",
 		 (unsigned long long)s->st.epochs, (unsigned long long)s->st.checkpoints,
 		 (unsigned long long)s->st.verified, (unsigned long long)s->st.mismatches,
 		 (unsigned long long)s->st.sessions, (unsigned long long)s->st.refused);
+	if (s->state == SECONDARY_ACTIVE) {
+		/* The guest runs here now: this process carries on as its primary. */
+		char by[sizeof(s->promoted_by)];
+
+		snprintf(by, sizeof(by), "%s", s->promoted_by);
+		a.promoted_by = by;
+		a.promoted_checkpoint = s->replica.checkpoint;
+		log_info("console: the guest continues the stream at offset %llu",
+			 (unsigned long long)outbuf_stream_pos(&out, outbuf_mark(&out)));
+		if (!ready)
+			sd_notify(0, "READY=1");
+		/* s stays until the end: freeing it waits out receives still in flight. */
+		status = active_run(&a, NULL);
+	}
 out:
-	control_close(ctl);
-	dirty_set_free(&relief);
+	control_close(a.ctl);
 	if (s) {
 		secondary_free(s);
 		free(s);
 	}
 	if (nl_ok)
 		netloop_free(&nl);
-	vm_free(vm);
+	vm_free(a.vm);
+	if (out.buf) {
+		outbuf_flush(&out, a.console_fd);
+		outbuf_free(&out);
+	}
 	free(cpuid);
-	if (sig_fd >= 0)
-		close(sig_fd);
-	if (console_fd >= 0)
-		close(console_fd);
+	if (a.sig_fd >= 0)
+		close(a.sig_fd);
+	if (a.console_fd >= 0)
+		close(a.console_fd);
 	return status;
 }

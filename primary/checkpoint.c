@@ -120,7 +120,8 @@ requeue:
 	if (r < 0)
 		vm_requeue_dirty(vm, &c->dirty);
 resume:
-	vm_resume(vm);
+	if (r < 0 || !c->keep_paused)
+		vm_resume(vm);
 	t->pause_ns = clock_now_ns() - t0;
 	t->kick_ns = ps.kick_ns;
 	t->save_ns = ps.save_ns;

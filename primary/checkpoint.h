@@ -28,6 +28,7 @@ struct ckpt {
 	uint64_t staging_bytes;
 	struct machine_state *state;
 	bool hash_memory;     /* --verify: hash all guest memory while paused */
+	bool keep_paused;     /* the guest stays paused after a successful capture (switchover) */
 	uint64_t memory_hash; /* of the last capture, when hash_memory */
 };
 

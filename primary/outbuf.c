@@ -72,6 +72,36 @@ uint64_t outbuf_held(struct outbuf *ob)
 	return h;
 }
 
+uint64_t outbuf_allowed(struct outbuf *ob)
+{
+	uint64_t a;
+
+	pthread_mutex_lock(&ob->lock);
+	a = ob->allowed;
+	pthread_mutex_unlock(&ob->lock);
+	return a;
+}
+
+int outbuf_copy(struct outbuf *ob, uint64_t from, size_t len, uint8_t *dst)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&ob->lock);
+	if (from < ob->written || from + len > ob->produced)
+		r = -ERANGE;
+	else
+		memcpy(dst, ob->buf + (from - ob->written), len);
+	pthread_mutex_unlock(&ob->lock);
+	return r;
+}
+
+void outbuf_rebase(struct outbuf *ob, uint64_t stream_pos)
+{
+	pthread_mutex_lock(&ob->lock);
+	ob->stream_base = stream_pos - ob->produced;
+	pthread_mutex_unlock(&ob->lock);
+}
+
 int outbuf_flush(struct outbuf *ob, int fd)
 {
 	int r = 0;

@@ -26,6 +26,12 @@ struct outbuf {
 	uint64_t allowed;
 	uint64_t written;
 	uint64_t dropped;
+	/*
+	 * Position of byte 0 of this process in the guest's output stream, which
+	 * outlives processes: a promoted secondary continues the stream where the
+	 * checkpoint it runs from left it (positions wrap modulo 2^64).
+	 */
+	uint64_t stream_base;
 };
 
 int outbuf_init(struct outbuf *ob, size_t cap);
@@ -40,5 +46,19 @@ void outbuf_allow(struct outbuf *ob, uint64_t upto);
 int outbuf_flush(struct outbuf *ob, int fd);
 /* Bytes produced but not yet allowed out. */
 uint64_t outbuf_held(struct outbuf *ob);
+/* The first byte not yet allowed out. */
+uint64_t outbuf_allowed(struct outbuf *ob);
+/*
+ * Copies bytes [from, from + len) (positions of this process) to dst. Returns
+ * 0, or -ERANGE if some have already been written out or not produced yet.
+ */
+int outbuf_copy(struct outbuf *ob, uint64_t from, size_t len, uint8_t *dst);
+/* Makes the next byte produced sit at `stream_pos` in the guest's stream. */
+void outbuf_rebase(struct outbuf *ob, uint64_t stream_pos);
+/* Stream position of byte `pos` of this process. */
+static inline uint64_t outbuf_stream_pos(const struct outbuf *ob, uint64_t pos)
+{
+	return ob->stream_base + pos;
+}
 
 #endif

@@ -82,9 +82,22 @@ static struct primary_slot *slot_free(struct primary *p)
 static void slot_paused(void *opaque, uint64_t epoch)
 {
 	struct primary_slot *s = opaque;
+	struct primary *p = s->p;
+	/* Checkpoint 0 carries what is still held; each later one what came since. */
+	uint64_t from = p->console_started ? p->console_from : outbuf_allowed(p->out);
+	uint64_t n;
 
 	/* Output produced up to this instant belongs to this checkpoint. */
-	s->mark = outbuf_mark(s->p->out);
+	s->mark = outbuf_mark(p->out);
+	n = s->mark - from;
+	if (n > EPOCH_CONSOLE_MAX)
+		n = EPOCH_CONSOLE_MAX; /* the secondary's copy skips the rest */
+	if (outbuf_copy(p->out, from, (size_t)n, s->console) < 0)
+		n = 0;
+	s->console_len = (size_t)n;
+	s->console_offset = outbuf_stream_pos(p->out, from);
+	p->console_from = s->mark;
+	p->console_started = true;
 }
 
 /* Queues a packed slot as epoch p->next_epoch. */
@@ -200,6 +213,19 @@ static void on_ack(struct primary *p, const uint8_t *payload, size_t len, uint64
 			 (unsigned long long)p->st.sync_pages,
 			 (unsigned long long)p->st.sync_zero_pages, p->st.sync_round + 1);
 	}
+	if (p->handover == HANDOVER_ACK && epoch == p->handover_epoch) {
+		/* The secondary holds the stopped guest's last state: hand it over. */
+		uint8_t *buf = NULL;
+		size_t blen = 0;
+		int r = goodbye_frame("switchover", epoch, &buf, &blen);
+
+		p->handover = HANDOVER_ANSWER;
+		log_info("Switchover: checkpoint %llu acknowledged, asking %s to run the guest",
+			 (unsigned long long)epoch, p->cfg.peer_name);
+		if (r < 0)
+			snprintf(p->handover_error, sizeof(p->handover_error), "no memory");
+		send_built(p, r, buf, blen);
+	}
 }
 
 static void pconn_recv_buf(void *opaque, uint8_t **ret_buf, size_t *ret_len)
@@ -257,8 +283,23 @@ static int pconn_received(void *opaque, uint8_t *buf, size_t n)
 		}
 		case WIRE_GOODBYE: {
 			char desc[200];
+			uint64_t sw = goodbye_describe(c->fr.payload, c->fr.hdr.length, desc,
+						       sizeof(desc));
 
-			goodbye_describe(c->fr.payload, c->fr.hdr.length, desc, sizeof(desc));
+			if (p->handover == HANDOVER_ANSWER && sw == p->handover_epoch) {
+				p->handover = HANDOVER_DONE;
+				log_info("Switchover complete: %s runs the guest from checkpoint "
+					 "%llu",
+					 p->cfg.peer_name, (unsigned long long)sw);
+				session_end(p, NULL, false);
+				break;
+			}
+			if (p->handover == HANDOVER_ANSWER) {
+				/* Refused before it ran anything: the guest is ours again. */
+				snprintf(p->handover_error, sizeof(p->handover_error),
+					 "the secondary refused: %.120s", desc);
+				p->handover = HANDOVER_ACK;
+			}
 			snprintf(why, sizeof(why), "the secondary said goodbye: %s", desc);
 			session_drop(p, why);
 			break;
@@ -366,6 +407,31 @@ static void session_end(struct primary *p, const char *why, bool flush)
 		return;
 	p->conn = NULL;
 	if (why)
+		snprintf(p->last_drop, sizeof(p->last_drop), "%s", why);
+	switch (p->handover) {
+	case HANDOVER_CAPTURE:
+	case HANDOVER_ACK:
+		/* The secondary cannot have run the guest: it runs on here. */
+		if (p->handover == HANDOVER_ACK)
+			vm_resume(p->vm);
+		if (!p->handover_error[0])
+			snprintf(p->handover_error, sizeof(p->handover_error), "%s",
+				 why ? why : "the session ended");
+		log_error("Switchover failed: %s; the guest runs here again", p->handover_error);
+		p->handover = HANDOVER_FAILED;
+		break;
+	case HANDOVER_ANSWER:
+		snprintf(p->handover_error, sizeof(p->handover_error),
+			 "no answer from the secondary (%s): it may run the guest, so the guest "
+			 "stays stopped here",
+			 why ? why : "session ended");
+		log_error("Switchover outcome unknown: %s", p->handover_error);
+		p->handover = HANDOVER_UNKNOWN;
+		break;
+	default:
+		break;
+	}
+	if (why)
 		log_warning("%s; the guest runs unprotected%s", why,
 			    was_protected ? " (output is released without waiting)" : "");
 	p->state = PRIMARY_UNPROTECTED;
@@ -374,6 +440,7 @@ static void session_end(struct primary *p, const char *why, bool flush)
 	p->nr_unacked = 0;
 	p->unacked_head = 0;
 	p->first_checkpoint = UINT64_MAX;
+	p->console_started = false;
 	/* Unprotected from now on, but output of a stopping guest is never released. */
 	if (!p->stopping)
 		outbuf_allow(p->out, outbuf_mark(p->out));
@@ -396,7 +463,7 @@ void primary_goodbye(struct primary *p, const char *reason)
 	p->stopping = true;
 	if (!p->conn || p->state < PRIMARY_HANDSHAKE)
 		return;
-	int r = goodbye_frame(reason, &buf, &len);
+	int r = goodbye_frame(reason, UINT64_MAX, &buf, &len);
 
 	send_built(p, r, buf, len);
 	if (p->conn)
@@ -424,6 +491,7 @@ static void sync_start(struct primary *p)
 	p->state = PRIMARY_SYNCING;
 	p->next_epoch = 0;
 	p->first_checkpoint = UINT64_MAX;
+	p->console_started = false;
 	p->st.sync_pages = 0;
 	p->st.sync_zero_pages = 0;
 	p->st.sync_round = 0;
@@ -563,6 +631,9 @@ static int take_checkpoint(struct primary *p, struct primary_slot *s, bool early
 	if (r < 0)
 		return r;
 	opts.memory_hash = p->cfg.verify ? s->ck.memory_hash : 0;
+	opts.console = s->console;
+	opts.console_len = s->console_len;
+	opts.console_offset = s->console_offset;
 	r = epoch_pack(&s->tx, p->next_epoch, s->ck.dirty.pages, s->ck.dirty.count, s->ck.staging,
 		       s->ck.state, &opts);
 	if (r < 0) {
@@ -618,9 +689,67 @@ static int relieve_rings(struct primary *p, struct dirty_set *into, bool requeue
 	return tracking_failed(p, r);
 }
 
+/* The switchover's final checkpoint: the guest stays stopped after it. */
+static void handover_capture(struct primary *p)
+{
+	struct primary_slot *s = slot_free(p);
+	int r;
+
+	if (!s)
+		return;
+	s->ck.keep_paused = true;
+	r = take_checkpoint(p, s, false);
+	s->ck.keep_paused = false;
+	if (p->handover != HANDOVER_CAPTURE)
+		return; /* the session ended meanwhile: it said why */
+	if (r < 0) {
+		snprintf(p->handover_error, sizeof(p->handover_error),
+			 "the final checkpoint failed: %s", strerror(-r));
+		session_drop(p, "the switchover's final checkpoint failed");
+		return;
+	}
+	p->handover = HANDOVER_ACK;
+	p->handover_epoch = p->next_epoch - 1;
+}
+
+int primary_switchover(struct primary *p)
+{
+	if (p->handover >= HANDOVER_CAPTURE && p->handover <= HANDOVER_ANSWER)
+		return -EALREADY;
+	if (p->state != PRIMARY_PROTECTED)
+		return -ENOTCONN;
+	p->handover = HANDOVER_CAPTURE;
+	p->handover_error[0] = 0;
+	log_info("Switchover to %s: stopping the guest at a final checkpoint", p->cfg.peer_name);
+	handover_capture(p);
+	return 0;
+}
+
+int primary_set_peer(struct primary *p, const struct sockaddr *peer, socklen_t len)
+{
+	if (p->conn)
+		return -EBUSY;
+	if (len > sizeof(p->cfg.peer))
+		return -EINVAL;
+	memcpy(&p->cfg.peer, peer, len);
+	p->cfg.peer_len = len;
+	net_format_addr(peer, p->cfg.peer_name, sizeof(p->cfg.peer_name));
+	p->next_connect_ns = 0;
+	p->last_connect_err = 0;
+	return 0;
+}
+
 int primary_checkpoint(struct primary *p, bool early)
 {
 	struct primary_slot *s;
+
+	if (p->handover == HANDOVER_CAPTURE) {
+		handover_capture(p);
+		/* Still running: a full ring waits for the final checkpoint's pages. */
+		return p->handover == HANDOVER_CAPTURE && early ? relieve_rings(p, NULL, true) : 0;
+	}
+	if (p->handover >= HANDOVER_ACK && p->handover <= HANDOVER_ANSWER)
+		return 0; /* the guest is stopped */
 
 	if (p->state == PRIMARY_PROTECTED ||
 	    (p->state == PRIMARY_SYNCING && p->first_checkpoint != UINT64_MAX &&
@@ -649,7 +778,8 @@ void primary_tick(struct primary *p, uint64_t now)
 {
 	struct link *l = p->conn ? p->conn->link : NULL;
 
-	if (!p->conn && now >= p->next_connect_ns)
+	if (!p->conn && p->cfg.peer_len && now >= p->next_connect_ns &&
+	    p->handover != HANDOVER_DONE && p->handover != HANDOVER_UNKNOWN)
 		connect_peer(p, now);
 	if (l && p->state == PRIMARY_CONNECTING && now - l->last_send_ns > p->cfg.timeout_ns) {
 		if (p->last_connect_err != -ETIMEDOUT)
@@ -676,6 +806,8 @@ void primary_tick(struct primary *p, uint64_t now)
 	}
 	if (p->state == PRIMARY_SYNCING)
 		sync_pump(p);
+	if (p->handover == HANDOVER_CAPTURE)
+		handover_capture(p);
 	if (p->state < PRIMARY_SYNCING ||
 	    (p->state == PRIMARY_SYNCING && p->first_checkpoint == UINT64_MAX))
 		outbuf_allow(p->out, outbuf_mark(p->out)); /* nothing to wait for */
@@ -699,7 +831,8 @@ int primary_init(struct primary *p, struct vm *vm, struct netloop *nl, struct ou
 		if (r < 0)
 			goto fail;
 		p->slot[i].zero = malloc(SYNC_ZERO_MAX * sizeof(uint64_t));
-		if (!p->slot[i].zero) {
+		p->slot[i].console = malloc(EPOCH_CONSOLE_MAX);
+		if (!p->slot[i].zero || !p->slot[i].console) {
 			r = -ENOMEM;
 			goto fail;
 		}
@@ -732,6 +865,8 @@ void primary_free(struct primary *p)
 		epoch_tx_free(&p->slot[i].tx);
 		free(p->slot[i].zero);
 		p->slot[i].zero = NULL;
+		free(p->slot[i].console);
+		p->slot[i].console = NULL;
 	}
 	dirty_set_free(&p->sync_dirty);
 	dirty_set_free(&p->scratch);

@@ -35,7 +35,7 @@ enum primary_state {
 const char *primary_state_name(enum primary_state s);
 
 struct primary_config {
-	struct sockaddr_storage peer;
+	struct sockaddr_storage peer; /* peer_len 0: none yet (ftctl protect sets one) */
 	socklen_t peer_len;
 	char peer_name[64];
 	uint64_t timeout_ns;   /* a peer silent this long is gone */
@@ -56,6 +56,9 @@ struct primary_slot {
 	struct link_msg msg;
 	bool busy; /* captured or filled, until its send completes */
 	uint64_t mark;
+	uint8_t *console; /* the checkpoint's console bytes (EPOCH_CONSOLE_MAX) */
+	size_t console_len;
+	uint64_t console_offset;
 	uint64_t *zero; /* a sync batch's all-zero pages */
 };
 
@@ -104,6 +107,17 @@ struct primary_stats {
 	struct histogram part_us[PRIMARY_PARTS];
 };
 
+/* ftctl switchover: a planned hand-over to the secondary. */
+enum primary_handover {
+	HANDOVER_NONE,
+	HANDOVER_CAPTURE, /* the final checkpoint is due: the guest stops at its capture */
+	HANDOVER_ACK,	  /* waiting for its ACK (guest stopped) */
+	HANDOVER_ANSWER,  /* GOODBYE(switchover) sent: waiting for the secondary's answer */
+	HANDOVER_DONE,	  /* the secondary runs the guest: this side is finished */
+	HANDOVER_FAILED,  /* refused or lost before the secondary could run it: guest resumed */
+	HANDOVER_UNKNOWN, /* no answer: the guest may run there, so it stays stopped here */
+};
+
 struct pconn;
 
 struct primary {
@@ -120,7 +134,13 @@ struct primary {
 	struct primary_slot slot[PRIMARY_SLOTS];
 	struct unacked unacked[PRIMARY_MAX_UNACKED];
 	unsigned int unacked_head, nr_unacked;
-	uint64_t next_epoch;	   /* of this session */
+	uint64_t next_epoch;   /* of this session */
+	uint64_t console_from; /* the next checkpoint's console bytes start here */
+	bool console_started;  /* console_from is set (from checkpoint 0 on) */
+	enum primary_handover handover;
+	uint64_t handover_epoch; /* the final checkpoint */
+	char handover_error[160];
+	char last_drop[160];	   /* why the last session ended, for events */
 	uint64_t first_checkpoint; /* epoch number of checkpoint 0, UINT64_MAX before */
 
 	/* Initial sync. */
@@ -151,5 +171,16 @@ void primary_tick(struct primary *p, uint64_t now_ns);
 uint64_t primary_bytes_sent(const struct primary *p);
 /* Sends GOODBYE and closes the connection (shutdown). */
 void primary_goodbye(struct primary *p, const char *reason);
+/*
+ * Protects the guest with the secondary at `peer` from now on: -EBUSY while a
+ * session exists (the current secondary must go first).
+ */
+int primary_set_peer(struct primary *p, const struct sockaddr *peer, socklen_t len);
+/*
+ * Starts a planned hand-over: the guest stops at a final checkpoint, which the
+ * secondary acknowledges and then runs. Progress in p->handover. Returns 0,
+ * -ENOTCONN unless protected, -EALREADY while one is in progress.
+ */
+int primary_switchover(struct primary *p);
 
 #endif

@@ -106,6 +106,10 @@ int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint6
 		st.vm = (ProtobufCBinaryData){ sizeof(state->vm), (uint8_t *)&state->vm };
 	st.n_device = state->nr_devices;
 	st.device = devp;
+	if (opts->console_len > EPOCH_CONSOLE_MAX || (opts->console_len && opts->initial_sync))
+		return -EINVAL;
+	st.console = (ProtobufCBinaryData){ opts->console_len, (uint8_t *)opts->console };
+	st.console_offset = opts->console_offset;
 	end.epoch = epoch;
 	end.nr_pages = nr_pages;
 	end.memory_hash = opts->memory_hash;
@@ -189,12 +193,13 @@ int epoch_rx_init(struct epoch_rx *rx, uint64_t guest_pages, uint32_t nr_vcpus, 
 	rx->msg = malloc(WIRE_MAX_MSG);
 	rx->msg_cap = WIRE_MAX_MSG;
 	rx->state = calloc(1, sizeof(*rx->state));
+	rx->console = malloc(EPOCH_CONSOLE_MAX);
 	rx->hash = XXH3_createState();
 	/* Staging as large as guest memory, MAP_NORESERVE: resident only as used. */
 	data = mmap(NULL, guest_pages * WIRE_PAGE_SIZE, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	rx->data = data == MAP_FAILED ? NULL : data;
-	if (!rx->msg || !rx->state || !rx->hash || !rx->data) {
+	if (!rx->msg || !rx->state || !rx->console || !rx->hash || !rx->data) {
 		epoch_rx_free(rx);
 		return -ENOMEM;
 	}
@@ -207,6 +212,7 @@ void epoch_rx_free(struct epoch_rx *rx)
 		return;
 	free(rx->msg);
 	free(rx->state);
+	free(rx->console);
 	free(rx->pages);
 	free(rx->zero_pages);
 	if (rx->hash)
@@ -280,7 +286,7 @@ static int rx_state(struct epoch_rx *rx)
 		return rx_fail(rx, -EBADMSG, "undecodable message");
 	if (rx->initial_sync) {
 		/* Initial-sync pages come without state. */
-		if (m->n_vcpu || m->n_device || m->vm.len)
+		if (m->n_vcpu || m->n_device || m->vm.len || m->console.len)
 			r = rx_fail(rx, -EPROTO, "state in an initial-sync epoch");
 		ringft__state__free_unpacked(m, NULL);
 		return r;
@@ -295,6 +301,9 @@ static int rx_state(struct epoch_rx *rx)
 		if (m->vcpu[i].len != sizeof(ms->vcpu[i]))
 			r = rx_fail(rx, -EPROTO, "vCPU %zu state of %zu bytes, expected %zu", i,
 				    m->vcpu[i].len, sizeof(ms->vcpu[i]));
+	if (!r && m->console.len > EPOCH_CONSOLE_MAX)
+		r = rx_fail(rx, -EPROTO, "%zu console bytes, at most %u allowed", m->console.len,
+			    EPOCH_CONSOLE_MAX);
 	for (size_t i = 0; !r && i < m->n_device; i++)
 		if (m->device[i]->data.len > DEVICE_STATE_MAX || !m->device[i]->name ||
 		    strlen(m->device[i]->name) >= sizeof(ms->dev[i].name))
@@ -313,6 +322,10 @@ static int rx_state(struct epoch_rx *rx)
 			if (ms->dev[i].len) /* empty bytes may be NULL */
 				memcpy(ms->dev[i].data, m->device[i]->data.data, ms->dev[i].len);
 		}
+		rx->console_len = m->console.len;
+		rx->console_offset = m->console_offset;
+		if (rx->console_len)
+			memcpy(rx->console, m->console.data, rx->console_len);
 	}
 	ringft__state__free_unpacked(m, NULL);
 	return r;
@@ -419,6 +432,8 @@ static int rx_frame(struct epoch_rx *rx)
 
 		snprintf(rx->goodbye, sizeof(rx->goodbye), "%s",
 			 m && m->reason ? m->reason : "(no reason given)");
+		rx->switchover = m && m->switchover;
+		rx->switchover_checkpoint = m ? m->checkpoint : 0;
 		if (m)
 			ringft__goodbye__free_unpacked(m, NULL);
 		return EPOCH_RX_GOODBYE;

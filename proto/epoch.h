@@ -38,7 +38,15 @@ struct epoch_opts {
 	uint64_t memory_hash;	    /* --verify: hash of all guest memory at the checkpoint, or 0 */
 	const uint64_t *zero_pages; /* initial sync: all-zero pages, listed without data */
 	uint64_t nr_zero;
+	/* A checkpoint's console bytes and their stream position (see ringft.proto). */
+	const uint8_t *console;
+	size_t console_len;
+	uint64_t console_offset;
 };
+
+/* Console bytes one checkpoint may carry; a guest that writes more loses the
+ * excess from the secondary's copy (the receiver sees the jump in offsets). */
+#define EPOCH_CONSOLE_MAX (256u << 10)
 
 /*
  * Frames epoch `epoch`: nr_pages pages (indexes in pages[], data at
@@ -90,8 +98,13 @@ struct epoch_rx {
 	uint64_t *zero_pages; /* initial sync: pages to be zeroed, no data */
 	uint64_t nr_zero;
 	uint64_t memory_hash; /* from EPOCH_END, 0 if none */
+	uint8_t *console;     /* EPOCH_CONSOLE_MAX bytes */
+	size_t console_len;
+	uint64_t console_offset;
 
 	char goodbye[128]; /* the peer's reason, after EPOCH_RX_GOODBYE */
+	bool switchover;   /* ... a hand-over at checkpoint switchover_checkpoint */
+	uint64_t switchover_checkpoint;
 	char error[192];
 };
 

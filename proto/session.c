@@ -230,11 +230,13 @@ size_t heartbeat_frame(uint8_t buf[SMALL_FRAME_MAX], uint64_t sent_ns)
 	return frame_small(buf, WIRE_HEARTBEAT, 0, &m.base);
 }
 
-int goodbye_frame(const char *reason, uint8_t **ret_buf, size_t *ret_len)
+int goodbye_frame(const char *reason, uint64_t switchover, uint8_t **ret_buf, size_t *ret_len)
 {
 	Ringft__Goodbye m = RINGFT__GOODBYE__INIT;
 
 	m.reason = (char *)reason;
+	m.switchover = switchover != UINT64_MAX;
+	m.checkpoint = m.switchover ? switchover : 0;
 	return frame_alloc(WIRE_GOODBYE, 0, &m.base, ret_buf, ret_len);
 }
 
@@ -267,13 +269,15 @@ void refuse_describe(const uint8_t *payload, size_t len, char *buf, size_t bufle
 	ringft__refuse__free_unpacked(m, NULL);
 }
 
-void goodbye_describe(const uint8_t *payload, size_t len, char *buf, size_t buflen)
+uint64_t goodbye_describe(const uint8_t *payload, size_t len, char *buf, size_t buflen)
 {
 	Ringft__Goodbye *m = ringft__goodbye__unpack(NULL, len, payload);
+	uint64_t switchover = m && m->switchover ? m->checkpoint : UINT64_MAX;
 
 	snprintf(buf, buflen, "%.160s", m && m->reason && m->reason[0] ? m->reason : "(no reason)");
 	if (m)
 		ringft__goodbye__free_unpacked(m, NULL);
+	return switchover;
 }
 
 /* ---- small-frame reader --------------------------------------------------- */

@@ -73,7 +73,8 @@ int refuse_frame(const char *field, const char *local, const char *remote, const
 #define SMALL_FRAME_MAX (WIRE_HDR_SIZE + 64)
 size_t ack_frame(uint8_t buf[SMALL_FRAME_MAX], uint64_t epoch, uint32_t verify);
 size_t heartbeat_frame(uint8_t buf[SMALL_FRAME_MAX], uint64_t sent_ns);
-int goodbye_frame(const char *reason, uint8_t **ret_buf, size_t *ret_len);
+/* switchover: the checkpoint a planned hand-over stops at, or UINT64_MAX. */
+int goodbye_frame(const char *reason, uint64_t switchover, uint8_t **ret_buf, size_t *ret_len);
 
 /* Reassembles small frames (never PAGES) from a byte stream. */
 struct frame_rx {
@@ -99,6 +100,7 @@ int frame_rx_feed(struct frame_rx *f, const uint8_t *buf, size_t len, size_t *re
 int ack_decode(const uint8_t *payload, size_t len, uint64_t *ret_epoch, uint32_t *ret_verify);
 /* REFUSE and GOODBYE as one line of text for the log. */
 void refuse_describe(const uint8_t *payload, size_t len, char *buf, size_t buflen);
-void goodbye_describe(const uint8_t *payload, size_t len, char *buf, size_t buflen);
+/* The reason into buf; returns the switchover checkpoint, or UINT64_MAX if none. */
+uint64_t goodbye_describe(const uint8_t *payload, size_t len, char *buf, size_t buflen);
 
 #endif

@@ -52,7 +52,8 @@ static void peer_drop(struct sconn *c, bool flush)
 	s->st.bytes_received += c->link->bytes_received;
 	if (s->session == c) {
 		s->session = NULL;
-		s->state = SECONDARY_WAITING;
+		if (s->state != SECONDARY_ACTIVE) /* a switchover promotes, then lets go */
+			s->state = SECONDARY_WAITING;
 		if (s->replica.has_checkpoint && !c->orderly)
 			log_warning(
 				"Primary lost: waiting for an operator (`ftctl failover` runs the "
@@ -168,6 +169,9 @@ static int apply_epoch(struct sconn *c)
 				 (unsigned long long)rx->epoch);
 		s->state = SECONDARY_REPLICATING;
 		s->st.checkpoints++;
+		if (s->console_fn)
+			s->console_fn(s->console_opaque, rx->console_offset, rx->console,
+				      rx->console_len);
 		s->st.last_apply_ns = t0;
 		if (rx->memory_hash) {
 			r = vm_memory_hash(s->vm, false, &hash);
@@ -190,6 +194,54 @@ static int apply_epoch(struct sconn *c)
 	if (t0 > s->st.apply_max_ns)
 		s->st.apply_max_ns = t0;
 	return 0;
+}
+
+static int promote(struct secondary *s);
+
+/*
+ * A planned hand-over: the primary's guest is stopped at the checkpoint it
+ * names. Run it if that is exactly the replica's, and say so (the primary
+ * waits for the answer before it lets go of its stopped guest).
+ */
+static void on_switchover(struct sconn *c)
+{
+	struct secondary *s = c->s;
+	uint64_t ck = c->rx.switchover_checkpoint;
+	char why[160];
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r = -ESTALE;
+
+	c->orderly = true;
+	if (s->replica.has_checkpoint && s->replica.checkpoint == ck && s->replica.epoch == ck) {
+		snprintf(s->promoted_by, sizeof(s->promoted_by), "switchover from %s",
+			 c->link->peer);
+		r = promote(s);
+	}
+	if (r == 0) {
+		log_info("Switchover: %s handed over the guest at checkpoint %llu", c->link->peer,
+			 (unsigned long long)ck);
+		r = goodbye_frame("promoted: the guest runs here", ck, &buf, &len);
+	} else {
+		if (r == -ESTALE)
+			snprintf(why, sizeof(why),
+				 "switchover refused: it stops at checkpoint %llu, the replica "
+				 "holds %s%llu",
+				 (unsigned long long)ck,
+				 s->replica.has_checkpoint ? "" : "none, epoch ",
+				 (unsigned long long)(s->replica.has_checkpoint
+							      ? s->replica.checkpoint
+							      : s->replica.epoch));
+		else
+			snprintf(why, sizeof(why), "switchover refused: promotion failed: %s",
+				 strerror(-r));
+		log_error("%s", why);
+		r = goodbye_frame(why, UINT64_MAX, &buf, &len);
+	}
+	if (r == 0)
+		link_send_copy(c->link, buf, len);
+	free(buf);
+	peer_drop(c, true);
 }
 
 static void sconn_recv_buf(void *opaque, uint8_t **ret_buf, size_t *ret_len)
@@ -239,6 +291,10 @@ static int sconn_received(void *opaque, uint8_t *buf, size_t n)
 		n -= used;
 		if (r < 0) {
 			peer_reject(c, c->rx.error);
+			return 0;
+		}
+		if (r == EPOCH_RX_GOODBYE && c->rx.switchover) {
+			on_switchover(c);
 			return 0;
 		}
 		if (r == EPOCH_RX_GOODBYE) {
@@ -352,7 +408,7 @@ void secondary_free(struct secondary *s)
 		uint8_t *buf = NULL;
 		size_t len = 0;
 
-		if (goodbye_frame("secondary shutting down", &buf, &len) == 0)
+		if (goodbye_frame("secondary shutting down", UINT64_MAX, &buf, &len) == 0)
 			link_send_copy(s->session->link, buf, len);
 		free(buf);
 		s->session->orderly = true;
@@ -424,29 +480,50 @@ const char *secondary_peer(const struct secondary *s)
 	return s->session ? s->session->link->peer : NULL;
 }
 
-int secondary_promote(struct secondary *s, bool force)
+int secondary_can_promote(const struct secondary *s, bool force)
 {
-	int r;
-
 	if (s->state == SECONDARY_ACTIVE)
 		return -EALREADY;
 	if (s->session && !force)
 		return -EBUSY;
 	if (!s->replica.has_checkpoint)
 		return -ENODATA;
+	return 0;
+}
+
+/* Runs the replica's checkpoint; the caller has checked it may. */
+static int promote(struct secondary *s)
+{
+	int r = replica_promote(&s->replica);
+
+	if (r < 0)
+		return r;
+	for (int i = 0; i < SECONDARY_MAX_PEERS; i++)
+		if (s->peers[i] && s->peers[i] != s->session)
+			peer_drop(s->peers[i], false);
+	/* One copy of the guest: nobody may sync over it now. */
+	listener_close(s->listener);
+	s->listener = NULL;
+	s->state = SECONDARY_ACTIVE;
+	log_info("Promoted (%s): the guest runs here from checkpoint %llu, unprotected",
+		 s->promoted_by[0] ? s->promoted_by : "?",
+		 (unsigned long long)s->replica.checkpoint);
+	return 0;
+}
+
+int secondary_promote(struct secondary *s, bool force)
+{
+	int r = secondary_can_promote(s, force);
+
+	if (r < 0)
+		return r;
 	if (s->session)
 		s->session->orderly = true;
 	for (int i = 0; i < SECONDARY_MAX_PEERS; i++)
 		if (s->peers[i])
 			peer_drop(s->peers[i], false);
-	r = replica_promote(&s->replica);
-	if (r < 0)
-		return r;
-	/* One copy of the guest: nobody may sync over it now. */
-	listener_close(s->listener);
-	s->listener = NULL;
-	s->state = SECONDARY_ACTIVE;
-	log_info("Promoted: the guest runs here from checkpoint %llu (unprotected)",
-		 (unsigned long long)s->replica.checkpoint);
-	return 0;
+	if (!s->promoted_by[0])
+		snprintf(s->promoted_by, sizeof(s->promoted_by), "ftctl failover%s",
+			 force ? " --force" : "");
+	return promote(s);
 }

@@ -58,6 +58,13 @@ struct secondary {
 	struct sconn *session; /* the primary, once its HELLO matched */
 	enum secondary_state state;
 	bool replica_changed; /* an epoch was applied since the daemon last logged the replica */
+	/*
+	 * Called with each applied checkpoint's console bytes and their position
+	 * in the guest's output stream (the committed output), if set.
+	 */
+	void (*console_fn)(void *opaque, uint64_t offset, const uint8_t *data, size_t len);
+	void *console_opaque;
+	char promoted_by[96]; /* "ftctl failover", "switchover from ADDR" */
 	struct secondary_stats st;
 };
 
@@ -74,6 +81,12 @@ void secondary_tick(struct secondary *s, uint64_t now_ns);
  * -EALREADY if promoted, or a KVM error.
  */
 int secondary_promote(struct secondary *s, bool force);
+
+/*
+ * Fails if promotion would be refused right now, with the same codes as
+ * secondary_promote (for checks that run before it, e.g. a fence command).
+ */
+int secondary_can_promote(const struct secondary *s, bool force);
 
 /* The connected primary's address, or NULL. */
 const char *secondary_peer(const struct secondary *s);

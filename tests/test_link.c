@@ -1417,12 +1417,21 @@ static void test_refuse_goodbye(void **state)
 	assert_non_null(strstr(line, "sizes differ"));
 	free(buf);
 
-	assert_int_equal(goodbye_frame("operator asked", &buf, &len), 0);
+	assert_int_equal(goodbye_frame("operator asked", UINT64_MAX, &buf, &len), 0);
 	assert_int_equal(frame_rx_feed(&f, buf, len, &used), 1);
 	assert_int_equal(f.hdr.type, WIRE_GOODBYE);
-	goodbye_describe(f.payload, f.hdr.length, line, sizeof(line));
+	assert_true(goodbye_describe(f.payload, f.hdr.length, line, sizeof(line)) == UINT64_MAX);
 	assert_string_equal(line, "operator asked");
 	free(buf);
+
+	/* A switchover names its checkpoint, 0 included. */
+	for (uint64_t ck = 0; ck < 43; ck += 42) {
+		assert_int_equal(goodbye_frame("switchover", ck, &buf, &len), 0);
+		assert_int_equal(frame_rx_feed(&f, buf, len, &used), 1);
+		assert_true(goodbye_describe(f.payload, f.hdr.length, line, sizeof(line)) == ck);
+		assert_string_equal(line, "switchover");
+		free(buf);
+	}
 	frame_rx_free(&f);
 }
 

@@ -18,8 +18,7 @@
 #  5. ftctl status on both daemons, human and JSON, metrics, set interval;
 #     a malformed request is answered with an error; a user other than root
 #     cannot use the socket.
-#  6. manual failover: kill -9 the primary, `ftctl failover`, the bank stream
-#     goes on on the secondary with nothing lost or repeated.
+# Failover, protect and switchover: test_failover.sh.
 # Usage: test_replication.sh PATH_TO_FTD PATH_TO_FT_PEER PATH_TO_FTCTL
 set -u
 FTD=${1:?usage: test_replication.sh FTD FT_PEER FTCTL}
@@ -226,37 +225,6 @@ sverified=$(summary_field "$TMP/sec.r" ' ([0-9]+) verified')
 	fail "re-sync: ${smism:-?} mismatches, ${sverified:-0} verified"
 [ "${zero:-0}" -gt 0 ] || fail "re-sync: no zero pages listed"
 echo "ok: a replica left by one guest re-synced for another ($zero zero pages listed), $sverified verified, 0 mismatches"
-
-# ---- 6. manual failover ----------------------------------------------------------------
-# kill -9 the primary; `ftctl failover` runs the guest on the secondary from the
-# last checkpoint. The primary's released console followed by the secondary's
-# is one bank stream: nothing repeated, nothing lost but (rarely) the output of
-# the one checkpoint whose ACK the primary died before reading (check_failover).
-port=$((BASE_PORT++))
-start_secondary "$port" "$TMP/sec.f" --console "$TMP/con.f2"
-"$FTD" primary --peer 127.0.0.1:"$port" --guest builtin:bank --mem $MEM --vcpus 2 \
-	--interval 10ms --console "$TMP/con.f1" 2>"$TMP/pri.f" &
-PRI=$!
-PIDS+=("$PRI")
-wait_for "$TMP/pri.f" "Protected: secondary" 20 || fail "failover: never protected"
-"$FTCTL" --socket /run/ftd/secondary.sock failover >"$TMP/ctl.f" 2>&1
-rc=$?
-[ $rc -eq 1 ] && grep -q "the primary is still connected" "$TMP/ctl.f" ||
-	fail "failover while the primary runs: exit $rc, $(cat "$TMP/ctl.f")"
-sleep 1.$((RANDOM % 10))
-kill -KILL "$PRI"
-wait "$PRI" 2>/dev/null
-wait_for "$TMP/sec.f" "Primary lost: waiting for an operator" 5 || fail "failover: loss not noticed"
-"$FTCTL" --socket /run/ftd/secondary.sock failover >"$TMP/ctl.f" 2>&1 ||
-	fail "ftctl failover: $(cat "$TMP/ctl.f")"
-grep -Eq "^promoted: the guest runs here from checkpoint [0-9]+$" "$TMP/ctl.f" ||
-	fail "ftctl failover said: $(cat "$TMP/ctl.f")"
-sleep 1.5
-stop "$SEC"
-cat "$TMP/con.f1" "$TMP/con.f2" >"$TMP/con.f"
-check_failover "$TMP/con.f" 2 || fail "failover: the bank stream across the failover is broken"
-if check_bank "$TMP/con.f" 2 >/dev/null; then exact="exactly once"; else exact="one checkpoint's output lost at the failover"; fi
-echo "ok: manual failover after kill -9: $(wc -l <"$TMP/con.f1") lines released by the primary, $(wc -l <"$TMP/con.f2") from the promoted guest, nothing repeated ($exact)"
 
 # ---- 4. hostile peers -------------------------------------------------------------
 port=$((BASE_PORT++))
