@@ -130,6 +130,11 @@ enum {
 	OPT_TIMEOUT,
 	OPT_SEND_ZC,
 	OPT_CONTROL,
+	OPT_FENCE_COMMAND,
+	OPT_FENCE_TIMEOUT,
+	OPT_NOTIFY_COMMAND,
+	OPT_CLUSTER,
+	OPT_CLUSTER_WAIT,
 	OPT_CONFIG,
 	OPT_CHECK_CONFIG,
 	OPT_HELP,
@@ -162,6 +167,11 @@ static const struct option long_options[] = {
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "send-zc", no_argument, NULL, OPT_SEND_ZC },
 	{ "control", required_argument, NULL, OPT_CONTROL },
+	{ "fence-command", required_argument, NULL, OPT_FENCE_COMMAND },
+	{ "fence-timeout", required_argument, NULL, OPT_FENCE_TIMEOUT },
+	{ "notify-command", required_argument, NULL, OPT_NOTIFY_COMMAND },
+	{ "cluster", required_argument, NULL, OPT_CLUSTER },
+	{ "cluster-wait", required_argument, NULL, OPT_CLUSTER_WAIT },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -195,6 +205,22 @@ void ftd_usage(FILE *out)
 	      "  --send-zc               primary: send page data with IORING_OP_SENDMSG_ZC\n"
 	      "  --control PATH          control socket for ftctl (default\n"
 	      "                          /run/ftd/primary.sock or /run/ftd/secondary.sock)\n"
+	      "\n"
+	      "Failover (docs/failover.md):\n"
+	      "  --cluster NAME          fail over automatically, on Corosync quorum: join\n"
+	      "                          CPG group ftd-NAME; the guest runs only while this\n"
+	      "                          node is quorate, and a secondary promotes when the\n"
+	      "                          primary's ftd left the group (or its node left and\n"
+	      "                          --cluster-wait passed). Without it a lost primary\n"
+	      "                          waits for `ftctl failover`\n"
+	      "  --cluster-wait DURATION after the primary's node left the membership, wait\n"
+	      "                          this long before promoting, unless the fence\n"
+	      "                          command confirmed it is off (default 5s)\n"
+	      "  --fence-command CMD     secondary: run `sh -c CMD` before any promotion;\n"
+	      "                          promotion is refused unless it exits 0\n"
+	      "  --fence-timeout DURATION  kill the fence command after this (default 60s)\n"
+	      "  --notify-command CMD    run `sh -c CMD` on every role change (FTD_EVENT,\n"
+	      "                          FTD_ROLE, FTD_PEER, FTD_CHECKPOINT in its environment)\n"
 	      "\n"
 	      "Machine:\n"
 	      "  --guest SPEC            guest to run: builtin:bank (default), builtin:dirty,\n"
@@ -307,6 +333,8 @@ static void options_defaults(struct ftd_options *o)
 	o->interval_ns = 10 * 1000000ULL;
 	o->realtime = -1;
 	o->timeout_ns = 2000000000ULL;
+	o->fence_timeout_ns = 60000000000ULL;
+	o->cluster_wait_ns = 5000000000ULL;
 	snprintf(o->console, sizeof(o->console), "-");
 	loader_default_params(&o->gp);
 }
@@ -441,6 +469,41 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 				    "--control: '%s' is not an absolute path of under 108 bytes",
 				    arg);
 		snprintf(o->control, sizeof(o->control), "%s", arg);
+		break;
+	case OPT_FENCE_COMMAND:
+	case OPT_NOTIFY_COMMAND: {
+		char *dst = c == OPT_FENCE_COMMAND ? o->fence_command : o->notify_command;
+
+		if (!*arg || strlen(arg) >= sizeof(o->fence_command))
+			return fail(err, errlen, "--%s: the command must be 1..511 bytes",
+				    c == OPT_FENCE_COMMAND ? "fence-command" : "notify-command");
+		snprintf(dst, sizeof(o->fence_command), "%s", arg);
+		break;
+	}
+	case OPT_FENCE_TIMEOUT:
+	case OPT_CLUSTER_WAIT: {
+		const char *name = c == OPT_FENCE_TIMEOUT ? "fence-timeout" : "cluster-wait";
+
+		if (parse_duration(arg, &v) < 0)
+			return fail(err, errlen, "--%s: '%s' is not a duration (e.g. 5s)", name,
+				    arg);
+		if (v > 3600000000000ULL)
+			return fail(err, errlen, "--%s: %s is more than an hour", name, arg);
+		if (c == OPT_FENCE_TIMEOUT)
+			o->fence_timeout_ns = v;
+		else
+			o->cluster_wait_ns = v;
+		break;
+	}
+	case OPT_CLUSTER:
+		if (!*arg || strlen(arg) > 48 ||
+		    strspn(arg, "abcdefghijklmnopqrstuvwxyz"
+				"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				"0123456789_.-") != strlen(arg))
+			return fail(err, errlen,
+				    "--cluster: '%s' is not a name of 1..48 letters, digits, _ . -",
+				    arg);
+		snprintf(o->cluster, sizeof(o->cluster), "%s", arg);
 		break;
 	case OPT_CONFIG:
 		break; /* read before the command line (ftd_options_parse) */
@@ -593,6 +656,9 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 		return fail(err, errlen, "--peer is an option of ftd primary");
 	if (o->role != FTD_ROLE_SECONDARY && o->listen[0])
 		return fail(err, errlen, "--listen is an option of ftd secondary");
+	if (o->role == FTD_ROLE_RUN && (o->cluster[0] || o->fence_command[0]))
+		return fail(err, errlen, "--%s is an option of ftd primary and secondary",
+			    o->cluster[0] ? "cluster" : "fence-command");
 	if (!o->control[0] && o->role != FTD_ROLE_RUN)
 		snprintf(o->control, sizeof(o->control), "/run/ftd/%s.sock",
 			 o->role == FTD_ROLE_PRIMARY ? "primary" : "secondary");

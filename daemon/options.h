@@ -29,16 +29,21 @@ struct ftd_options {
 	enum dirty_mode tracking;
 	uint32_t ring_entries;
 	uint64_t interval_ns;
-	uint64_t duration_ns; /* 0: until SIGINT/SIGTERM */
-	char console[256];    /* "-": stdout */
-	bool quiet;	      /* no per-second statistics line */
-	int realtime;	      /* SCHED_FIFO checkpoint thread: 1 on, 0 off, -1 auto */
-	char peer[128];	      /* primary: the secondary's HOST:PORT */
-	char listen[128];     /* secondary: HOST:PORT to listen on */
-	bool verify;	      /* primary: hash all memory at every checkpoint */
-	uint64_t timeout_ns;  /* a silent peer is gone after this long */
-	bool send_zc;	      /* primary: IORING_OP_SENDMSG_ZC for page data */
-	char control[108];    /* control socket path; default /run/ftd/ROLE.sock */
+	uint64_t duration_ns;	 /* 0: until SIGINT/SIGTERM */
+	char console[256];	 /* "-": stdout */
+	bool quiet;		 /* no per-second statistics line */
+	int realtime;		 /* SCHED_FIFO checkpoint thread: 1 on, 0 off, -1 auto */
+	char peer[128];		 /* primary: the secondary's HOST:PORT */
+	char listen[128];	 /* secondary: HOST:PORT to listen on */
+	bool verify;		 /* primary: hash all memory at every checkpoint */
+	uint64_t timeout_ns;	 /* a silent peer is gone after this long */
+	bool send_zc;		 /* primary: IORING_OP_SENDMSG_ZC for page data */
+	char control[108];	 /* control socket path; default /run/ftd/ROLE.sock */
+	char fence_command[512]; /* secondary: must succeed before a promotion */
+	uint64_t fence_timeout_ns;
+	char notify_command[512]; /* told about role changes */
+	char cluster[64];	  /* Corosync CPG group: automatic failover */
+	uint64_t cluster_wait_ns; /* after the primary's node left, before promoting */
 	struct guest_params gp;
 };
 

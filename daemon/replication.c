@@ -22,6 +22,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "daemon/control.h"
+#include "daemon/hooks.h"
 #include "daemon/log.h"
 #include "daemon/replication.h"
 #include "daemon/run.h"
@@ -156,10 +157,22 @@ struct active {
 	uint64_t last_sync_event_ns;
 };
 
-/* One event: a JSON line to `ftctl events` subscribers (key/value strings, NULL-ended). */
+/* --notify-command, told about every event but sync progress. */
+static const char *notify_command;
+
+#define EVENT_ENV_MAX 8
+
+/*
+ * One event: a JSON line to `ftctl events` subscribers, and the notify
+ * command with FTD_EVENT and FTD_<KEY> for each key/value pair (strings,
+ * NULL-ended; a NULL value is left out).
+ */
 static void emit(struct control *ctl, const char *event, ...)
 {
 	struct json_object *ev = json_object_new_object();
+	char env[EVENT_ENV_MAX][192];
+	const char *envp[EVENT_ENV_MAX + 1];
+	unsigned int n = 0;
 	struct timespec ts;
 	va_list ap;
 	const char *k;
@@ -167,14 +180,30 @@ static void emit(struct control *ctl, const char *event, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	json_add_u64(ev, "time_ms", (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
 	json_add_str(ev, "event", event);
+	snprintf(env[n++], sizeof(env[0]), "FTD_EVENT=%s", event);
 	va_start(ap, event);
 	while ((k = va_arg(ap, const char *))) {
 		const char *v = va_arg(ap, const char *);
 
 		json_add_str(ev, k, v);
+		if (v && n < EVENT_ENV_MAX) {
+			int at = snprintf(env[n], sizeof(env[0]), "FTD_");
+
+			for (const char *c = k; *c && at < 40; c++)
+				env[n][at++] = *c == '-' ? '_' : (char)(*c & ~0x20);
+			snprintf(env[n] + at, sizeof(env[0]) - (size_t)at, "=%.140s", v);
+			n++;
+		}
 	}
 	va_end(ap);
 	control_event(ctl, ev);
+	if (!notify_command || !strcmp(event, "sync-progress"))
+		return;
+	for (unsigned int i = 0; i < n; i++)
+		envp[i] = env[i];
+	envp[n] = NULL;
+	if (hook_spawn(notify_command, envp) < 0)
+		log_warning("Cannot run the notify command for %s: %s", event, strerror(errno));
 }
 
 /* `ftctl set interval D`: from the next tick on. */
@@ -473,6 +502,7 @@ static int active_loop(struct active *a)
 		now = clock_now_ns();
 		primary_tick(p, now);
 		netloop_dispatch(a->nl);
+		hook_reap();
 		if (outbuf_flush(a->out, a->console_fd) < 0)
 			log_warning("Writing the console failed: %s (output is kept)",
 				    strerror(errno));
@@ -563,8 +593,8 @@ static int active_run(struct active *a, const char *peer)
 	}
 	control_set_handler(a->ctl, active_control, a);
 	ftd_owner_priority(a->o, a->vm);
-	if (a->promoted_by)
-		emit(a->ctl, "role", "role", "primary", "by", a->promoted_by, NULL);
+	emit(a->ctl, "role", "role", "primary", "by", a->promoted_by ? a->promoted_by : "start",
+	     NULL);
 	status = active_loop(a);
 	if (status == 0 && a->p->handover == HANDOVER_NONE)
 		primary_final_checkpoint(a->p);
@@ -615,6 +645,7 @@ int ftd_primary(const struct ftd_options *o)
 	int status = 1, r;
 
 	signal(SIGPIPE, SIG_IGN);
+	notify_command = o->notify_command[0] ? o->notify_command : NULL;
 	if (parse_addr_opt("peer", o->peer, &ss, &sl) < 0)
 		return 2;
 	a.console_fd = open_console(o->console);
@@ -708,6 +739,7 @@ static void secondary_stats_line(struct secondary *s, struct swindow *w, uint64_
 }
 
 struct standby {
+	const struct ftd_options *o;
 	struct secondary *s;
 	struct control *ctl;
 	struct outbuf *out;
@@ -737,6 +769,50 @@ static void mirror_console(void *opaque, uint64_t offset, const uint8_t *data, s
 	outbuf_allow(sb->out, outbuf_mark(sb->out));
 }
 
+/*
+ * Promotes after the fence command (if any) succeeded. Returns 0, -EHOSTUNREACH
+ * with msg set when fencing failed, or secondary_promote's refusals.
+ */
+static int standby_promote(struct standby *sb, bool force, char *msg, size_t msglen)
+{
+	struct secondary *s = sb->s;
+	int e = secondary_can_promote(s, force);
+
+	if (e < 0 || !sb->o->fence_command[0])
+		return e < 0 ? e : secondary_promote(s, force);
+	{
+		char peer[96], ck[48];
+		const char *env[] = { "FTD_EVENT=fence", peer, ck, NULL };
+		uint64_t t0 = clock_now_ns();
+
+		snprintf(peer, sizeof(peer), "FTD_PEER=%s", s->last_peer);
+		snprintf(ck, sizeof(ck), "FTD_CHECKPOINT=%llu",
+			 (unsigned long long)s->replica.checkpoint);
+		log_info("Fencing the primary %s before promotion: %s", s->last_peer,
+			 sb->o->fence_command);
+		e = hook_run(sb->o->fence_command, env, sb->o->fence_timeout_ns);
+		if (e != 0) {
+			if (e == -ETIMEDOUT)
+				snprintf(msg, msglen,
+					 "the fence command did not finish within %.0f s",
+					 (double)sb->o->fence_timeout_ns / 1e9);
+			else if (e < 0)
+				snprintf(msg, msglen, "the fence command could not run: %s",
+					 strerror(-e));
+			else
+				snprintf(msg, msglen, "the fence command failed (exit status %d)",
+					 e);
+			log_error("Promotion refused: %s", msg);
+			emit(sb->ctl, "fence-failed", "peer", s->last_peer, "error", msg, NULL);
+			return -EHOSTUNREACH;
+		}
+		log_info("Fenced the primary %s in %.1f ms", s->last_peer,
+			 (double)(clock_now_ns() - t0) / 1e6);
+		emit(sb->ctl, "fenced", "peer", s->last_peer, NULL);
+	}
+	return secondary_promote(s, force);
+}
+
 /* `ftctl status` and `ftctl failover` on a secondary. */
 static int secondary_control(void *opaque, const char *command, struct json_object *r)
 {
@@ -745,8 +821,13 @@ static int secondary_control(void *opaque, const char *command, struct json_obje
 	uint64_t now = clock_now_ns();
 
 	if (!strcmp(command, "failover") || !strcmp(command, "failover --force")) {
-		int e = secondary_promote(s, command[8] != 0);
 		char msg[160];
+		int e = standby_promote(sb, command[8] != 0, msg, sizeof(msg));
+
+		if (e == -EHOSTUNREACH) {
+			json_add_str(r, "error", msg);
+			return e;
+		}
 
 		if (e == 0) {
 			json_add_u64(r, "checkpoint", s->replica.checkpoint);
@@ -833,7 +914,7 @@ static void standby_events(struct standby *sb, enum secondary_state was)
 int ftd_secondary(const struct ftd_options *o)
 {
 	struct active a = { .o = o, .sig_fd = -1, .timer_fd = -1, .console_fd = -1 };
-	struct standby sb = { 0 };
+	struct standby sb = { .o = o };
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	struct secondary *s = NULL;
@@ -848,6 +929,7 @@ int ftd_secondary(const struct ftd_options *o)
 	enum secondary_state last_state = SECONDARY_WAITING;
 
 	signal(SIGPIPE, SIG_IGN);
+	notify_command = o->notify_command[0] ? o->notify_command : NULL;
 	if (parse_addr_opt("listen", o->listen, &ss, &sl) < 0)
 		return 2;
 	a.console_fd = open_console(o->console);
@@ -901,6 +983,7 @@ int ftd_secondary(const struct ftd_options *o)
 		 o->listen, (unsigned long long)(o->mem_size >> 20), o->vcpus,
 		 dirty_mode_name(o->tracking));
 	sd_notifyf(0, "STATUS=secondary: listening on %s", o->listen);
+	emit(a.ctl, "role", "role", "secondary", "by", "start", NULL);
 	status = 0;
 	for (;;) {
 		struct pollfd pfd[2] = {
@@ -920,6 +1003,7 @@ int ftd_secondary(const struct ftd_options *o)
 		now = clock_now_ns();
 		secondary_tick(s, now);
 		netloop_dispatch(&nl);
+		hook_reap();
 		outbuf_flush(&out, a.console_fd);
 		standby_events(&sb, last_state);
 		if (s->state == SECONDARY_WAITING && last_state != SECONDARY_WAITING)

@@ -123,6 +123,7 @@ static void on_hello(struct sconn *c, const uint8_t *payload, size_t len)
 	c->rx_ready = true;
 	c->hello_ok = true;
 	s->session = c;
+	snprintf(s->last_peer, sizeof(s->last_peer), "%s", c->link->peer);
 	s->state = SECONDARY_SYNCING;
 	s->st.sessions++;
 	s->st.sync_pages = 0;

@@ -65,6 +65,7 @@ struct secondary {
 	void (*console_fn)(void *opaque, uint64_t offset, const uint8_t *data, size_t len);
 	void *console_opaque;
 	char promoted_by[96]; /* "ftctl failover", "switchover from ADDR" */
+	char last_peer[64];   /* the last primary whose HELLO matched */
 	struct secondary_stats st;
 };
 

@@ -105,7 +105,12 @@ wait "$PPID_" "$SPID"
 
 # ---- 2. the chain of failovers -----------------------------------------------------
 declare -a NODE_PID
-node 1
+# Node 1 fences (refusing until fence.ok exists) and reports role changes.
+printf '#!/bin/sh\necho "$FTD_PEER $FTD_CHECKPOINT" >>%s/fence.log\n[ -e %s/fence.ok ]\n' \
+	"$TMP" "$TMP" >"$TMP/fence.sh"
+chmod +x "$TMP/fence.sh"
+node 1 --fence-command "$TMP/fence.sh" \
+	--notify-command 'echo "$FTD_EVENT ${FTD_ROLE:-}" >>'"$TMP/notify.1"
 ctl 1 events >"$TMP/events.1" 2>&1 &
 PIDS+=("$!")
 wait_for "$TMP/events.1" subscribed 5 || fail "ftctl events: $(cat "$TMP/events.1")"
@@ -139,6 +144,10 @@ for ((i = 0; i < KILLS; i++)); do
 	wait_for "$TMP/log.$next" "Primary lost: waiting for an operator" 10 ||
 		fail "node $next did not notice the loss: $(tail -3 "$TMP/log.$next")"
 	grep -Eq "mid-epoch \(discarded\)|Lost the primary" "$TMP/log.$next" && mid_epoch=$((mid_epoch + 1))
+	if [ $next -eq 1 ]; then
+		expect_refusal 1 "the fence command failed (exit status 1)" failover
+		touch "$TMP/fence.ok"
+	fi
 	ctl $next failover >"$TMP/out" 2>&1 || fail "failover to node $next: $(cat "$TMP/out")"
 	grep -Eq "^promoted: the guest runs here from checkpoint [0-9]+$" "$TMP/out" ||
 		fail "ftctl failover said: $(cat "$TMP/out")"
@@ -181,10 +190,19 @@ stream_join "$TMP/stream" "${args[@]}" || fail "the consoles do not join into on
 check_bank "$TMP/stream" 2 || fail "the bank stream across $KILLS failovers and a switchover is broken"
 echo "ok: one bank stream across $KILLS failovers and a switchover: $(grep -c '^bank ' "$TMP/stream") lines, every iter exactly once"
 
+# ---- fence and notify hooks -------------------------------------------------------
+[ "$(sort -u "$TMP/fence.log" | wc -l)" = 1 ] && [ "$(wc -l <"$TMP/fence.log")" = 2 ] &&
+	grep -Eq "^127.0.0.1:[0-9]+ [0-9]+$" "$TMP/fence.log" ||
+	fail "fence command calls: $(cat "$TMP/fence.log")"
+want="role secondary|fence-failed|fenced|failover|role primary"
+got=$(grep -E "^(role|fence|failover)" "$TMP/notify.1" | head -5 | sed 's/ *$//' | paste -sd'|')
+[ "$got" = "$want" ] || fail "notify command calls: '$got', expected '$want'"
+echo "ok: fence command refused a promotion (exit 1), then allowed it; notify command: $want"
+
 # ---- 4. events -----------------------------------------------------------------------
 # First occurrences: as a secondary, then promoted and protecting node 2.
-want="subscribed peer-connected replicating peer-lost failover role protect sync-started protected"
-got=$(awk '{print $2}' "$TMP/events.1" | grep -v sync-progress | awk '!seen[$0]++' | head -9 | xargs)
+want="subscribed peer-connected replicating peer-lost fence-failed fenced failover role protect sync-started protected"
+got=$(awk '{print $2}' "$TMP/events.1" | grep -v sync-progress | awk '!seen[$0]++' | head -11 | xargs)
 [ "$got" = "$want" ] || fail "events of node 1: '$got', expected '$want': $(cat "$TMP/events.1")"
 echo "ok: ftctl events: $want"
 exit 0
