@@ -64,30 +64,5 @@ summary_field() {
 	grep 'summary:' "$1" | tail -1 | sed -En "s/.*$2.*/\1/p"
 }
 
-# stream_join OUT FILE:OFFSET...: the consoles of the nodes that ran one guest
-# in turn, each starting at OFFSET of the guest's output stream, joined into
-# OUT. Where two consoles overlap they must hold the same bytes; a gap between
-# them fails.
-stream_join() {
-	local out=$1 prev= pbase=0 arg f base keep len over
-	shift
-	: >"$out"
-	for arg; do
-		f=${arg%:*} base=${arg##*:}
-		if [ -n "$prev" ]; then
-			keep=$((base - pbase)) len=$(stat -c %s "$prev")
-			if [ $keep -lt 0 ] || [ $keep -gt "$len" ]; then
-				echo "$prev covers stream offsets $pbase..$((pbase + len)), $f starts at $base"
-				return 1
-			fi
-			over=$((len - keep))
-			if [ $over -gt 0 ] && ! cmp -s <(tail -c +$((keep + 1)) "$prev") <(head -c $over "$f"); then
-				echo "$prev and $f differ where they overlap (stream offsets $base..$((base + over)))"
-				return 1
-			fi
-			head -c $keep "$prev" >>"$out"
-		fi
-		prev=$f pbase=$base
-	done
-	cat "$prev" >>"$out"
-}
+# stream_join and bank_tally: the guest console helpers shared with scripts/demo.
+. "$(dirname "${BASH_SOURCE[0]}")/../scripts/console.sh"

@@ -1,0 +1,47 @@
+# Guest console helpers (sourced by scripts/demo and tests/lib.sh).
+
+# stream_join OUT FILE:OFFSET...: the consoles of the nodes that ran one guest
+# in turn, each starting at OFFSET of the guest's output stream, joined into
+# OUT. Where two consoles overlap they must hold the same bytes; a gap between
+# them fails.
+stream_join() {
+	local out=$1 prev= pbase=0 arg f base keep len over
+	shift
+	: >"$out"
+	for arg; do
+		f=${arg%:*} base=${arg##*:}
+		if [ -n "$prev" ]; then
+			keep=$((base - pbase)) len=$(stat -c %s "$prev")
+			if [ $keep -lt 0 ] || [ $keep -gt "$len" ]; then
+				echo "$prev covers stream offsets $pbase..$((pbase + len)), $f starts at $base"
+				return 1
+			fi
+			over=$((len - keep))
+			if [ $over -gt 0 ] && ! cmp -s <(tail -c +$((keep + 1)) "$prev") <(head -c $over "$f"); then
+				echo "$prev and $f differ where they overlap (stream offsets $base..$((base + over)))"
+				return 1
+			fi
+			head -c $keep "$prev" >>"$out"
+		fi
+		prev=$f pbase=$base
+	done
+	cat "$prev" >>"$out"
+}
+
+# bank_tally FILE VCPUS: "LINES LOST REPEATED NOT_OK" over the complete bank
+# lines of FILE: iters missing from a vCPU's sequence, iters seen again, lines
+# whose sum check failed.
+bank_tally() {
+	if [ -n "$(tail -c1 "$1")" ]; then head -n -1 "$1"; else cat "$1"; fi |
+		awk -v n="$2" '
+	/^bank vcpu=[0-9]+ iter=[0-9]+ / {
+		split($2, v, "="); split($3, it, "=");
+		lines++
+		if ($NF != "ok") bad++
+		want = (v[2] in last) ? last[v[2]] + 1 : 0
+		if (it[2] > want) lost += it[2] - want
+		if (it[2] < want) rep++
+		if (it[2] >= want) last[v[2]] = it[2]
+	}
+	END { printf "%d %d %d %d\n", lines, lost, rep, bad }'
+}
