@@ -21,6 +21,7 @@
 #include <linux/kvm.h>
 #include <systemd/sd-daemon.h>
 
+#include "daemon/cluster.h"
 #include "daemon/control.h"
 #include "daemon/hooks.h"
 #include "daemon/log.h"
@@ -155,6 +156,8 @@ struct active {
 	uint64_t promoted_checkpoint;
 	enum primary_state last_state;
 	uint64_t last_sync_event_ns;
+	struct ftd_cluster *fc; /* --cluster: the guest runs only while quorate */
+	bool frozen;		/* stopped for want of quorum */
 };
 
 /* --notify-command, told about every event but sync progress. */
@@ -204,6 +207,112 @@ static void emit(struct control *ctl, const char *event, ...)
 	envp[n] = NULL;
 	if (hook_spawn(notify_command, envp) < 0)
 		log_warning("Cannot run the notify command for %s: %s", event, strerror(errno));
+}
+
+/* ---- Corosync (--cluster) ---------------------------------------------------- */
+
+/* What this daemon knows of the cluster: kept up to date by cluster_dispatch(). */
+struct ftd_cluster {
+	struct cluster *c; /* NULL without --cluster */
+	struct control *ctl;
+	bool quorate;
+	bool lost;	    /* corosync went away: not quorate until ftd restarts */
+	unsigned int peers; /* other ftds in the group */
+	bool peer_left;	    /* the last of them left, how and when: */
+	bool left_by_node;  /* its node left the membership (else the process ended) */
+	uint64_t left_ns;
+	uint32_t left_nodeid;
+};
+
+static void cluster_changed(void *opaque, const struct cluster_event *ev)
+{
+	struct ftd_cluster *fc = opaque;
+	char node[16], pid[16];
+
+	snprintf(node, sizeof(node), "%u", ev->nodeid);
+	snprintf(pid, sizeof(pid), "%u", ev->pid);
+	switch (ev->type) {
+	case CLUSTER_QUORUM:
+		if (ev->quorate == fc->quorate)
+			break;
+		fc->quorate = ev->quorate;
+		if (ev->quorate)
+			log_info("cluster: this node is quorate");
+		else
+			log_warning("cluster: this node lost quorum");
+		emit(fc->ctl, "quorum", "quorate", ev->quorate ? "yes" : "no", NULL);
+		break;
+	case CLUSTER_PEER_JOINED:
+		fc->peers = cluster_peers(fc->c, NULL, 0);
+		fc->peer_left = false;
+		log_info("cluster: the ftd on node %s (pid %s) joined", node, pid);
+		emit(fc->ctl, "cluster-peer-joined", "node", node, "pid", pid, NULL);
+		break;
+	case CLUSTER_PEER_LEFT:
+		fc->peers = cluster_peers(fc->c, NULL, 0);
+		fc->peer_left = fc->peers == 0;
+		fc->left_by_node = ev->reason == CLUSTER_LEFT_NODE;
+		fc->left_ns = clock_now_ns();
+		fc->left_nodeid = ev->nodeid;
+		log_warning("cluster: the ftd on node %s (pid %s) left: %s", node, pid,
+			    fc->left_by_node ? "its node left the membership"
+					     : "the process ended");
+		emit(fc->ctl, "cluster-peer-left", "node", node, "pid", pid, "reason",
+		     fc->left_by_node ? "node" : "process", NULL);
+		break;
+	}
+}
+
+/* Joins group ftd-NAME. Logs failures; returns 0 or -errno. */
+static int ftd_cluster_open(struct ftd_cluster *fc, const char *name, struct control *ctl)
+{
+	char group[80];
+	int r;
+
+	fc->ctl = ctl;
+	snprintf(group, sizeof(group), "ftd-%s", name);
+	r = cluster_open(group, cluster_changed, fc, &fc->c);
+	if (r < 0) {
+		log_error("Cannot join the cluster (--cluster %s): %s%s", name, strerror(-r),
+			  r == -ECONNREFUSED ? " (is corosync running?)"
+			  : r == -EOPNOTSUPP ? " (corosync runs without a quorum provider)"
+					     : "");
+		return r;
+	}
+	fc->quorate = cluster_quorate(fc->c);
+	log_info("cluster: joined CPG group %s as node %u, %squorate", group,
+		 cluster_local_nodeid(fc->c), fc->quorate ? "" : "not ");
+	return 0;
+}
+
+/* Adds the cluster's fds to pfd[] from index n; returns the new count. */
+static int ftd_cluster_pollfds(const struct ftd_cluster *fc, struct pollfd *pfd, int n, int max)
+{
+	int fds[3], k = fc->c ? cluster_fds(fc->c, fds, 3) : 0;
+
+	for (int i = 0; i < k && n < max; i++)
+		pfd[n++] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
+	return n;
+}
+
+static void ftd_cluster_dispatch(struct ftd_cluster *fc)
+{
+	int r;
+
+	if (!fc->c || fc->lost)
+		return;
+	r = cluster_dispatch(fc->c);
+	if (r < 0) {
+		fc->lost = true;
+		fc->quorate = false;
+		log_error("cluster: lost the connection to corosync (%s): acting as not quorate",
+			  strerror(-r));
+	}
+}
+
+static const char *ftd_cluster_quorum(const struct ftd_cluster *fc)
+{
+	return !fc || !fc->c ? NULL : fc->quorate ? "yes" : "no";
 }
 
 /* `ftctl set interval D`: from the next tick on. */
@@ -338,6 +447,8 @@ static void active_status(struct active *a, struct json_object *r)
 	json_add_u64(r, "held_bytes", outbuf_held(a->out));
 	json_add_u64(r, "console_offset", outbuf_stream_pos(a->out, outbuf_mark(a->out)));
 	json_add_u64(r, "sessions", st->sessions);
+	json_add_str(r, "quorum", ftd_cluster_quorum(a->fc));
+	json_object_object_add(r, "frozen", json_object_new_boolean(a->frozen));
 	if (p->state == PRIMARY_SYNCING) {
 		json_add_u64(r, "sync_pages", st->sync_pages);
 		json_add_u64(r, "sync_remaining", st->sync_remaining);
@@ -455,6 +566,53 @@ static void active_events(struct active *a, uint64_t now)
 		p->handover = HANDOVER_NONE;
 }
 
+/*
+ * --cluster: the guest runs only while this node is quorate. Losing quorum
+ * stops it at once (the other side may promote once it has waited for that);
+ * it resumes when quorum is back only if the secondary still follows this
+ * guest (protected: it cannot have promoted). Otherwise it stays stopped for
+ * an operator: the guest may run elsewhere now.
+ */
+static void active_quorum(struct active *a)
+{
+	struct primary *p = a->p;
+	struct ftd_cluster *fc = a->fc;
+
+	if (!fc || !fc->c)
+		return;
+	/*
+	 * Unprotected output may leave only while no secondary can promote over
+	 * it. After losing its secondary this node may be the isolated side that
+	 * has not been told yet: the replication timeout can fire before totem
+	 * reports the membership change, and votequorum decides on it later
+	 * still. So output waits --cluster-wait after the loss (the time the
+	 * secondary itself waits before it may promote), unless the secondary's
+	 * ftd ended (it cannot promote); and always needs quorum decided for the
+	 * current membership. The guest runs meanwhile; if quorum goes, it stops
+	 * with that output unreleased.
+	 */
+	p->hold_output = true;
+	p->release_ok = fc->quorate && cluster_quorum_settled(fc->c) &&
+			(!p->lost_ns || (fc->peer_left && !fc->left_by_node) ||
+			 clock_now_ns() - p->lost_ns >= a->o->cluster_wait_ns);
+	if (!a->fc->quorate && !a->frozen) {
+		int r = vm_pause(a->vm, 0, NULL);
+
+		a->frozen = true;
+		p->frozen = true;
+		log_error("Lost quorum: the guest is stopped here (the other side may take it "
+			  "over)%s",
+			  r < 0 ? "; pausing the vCPUs failed" : "");
+		emit(a->ctl, "frozen", "reason", "lost quorum", NULL);
+	} else if (a->frozen && a->fc->quorate && p->state == PRIMARY_PROTECTED) {
+		a->frozen = false;
+		p->frozen = false;
+		vm_resume(a->vm);
+		log_info("Quorum is back and the secondary still follows this guest: it runs on");
+		emit(a->ctl, "thawed", NULL);
+	}
+}
+
 static int active_loop(struct active *a)
 {
 	struct primary *p = a->p;
@@ -464,21 +622,24 @@ static int active_loop(struct active *a)
 	int r;
 
 	for (;;) {
-		struct pollfd pfd[4] = {
+		struct pollfd pfd[7] = {
 			{ .fd = a->sig_fd, .events = POLLIN },
 			{ .fd = vm->event_fd, .events = POLLIN },
 			{ .fd = a->timer_fd, .events = POLLIN },
 			{ .fd = netloop_fd(a->nl), .events = POLLIN },
 		};
+		int npfd = ftd_cluster_pollfds(a->fc, pfd, 4, 7);
 		uint64_t now, expirations;
 		unsigned int events;
 
-		if (poll(pfd, 4, 100) < 0 && errno != EINTR) {
+		if (poll(pfd, (nfds_t)npfd, 100) < 0 && errno != EINTR) {
 			log_error("poll failed: %s", strerror(errno));
 			return 1;
 		}
 		if ((pfd[0].revents & POLLIN) && ftd_read_signal(a->sig_fd))
 			break;
+		ftd_cluster_dispatch(a->fc);
+		active_quorum(a);
 		netloop_dispatch(a->nl);
 		events = vm_take_events(vm);
 		if (events & VM_EVENT_STOPPED)
@@ -596,6 +757,7 @@ static int active_run(struct active *a, const char *peer)
 	emit(a->ctl, "role", "role", "primary", "by", a->promoted_by ? a->promoted_by : "start",
 	     NULL);
 	status = active_loop(a);
+	sd_notify(0, "STOPPING=1");
 	if (status == 0 && a->p->handover == HANDOVER_NONE)
 		primary_final_checkpoint(a->p);
 	active_summary(a);
@@ -634,9 +796,30 @@ static int open_console(const char *path)
 	return fd;
 }
 
+/* --cluster: a primary starts its guest only on a quorate node. -EINTR on a signal. */
+static int wait_quorum(struct ftd_cluster *fc, int sig_fd)
+{
+	if (!fc->quorate)
+		log_info("cluster: waiting for quorum before starting the guest");
+	while (!fc->quorate) {
+		struct pollfd pfd[4] = { { .fd = sig_fd, .events = POLLIN } };
+		int n = ftd_cluster_pollfds(fc, pfd, 1, 4);
+
+		if (fc->lost)
+			return -ENOTCONN;
+		if (poll(pfd, (nfds_t)n, 1000) < 0 && errno != EINTR)
+			return -errno;
+		if ((pfd[0].revents & POLLIN) && ftd_read_signal(sig_fd))
+			return -EINTR;
+		ftd_cluster_dispatch(fc);
+	}
+	return 0;
+}
+
 int ftd_primary(const struct ftd_options *o)
 {
 	struct active a = { .o = o, .sig_fd = -1, .timer_fd = -1, .console_fd = -1 };
+	struct ftd_cluster fc = { 0 };
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	struct netloop nl;
@@ -669,13 +852,18 @@ int ftd_primary(const struct ftd_options *o)
 	nl_ok = true;
 	a.nl = &nl;
 	a.out = &out;
+	if (control_open(&nl, o->control, active_control, &a, &a.ctl) < 0)
+		goto out;
+	a.fc = &fc;
+	if (o->cluster[0]) {
+		if (ftd_cluster_open(&fc, o->cluster, a.ctl) < 0 || wait_quorum(&fc, a.sig_fd) < 0)
+			goto out;
+	}
 	r = vm_start(a.vm);
 	if (r < 0) {
 		log_error("Failed to start vCPU threads: %s", strerror(-r));
 		goto out;
 	}
-	if (control_open(&nl, o->control, active_control, &a, &a.ctl) < 0)
-		goto out;
 	log_info("primary: running %s (%llu MiB, %u vCPUs, %s tracking%s), checkpoint every "
 		 "%.3f ms, secondary %s%s",
 		 o->guest, (unsigned long long)(o->mem_size >> 20), o->vcpus,
@@ -685,6 +873,7 @@ int ftd_primary(const struct ftd_options *o)
 	sd_notifyf(0, "READY=1\nSTATUS=primary: running %s, connecting to %s", o->guest, o->peer);
 	status = active_run(&a, o->peer);
 out:
+	cluster_close(fc.c);
 	control_close(a.ctl);
 	if (nl_ok)
 		netloop_free(&nl);
@@ -740,6 +929,9 @@ static void secondary_stats_line(struct secondary *s, struct swindow *w, uint64_
 
 struct standby {
 	const struct ftd_options *o;
+	struct ftd_cluster *fc;
+	bool auto_blocked; /* an automatic promotion failed: the operator decides */
+	char waiting[160]; /* why it does not promote yet (logged once) */
 	struct secondary *s;
 	struct control *ctl;
 	struct outbuf *out;
@@ -813,6 +1005,64 @@ static int standby_promote(struct standby *sb, bool force, char *msg, size_t msg
 	return secondary_promote(s, force);
 }
 
+/* Logs why an automatic promotion waits, once per reason. */
+static void standby_wait(struct standby *sb, const char *why)
+{
+	if (!strcmp(sb->waiting, why))
+		return;
+	snprintf(sb->waiting, sizeof(sb->waiting), "%s", why);
+	log_info("Automatic failover waits: %s", why);
+}
+
+/*
+ * --cluster: promote by ourselves once it is safe. The replica must be a
+ * checkpoint and the primary gone from here; this node quorate (for the
+ * membership just formed); and the primary's ftd out of the CPG group: at once
+ * if its process ended (its node is still a member, so it cannot run a guest
+ * without us noticing), after --cluster-wait if its node left the membership
+ * (an isolated primary needs that long to notice it lost quorum and stop its
+ * guest), unless the fence command confirms it is off first.
+ */
+static void standby_auto(struct standby *sb, uint64_t now)
+{
+	struct ftd_cluster *fc = sb->fc;
+	struct secondary *s = sb->s;
+	char msg[160];
+	int e;
+
+	if (!fc || !fc->c || sb->auto_blocked || s->state != SECONDARY_WAITING ||
+	    !s->replica.has_checkpoint)
+		return;
+	if (!fc->quorate || !cluster_quorum_settled(fc->c)) {
+		standby_wait(sb, "this node is not quorate");
+		return;
+	}
+	if (fc->peers) {
+		standby_wait(sb, "the primary's ftd is still a cluster member: it may be alive");
+		return;
+	}
+	if (!fc->peer_left) {
+		standby_wait(sb, "no primary ftd has been seen in the cluster group");
+		return;
+	}
+	if (fc->left_by_node && !sb->o->fence_command[0] &&
+	    now - fc->left_ns < sb->o->cluster_wait_ns) {
+		snprintf(msg, sizeof(msg),
+			 "node %u left the membership: giving its primary %.1f s to stop its guest",
+			 fc->left_nodeid, (double)sb->o->cluster_wait_ns / 1e9);
+		standby_wait(sb, msg);
+		return;
+	}
+	snprintf(s->promoted_by, sizeof(s->promoted_by), "cluster: the primary's %s",
+		 fc->left_by_node ? "node left" : "ftd ended");
+	e = standby_promote(sb, false, msg, sizeof(msg));
+	if (e < 0) {
+		sb->auto_blocked = true;
+		log_error("Automatic failover failed: %s; waiting for an operator",
+			  e == -EHOSTUNREACH ? msg : strerror(-e));
+	}
+}
+
 /* `ftctl status` and `ftctl failover` on a secondary. */
 static int secondary_control(void *opaque, const char *command, struct json_object *r)
 {
@@ -871,6 +1121,7 @@ static int secondary_control(void *opaque, const char *command, struct json_obje
 	json_add_u64(r, "mismatches", s->st.mismatches);
 	json_add_u64(r, "refused", s->st.refused);
 	json_add_u64(r, "sessions", s->st.sessions);
+	json_add_str(r, "quorum", ftd_cluster_quorum(sb->fc));
 	if (sb->mirroring)
 		json_add_u64(r, "console_offset", outbuf_stream_pos(sb->out, outbuf_mark(sb->out)));
 	return 0;
@@ -915,6 +1166,7 @@ int ftd_secondary(const struct ftd_options *o)
 {
 	struct active a = { .o = o, .sig_fd = -1, .timer_fd = -1, .console_fd = -1 };
 	struct standby sb = { .o = o };
+	struct ftd_cluster fc = { 0 };
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	struct secondary *s = NULL;
@@ -979,6 +1231,12 @@ int ftd_secondary(const struct ftd_options *o)
 	if (control_open(&nl, o->control, secondary_control, &sb, &a.ctl) < 0)
 		goto out;
 	sb.ctl = a.ctl;
+	sb.fc = a.fc = &fc;
+	if (o->cluster[0]) {
+		s->auto_failover = true;
+		if (ftd_cluster_open(&fc, o->cluster, a.ctl) < 0)
+			goto out;
+	}
 	log_info("secondary: listening on %s for a primary (%llu MiB, %u vCPUs, %s tracking)",
 		 o->listen, (unsigned long long)(o->mem_size >> 20), o->vcpus,
 		 dirty_mode_name(o->tracking));
@@ -986,13 +1244,14 @@ int ftd_secondary(const struct ftd_options *o)
 	emit(a.ctl, "role", "role", "secondary", "by", "start", NULL);
 	status = 0;
 	for (;;) {
-		struct pollfd pfd[2] = {
+		struct pollfd pfd[5] = {
 			{ .fd = a.sig_fd, .events = POLLIN },
 			{ .fd = netloop_fd(&nl), .events = POLLIN },
 		};
+		int npfd = ftd_cluster_pollfds(&fc, pfd, 2, 5);
 		uint64_t now;
 
-		if (poll(pfd, 2, 100) < 0 && errno != EINTR) {
+		if (poll(pfd, (nfds_t)npfd, 100) < 0 && errno != EINTR) {
 			log_error("poll failed: %s", strerror(errno));
 			status = 1;
 			break;
@@ -1000,9 +1259,11 @@ int ftd_secondary(const struct ftd_options *o)
 		if ((pfd[0].revents & POLLIN) && ftd_read_signal(a.sig_fd))
 			break;
 		netloop_dispatch(&nl);
+		ftd_cluster_dispatch(&fc);
 		now = clock_now_ns();
 		secondary_tick(s, now);
 		netloop_dispatch(&nl);
+		standby_auto(&sb, now);
 		hook_reap();
 		outbuf_flush(&out, a.console_fd);
 		standby_events(&sb, last_state);
@@ -1027,8 +1288,10 @@ int ftd_secondary(const struct ftd_options *o)
 		if (o->duration_ns && now - start >= o->duration_ns)
 			break;
 	}
-	if (s->state != SECONDARY_ACTIVE)
+	if (s->state != SECONDARY_ACTIVE) {
+		sd_notify(0, "STOPPING=1");
 		log_replica(s, "stopping", true);
+	}
 	log_info("summary: %llu epochs applied (%llu checkpoints, %llu verified, %llu "
 		 "mismatches), %llu sessions, %llu connections refused",
 		 (unsigned long long)s->st.epochs, (unsigned long long)s->st.checkpoints,
@@ -1049,6 +1312,7 @@ int ftd_secondary(const struct ftd_options *o)
 		status = active_run(&a, NULL);
 	}
 out:
+	cluster_close(fc.c);
 	control_close(a.ctl);
 	if (s) {
 		secondary_free(s);

@@ -434,6 +434,10 @@ static void session_end(struct primary *p, const char *why, bool flush)
 	if (why)
 		log_warning("%s; the guest runs unprotected%s", why,
 			    was_protected ? " (output is released without waiting)" : "");
+	if (p->state >= PRIMARY_SYNCING) {
+		p->lost_ns = clock_now_ns();
+		p->release_ok = false; /* the daemon decides again, knowing of the loss */
+	}
 	p->state = PRIMARY_UNPROTECTED;
 	p->st.protected_ns = 0;
 	p->st.bytes_sent += c->link->bytes_sent;
@@ -441,8 +445,8 @@ static void session_end(struct primary *p, const char *why, bool flush)
 	p->unacked_head = 0;
 	p->first_checkpoint = UINT64_MAX;
 	p->console_started = false;
-	/* Unprotected from now on, but output of a stopping guest is never released. */
-	if (!p->stopping)
+	/* Unprotected from now on, but output of a stopping or frozen guest stays held. */
+	if (!p->stopping && !p->frozen && (!p->hold_output || p->release_ok))
 		outbuf_allow(p->out, outbuf_mark(p->out));
 	if (flush)
 		link_close_after_send(c->link);
@@ -488,6 +492,11 @@ static void sync_start(struct primary *p)
 {
 	int r;
 
+	if (p->frozen) {
+		/* A sync harvests (pause, resume): not with the guest stopped. */
+		session_drop(p, "the guest is stopped (no quorum): no sync now");
+		return;
+	}
 	p->state = PRIMARY_SYNCING;
 	p->next_epoch = 0;
 	p->first_checkpoint = UINT64_MAX;
@@ -716,7 +725,7 @@ int primary_switchover(struct primary *p)
 {
 	if (p->handover >= HANDOVER_CAPTURE && p->handover <= HANDOVER_ANSWER)
 		return -EALREADY;
-	if (p->state != PRIMARY_PROTECTED)
+	if (p->state != PRIMARY_PROTECTED || p->frozen)
 		return -ENOTCONN;
 	p->handover = HANDOVER_CAPTURE;
 	p->handover_error[0] = 0;
@@ -742,6 +751,9 @@ int primary_set_peer(struct primary *p, const struct sockaddr *peer, socklen_t l
 int primary_checkpoint(struct primary *p, bool early)
 {
 	struct primary_slot *s;
+
+	if (p->frozen)
+		return 0;
 
 	if (p->handover == HANDOVER_CAPTURE) {
 		handover_capture(p);
@@ -778,7 +790,7 @@ void primary_tick(struct primary *p, uint64_t now)
 {
 	struct link *l = p->conn ? p->conn->link : NULL;
 
-	if (!p->conn && p->cfg.peer_len && now >= p->next_connect_ns &&
+	if (!p->conn && p->cfg.peer_len && now >= p->next_connect_ns && !p->frozen &&
 	    p->handover != HANDOVER_DONE && p->handover != HANDOVER_UNKNOWN)
 		connect_peer(p, now);
 	if (l && p->state == PRIMARY_CONNECTING && now - l->last_send_ns > p->cfg.timeout_ns) {
@@ -804,12 +816,19 @@ void primary_tick(struct primary *p, uint64_t now)
 			send_small(p, hb, heartbeat_frame(hb, now));
 		}
 	}
+	if (p->frozen) {
+		/* A sync in progress cannot go on with the guest stopped: start again later. */
+		if (p->state == PRIMARY_SYNCING)
+			session_drop(p, "the guest was stopped during the initial sync");
+		return;
+	}
 	if (p->state == PRIMARY_SYNCING)
 		sync_pump(p);
 	if (p->handover == HANDOVER_CAPTURE)
 		handover_capture(p);
-	if (p->state < PRIMARY_SYNCING ||
-	    (p->state == PRIMARY_SYNCING && p->first_checkpoint == UINT64_MAX))
+	if ((p->state < PRIMARY_SYNCING ||
+	     (p->state == PRIMARY_SYNCING && p->first_checkpoint == UINT64_MAX)) &&
+	    (!p->hold_output || p->release_ok))
 		outbuf_allow(p->out, outbuf_mark(p->out)); /* nothing to wait for */
 }
 

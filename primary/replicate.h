@@ -130,6 +130,18 @@ struct primary {
 	uint64_t next_connect_ns;
 	int last_connect_err;
 	bool stopping; /* shutting down: held output stays held */
+	/*
+	 * The guest is stopped because this node lost quorum (daemon's doing):
+	 * no checkpoints, no sync, no connection attempts, held output stays held.
+	 */
+	bool frozen;
+	/*
+	 * With a cluster, output of an unprotected guest leaves only while the
+	 * daemon says no one else can promote (release_ok), set before each tick.
+	 */
+	bool hold_output;
+	bool release_ok;
+	uint64_t lost_ns; /* when the last session past the handshake ended, or 0 */
 
 	struct primary_slot slot[PRIMARY_SLOTS];
 	struct unacked unacked[PRIMARY_MAX_UNACKED];

@@ -13,6 +13,9 @@ PACKAGES=(
 	libinih-dev              # ftd --config files
 	libsystemd-dev systemd   # sd_notify; systemd-analyze verify in the tests
 	clang-format             # CI format check (.clang-format)
+	libcpg-dev libquorum-dev libvotequorum-dev libcorosync-common-dev  # --cluster
+	corosync corosync-qdevice corosync-qnetd  # the test cluster (tests/cluster.sh)
+	nftables iproute2 util-linux             # ... its namespaces and cuts
 )
 
 missing=()

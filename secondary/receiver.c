@@ -56,8 +56,12 @@ static void peer_drop(struct sconn *c, bool flush)
 			s->state = SECONDARY_WAITING;
 		if (s->replica.has_checkpoint && !c->orderly)
 			log_warning(
-				"Primary lost: waiting for an operator (`ftctl failover` runs the "
-				"guest here from checkpoint %llu)",
+				"Primary lost: %s from checkpoint %llu)",
+				s->auto_failover
+					? "failing over once the cluster agrees (the guest runs "
+					  "here"
+					: "waiting for an operator (`ftctl failover` runs the "
+					  "guest here",
 				(unsigned long long)s->replica.checkpoint);
 	}
 	if (flush)

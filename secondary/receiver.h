@@ -66,6 +66,7 @@ struct secondary {
 	void *console_opaque;
 	char promoted_by[96]; /* "ftctl failover", "switchover from ADDR" */
 	char last_peer[64];   /* the last primary whose HELLO matched */
+	bool auto_failover;   /* a cluster decides promotion (only the log wording) */
 	struct secondary_stats st;
 };
 

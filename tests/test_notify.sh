@@ -1,0 +1,48 @@
+#!/bin/bash
+# sd_notify: what ftd tells systemd (Type=notify) on a test NOTIFY_SOCKET.
+#   primary:   READY=1 once its guest runs, STATUS= lines, WATCHDOG=1 every
+#              second, STOPPING=1 on SIGTERM;
+#   secondary: not ready while it only listens (STATUS= says so), READY=1 once
+#              its replica holds a checkpoint, WATCHDOG=1, STOPPING=1.
+# Usage: test_notify.sh PATH_TO_FTD PATH_TO_NOTIFY_SINK
+set -u
+FTD=${1:?usage: test_notify.sh FTD NOTIFY_SINK}
+SINK=${2:?usage: test_notify.sh FTD NOTIFY_SINK}
+. "$(dirname "$0")/lib.sh"
+require_kvm
+PORT=$((18600 + RANDOM % 200))
+
+for side in p s; do
+	"$SINK" "$TMP/$side.notify" >"$TMP/$side.msgs" &
+	PIDS+=("$!")
+done
+wait_for_sock() { local i; for i in $(seq 50); do [ -S "$1" ] && return; sleep 0.1; done; fail "no $1"; }
+wait_for_sock "$TMP/p.notify"
+wait_for_sock "$TMP/s.notify"
+
+NOTIFY_SOCKET=$TMP/s.notify "$FTD" secondary --listen 127.0.0.1:$PORT --mem 64M --quiet --console /dev/null \
+	--control "$TMP/s.sock" 2>"$TMP/s.log" &
+SEC=$!
+PIDS+=("$SEC")
+wait_for "$TMP/s.msgs" "^STATUS=secondary: listening on 127.0.0.1:$PORT$" 10 ||
+	fail "secondary STATUS: $(cat "$TMP/s.msgs")"
+sleep 1.5
+grep -q "READY=1" "$TMP/s.msgs" && fail "the secondary was ready before it held a checkpoint"
+grep -q "WATCHDOG=1" "$TMP/s.msgs" || fail "no WATCHDOG=1 from the secondary: $(cat "$TMP/s.msgs")"
+
+NOTIFY_SOCKET=$TMP/p.notify "$FTD" primary --peer 127.0.0.1:$PORT --mem 64M --quiet \
+	--control "$TMP/p.sock" --console /dev/null 2>"$TMP/p.log" &
+PRI=$!
+PIDS+=("$PRI")
+wait_for "$TMP/p.msgs" "^READY=1\|STATUS=primary: running builtin:bank, connecting to 127.0.0.1:$PORT$" 10 ||
+	fail "primary READY: $(cat "$TMP/p.msgs")"
+wait_for "$TMP/s.msgs" "^READY=1$" 10 || fail "the secondary never became ready: $(cat "$TMP/s.msgs")"
+grep -q "Replica holds checkpoint" "$TMP/s.log" || fail "READY=1 before the replica held a checkpoint"
+wait_for "$TMP/p.msgs" "^WATCHDOG=1\|STATUS=primary: protected, epoch [0-9]+, [0-9]+ acknowledged$" 10 ||
+	fail "primary WATCHDOG/STATUS: $(cat "$TMP/p.msgs")"
+kill -TERM "$PRI" "$SEC"
+wait "$PRI" "$SEC" || fail "a daemon exited $?"
+for side in p s; do
+	grep -q "^STOPPING=1$" "$TMP/$side.msgs" || fail "no STOPPING=1 from $side: $(cat "$TMP/$side.msgs")"
+done
+echo "ok: sd_notify: primary READY=1 when running, secondary READY=1 once it held a checkpoint, STATUS, WATCHDOG=1, STOPPING=1"
