@@ -19,6 +19,7 @@ expect_usage_error() {
 for opt in --guest --mem --vcpus --console --tracking --ring-entries --interval --duration \
 	--quiet --realtime --no-realtime --seed --bank-pages --bank-accounts --bank-check-ms --dirty-pages-per-ms \
 	--dirty-wss --dirty-order --dirty-report-ms --peer --listen --verify --timeout --send-zc --control --config --check-config \
+	--cluster --cluster-wait --fence-command --fence-timeout --notify-command \
 	--help --version; do
 	grep -qF -- "$opt" "$TMP/help" || fail "--help does not document $opt"
 done
@@ -54,6 +55,12 @@ expect_usage_error "--listen: '127.0.0.1:99999' is not HOST:PORT" secondary --li
 expect_usage_error "--listen is an option of ftd secondary" primary --peer 127.0.0.1:1 --listen :1
 expect_usage_error "--timeout: 5ms is outside 100ms..10m" secondary --listen 127.0.0.1:1 --timeout 5ms
 expect_usage_error "--control: 'ftd.sock' is not an absolute path" secondary --listen 127.0.0.1:1 --control ftd.sock
+expect_usage_error "--cluster: 'vm 1' is not a name of 1..48 letters" secondary --listen 127.0.0.1:1 --cluster 'vm 1'
+expect_usage_error "--cluster is an option of ftd primary and secondary" run --cluster vm1
+expect_usage_error "--cluster-wait: 'soon' is not a duration" secondary --listen 127.0.0.1:1 --cluster-wait soon
+expect_usage_error "--fence-command: the command must be 1..511 bytes" secondary --listen 127.0.0.1:1 --fence-command ''
+printf 'role = secondary\nlisten = 127.0.0.1:1\ncluster = vm1\nfence-timeout = forever\n' >"$TMP/bad5.conf"
+expect_usage_error "$TMP/bad5.conf:4: --fence-timeout: 'forever' is not a duration" --config "$TMP/bad5.conf" --check-config
 expect_usage_error "Failed to load guest builtin:nope: no such built-in guest" \
 	run --guest builtin:nope --mem 64M --duration 1s
 expect_usage_error "does not fit in guest RAM" \
