@@ -215,7 +215,9 @@ void ftd_usage(FILE *out)
 	      "                          waits for `ftctl failover`\n"
 	      "  --cluster-wait DURATION after the primary's node left the membership, wait\n"
 	      "                          this long before promoting, unless the fence\n"
-	      "                          command confirmed it is off (default 5s)\n"
+	      "                          command confirmed it is off; at least corosync's\n"
+	      "                          quorum.device.sync_timeout + totem token (default\n"
+	      "                          35s, for qdevice's default sync_timeout of 30s)\n"
 	      "  --fence-command CMD     secondary: run `sh -c CMD` before any promotion;\n"
 	      "                          promotion is refused unless it exits 0\n"
 	      "  --fence-timeout DURATION  kill the fence command after this (default 60s)\n"
@@ -334,7 +336,7 @@ static void options_defaults(struct ftd_options *o)
 	o->realtime = -1;
 	o->timeout_ns = 2000000000ULL;
 	o->fence_timeout_ns = 60000000000ULL;
-	o->cluster_wait_ns = 5000000000ULL;
+	o->cluster_wait_ns = 35000000000ULL;
 	snprintf(o->console, sizeof(o->console), "-");
 	loader_default_params(&o->gp);
 }

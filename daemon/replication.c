@@ -567,6 +567,31 @@ static void active_events(struct active *a, uint64_t now)
 }
 
 /*
+ * --cluster: /run/ftd/cluster-NAME.active exists while the guest runs here, for
+ * a qdevice heuristics command (`exec_ftd: /usr/bin/test -e ...`): on a tie
+ * after a cut, qnetd then prefers the side that runs the guest.
+ */
+static void active_marker(struct active *a, bool on)
+{
+	char path[128];
+	int fd;
+
+	if (!a->fc || !a->fc->c)
+		return;
+	snprintf(path, sizeof(path), CONTROL_DIR "/cluster-%s.active", a->o->cluster);
+	if (!on) {
+		unlink(path);
+		return;
+	}
+	mkdir(CONTROL_DIR, 0700);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		log_warning("Cannot create %s (qdevice heuristics): %s", path, strerror(errno));
+	else
+		close(fd);
+}
+
+/*
  * --cluster: the guest runs only while this node is quorate. Losing quorum
  * stops it at once (the other side may promote once it has waited for that);
  * it resumes when quorum is back only if the secondary still follows this
@@ -600,6 +625,7 @@ static void active_quorum(struct active *a)
 
 		a->frozen = true;
 		p->frozen = true;
+		active_marker(a, false);
 		log_error("Lost quorum: the guest is stopped here (the other side may take it "
 			  "over)%s",
 			  r < 0 ? "; pausing the vCPUs failed" : "");
@@ -608,6 +634,7 @@ static void active_quorum(struct active *a)
 		a->frozen = false;
 		p->frozen = false;
 		vm_resume(a->vm);
+		active_marker(a, true);
 		log_info("Quorum is back and the secondary still follows this guest: it runs on");
 		emit(a->ctl, "thawed", NULL);
 	}
@@ -756,7 +783,9 @@ static int active_run(struct active *a, const char *peer)
 	ftd_owner_priority(a->o, a->vm);
 	emit(a->ctl, "role", "role", "primary", "by", a->promoted_by ? a->promoted_by : "start",
 	     NULL);
+	active_marker(a, true);
 	status = active_loop(a);
+	active_marker(a, false);
 	sd_notify(0, "STOPPING=1");
 	if (status == 0 && a->p->handover == HANDOVER_NONE)
 		primary_final_checkpoint(a->p);
