@@ -904,8 +904,10 @@ int ftd_primary(const struct ftd_options *o)
 out:
 	cluster_close(fc.c);
 	control_close(a.ctl);
-	if (nl_ok)
+	if (nl_ok) {
+		netloop_drain(&nl, 1000000000ULL); /* the control socket's accept, its clients */
 		netloop_free(&nl);
+	}
 	vm_free(a.vm);
 	if (out.buf) {
 		/* Whatever was acknowledged (or unprotected) leaves; the rest never existed. */
@@ -1347,8 +1349,10 @@ out:
 		secondary_free(s);
 		free(s);
 	}
-	if (nl_ok)
+	if (nl_ok) {
+		netloop_drain(&nl, 1000000000ULL);
 		netloop_free(&nl);
+	}
 	vm_free(a.vm);
 	if (out.buf) {
 		outbuf_flush(&out, a.console_fd);

@@ -38,6 +38,12 @@ int netloop_init(struct netloop *nl, bool send_zc)
 	return io_uring_queue_init(NETLOOP_ENTRIES, &nl->ring, 0);
 }
 
+void netloop_drain(struct netloop *nl, uint64_t timeout_ns)
+{
+	for (uint64_t waited = 0; nl->inflight && waited < timeout_ns; waited += 5000000ULL)
+		netloop_wait(nl, 5000000ULL);
+}
+
 void netloop_free(struct netloop *nl)
 {
 	io_uring_queue_exit(&nl->ring);

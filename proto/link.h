@@ -39,6 +39,8 @@ int netloop_fd(const struct netloop *nl); /* readable (poll) when completions ar
 int netloop_dispatch(struct netloop *nl);
 /* Submits and waits up to timeout_ns for at least one completion, then dispatches. */
 int netloop_wait(struct netloop *nl, uint64_t timeout_ns);
+/* Dispatches until nothing is in flight (closed links and listeners freed), at most timeout_ns. */
+void netloop_drain(struct netloop *nl, uint64_t timeout_ns);
 
 /* One outgoing message: the caller owns it and its iovecs until done() runs. */
 struct link_msg {
