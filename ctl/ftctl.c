@@ -27,7 +27,7 @@ enum {
 static void usage(FILE *out)
 {
 	fputs("Usage: ftctl [--socket PATH] status [--json]\n"
-	      "       ftctl [--socket PATH] metrics\n"
+	      "       ftctl [--socket PATH] metrics [--json]\n"
 	      "       ftctl [--socket PATH] failover [--force] [--json]\n"
 	      "       ftctl [--socket PATH] switchover [--json]\n"
 	      "       ftctl [--socket PATH] protect --peer HOST:PORT [--json]\n"
@@ -366,7 +366,9 @@ int main(int argc, char **argv)
 		request = setbuf;
 		raw = false;
 		protect = true;
-	} else if (optind + 1 == argc && !strcmp(argv[optind], "metrics")) {
+	} else if (optind < argc && !strcmp(argv[optind], "metrics")) {
+		if (trailing_json(argc, argv, optind + 1, &json) < 0)
+			return EXIT_USAGE;
 		request = "metrics";
 		raw = false;
 		metrics = true;

@@ -35,6 +35,7 @@ struct client {
 	struct link *link;
 	char req[REQUEST_MAX];
 	size_t have;
+	struct request parsed;
 	bool answered;
 	bool events; /* subscribed: stays open */
 	uint8_t rbuf[REQUEST_MAX];
@@ -85,7 +86,7 @@ static int client_received(void *opaque, uint8_t *buf, size_t n)
 {
 	struct client *cl = opaque;
 	struct json_object *reply;
-	char *nl;
+	char *nl, err[256];
 	int r;
 
 	if (cl->answered || cl->events || !cl->ctl || cl->ctl->later == cl)
@@ -97,18 +98,15 @@ static int client_received(void *opaque, uint8_t *buf, size_t n)
 	memcpy(cl->req + cl->have, buf, n);
 	cl->have += n;
 	cl->req[cl->have] = 0;
-	nl = strchr(cl->req, '\n');
+	nl = memchr(cl->req, '\n', cl->have);
 	if (!nl)
 		return 0;
-	*nl = 0;
-	for (char *p = cl->req; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) {
-			answer_error(cl, "request is not a line of printable text%s", "");
-			return 0;
-		}
-	if (!strcmp(cl->req, "events")) {
+	if (request_parse(cl->req, (size_t)(nl - cl->req), &cl->parsed, err, sizeof(err)) < 0) {
+		answer_error(cl, "%s", err);
+		return 0;
+	}
+	if (cl->parsed.kind == REQ_EVENTS) {
 		struct json_object *hello = json_object_new_object();
-
 		struct timespec ts;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -123,22 +121,14 @@ static int client_received(void *opaque, uint8_t *buf, size_t n)
 	}
 	if (cl->ctl->later) {
 		answer_error(cl, "busy: another request (%.64s) is in progress",
-			     cl->ctl->later->req);
+			     cl->ctl->later->parsed.text);
 		return 0;
 	}
 	reply = json_object_new_object();
-	r = cl->ctl->fn(cl->ctl->opaque, cl->req, reply);
+	r = cl->ctl->fn(cl->ctl->opaque, &cl->parsed, reply);
 	if (r == CONTROL_LATER) {
 		json_object_put(reply);
 		cl->ctl->later = cl;
-		return 0;
-	}
-	if (r == -EINVAL) {
-		json_object_put(reply);
-		answer_error(cl,
-			     "unknown request '%.64s' (known: status, metrics, events, failover, "
-			     "switchover, protect --peer HOST:PORT, set interval DURATION)",
-			     cl->req);
 		return 0;
 	}
 	json_object_object_add(reply, "ok", json_object_new_boolean(r == 0));

@@ -14,15 +14,17 @@
 
 #include <json-c/json.h>
 
+#include "daemon/request.h"
+
 struct netloop;
 struct control;
 
 /*
- * Fills *reply (a JSON object) for a request; returns 0, -EINVAL for an
- * unknown command, or another -errno after putting an "error" string in
- * *reply (a request it understood but refuses).
+ * Fills *reply (a JSON object) for a parsed request (never `events`, which the
+ * control socket serves itself); returns 0, or -errno after putting an
+ * "error" string in *reply (a request this role refuses).
  */
-typedef int (*control_fn)(void *opaque, const char *command, struct json_object *reply);
+typedef int (*control_fn)(void *opaque, const struct request *req, struct json_object *reply);
 
 /*
  * A handler that answers later (a switchover takes a round trip) returns

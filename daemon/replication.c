@@ -316,17 +316,10 @@ static const char *ftd_cluster_quorum(const struct ftd_cluster *fc)
 }
 
 /* `ftctl set interval D`: from the next tick on. */
-static int active_set_interval(struct active *a, const char *arg, struct json_object *r)
+static int active_set_interval(struct active *a, uint64_t ns, struct json_object *r)
 {
-	uint64_t ns;
 	char msg[128];
 
-	if (parse_duration(arg, &ns) < 0 || ns < 1000000ULL || ns > 60000000000ULL) {
-		snprintf(msg, sizeof(msg), "interval '%.32s' is not a duration between 1ms and 60s",
-			 arg);
-		json_add_str(r, "error", msg);
-		return -ERANGE;
-	}
 	if (ftd_timer_set(a->timer_fd, ns) < 0) {
 		snprintf(msg, sizeof(msg), "cannot set the timer: %s", strerror(errno));
 		json_add_str(r, "error", msg);
@@ -340,18 +333,12 @@ static int active_set_interval(struct active *a, const char *arg, struct json_ob
 }
 
 /* `ftctl protect --peer HOST:PORT`: sync to that secondary and protect the guest. */
-static int active_protect(struct active *a, const char *arg, struct json_object *r)
+static int active_protect(struct active *a, const struct request *req, struct json_object *r)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl;
 	char msg[192];
 	int e;
 
-	if (net_parse_addr(arg, &ss, &sl, msg, sizeof(msg)) < 0) {
-		json_add_str(r, "error", msg);
-		return -EINVAL;
-	}
-	e = primary_set_peer(a->p, (struct sockaddr *)&ss, sl);
+	e = primary_set_peer(a->p, (const struct sockaddr *)&req->peer, req->peer_len);
 	if (e == -EBUSY) {
 		snprintf(msg, sizeof(msg), "already %s with %s: stop that secondary first",
 			 primary_state_name(a->p->state), a->p->cfg.peer_name);
@@ -456,20 +443,20 @@ static void active_status(struct active *a, struct json_object *r)
 }
 
 /* The control socket of a running guest: the schema is documented in ctl/README.md. */
-static int active_control(void *opaque, const char *command, struct json_object *r)
+static int active_control(void *opaque, const struct request *req, struct json_object *r)
 {
 	struct active *a = opaque;
 	int e;
 
-	if (!strncmp(command, "set interval ", 13))
-		return active_set_interval(a, command + 13, r);
-	if (!strncmp(command, "protect --peer ", 15))
-		return active_protect(a, command + 15, r);
-	if (!strcmp(command, "metrics")) {
+	switch (req->kind) {
+	case REQ_SET_INTERVAL:
+		return active_set_interval(a, req->interval_ns, r);
+	case REQ_PROTECT:
+		return active_protect(a, req, r);
+	case REQ_METRICS:
 		active_metrics(a, r);
 		return 0;
-	}
-	if (!strcmp(command, "switchover")) {
+	case REQ_SWITCHOVER:
 		e = primary_switchover(a->p);
 		if (e == 0) {
 			emit(a->ctl, "switchover", "phase", "started", "peer", a->p->cfg.peer_name,
@@ -481,13 +468,13 @@ static int active_control(void *opaque, const char *command, struct json_object 
 				     ? "a switchover is in progress"
 				     : "the guest is not protected: nothing can take it over");
 		return e;
-	}
-	if (!strncmp(command, "failover", 8)) {
+	case REQ_FAILOVER:
 		json_add_str(r, "error", "this node runs the guest: there is nothing to fail over");
 		return -EALREADY;
+	case REQ_STATUS:
+	case REQ_EVENTS:
+		break;
 	}
-	if (strcmp(command, "status"))
-		return -EINVAL;
 	active_status(a, r);
 	return 0;
 }
@@ -1095,21 +1082,20 @@ static void standby_auto(struct standby *sb, uint64_t now)
 }
 
 /* `ftctl status` and `ftctl failover` on a secondary. */
-static int secondary_control(void *opaque, const char *command, struct json_object *r)
+static int secondary_control(void *opaque, const struct request *req, struct json_object *r)
 {
 	struct standby *sb = opaque;
 	struct secondary *s = sb->s;
 	uint64_t now = clock_now_ns();
 
-	if (!strcmp(command, "failover") || !strcmp(command, "failover --force")) {
+	if (req->kind == REQ_FAILOVER) {
 		char msg[160];
-		int e = standby_promote(sb, command[8] != 0, msg, sizeof(msg));
+		int e = standby_promote(sb, req->force, msg, sizeof(msg));
 
 		if (e == -EHOSTUNREACH) {
 			json_add_str(r, "error", msg);
 			return e;
 		}
-
 		if (e == 0) {
 			json_add_u64(r, "checkpoint", s->replica.checkpoint);
 			return 0;
@@ -1128,12 +1114,14 @@ static int secondary_control(void *opaque, const char *command, struct json_obje
 		json_add_str(r, "error", msg);
 		return e;
 	}
-	if (!strcmp(command, "switchover") || !strncmp(command, "protect ", 8)) {
-		json_add_str(r, "error", "this is the secondary: ask the node that runs the guest");
+	if (req->kind != REQ_STATUS) {
+		json_add_str(r, "error",
+			     req->kind == REQ_METRICS
+				     ? "metrics come from the node that runs the guest"
+				     : "this is the secondary: ask the node that runs the "
+				       "guest");
 		return -EPERM;
 	}
-	if (strcmp(command, "status"))
-		return -EINVAL;
 	json_add_str(r, "role", "secondary");
 	json_add_str(r, "state", secondary_state_name(s->state));
 	json_add_str(r, "peer", secondary_peer(s));

@@ -87,7 +87,7 @@ int net_parse_addr(const char *s, struct sockaddr_storage *ret, socklen_t *ret_l
 		goto bad;
 	hl = (size_t)(colon - s);
 	if (s[0] == '[') {
-		if (hl < 3 || s[hl - 1] != ']')
+		if (hl < 3 || hl - 2 >= sizeof(host) || s[hl - 1] != ']')
 			goto bad;
 		memcpy(host, s + 1, hl - 2);
 		host[hl - 2] = 0;
@@ -121,7 +121,8 @@ int net_parse_addr(const char *s, struct sockaddr_storage *ret, socklen_t *ret_l
 		}
 	}
 bad:
-	snprintf(err, errlen, "'%s' is not HOST:PORT (an IPv4 address, [IPv6] or localhost)", s);
+	snprintf(err, errlen, "'%.80s%s' is not HOST:PORT (an IPv4 address, [IPv6] or localhost)",
+		 s, strlen(s) > 80 ? "..." : "");
 	return -EINVAL;
 }
 

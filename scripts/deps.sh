@@ -16,6 +16,7 @@ PACKAGES=(
 	libcpg-dev libquorum-dev libvotequorum-dev libcorosync-common-dev  # --cluster
 	corosync corosync-qdevice corosync-qnetd  # the test cluster (tests/cluster.sh)
 	nftables iproute2 util-linux             # ... its namespaces and cuts
+	clang libfuzzer-14-dev   # scripts/fuzz: libFuzzer harnesses (tests/fuzz)
 )
 
 missing=()

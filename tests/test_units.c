@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "daemon/options.h"
+#include "daemon/request.h"
 #include "primary/stats.h"
 #include "vmm/dirty.h"
 
@@ -294,6 +295,68 @@ static void test_histogram(void **state)
 	free(h);
 }
 
+/* Control requests: every kind parses; bad input is refused with what was wrong. */
+static void test_requests(void **state)
+{
+	static const struct {
+		const char *line;
+		int kind; /* -1: refused */
+		const char *err;
+	} cases[] = {
+		{ "status", REQ_STATUS, NULL },
+		{ "metrics", REQ_METRICS, NULL },
+		{ "events", REQ_EVENTS, NULL },
+		{ "failover", REQ_FAILOVER, NULL },
+		{ "failover --force", REQ_FAILOVER, NULL },
+		{ "switchover", REQ_SWITCHOVER, NULL },
+		{ "protect --peer 127.0.0.1:7410", REQ_PROTECT, NULL },
+		{ "protect --peer [::1]:7410", REQ_PROTECT, NULL },
+		{ "set interval 5ms", REQ_SET_INTERVAL, NULL },
+		{ "frobnicate", -1, "unknown request 'frobnicate'" },
+		{ "status ", -1, "unknown request" },
+		{ "failover --forc", -1, "unknown request" },
+		{ "protect --peer nowhere", -1, "protect --peer: " },
+		{ "protect --peer 1.2.3.4:99999", -1, "protect --peer: " },
+		{ "set interval 0ms", -1, "interval '0ms' is not a duration between 1ms and 60s" },
+		{ "set interval 61s", -1, "between 1ms and 60s" },
+		{ "set interval soon", -1, "between 1ms and 60s" },
+		{ "stat\tus", -1, "not a line of printable text" },
+		{ "", -1, "unknown request ''" },
+	};
+	struct request req;
+	char err[256], longline[600];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int r = request_parse(cases[i].line, strlen(cases[i].line), &req, err, sizeof(err));
+
+		if (cases[i].kind < 0) {
+			assert_int_equal(r, -EINVAL);
+			assert_non_null(strstr(err, cases[i].err));
+		} else {
+			assert_int_equal(r, 0);
+			assert_int_equal(req.kind, cases[i].kind);
+		}
+	}
+	assert_int_equal(request_parse("failover --force", 16, &req, err, sizeof(err)), 0);
+	assert_true(req.force);
+	assert_int_equal(request_parse("set interval 5ms", 16, &req, err, sizeof(err)), 0);
+	assert_true(req.interval_ns == 5000000ULL);
+	/* An embedded NUL is not printable text; the length, not the NUL, ends the line. */
+	assert_int_equal(request_parse("status\0x", 8, &req, err, sizeof(err)), -EINVAL);
+	/* Found by fuzz_request: a bracketed host longer than the parser's buffer. */
+	memset(longline, ':', 300);
+	memcpy(longline, "protect --peer [", 16);
+	memcpy(longline + 290, "]:7410", 7);
+	assert_int_equal(request_parse(longline, strlen(longline), &req, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "is not HOST:PORT"));
+	memset(longline, 'a', sizeof(longline));
+	assert_int_equal(request_parse(longline, sizeof(longline), &req, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "longer than 511 bytes"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -308,6 +371,7 @@ int main(void)
 		cmocka_unit_test(test_options_errors),
 		cmocka_unit_test(test_samples),
 		cmocka_unit_test(test_histogram),
+		cmocka_unit_test(test_requests),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
