@@ -185,9 +185,15 @@ static void print_status(struct json_object *r)
 			printf(" (last %" PRIu64 " ms ago)", u64(r, "last_ack_age_ms"));
 		printf(", interval %.3f ms\n", (double)u64(r, "interval_us") / 1000.0);
 		printf("  pause p50 %" PRIu64 " us, p99 %" PRIu64 " us; %" PRIu64
-		       " dirty pages per checkpoint; %.1f MB sent\n",
+		       " dirty pages per checkpoint; %.1f MB sent, %.1f MB/s\n",
 		       pause ? u64(pause, "p50") : 0, pause ? u64(pause, "p99") : 0,
-		       u64(r, "dirty_pages_per_checkpoint"), (double)u64(r, "bytes_sent") / 1e6);
+		       u64(r, "dirty_pages_per_checkpoint"), (double)u64(r, "bytes_sent") / 1e6,
+		       (double)u64(r, "bytes_per_s") / 1e6);
+		if (has(r, "quorum"))
+			printf("  quorum %s%s\n", str(r, "quorum"),
+			       json_object_get_boolean(json_object_object_get(r, "frozen"))
+				       ? ", guest stopped (lost quorum)"
+				       : "");
 		printf("  verified %" PRIu64 ", mismatches %" PRIu64 ", output held %" PRIu64
 		       " bytes, %" PRIu64 " sessions\n",
 		       u64(r, "verified"), u64(r, "mismatches"), u64(r, "held_bytes"),
@@ -207,6 +213,8 @@ static void print_status(struct json_object *r)
 	printf("  verified %" PRIu64 ", mismatches %" PRIu64 ", %" PRIu64
 	       " connections refused, %" PRIu64 " sessions\n",
 	       u64(r, "verified"), u64(r, "mismatches"), u64(r, "refused"), u64(r, "sessions"));
+	if (has(r, "quorum"))
+		printf("  quorum %s\n", str(r, "quorum"));
 }
 
 /* `ftctl events`: lines as they come, until the daemon closes. */

@@ -156,8 +156,10 @@ struct active {
 	uint64_t promoted_checkpoint;
 	enum primary_state last_state;
 	uint64_t last_sync_event_ns;
-	struct ftd_cluster *fc; /* --cluster: the guest runs only while quorate */
-	bool frozen;		/* stopped for want of quorum */
+	struct ftd_cluster *fc;	      /* --cluster: the guest runs only while quorate */
+	uint64_t rate_bytes, rate_ns; /* replication bytes/s over the last second: */
+	uint64_t bytes_per_s;
+	bool frozen; /* stopped for want of quorum */
 };
 
 /* --notify-command, told about every event but sync progress. */
@@ -429,6 +431,7 @@ static void active_status(struct active *a, struct json_object *r)
 	json_add_u64(r, "dirty_pages_per_checkpoint",
 		     st->checkpoints ? st->pages_total / st->checkpoints : 0);
 	json_add_u64(r, "bytes_sent", primary_bytes_sent(p));
+	json_add_u64(r, "bytes_per_s", a->bytes_per_s);
 	json_add_u64(r, "verified", st->verified);
 	json_add_u64(r, "mismatches", st->mismatches);
 	json_add_u64(r, "held_bytes", outbuf_held(a->out));
@@ -689,6 +692,13 @@ static int active_loop(struct active *a)
 			return p->handover == HANDOVER_DONE ? 0 : 1;
 		}
 		if (now >= next_stats) {
+			uint64_t sent = primary_bytes_sent(p);
+
+			if (a->rate_ns)
+				a->bytes_per_s =
+					(sent - a->rate_bytes) * NS_PER_S / (now - a->rate_ns);
+			a->rate_bytes = sent;
+			a->rate_ns = now;
 			/* systemd: a one-line status, and the loop is alive (WatchdogSec=). */
 			sd_notifyf(0,
 				   "WATCHDOG=1\nSTATUS=primary: %s, epoch %llu, %llu acknowledged",

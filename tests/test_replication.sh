@@ -103,8 +103,11 @@ grep -Eq "^secondary: replicating, primary 127.0.0.1:[0-9]+" "$TMP/ctl.s" &&
 	grep -Eq "replica at checkpoint [0-9]+ \(applied [0-9]+ ms ago\)" "$TMP/ctl.s" ||
 	fail "ftctl status (secondary): $(cat "$TMP/ctl.s")"
 "$FTCTL" status --json >"$TMP/ctl.j" || fail "ftctl status --json exited $?"
-grep -q '"role":"primary","state":"protected"' "$TMP/ctl.j" && grep -q '"ok":true' "$TMP/ctl.j" ||
+grep -q '"role":"primary","state":"protected"' "$TMP/ctl.j" && grep -q '"ok":true' "$TMP/ctl.j" &&
+	grep -Eq '"bytes_per_s":[1-9][0-9]*' "$TMP/ctl.j" && grep -q '"quorum":null' "$TMP/ctl.j" ||
 	fail "ftctl status --json: $(cat "$TMP/ctl.j")"
+grep -Eq "dirty pages per checkpoint; [0-9.]+ MB sent, [0-9.]+ MB/s$" "$TMP/ctl.p" ||
+	fail "ftctl status (primary) lacks the rate: $(cat "$TMP/ctl.p")"
 "$FTCTL" raw frobnicate >"$TMP/ctl.e" 2>&1
 rc=$?
 [ $rc -eq 1 ] && grep -q "unknown request 'frobnicate'" "$TMP/ctl.e" ||
