@@ -638,6 +638,8 @@ static int active_loop(struct active *a)
 	struct pwindow w = { .start_ns = start };
 	int r;
 
+	a->rate_ns = start;
+	a->rate_bytes = primary_bytes_sent(p);
 	for (;;) {
 		struct pollfd pfd[7] = {
 			{ .fd = a->sig_fd, .events = POLLIN },
@@ -694,9 +696,7 @@ static int active_loop(struct active *a)
 		if (now >= next_stats) {
 			uint64_t sent = primary_bytes_sent(p);
 
-			if (a->rate_ns)
-				a->bytes_per_s =
-					(sent - a->rate_bytes) * NS_PER_S / (now - a->rate_ns);
+			a->bytes_per_s = (sent - a->rate_bytes) * NS_PER_S / (now - a->rate_ns);
 			a->rate_bytes = sent;
 			a->rate_ns = now;
 			/* systemd: a one-line status, and the loop is alive (WatchdogSec=). */
