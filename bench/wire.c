@@ -122,7 +122,7 @@ static double run_link(const struct sockaddr_in *sa, uint64_t total, bool zc)
 	struct link *l;
 	uint64_t t0, queued = 0, off = 0;
 
-	if (netloop_init(&nl, zc) < 0 || link_open(&nl, connect_to(sa), &ops, NULL, &l) < 0) {
+	if (netloop_init(&nl, zc) < 0 || link_open(&nl, connect_to(sa), NULL, &ops, NULL, &l) < 0) {
 		fprintf(stderr, "wire: io_uring setup failed\n");
 		exit(1);
 	}

@@ -194,7 +194,7 @@ static void control_accepted(void *opaque, int fd, const struct sockaddr *sa)
 				cl->slot = i;
 			break;
 		}
-	if (!cl || link_open(ctl->nl, fd, &client_ops, cl, &cl->link) < 0) {
+	if (!cl || link_open(ctl->nl, fd, NULL, &client_ops, cl, &cl->link) < 0) {
 		if (!cl)
 			log_warning(
 				"control: refused a client (pid %d): %d clients at once at most",

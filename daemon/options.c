@@ -135,6 +135,10 @@ enum {
 	OPT_NOTIFY_COMMAND,
 	OPT_CLUSTER,
 	OPT_CLUSTER_WAIT,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_TLS_CA,
+	OPT_INSECURE,
 	OPT_CONFIG,
 	OPT_CHECK_CONFIG,
 	OPT_HELP,
@@ -172,6 +176,10 @@ static const struct option long_options[] = {
 	{ "notify-command", required_argument, NULL, OPT_NOTIFY_COMMAND },
 	{ "cluster", required_argument, NULL, OPT_CLUSTER },
 	{ "cluster-wait", required_argument, NULL, OPT_CLUSTER_WAIT },
+	{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+	{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
+	{ "tls-ca", required_argument, NULL, OPT_TLS_CA },
+	{ "insecure", no_argument, NULL, OPT_INSECURE },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -205,6 +213,13 @@ void ftd_usage(FILE *out)
 	      "  --send-zc               primary: send page data with IORING_OP_SENDMSG_ZC\n"
 	      "  --control PATH          control socket for ftctl (default\n"
 	      "                          /run/ftd/primary.sock or /run/ftd/secondary.sock)\n"
+	      "  --tls-cert FILE, --tls-key FILE, --tls-ca FILE\n"
+	      "                          mutual TLS 1.3 (docs/security.md): this side's\n"
+	      "                          certificate and key (mode 0600 or stricter), the\n"
+	      "                          CA that signs the peer's. Needed for any address\n"
+	      "                          but loopback\n"
+	      "  --insecure              replicate in the clear beyond loopback (warned at\n"
+	      "                          every start)\n"
 	      "\n"
 	      "Failover (docs/failover.md):\n"
 	      "  --cluster NAME          fail over automatically, on Corosync quorum: join\n"
@@ -507,6 +522,24 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 				    arg);
 		snprintf(o->cluster, sizeof(o->cluster), "%s", arg);
 		break;
+	case OPT_TLS_CERT:
+	case OPT_TLS_KEY:
+	case OPT_TLS_CA: {
+		char *dst = c == OPT_TLS_CERT  ? o->tls_cert
+			    : c == OPT_TLS_KEY ? o->tls_key
+					       : o->tls_ca;
+
+		if (!*arg || strlen(arg) >= sizeof(o->tls_cert))
+			return fail(err, errlen, "--%s: the path must be 1..255 bytes",
+				    c == OPT_TLS_CERT  ? "tls-cert"
+				    : c == OPT_TLS_KEY ? "tls-key"
+						       : "tls-ca");
+		snprintf(dst, sizeof(o->tls_cert), "%s", arg);
+		break;
+	}
+	case OPT_INSECURE:
+		o->insecure = true;
+		break;
 	case OPT_CONFIG:
 		break; /* read before the command line (ftd_options_parse) */
 	case OPT_CHECK_CONFIG:
@@ -658,6 +691,9 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 		return fail(err, errlen, "--peer is an option of ftd primary");
 	if (o->role != FTD_ROLE_SECONDARY && o->listen[0])
 		return fail(err, errlen, "--listen is an option of ftd secondary");
+	if ((o->tls_cert[0] || o->tls_key[0] || o->tls_ca[0]) &&
+	    !(o->tls_cert[0] && o->tls_key[0] && o->tls_ca[0]))
+		return fail(err, errlen, "TLS needs all of --tls-cert, --tls-key and --tls-ca");
 	if (o->role == FTD_ROLE_RUN && (o->cluster[0] || o->fence_command[0]))
 		return fail(err, errlen, "--%s is an option of ftd primary and secondary",
 			    o->cluster[0] ? "cluster" : "fence-command");

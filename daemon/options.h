@@ -43,6 +43,10 @@ struct ftd_options {
 	uint64_t fence_timeout_ns;
 	char notify_command[512]; /* told about role changes */
 	char cluster[64];	  /* Corosync CPG group: automatic failover */
+	char tls_cert[256];	  /* mutual TLS: this side's certificate (chain), PEM */
+	char tls_key[256];	  /* ... its key (not readable by others) */
+	char tls_ca[256];	  /* ... the CA that signs the peers */
+	bool insecure;		  /* replicate in the clear beyond loopback */
 	uint64_t cluster_wait_ns; /* after the primary's node left, before promoting */
 	struct guest_params gp;
 };

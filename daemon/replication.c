@@ -27,6 +27,7 @@
 #include "daemon/log.h"
 #include "daemon/replication.h"
 #include "daemon/run.h"
+#include "proto/tls.h"
 #include "primary/replicate.h"
 #include "secondary/receiver.h"
 #include "vmm/clock.h"
@@ -76,6 +77,41 @@ static int parse_addr_opt(const char *opt, const char *value, struct sockaddr_st
 		log_error("--%s: %s", opt, err);
 		return -EINVAL;
 	}
+	return 0;
+}
+
+/*
+ * Mutual TLS from the options (NULL without): replication in the clear is
+ * only allowed to a loopback address unless --insecure, which warns. Logs;
+ * returns 0, or -EINVAL to refuse.
+ */
+static int replication_tls(const struct ftd_options *o, const struct sockaddr *addr,
+			   const char *addr_text, SSL_CTX **ret)
+{
+	char err[384];
+
+	if (o->tls_cert[0]) {
+		if (*ret)
+			return 0;
+		if (tls_ctx_new(o->tls_cert, o->tls_key, o->tls_ca, ret, err, sizeof(err)) < 0) {
+			log_error("%s", err);
+			return -EINVAL;
+		}
+		log_info("replication: mutual TLS 1.3, certificate %s, peers signed by %s",
+			 o->tls_cert, o->tls_ca);
+		return 0;
+	}
+	if (net_is_loopback(addr))
+		return 0;
+	if (!o->insecure) {
+		log_error(
+			"Refusing to replicate in the clear with %s: it is not a loopback address "
+			"(give --tls-cert, --tls-key and --tls-ca, or --insecure)",
+			addr_text);
+		return -EINVAL;
+	}
+	log_warning("--insecure: replication with %s is neither authenticated nor encrypted",
+		    addr_text);
 	return 0;
 }
 
@@ -156,6 +192,7 @@ struct active {
 	uint64_t promoted_checkpoint;
 	enum primary_state last_state;
 	uint64_t last_sync_event_ns;
+	SSL_CTX *tls;		      /* replication TLS, or NULL */
 	struct ftd_cluster *fc;	      /* --cluster: the guest runs only while quorate */
 	uint64_t rate_bytes, rate_ns; /* replication bytes/s over the last second: */
 	uint64_t bytes_per_s;
@@ -340,6 +377,15 @@ static int active_protect(struct active *a, const struct request *req, struct js
 	char msg[192];
 	int e;
 
+	net_format_addr((const struct sockaddr *)&req->peer, msg, sizeof(msg));
+	if (replication_tls(a->o, (const struct sockaddr *)&req->peer, msg, &a->tls) < 0) {
+		json_add_str(
+			r, "error",
+			"not a loopback address: replication needs TLS (--tls-cert, --tls-key, "
+			"--tls-ca) or --insecure");
+		return -EPERM;
+	}
+	a->p->cfg.tls = a->tls;
 	e = primary_set_peer(a->p, (const struct sockaddr *)&req->peer, req->peer_len);
 	if (e == -EBUSY) {
 		snprintf(msg, sizeof(msg), "already %s with %s: stop that secondary first",
@@ -751,7 +797,8 @@ static int active_run(struct active *a, const char *peer)
 {
 	struct primary_config cfg = { .timeout_ns = a->o->timeout_ns,
 				      .reconnect_ns = RECONNECT_NS,
-				      .verify = a->o->verify };
+				      .verify = a->o->verify,
+				      .tls = a->tls };
 	int status = 1, r;
 
 	a->start_ns = clock_now_ns();
@@ -786,6 +833,9 @@ static int active_run(struct active *a, const char *peer)
 	sd_notify(0, "STOPPING=1");
 	if (status == 0 && a->p->handover == HANDOVER_NONE)
 		primary_final_checkpoint(a->p);
+	/* The guest ends at its last checkpoint: nothing it does after may show. */
+	if (!a->frozen && a->p->handover == HANDOVER_NONE)
+		vm_pause(a->vm, 0, NULL);
 	active_summary(a);
 out:
 	if (control_waiting(a->ctl)) {
@@ -855,7 +905,8 @@ int ftd_primary(const struct ftd_options *o)
 
 	signal(SIGPIPE, SIG_IGN);
 	notify_command = o->notify_command[0] ? o->notify_command : NULL;
-	if (parse_addr_opt("peer", o->peer, &ss, &sl) < 0)
+	if (parse_addr_opt("peer", o->peer, &ss, &sl) < 0 ||
+	    replication_tls(o, (struct sockaddr *)&ss, o->peer, &a.tls) < 0)
 		return 2;
 	a.console_fd = open_console(o->console);
 	if (a.console_fd < 0)
@@ -918,6 +969,7 @@ out:
 		close(a.sig_fd);
 	if (a.console_fd >= 0)
 		close(a.console_fd);
+	tls_ctx_free(a.tls);
 	return status;
 }
 
@@ -1211,7 +1263,8 @@ int ftd_secondary(const struct ftd_options *o)
 
 	signal(SIGPIPE, SIG_IGN);
 	notify_command = o->notify_command[0] ? o->notify_command : NULL;
-	if (parse_addr_opt("listen", o->listen, &ss, &sl) < 0)
+	if (parse_addr_opt("listen", o->listen, &ss, &sl) < 0 ||
+	    replication_tls(o, (struct sockaddr *)&ss, o->listen, &a.tls) < 0)
 		return 2;
 	a.console_fd = open_console(o->console);
 	if (a.console_fd < 0)
@@ -1239,7 +1292,8 @@ int ftd_secondary(const struct ftd_options *o)
 	a.out = &out;
 	sb.out = &out;
 	s = calloc(1, sizeof(*s));
-	r = s ? secondary_init(s, a.vm, &nl, (struct sockaddr *)&ss, sl, &hello, o->timeout_ns)
+	r = s ? secondary_init(s, a.vm, &nl, (struct sockaddr *)&ss, sl, &hello, o->timeout_ns,
+			       a.tls)
 	      : -ENOMEM;
 	if (r < 0) {
 		log_error("Cannot listen on %s: %s", o->listen, strerror(-r));
@@ -1361,5 +1415,6 @@ out:
 		close(a.sig_fd);
 	if (a.console_fd >= 0)
 		close(a.console_fd);
+	tls_ctx_free(a.tls);
 	return status;
 }

@@ -317,13 +317,13 @@ static int pconn_received(void *opaque, uint8_t *buf, size_t n)
 static void pconn_closed(void *opaque, int err)
 {
 	struct pconn *c = opaque;
-	char why[128];
+	char why[256];
 
 	if (c->p->conn != c)
 		return;
 	if (err)
 		snprintf(why, sizeof(why), "connection to the secondary failed: %s",
-			 strerror(-err));
+			 c->link->error[0] ? c->link->error : strerror(-err));
 	else
 		snprintf(why, sizeof(why), "the secondary closed the connection");
 	session_drop(c->p, c->p->state == PRIMARY_CONNECTING ? NULL : why);
@@ -379,8 +379,8 @@ static void connect_peer(struct primary *p, uint64_t now)
 		return;
 	}
 	c->p = p;
-	r = link_connect(p->nl, (struct sockaddr *)&p->cfg.peer, p->cfg.peer_len, &pconn_ops, c,
-			 &c->link);
+	r = link_connect(p->nl, (struct sockaddr *)&p->cfg.peer, p->cfg.peer_len, p->cfg.tls,
+			 &pconn_ops, c, &c->link);
 	if (r < 0) {
 		if (r != p->last_connect_err)
 			log_warning("Cannot connect to %s: %s", p->cfg.peer_name, strerror(-r));
@@ -877,8 +877,15 @@ void primary_free(struct primary *p)
 		session_drop(p, NULL);
 	}
 	/* Every send must have come back before its staging goes away (bounded: 2 s). */
-	for (int i = 0; i < 400 && p->nl && p->nl->inflight; i++)
+	for (int i = 0; i < 400 && p->nl; i++) {
+		bool busy = false;
+
+		for (unsigned int k = 0; k < PRIMARY_SLOTS; k++)
+			busy |= p->slot[k].busy;
+		if (!busy)
+			break;
 		netloop_wait(p->nl, 5000000ULL);
+	}
 	for (unsigned int i = 0; i < PRIMARY_SLOTS; i++) {
 		ckpt_free(&p->slot[i].ck);
 		epoch_tx_free(&p->slot[i].tx);

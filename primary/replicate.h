@@ -41,6 +41,7 @@ struct primary_config {
 	uint64_t timeout_ns;   /* a peer silent this long is gone */
 	uint64_t reconnect_ns; /* between connection attempts */
 	bool verify;	       /* hash guest memory at every checkpoint */
+	SSL_CTX *tls;	       /* mutual TLS with the secondary, or NULL (loopback, --insecure) */
 	struct hello_info hello;
 };
 

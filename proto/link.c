@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "proto/link.h"
+#include "proto/tls.h"
 #include "proto/wire.h"
 #include "vmm/clock.h"
 
@@ -159,12 +160,18 @@ bool net_is_loopback(const struct sockaddr *sa)
 static void link_start_recv(struct link *l);
 static void link_kick_send(struct link *l);
 
+#define TLS_IN_SIZE   (64u << 10)
+#define TLS_OUT_CHUNK (256u << 10) /* plaintext encrypted per send */
+
 static void link_maybe_free(struct link *l)
 {
 	if (!l->dead || !l->reported || l->ops_inflight)
 		return;
 	if (l->fd >= 0)
 		close(l->fd);
+	tls_free(l->tls);
+	free(l->tls_in);
+	free(l->tls_out);
 	if (l->ops->released)
 		l->ops->released(l->opaque);
 	free(l);
@@ -191,8 +198,10 @@ static void msg_finish(struct link_msg *m)
 /* Completes every queued message that is not in the kernel's hands. */
 static void link_cancel_queue(struct link *l)
 {
-	/* While a send is in flight, the head completes from its CQE. */
-	struct link_msg **pp = l->send_busy && l->head ? &l->head->next : &l->head;
+	/* While a send is in flight, the head completes from its CQE (with TLS the
+	 * send in flight is ciphertext the link owns: every message goes now). */
+	bool head_busy = l->send_busy && l->head && !l->tls;
+	struct link_msg **pp = head_busy ? &l->head->next : &l->head;
 
 	while (*pp) {
 		struct link_msg *m = *pp;
@@ -203,8 +212,8 @@ static void link_cancel_queue(struct link *l)
 		if (!m->notifs) /* else the kernel still holds pages: the notification finishes */
 			msg_finish(m);
 	}
-	l->tail = l->head && l->send_busy ? l->head : NULL;
-	if (!l->send_busy)
+	l->tail = head_busy ? l->head : NULL;
+	if (!head_busy)
 		l->head = NULL;
 }
 
@@ -222,15 +231,31 @@ static void link_init(struct link *l, struct netloop *nl, int fd, const struct l
 	l->last_recv_ns = l->last_send_ns = clock_now_ns();
 }
 
-int link_open(struct netloop *nl, int fd, const struct link_ops *ops, void *opaque,
+/* TLS state and buffers for a new link; 0 or -ENOMEM (nothing to undo then). */
+static int link_tls_init(struct link *l, SSL_CTX *ctx, bool server)
+{
+	if (!ctx)
+		return 0;
+	l->tls_in = malloc(TLS_IN_SIZE);
+	if (!l->tls_in || tls_new(ctx, server, &l->tls) < 0) {
+		free(l->tls_in);
+		l->tls_in = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int link_open(struct netloop *nl, int fd, SSL_CTX *tls, const struct link_ops *ops, void *opaque,
 	      struct link **ret)
 {
 	struct link *l = calloc(1, sizeof(*l));
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 
-	if (!l)
+	if (!l || link_tls_init(l, tls, true) < 0) {
+		free(l);
 		return -ENOMEM;
+	}
 	link_init(l, nl, fd, ops, opaque);
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
 		net_format_addr((struct sockaddr *)&ss, l->peer, sizeof(l->peer));
@@ -239,17 +264,21 @@ int link_open(struct netloop *nl, int fd, const struct link_ops *ops, void *opaq
 	return 0;
 }
 
-int link_connect(struct netloop *nl, const struct sockaddr *sa, socklen_t salen,
+int link_connect(struct netloop *nl, const struct sockaddr *sa, socklen_t salen, SSL_CTX *tls,
 		 const struct link_ops *ops, void *opaque, struct link **ret)
 {
 	struct link *l = calloc(1, sizeof(*l));
 	struct io_uring_sqe *sqe;
 	int fd;
 
-	if (!l)
+	if (!l || link_tls_init(l, tls, false) < 0) {
+		free(l);
 		return -ENOMEM;
+	}
 	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
+		tls_free(l->tls);
+		free(l->tls_in);
 		free(l);
 		return -errno;
 	}
@@ -273,7 +302,12 @@ static void link_start_recv(struct link *l)
 
 	if (l->dead || l->recv_busy || l->connecting)
 		return;
-	l->ops->recv_buf(l->opaque, &l->rbuf, &len);
+	if (l->tls) {
+		l->rbuf = l->tls_in; /* ciphertext: the owner gets plaintext from tls_recv */
+		len = TLS_IN_SIZE;
+	} else {
+		l->ops->recv_buf(l->opaque, &l->rbuf, &len);
+	}
 	sqe = get_sqe(l->nl);
 	io_uring_prep_recv(sqe, l->fd, l->rbuf, len, 0);
 	set_data(sqe, l, OP_RECV);
@@ -282,6 +316,8 @@ static void link_start_recv(struct link *l)
 	l->nl->inflight++;
 }
 
+static void tls_kick_send(struct link *l);
+
 static void link_kick_send(struct link *l)
 {
 	struct link_msg *m = l->head;
@@ -289,6 +325,10 @@ static void link_kick_send(struct link *l)
 	unsigned int n = 0;
 	bool zc;
 
+	if (l->tls) {
+		tls_kick_send(l);
+		return;
+	}
 	if (l->dead || l->send_busy || l->connecting || !m)
 		return;
 	for (unsigned int i = m->idx; i < m->nr_iov && n < 64; i++) {
@@ -382,6 +422,138 @@ static void link_send_result(struct link *l, struct link_msg *m, int res, bool z
 		link_kick_send(l);
 }
 
+/* ---- TLS: the same queue and ring, records in between ----------------------- */
+
+/*
+ * Encrypts queued plaintext (once the handshake is done) and sends the
+ * ciphertext from a link-owned buffer. A message is done once all of its
+ * bytes are inside records: its buffers are free again.
+ */
+static void tls_kick_send(struct link *l)
+{
+	struct io_uring_sqe *sqe;
+	size_t pend;
+
+	if (l->dead || l->send_busy || l->connecting)
+		return;
+	if (l->tls_out_off == l->tls_out_len) {
+		size_t budget = TLS_OUT_CHUNK;
+
+		l->tls_out_len = l->tls_out_off = 0;
+		while (tls_ready(l->tls) && l->head && budget) {
+			struct link_msg *m = l->head;
+			size_t left, n;
+
+			if (m->idx == m->nr_iov) {
+				n = 0;
+			} else {
+				left = m->iov[m->idx].iov_len - m->off;
+				n = left < budget ? left : budget;
+				if (tls_encrypt(l->tls,
+						(const uint8_t *)m->iov[m->idx].iov_base + m->off,
+						n) < 0) {
+					snprintf(l->error, sizeof(l->error), "TLS: out of memory");
+					link_fail(l, -ENOMEM);
+					link_cancel_queue(l);
+					return;
+				}
+				budget -= n;
+			}
+			if (msg_advance(m, n)) {
+				l->head = m->next;
+				if (!l->head)
+					l->tail = NULL;
+				m->next = NULL;
+				m->dequeued = true;
+				msg_finish(m);
+			}
+		}
+		pend = tls_pending_out(l->tls);
+		if (!pend) {
+			if (l->close_pending && !l->head)
+				link_close(l);
+			return;
+		}
+		free(l->tls_out);
+		l->tls_out = malloc(pend);
+		if (!l->tls_out) {
+			link_fail(l, -ENOMEM);
+			return;
+		}
+		l->tls_out_len = tls_take_out(l->tls, l->tls_out, pend);
+	}
+	sqe = get_sqe(l->nl);
+	io_uring_prep_send(sqe, l->fd, l->tls_out + l->tls_out_off, l->tls_out_len - l->tls_out_off,
+			   MSG_NOSIGNAL);
+	set_data(sqe, l, OP_SEND);
+	l->send_busy = true;
+	l->sends++;
+	l->ops_inflight++;
+	l->nl->inflight++;
+}
+
+static void tls_send_result(struct link *l, int res)
+{
+	l->send_busy = false;
+	if (res < 0) {
+		if ((res == -EINTR || res == -EAGAIN) && !l->dead) {
+			tls_kick_send(l);
+			return;
+		}
+		link_fail(l, l->reported ? -ECANCELED : res);
+		link_cancel_queue(l);
+		return;
+	}
+	l->bytes_sent += (uint64_t)res;
+	l->last_send_ns = clock_now_ns();
+	l->tls_out_off += (size_t)res;
+	if (l->dead)
+		link_cancel_queue(l);
+	else
+		tls_kick_send(l); /* more ciphertext, or a pending close */
+}
+
+/* Received ciphertext: the handshake first, then plaintext for the owner. */
+static void tls_recv(struct link *l, size_t n)
+{
+	if (tls_feed(l->tls, l->tls_in, n) < 0) {
+		link_fail(l, -ENOMEM);
+		return;
+	}
+	if (!tls_ready(l->tls)) {
+		int r = tls_handshake(l->tls, l->error, sizeof(l->error));
+
+		tls_kick_send(l); /* handshake records, then whatever the owner queued */
+		if (r < 0) {
+			link_fail(l, r);
+			return;
+		}
+		if (r == 0)
+			return;
+	}
+	for (;;) {
+		uint8_t *buf;
+		size_t len;
+		long got;
+
+		l->ops->recv_buf(l->opaque, &buf, &len);
+		got = tls_decrypt(l->tls, buf, len, l->error, sizeof(l->error));
+		if (got == 0)
+			break;
+		if (got < 0) {
+			link_fail(l, got == -ECONNRESET ? 0 : (int)got);
+			return;
+		}
+		if (l->ops->received(l->opaque, buf, (size_t)got) < 0) {
+			link_fail(l, -EPROTO);
+			return;
+		}
+		if (l->dead || l->close_pending)
+			return;
+	}
+	tls_kick_send(l);
+}
+
 static void handle_send_zc(struct link_msg *m, struct io_uring_cqe *cqe)
 {
 	struct link *l = m->link;
@@ -421,7 +593,11 @@ static void handle_recv(struct link *l, int res)
 	l->last_recv_ns = clock_now_ns();
 	if (l->close_pending)
 		return; /* the owner has let go: stop reading */
-	if (l->ops->received(l->opaque, l->rbuf, (size_t)res) < 0) {
+	if (l->tls) {
+		tls_recv(l, (size_t)res);
+		if (l->dead)
+			return;
+	} else if (l->ops->received(l->opaque, l->rbuf, (size_t)res) < 0) {
 		link_fail(l, -EPROTO);
 		return;
 	}
@@ -444,6 +620,8 @@ static void handle_connect(struct link *l, int res)
 		setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 	l->ops->connected(l->opaque, 0);
+	if (l->tls && !l->dead)
+		tls_handshake(l->tls, l->error, sizeof(l->error)); /* the ClientHello */
 	link_start_recv(l);
 	link_kick_send(l);
 }
@@ -539,7 +717,9 @@ void link_close(struct link *l)
 
 void link_close_after_send(struct link *l)
 {
-	if (l->dead || !l->head) {
+	bool tls_left = l->tls && (l->send_busy || l->tls_out_off < l->tls_out_len);
+
+	if (l->dead || (!l->head && !tls_left)) {
 		link_close(l);
 		return;
 	}
@@ -655,7 +835,10 @@ static void dispatch_one(struct netloop *nl, struct io_uring_cqe *cqe)
 		nl->inflight--;
 		return;
 	case OP_SEND:
-		link_send_result(l, l->head, cqe->res, false);
+		if (l->tls)
+			tls_send_result(l, cqe->res);
+		else
+			link_send_result(l, l->head, cqe->res, false);
 		break;
 	case OP_RECV:
 		handle_recv(l, cqe->res);

@@ -95,6 +95,12 @@ struct link {
 	struct iovec iov_tmp[64];
 	struct sockaddr_storage addr;
 
+	/* TLS (proto/tls.h): records in and out of link-owned buffers. */
+	struct link_tls *tls;
+	uint8_t *tls_in, *tls_out;
+	size_t tls_out_len, tls_out_off;
+	char error[192]; /* why it failed, when the errno says too little (TLS) */
+
 	uint64_t bytes_sent;
 	uint64_t bytes_received;
 	uint64_t last_recv_ns;
@@ -108,11 +114,19 @@ int net_parse_addr(const char *s, struct sockaddr_storage *ret, socklen_t *ret_l
 void net_format_addr(const struct sockaddr *sa, char *buf, size_t len);
 bool net_is_loopback(const struct sockaddr *sa);
 
-/* Wraps a connected socket (takes ownership of fd) and starts receiving. */
-int link_open(struct netloop *nl, int fd, const struct link_ops *ops, void *opaque,
+typedef struct ssl_ctx_st SSL_CTX;
+
+/*
+ * Wraps a connected socket (takes ownership of fd) and starts receiving. With
+ * a TLS context (else NULL) it is the server side of a mutual-TLS handshake:
+ * no bytes reach the owner, and none of its messages leave, before the peer's
+ * certificate is verified; a failed handshake closes the link with the reason
+ * in l->error.
+ */
+int link_open(struct netloop *nl, int fd, SSL_CTX *tls, const struct link_ops *ops, void *opaque,
 	      struct link **ret);
-/* Starts a non-blocking connect; ops->connected reports the result. */
-int link_connect(struct netloop *nl, const struct sockaddr *sa, socklen_t salen,
+/* Starts a non-blocking connect; ops->connected reports the result. TLS: the client side. */
+int link_connect(struct netloop *nl, const struct sockaddr *sa, socklen_t salen, SSL_CTX *tls,
 		 const struct link_ops *ops, void *opaque, struct link **ret);
 /*
  * Data the peer has not acknowledged within `ns` aborts the connection

@@ -12,6 +12,7 @@ PACKAGES=(
 	libjson-c-dev            # ftctl and the control socket: JSON
 	libinih-dev              # ftd --config files
 	libsystemd-dev systemd   # sd_notify; systemd-analyze verify in the tests
+	libssl-dev openssl       # mutual TLS for replication; certificates in the tests
 	clang-format             # CI format check (.clang-format)
 	libcpg-dev libquorum-dev libvotequorum-dev libcorosync-common-dev  # --cluster
 	corosync corosync-qdevice corosync-qnetd  # the test cluster (tests/cluster.sh)

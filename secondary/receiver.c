@@ -322,14 +322,18 @@ static void sconn_closed(void *opaque, int err)
 		return;
 	if (c->s->session == c) {
 		if (err)
-			log_warning("Lost the primary %s: %s", c->link->peer, strerror(-err));
+			log_warning("Lost the primary %s: %s", c->link->peer,
+				    c->link->error[0] ? c->link->error : strerror(-err));
 		else
 			log_warning("The primary %s closed the connection%s", c->link->peer,
 				    c->rx.phase != EPOCH_RX_IDLE ? " mid-epoch (discarded)" : "");
 	} else if (!c->hello_ok) {
 		c->s->st.refused++;
-		log_error("Closing connection from %s: %s before a complete HELLO", c->link->peer,
-			  err ? strerror(-err) : "closed");
+		if (c->link->error[0])
+			log_error("Refusing %s: %s", c->link->peer, c->link->error);
+		else
+			log_error("Closing connection from %s: %s before a complete HELLO",
+				  c->link->peer, err ? strerror(-err) : "closed");
 	}
 	peer_drop(c, false);
 }
@@ -375,7 +379,7 @@ static void on_accept(void *opaque, int fd, const struct sockaddr *sa)
 	c->s = s;
 	c->slot = slot;
 	c->opened_ns = clock_now_ns();
-	r = link_open(s->nl, fd, &sconn_ops, c, &c->link);
+	r = link_open(s->nl, fd, s->tls, &sconn_ops, c, &c->link);
 	if (r < 0) {
 		frame_rx_free(&c->fr);
 		free(c);
@@ -388,11 +392,12 @@ static void on_accept(void *opaque, int fd, const struct sockaddr *sa)
 
 int secondary_init(struct secondary *s, struct vm *vm, struct netloop *nl,
 		   const struct sockaddr *listen_addr, socklen_t listen_len,
-		   const struct hello_info *hello, uint64_t timeout_ns)
+		   const struct hello_info *hello, uint64_t timeout_ns, SSL_CTX *tls)
 {
 	int r;
 
 	memset(s, 0, sizeof(*s));
+	s->tls = tls;
 	s->vm = vm;
 	s->nl = nl;
 	s->hello = *hello;
@@ -424,9 +429,8 @@ void secondary_free(struct secondary *s)
 			peer_drop(s->peers[i], false);
 	listener_close(s->listener);
 	s->listener = NULL;
-	/* Receives in flight write into per-connection staging: wait them out (bounded). */
-	for (int i = 0; i < 400 && s->nl->inflight; i++)
-		netloop_wait(s->nl, 5000000ULL);
+	/* Receives still in flight write into per-connection staging, which goes
+	 * with its connection once the ring has returned them (netloop_drain). */
 	replica_free(&s->replica);
 }
 

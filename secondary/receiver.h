@@ -51,6 +51,7 @@ struct secondary {
 	struct vm *vm;
 	struct netloop *nl;
 	struct listener *listener;
+	SSL_CTX *tls;
 	struct replica replica;
 	struct hello_info hello;
 	uint64_t timeout_ns;
@@ -70,9 +71,10 @@ struct secondary {
 	struct secondary_stats st;
 };
 
+/* tls: a mutual-TLS context every primary must pass first, or NULL. */
 int secondary_init(struct secondary *s, struct vm *vm, struct netloop *nl,
 		   const struct sockaddr *listen_addr, socklen_t listen_len,
-		   const struct hello_info *hello, uint64_t timeout_ns);
+		   const struct hello_info *hello, uint64_t timeout_ns, SSL_CTX *tls);
 void secondary_free(struct secondary *s);
 /* Heartbeats, silent peers. */
 void secondary_tick(struct secondary *s, uint64_t now_ns);

@@ -66,3 +66,31 @@ summary_field() {
 
 # stream_join and bank_tally: the guest console helpers shared with scripts/demo.
 . "$(dirname "${BASH_SOURCE[0]}")/../scripts/console.sh"
+
+# Test certificates with openssl, in $C (set it first): pki_ca NAME makes a CA,
+# pki_cert NAME CA [openssl ca options] a certificate it signs (keys mode 0600),
+# pki_args NAME [CA] the ftd options that use them.
+pki_key() {
+	mkdir -p "$C"
+	openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$C/$1.key" 2>/dev/null &&
+		chmod 600 "$C/$1.key"
+}
+pki_ca() {
+	pki_key "$1" &&
+		openssl req -x509 -new -key "$C/$1.key" -out "$C/$1.pem" -days 30 -subj "/CN=$1" 2>/dev/null ||
+		fail "openssl: CA $1"
+}
+pki_cert() {
+	local name=$1 ca=$2
+	shift 2
+	pki_key "$name" &&
+		openssl req -new -key "$C/$name.key" -out "$C/$name.csr" -subj "/CN=$name" 2>/dev/null ||
+		fail "openssl: request for $name"
+	printf '[ca]\ndefault_ca=c\n[c]\ndatabase=%s\nnew_certs_dir=%s\nserial=%s\ndefault_md=sha256\npolicy=p\ndefault_days=30\n[p]\ncommonName=supplied\n' \
+		"$C/index" "$C" "$C/serial" >"$C/ca.cnf"
+	[ -e "$C/index" ] || { : >"$C/index"; echo 01 >"$C/serial"; }
+	openssl ca -batch -config "$C/ca.cnf" -cert "$C/$ca.pem" -keyfile "$C/$ca.key" \
+		-in "$C/$name.csr" -out "$C/$name.pem" "$@" >/dev/null 2>&1 ||
+		fail "openssl ca: certificate for $name"
+}
+pki_args() { echo --tls-cert "$C/$1.pem" --tls-key "$C/$1.key" --tls-ca "$C/${2:-ca}.pem"; }

@@ -2,7 +2,7 @@
 # Automatic failover on Corosync quorum (--cluster), in the two-node cluster with
 # a qnetd tie-breaker that tests/cluster.sh builds in network namespaces: ftd
 # runs inside node1 and node2 (each with its own /run), replicating over the
-# namespace bridge.
+# namespace bridge with mutual TLS.
 #
 #  1. Process death: kill -9 the primary; the secondary promotes by itself (its
 #     ftd left the CPG group) and the console stream goes on exactly once.
@@ -38,6 +38,12 @@ cluster_up 9>&- || fail "the cluster did not come up"
 
 # tests/cluster.sh: token 1000 ms, quorum.device.sync_timeout 6000 ms.
 WAIT=${FT_CLUSTER_WAIT:-7s}
+# Replication between the namespaces is not loopback: mutual TLS, one
+# certificate per host, which each ftd there presents as client and server.
+C=$TMP/pki
+pki_ca ca
+pki_cert node1 ca
+pki_cert node2 ca
 MEM=64M
 PORT=7410
 declare -A PID
@@ -46,7 +52,7 @@ declare -A PID
 start() {
 	local name=$1 host=$2 role=$3
 	shift 3
-	cluster_spawn "$host" "$FTD" "$role" --cluster t --cluster-wait "$WAIT" --mem $MEM \
+	cluster_spawn "$host" "$FTD" "$role" --cluster t --cluster-wait "$WAIT" $(pki_args "$host") --mem $MEM \
 		--vcpus 2 --quiet --control "$TMP/$name.sock" --console "$TMP/con.$name" "$@" \
 		2>"$TMP/log.$name" 9>&-
 	PID[$name]=$CLUSTER_SPAWNED

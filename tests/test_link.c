@@ -368,7 +368,7 @@ static void pair_accepted(void *opaque, int fd, const struct sockaddr *sa)
 	struct pair *p = opaque;
 
 	p->nr_accepted++;
-	if (p->b.l || link_open(&p->nl, fd, &end_ops, &p->b, &p->b.l))
+	if (p->b.l || link_open(&p->nl, fd, NULL, &end_ops, &p->b, &p->b.l))
 		close(fd);
 }
 
@@ -404,7 +404,7 @@ static struct pair *pair_open(bool zc, const size_t *rx_sizes, unsigned int nr_r
 			 0);
 	assert_int_equal(getsockname(p->ls->fd, (struct sockaddr *)&p->addr, &sl), 0);
 	assert_int_not_equal(p->addr.sin_port, 0);
-	assert_int_equal(link_connect(&p->nl, (struct sockaddr *)&p->addr, sizeof(p->addr),
+	assert_int_equal(link_connect(&p->nl, (struct sockaddr *)&p->addr, sizeof(p->addr), NULL,
 				      &end_ops, &p->a, &p->a.l),
 			 0);
 	return p;
@@ -850,7 +850,7 @@ static void test_link_connect_refused(void **state)
 		e.close_from_closed = inside;
 		assert_int_equal(netloop_init(&nl, false), 0);
 		assert_int_equal(
-			link_connect(&nl, (struct sockaddr *)&sa, sizeof(sa), &end_ops, &e, &e.l),
+			link_connect(&nl, (struct sockaddr *)&sa, sizeof(sa), NULL, &end_ops, &e, &e.l),
 			0);
 		queued = tmsg_new(&e, 1, 0, 1000, 2, 16, false);
 		late = tmsg_new(&e, 2, 1000, 10, 1, 17, false);

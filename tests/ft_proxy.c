@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: MIT
+/*
+ * ft_proxy: a man in the middle for the TLS tests, one connection at a time.
+ *
+ *   ft_proxy PORT TARGET flip N      forward 127.0.0.1:PORT <-> TARGET, flipping
+ *                                    one bit of byte N of the client's stream
+ *   ft_proxy PORT TARGET record FILE forward, and keep the client's first MiB in FILE
+ *   ft_proxy - TARGET replay FILE    connect to TARGET and send FILE's bytes as
+ *                                    they were recorded (a captured session again)
+ *
+ * It serves one connection and exits 0 when either side closes; 1 on errors.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define RECORD_MAX (1L << 20)
+
+static int connect_to(const char *target)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	char host[64];
+	const char *colon = strrchr(target, ':');
+	int fd;
+
+	if (!colon || colon - target >= (long)sizeof(host))
+		return -1;
+	memcpy(host, target, (size_t)(colon - target));
+	host[colon - target] = 0;
+	sa.sin_port = htons((uint16_t)atoi(colon + 1));
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0 || inet_pton(AF_INET, host, &sa.sin_addr) != 1 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		fprintf(stderr, "ft_proxy: cannot connect to %s: %s\n", target, strerror(errno));
+		return -1;
+	}
+	return fd;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n <= 0)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	long flip_at = -1, seen = 0;
+	FILE *rec = NULL;
+	char buf[65536];
+	int ls, c, s, one = 1;
+
+	signal(SIGPIPE, SIG_IGN); /* a peer that hangs up ends the copy, not the proxy */
+	if (argc != 5) {
+		fprintf(stderr, "usage: ft_proxy PORT|- TARGET flip N|record FILE|replay FILE\n");
+		return 2;
+	}
+	if (!strcmp(argv[3], "replay")) {
+		FILE *f = fopen(argv[4], "rb");
+		size_t n;
+
+		s = connect_to(argv[2]);
+		if (!f || s < 0)
+			return 1;
+		while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+			if (write_all(s, buf, n) < 0)
+				break;
+		fclose(f);
+		while (read(s, buf, sizeof(buf)) > 0)
+			;
+		close(s);
+		return 0;
+	}
+	if (!strcmp(argv[3], "flip"))
+		flip_at = atol(argv[4]);
+	else if (!strcmp(argv[3], "record") && !(rec = fopen(argv[4], "wb")))
+		return 1;
+	ls = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	sa.sin_port = htons((uint16_t)atoi(argv[1]));
+	if (bind(ls, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(ls, 1) < 0) {
+		fprintf(stderr, "ft_proxy: cannot listen on %s: %s\n", argv[1], strerror(errno));
+		return 1;
+	}
+	c = accept(ls, NULL, NULL);
+	s = c < 0 ? -1 : connect_to(argv[2]);
+	if (s < 0)
+		return 1;
+	for (;;) {
+		struct pollfd p[2] = { { .fd = c, .events = POLLIN },
+				       { .fd = s, .events = POLLIN } };
+		ssize_t n;
+
+		if (poll(p, 2, -1) < 0)
+			return 1;
+		if (p[0].revents) {
+			n = read(c, buf, sizeof(buf));
+			if (n <= 0)
+				break;
+			if (flip_at >= seen && flip_at < seen + n)
+				buf[flip_at - seen] ^= 1;
+			seen += n;
+			if (rec && seen - n < RECORD_MAX) /* the handshake and a start suffice */
+				fwrite(buf, 1, (size_t)n, rec);
+			if (write_all(s, buf, (size_t)n) < 0)
+				break;
+		}
+		if (p[1].revents) {
+			n = read(s, buf, sizeof(buf));
+			if (n <= 0 || write_all(c, buf, (size_t)n) < 0)
+				break;
+		}
+	}
+	if (rec)
+		fclose(rec);
+	return 0;
+}
