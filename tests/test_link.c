@@ -849,9 +849,9 @@ static void test_link_connect_refused(void **state)
 		end_init(&e, rx, 1);
 		e.close_from_closed = inside;
 		assert_int_equal(netloop_init(&nl, false), 0);
-		assert_int_equal(
-			link_connect(&nl, (struct sockaddr *)&sa, sizeof(sa), NULL, &end_ops, &e, &e.l),
-			0);
+		assert_int_equal(link_connect(&nl, (struct sockaddr *)&sa, sizeof(sa), NULL,
+					      &end_ops, &e, &e.l),
+				 0);
 		queued = tmsg_new(&e, 1, 0, 1000, 2, 16, false);
 		late = tmsg_new(&e, 2, 1000, 10, 1, 17, false);
 		link_send(e.l, &queued->m);
