@@ -318,6 +318,15 @@ static void link_start_recv(struct link *l)
 
 static void tls_kick_send(struct link *l);
 
+/* A send (plain or ciphertext) is in the ring: one at a time per link. */
+static void link_send_submitted(struct link *l)
+{
+	l->send_busy = true;
+	l->sends++;
+	l->ops_inflight++;
+	l->nl->inflight++;
+}
+
 static void link_kick_send(struct link *l)
 {
 	struct link_msg *m = l->head;
@@ -352,10 +361,7 @@ static void link_kick_send(struct link *l)
 		io_uring_prep_sendmsg(sqe, l->fd, &l->mh, MSG_NOSIGNAL);
 		set_data(sqe, l, OP_SEND);
 	}
-	l->send_busy = true;
-	l->sends++;
-	l->ops_inflight++;
-	l->nl->inflight++;
+	link_send_submitted(l);
 }
 
 /* Advances the head message by n bytes; true when it has been sent whole. */
@@ -486,10 +492,7 @@ static void tls_kick_send(struct link *l)
 	io_uring_prep_send(sqe, l->fd, l->tls_out + l->tls_out_off, l->tls_out_len - l->tls_out_off,
 			   MSG_NOSIGNAL);
 	set_data(sqe, l, OP_SEND);
-	l->send_busy = true;
-	l->sends++;
-	l->ops_inflight++;
-	l->nl->inflight++;
+	link_send_submitted(l);
 }
 
 static void tls_send_result(struct link *l, int res)

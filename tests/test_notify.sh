@@ -45,4 +45,11 @@ wait "$PRI" "$SEC" || fail "a daemon exited $?"
 for side in p s; do
 	grep -q "^STOPPING=1$" "$TMP/$side.msgs" || fail "no STOPPING=1 from $side: $(cat "$TMP/$side.msgs")"
 done
-echo "ok: sd_notify: primary READY=1 when running, secondary READY=1 once it held a checkpoint, STATUS, WATCHDOG=1, STOPPING=1"
+# Under journald (JOURNAL_STREAM set) every line carries its syslog priority.
+JOURNAL_STREAM=8:9 "$FTD" secondary --listen 0.0.0.0:$PORT --mem 64M 2>"$TMP/j.log"
+grep -q "^<3>Refusing to replicate in the clear" "$TMP/j.log" || fail "journald priority: $(cat "$TMP/j.log")"
+JOURNAL_STREAM=8:9 "$FTD" run --mem 64M --duration 1s --quiet --console /dev/null 2>"$TMP/j.log" ||
+	fail "ftd run: $(cat "$TMP/j.log")"
+grep -q "^<6>summary:" "$TMP/j.log" && ! grep -qv "^<[0-7]>" "$TMP/j.log" ||
+	fail "journald priorities: $(cat "$TMP/j.log")"
+echo "ok: sd_notify: primary READY=1 when running, secondary READY=1 once it held a checkpoint, STATUS, WATCHDOG=1, STOPPING=1; under journald every line has its syslog priority"
