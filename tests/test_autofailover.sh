@@ -32,7 +32,7 @@ if ! why=$(cluster_can_namespace 2>&1); then
 	echo "skipped: $why"
 	exit 77
 fi
-exec 9>"/run/lock/ringft-cluster-$CLUSTER_NAME.lock"
+exec 9>"/tmp/ringft-cluster-$CLUSTER_NAME.lock"
 flock -w 150 9 || fail "another test holds the cluster lock"
 cluster_up 9>&- || fail "the cluster did not come up"
 
