@@ -138,6 +138,7 @@ enum {
 	OPT_TLS_CERT,
 	OPT_TLS_KEY,
 	OPT_TLS_CA,
+	OPT_TLS_PEER,
 	OPT_INSECURE,
 	OPT_CONFIG,
 	OPT_CHECK_CONFIG,
@@ -179,6 +180,7 @@ static const struct option long_options[] = {
 	{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
 	{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
 	{ "tls-ca", required_argument, NULL, OPT_TLS_CA },
+	{ "tls-peer", required_argument, NULL, OPT_TLS_PEER },
 	{ "insecure", no_argument, NULL, OPT_INSECURE },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
@@ -218,6 +220,8 @@ void ftd_usage(FILE *out)
 	      "                          certificate and key (mode 0600 or stricter), the\n"
 	      "                          CA that signs the peer's. Needed for any address\n"
 	      "                          but loopback\n"
+	      "  --tls-peer NAME         the peer's certificate must name NAME (DNS\n"
+	      "                          subjectAltName, else its common name)\n"
 	      "  --insecure              replicate in the clear beyond loopback (warned at\n"
 	      "                          every start)\n"
 	      "\n"
@@ -537,6 +541,11 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		snprintf(dst, sizeof(o->tls_cert), "%s", arg);
 		break;
 	}
+	case OPT_TLS_PEER:
+		if (!*arg || strlen(arg) >= sizeof(o->tls_peer))
+			return fail(err, errlen, "--tls-peer: the name must be 1..127 bytes");
+		snprintf(o->tls_peer, sizeof(o->tls_peer), "%s", arg);
+		break;
 	case OPT_INSECURE:
 		o->insecure = true;
 		break;
@@ -694,6 +703,8 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 	if ((o->tls_cert[0] || o->tls_key[0] || o->tls_ca[0]) &&
 	    !(o->tls_cert[0] && o->tls_key[0] && o->tls_ca[0]))
 		return fail(err, errlen, "TLS needs all of --tls-cert, --tls-key and --tls-ca");
+	if (o->tls_peer[0] && !o->tls_cert[0])
+		return fail(err, errlen, "--tls-peer needs --tls-cert, --tls-key and --tls-ca");
 	if (o->role == FTD_ROLE_RUN && (o->cluster[0] || o->fence_command[0]))
 		return fail(err, errlen, "--%s is an option of ftd primary and secondary",
 			    o->cluster[0] ? "cluster" : "fence-command");

@@ -46,6 +46,7 @@ struct ftd_options {
 	char tls_cert[256];	  /* mutual TLS: this side's certificate (chain), PEM */
 	char tls_key[256];	  /* ... its key (not readable by others) */
 	char tls_ca[256];	  /* ... the CA that signs the peers */
+	char tls_peer[128];	  /* ... the name the peer's certificate must carry, or "" */
 	bool insecure;		  /* replicate in the clear beyond loopback */
 	uint64_t cluster_wait_ns; /* after the primary's node left, before promoting */
 	struct guest_params gp;

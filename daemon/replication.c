@@ -93,12 +93,13 @@ static int replication_tls(const struct ftd_options *o, const struct sockaddr *a
 	if (o->tls_cert[0]) {
 		if (*ret)
 			return 0;
-		if (tls_ctx_new(o->tls_cert, o->tls_key, o->tls_ca, ret, err, sizeof(err)) < 0) {
+		if (tls_ctx_new(o->tls_cert, o->tls_key, o->tls_ca, o->tls_peer, ret, err,
+				sizeof(err)) < 0) {
 			log_error("%s", err);
 			return -EINVAL;
 		}
-		log_info("replication: mutual TLS 1.3, certificate %s, peers signed by %s",
-			 o->tls_cert, o->tls_ca);
+		log_info("replication: mutual TLS 1.3, certificate %s, peers signed by %s%s%s",
+			 o->tls_cert, o->tls_ca, o->tls_peer[0] ? " and named " : "", o->tls_peer);
 		return 0;
 	}
 	if (net_is_loopback(addr))

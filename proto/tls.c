@@ -30,8 +30,8 @@ static void ssl_error(char *err, size_t errlen, const char *what)
 	snprintf(err, errlen, "%s: %s", what, buf);
 }
 
-int tls_ctx_new(const char *cert, const char *key, const char *ca, SSL_CTX **ret, char *err,
-		size_t errlen)
+int tls_ctx_new(const char *cert, const char *key, const char *ca, const char *peer_name,
+		SSL_CTX **ret, char *err, size_t errlen)
 {
 	struct stat st;
 	SSL_CTX *ctx;
@@ -66,6 +66,11 @@ int tls_ctx_new(const char *cert, const char *key, const char *ca, SSL_CTX **ret
 	}
 	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
 		ssl_error(err, errlen, ca);
+		goto fail;
+	}
+	if (peer_name && peer_name[0] &&
+	    X509_VERIFY_PARAM_set1_host(SSL_CTX_get0_param(ctx), peer_name, 0) != 1) {
+		ssl_error(err, errlen, "TLS peer name");
 		goto fail;
 	}
 	/* Mutual: a peer without a certificate from our CA gets nothing. */

@@ -18,11 +18,13 @@ struct link_tls;
 
 /*
  * A context from PEM files: this side's certificate (chain) and key, and the
- * CA that signs its peers. The key file must not be readable by group or
- * others. Returns 0 or -errno with a message in err naming the file.
+ * CA that signs its peers; with peer_name (else NULL), the peer's certificate
+ * must also name it (subjectAltName DNS, else the common name). The key file
+ * must not be readable by group or others. Returns 0 or -errno with a message in err naming the
+ * file.
  */
-int tls_ctx_new(const char *cert, const char *key, const char *ca, SSL_CTX **ret, char *err,
-		size_t errlen);
+int tls_ctx_new(const char *cert, const char *key, const char *ca, const char *peer_name,
+		SSL_CTX **ret, char *err, size_t errlen);
 void tls_ctx_free(SSL_CTX *ctx);
 
 /* Per-link state (proto/link.c drives it). */

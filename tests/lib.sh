@@ -68,7 +68,8 @@ summary_field() {
 . "$(dirname "${BASH_SOURCE[0]}")/../scripts/console.sh"
 
 # Test certificates with openssl, in $C (set it first): pki_ca NAME makes a CA,
-# pki_cert NAME CA [openssl ca options] a certificate it signs (keys mode 0600),
+# pki_cert NAME CA [openssl ca options] a certificate it signs for CN NAME (or
+# $PKI_CN) (keys mode 0600),
 # pki_args NAME [CA] the ftd options that use them.
 pki_key() {
 	mkdir -p "$C"
@@ -84,9 +85,9 @@ pki_cert() {
 	local name=$1 ca=$2
 	shift 2
 	pki_key "$name" &&
-		openssl req -new -key "$C/$name.key" -out "$C/$name.csr" -subj "/CN=$name" 2>/dev/null ||
+		openssl req -new -key "$C/$name.key" -out "$C/$name.csr" -subj "/CN=${PKI_CN:-$name}" 2>/dev/null ||
 		fail "openssl: request for $name"
-	printf '[ca]\ndefault_ca=c\n[c]\ndatabase=%s\nnew_certs_dir=%s\nserial=%s\ndefault_md=sha256\npolicy=p\ndefault_days=30\n[p]\ncommonName=supplied\n' \
+	printf '[ca]\ndefault_ca=c\n[c]\ndatabase=%s\nnew_certs_dir=%s\nserial=%s\ndefault_md=sha256\npolicy=p\ndefault_days=30\nunique_subject=no\n[p]\ncommonName=supplied\n' \
 		"$C/index" "$C" "$C/serial" >"$C/ca.cnf"
 	[ -e "$C/index" ] || { : >"$C/index"; echo 01 >"$C/serial"; }
 	openssl ca -batch -config "$C/ca.cnf" -cert "$C/$ca.pem" -keyfile "$C/$ca.key" \

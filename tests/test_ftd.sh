@@ -20,6 +20,7 @@ for opt in --guest --mem --vcpus --console --tracking --ring-entries --interval 
 	--quiet --realtime --no-realtime --seed --bank-pages --bank-accounts --bank-check-ms --dirty-pages-per-ms \
 	--dirty-wss --dirty-order --dirty-report-ms --peer --listen --verify --timeout --send-zc --control --config --check-config \
 	--cluster --cluster-wait --fence-command --fence-timeout --notify-command \
+	--tls-cert --tls-key --tls-ca --tls-peer --insecure \
 	--help --version; do
 	grep -qF -- "$opt" "$TMP/help" || fail "--help does not document $opt"
 done
@@ -57,6 +58,8 @@ expect_usage_error "--timeout: 5ms is outside 100ms..10m" secondary --listen 127
 expect_usage_error "--control: 'ftd.sock' is not an absolute path" secondary --listen 127.0.0.1:1 --control ftd.sock
 expect_usage_error "--cluster: 'vm 1' is not a name of 1..48 letters" secondary --listen 127.0.0.1:1 --cluster 'vm 1'
 expect_usage_error "--cluster is an option of ftd primary and secondary" run --cluster vm1
+expect_usage_error "TLS needs all of --tls-cert, --tls-key and --tls-ca" secondary --listen 127.0.0.1:1 --tls-cert /x.pem
+expect_usage_error "--tls-peer needs --tls-cert" secondary --listen 127.0.0.1:1 --tls-peer host-a
 expect_usage_error "--cluster-wait: 'soon' is not a duration" secondary --listen 127.0.0.1:1 --cluster-wait soon
 expect_usage_error "--fence-command: the command must be 1..511 bytes" secondary --listen 127.0.0.1:1 --fence-command ''
 printf 'role = secondary\nlisten = 127.0.0.1:1\ncluster = vm1\nfence-timeout = forever\n' >"$TMP/bad5.conf"

@@ -77,9 +77,9 @@ verified_run() { # GUEST INTERVAL DURATION
 	echo "ok: $guest at $interval: $verified checkpoints verified byte-equal, 0 mismatches"
 }
 
-verified_run bank 1ms 6s
+verified_run bank 1ms 8s
 verified_run bank 10ms 8s
-verified_run dirty 1ms 6s
+verified_run dirty 1ms 8s
 verified_run dirty 10ms 8s
 
 # ---- 2. output commit -----------------------------------------------------------

@@ -3,7 +3,8 @@
 #  1. a primary and a secondary with certificates from one CA replicate with
 #     --verify through a recording proxy: every checkpoint byte-equal;
 #  2. against that secondary: no TLS at all, a certificate from another CA, an
-#     expired certificate, a flipped bit in the encrypted stream (a proxy), the
+#     expired certificate, one from the right CA naming another host
+#     (--tls-peer), a flipped bit in the encrypted stream (a proxy), the
 #     recorded session replayed: each refused with its own log line, the
 #     secondary still serving, its replica untouched (same checkpoint and
 #     memory hash at the end as after 1);
@@ -26,8 +27,11 @@ pki_ca rogue
 pki_cert pri ca
 pki_cert sec ca
 pki_cert impostor rogue
-pki_cert old ca -startdate 20200101000000Z -enddate 20200102000000Z
+pki_cert other ca
+PKI_CN=pri pki_cert old ca -startdate 20200101000000Z -enddate 20200102000000Z
 tls() { pki_args "$@"; }
+# The secondary wants its primary to be "pri"; primaries want "sec".
+ptls() { echo $(pki_args "$@") --tls-peer sec; }
 
 # primary NAME PEER_PORT SECONDS ARGS...: a primary with --verify, waited for.
 primary() {
@@ -45,7 +49,7 @@ expect_refusal() {
 }
 
 "$FTD" secondary --listen 127.0.0.1:$PORT --mem 64M --vcpus 2 --quiet --timeout 2s \
-	--control "$TMP/sec.sock" --console /dev/null $(tls sec) 2>"$TMP/sec.log" &
+	--control "$TMP/sec.sock" --console /dev/null $(tls sec) --tls-peer pri 2>"$TMP/sec.log" &
 SEC=$!
 PIDS+=("$SEC")
 wait_for "$TMP/sec.log" "listening on" 10 || fail "secondary: $(cat "$TMP/sec.log")"
@@ -55,7 +59,7 @@ grep -q "mutual TLS 1.3" "$TMP/sec.log" || fail "the secondary does not say it u
 "$PROXY" $((PORT + 1)) 127.0.0.1:$PORT record "$TMP/session.rec" &
 PIDS+=("$!")
 sleep 0.2
-primary good $((PORT + 1)) 4s $(tls pri) || fail "good primary exited $?: $(tail -3 "$TMP/good.log")"
+primary good $((PORT + 1)) 4s $(ptls pri) || fail "good primary exited $?: $(tail -3 "$TMP/good.log")"
 v=$(summary_field "$TMP/good.log" "\(([0-9]+) verified")
 m=$(summary_field "$TMP/good.log" "verified, ([0-9]+) mismatches")
 [ "${v:-0}" -ge 100 ] && [ "$m" = 0 ] || fail "over TLS: $v verified, $m mismatches"
@@ -66,15 +70,17 @@ echo "ok: over mutual TLS: $v checkpoints verified byte-equal, 0 mismatches ($af
 # ---- 2. refused ------------------------------------------------------------------------
 primary plain $PORT 2s
 expect_refusal "a primary without TLS" "TLS handshake failed"
-primary impostor $PORT 2s $(tls impostor)
+primary impostor $PORT 2s $(ptls impostor)
 expect_refusal "a certificate from another CA" "certificate is not accepted: unable to get local issuer certificate"
-primary old $PORT 2s $(tls old)
+primary old $PORT 2s $(ptls old)
 expect_refusal "an expired certificate" "certificate is not accepted: certificate has expired"
+primary other $PORT 2s $(ptls other)
+expect_refusal "a certificate from our CA for another host (--tls-peer pri)" "certificate is not accepted: hostname mismatch"
 n=$(grep -c "TLS record refused" "$TMP/sec.log")
 "$PROXY" $((PORT + 2)) 127.0.0.1:$PORT flip 100000 &
 PIDS+=("$!")
 sleep 0.2
-primary flipped $((PORT + 2)) 3s $(tls pri)
+primary flipped $((PORT + 2)) 3s $(ptls pri)
 wait_for "$TMP/sec.log" "TLS record refused" 10 || fail "a flipped bit: $(tail -3 "$TMP/sec.log")"
 echo "ok: a flipped bit in the encrypted stream: $(grep "TLS record refused" "$TMP/sec.log" | tail -1 | sed 's/^ftd: //')"
 r=$(refusals)
@@ -86,7 +92,7 @@ echo "ok: the recorded session replayed: $(grep "TLS handshake failed" "$TMP/sec
 	fail "a refused peer got as far as the handshake: $(grep "connected (guest" "$TMP/sec.log")"
 
 # ---- 3. the primary checks the secondary too -------------------------------------------
-primary distrust $PORT 2s $(tls pri rogue)
+primary distrust $PORT 2s $(ptls pri rogue)
 grep -q "connection to the secondary failed: TLS: the peer's certificate is not accepted" \
 	"$TMP/distrust.log" || fail "a primary trusting another CA: $(tail -3 "$TMP/distrust.log")"
 echo "ok: a primary that does not trust the secondary's CA: $(grep -o "connection to the secondary failed: [^;]*" "$TMP/distrust.log" | head -1)"
