@@ -480,11 +480,16 @@ static void tls_kick_send(struct link *l)
 				link_close(l);
 			return;
 		}
-		free(l->tls_out);
-		l->tls_out = malloc(pend);
-		if (!l->tls_out) {
-			link_fail(l, -ENOMEM);
-			return;
+		if (pend > l->tls_out_cap) {
+			/* Grows to the largest batch once: no allocation per send after. */
+			uint8_t *b = realloc(l->tls_out, pend);
+
+			if (!b) {
+				link_fail(l, -ENOMEM);
+				return;
+			}
+			l->tls_out = b;
+			l->tls_out_cap = pend;
 		}
 		l->tls_out_len = tls_take_out(l->tls, l->tls_out, pend);
 	}

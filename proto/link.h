@@ -98,7 +98,7 @@ struct link {
 	/* TLS (proto/tls.h): records in and out of link-owned buffers. */
 	struct link_tls *tls;
 	uint8_t *tls_in, *tls_out;
-	size_t tls_out_len, tls_out_off;
+	size_t tls_out_len, tls_out_off, tls_out_cap;
 	char error[192]; /* why it failed, when the errno says too little (TLS) */
 
 	uint64_t bytes_sent;

@@ -1,4 +1,4 @@
-# Guest console helpers (sourced by scripts/demo and tests/lib.sh).
+# Guest console and event helpers (sourced by scripts/demo, bench/failover and tests/lib.sh).
 
 # stream_join OUT FILE:OFFSET...: the consoles of the nodes that ran one guest
 # in turn, each starting at OFFSET of the guest's output stream, joined into
@@ -44,4 +44,9 @@ bank_tally() {
 		if (it[2] >= want) last[v[2]] = it[2]
 	}
 	END { printf "%d %d %d %d\n", lines, lost, rep, bad }'
+}
+
+# event_ms FILE EVENT: time_ms of the first EVENT in FILE (`ftctl events --json`), or nothing.
+event_ms() {
+	grep "\"event\":\"$2\"" "$1" | head -1 | sed -n 's/.*"time_ms":\([0-9]*\).*/\1/p'
 }

@@ -63,10 +63,6 @@ start() {
 	PIDS+=("$!")
 }
 addr() { [ "$1" = node1 ] && echo 10.77.0.1 || echo 10.77.0.2; }
-# event_ms NAME EVENT: time_ms of NAME's first EVENT, or nothing.
-event_ms() {
-	grep "\"event\":\"$2\"" "$TMP/ev.$1" | head -1 | sed -n 's/.*"time_ms":\([0-9]*\).*/\1/p'
-}
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 base() { sed -n 's/.*committed output from stream offset \([0-9]*\).*/\1/p' "$TMP/log.$1" | head -1; }
 status_json() { "$FTCTL" --socket "$TMP/$1.sock" status --json 2>/dev/null; }
@@ -81,7 +77,7 @@ kill -KILL "${PID[a]}"
 wait_for "$TMP/log.b" "Promoted \(cluster: the primary's ftd ended\)" 10 ||
 	fail "b did not promote after a's ftd died: $(tail -5 "$TMP/log.b")"
 sleep 0.5
-t_fail=$(event_ms b failover)
+t_fail=$(event_ms "$TMP/ev.b" failover)
 [ -n "$t_fail" ] || fail "b's events have no failover: $(cat "$TMP/ev.b")"
 echo "ok: primary's ftd killed: the secondary ran the guest $((t_fail - t_kill)) ms later, by itself"
 
@@ -95,8 +91,8 @@ t_cut=$(now_ms)
 cluster_isolate node2 || fail "cannot isolate node2"
 wait_for "$TMP/log.c" "Promoted \(cluster: the primary's node left\)" 30 ||
 	fail "c did not promote: $(tail -5 "$TMP/log.c")"
-t_frozen=$(event_ms b frozen)
-t_promoted=$(event_ms c failover)
+t_frozen=$(event_ms "$TMP/ev.b" frozen)
+t_promoted=$(event_ms "$TMP/ev.c" failover)
 [ -n "$t_frozen" ] || fail "b never stopped its guest: $(tail -5 "$TMP/log.b")"
 [ "$t_frozen" -lt "$t_promoted" ] ||
 	fail "c promoted at +$((t_promoted - t_cut)) ms, before b stopped its guest at +$((t_frozen - t_cut)) ms"
