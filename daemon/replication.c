@@ -942,12 +942,10 @@ int ftd_primary(const struct ftd_options *o)
 		log_error("Failed to start vCPU threads: %s", strerror(-r));
 		goto out;
 	}
-	log_info("primary: running %s (%llu MiB, %u vCPUs, %s tracking%s), checkpoint every "
+	log_info("primary: running %s (%llu MiB, %u vCPUs, %s tracking), checkpoint every "
 		 "%.3f ms, secondary %s%s",
 		 o->guest, (unsigned long long)(o->mem_size >> 20), o->vcpus,
-		 dirty_mode_name(o->tracking),
-		 a.vm->ring_flush_quirk ? ", kvm_pvm translation flush" : "",
-		 (double)o->interval_ns / 1e6, o->peer, o->verify ? ", verifying memory" : "");
+		 dirty_mode_name(o->tracking), (double)o->interval_ns / 1e6, o->peer, o->verify ? ", verifying memory" : "");
 	sd_notifyf(0, "READY=1\nSTATUS=primary: running %s, connecting to %s", o->guest, o->peer);
 	status = active_run(&a, o->peer);
 out:

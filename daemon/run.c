@@ -352,10 +352,7 @@ int ftd_run(const struct ftd_options *o)
 	log_info("running %s: %llu MiB, %u vCPUs, %s tracking%s, checkpoint every %.3f ms",
 		 o->guest, (unsigned long long)(o->mem_size >> 20), o->vcpus,
 		 dirty_mode_name(o->tracking),
-		 o->tracking != DIRTY_RING ? ""
-		 : vm->ring_flush_quirk	   ? " (kvm_pvm: translations flushed after each reset)"
-		 : vm->ring_acq_rel	   ? " (acq_rel)"
-					   : "",
+		 o->tracking == DIRTY_RING && vm->ring_acq_rel ? " (acq_rel)" : "",
 		 (double)o->interval_ns / 1e6);
 	status = run_loop(vm, &ckpt, o, sig_fd, timer_fd);
 out:

@@ -82,17 +82,14 @@ int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
 	memset(t, 0, sizeof(*t));
 	dirty_set_clear(&c->dirty);
 	t0 = clock_now_ns();
-	r = vm_pause(vm, VM_PAUSE_SAVE_STATE, &ps);
+	/* Paused: no vCPU can write, so harvest-then-copy is exact. */
+	r = vm_pause_harvest(vm, VM_PAUSE_SAVE_STATE, &c->dirty, &ds, &ps);
 	if (r < 0)
-		goto resume;
+		goto requeue;
 	/* A crashed guest is not a checkpoint: never capture its state. */
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
 		if (vm->vcpus[i]->status != VCPU_RUNNING)
 			r = -ESRCH;
-	if (r < 0)
-		goto resume;
-	/* Paused: no vCPU can write, so harvest-then-copy is exact. */
-	r = vm_harvest(vm, &c->dirty, &ds);
 	if (r < 0)
 		goto requeue;
 	t1 = clock_now_ns();
@@ -119,7 +116,6 @@ requeue:
 	/* Harvested pages are no longer tracked anywhere else: keep them for the next try. */
 	if (r < 0)
 		vm_requeue_dirty(vm, &c->dirty);
-resume:
 	if (r < 0 || !c->keep_paused)
 		vm_resume(vm);
 	t->pause_ns = clock_now_ns() - t0;

@@ -75,6 +75,7 @@ struct dirty_ops {
 	const char *name;
 	enum dirty_mode mode;
 	uint32_t slot_flags; /* extra KVM_MEM_* flags for RAM slots */
+	bool quiet_harvest;  /* harvest only on a quiet thread (vmm/harvest.c) */
 	/* On the VM fd, before any vCPU exists. */
 	int (*vm_init)(struct vm *vm);
 	int (*vcpu_init)(struct vm *vm, struct vcpu *vcpu);

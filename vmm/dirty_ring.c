@@ -82,23 +82,7 @@ static int ring_vm_init(struct vm *vm)
 	cap.args[0] = bytes;
 	if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) < 0)
 		return -errno;
-	vm->ring_flush_quirk = access("/sys/module/kvm_pvm", F_OK) == 0;
-	if (vm->ring_flush_quirk) {
-		void *p = mmap(NULL, VM_PAGE_SIZE, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-		if (p == MAP_FAILED)
-			return -errno;
-		vm->ring_scratch = p;
-	}
 	return 0;
-}
-
-static void ring_vm_free(struct vm *vm)
-{
-	if (vm->ring_scratch)
-		munmap(vm->ring_scratch, VM_PAGE_SIZE);
-	vm->ring_scratch = NULL;
 }
 
 static size_t ring_bytes(const struct vm *vm)
@@ -131,38 +115,9 @@ static void ring_vcpu_free(struct vm *vm, struct vcpu *vcpu)
  * Walk every vCPU's ring, then reset them all with one ioctl (rarely more). Entries must be
  * harvested (and their pages' contents read) in this order when the guest runs:
  * a write after the reset is logged again, a write before it lands in the copy
- * that follows.
+ * that follows. Runs only on a quiet thread (harvest.c): a reset that sees a
+ * pending signal drops write protection it owes.
  */
-/*
- * kvm_pvm quirk. There, KVM_RESET_DIRTY_RINGS write-protects the pages again
- * but a vCPU can keep writing a hot page through a translation that predates
- * the reset, unlogged, for as long as that translation lives: --verify showed
- * replicas missing such writes for hundreds of checkpoints (the bitmap backend,
- * whose clear flushes differently, never did). Deleting a memslot makes KVM
- * drop stale translations, so after each reset a one-page scratch slot in the
- * PCI hole is added and deleted again, while paused: about 150 us per
- * checkpoint at 1 GiB, 250 us at 16 GiB. Ordinary VMX/SVM KVM does not need it.
- */
-#define RING_SCRATCH_SLOT 30
-#define RING_SCRATCH_GPA  0xf0000000ULL
-
-static int ring_flush_translations(struct vm *vm)
-{
-	struct kvm_userspace_memory_region region = {
-		.slot = RING_SCRATCH_SLOT,
-		.guest_phys_addr = RING_SCRATCH_GPA,
-		.memory_size = VM_PAGE_SIZE,
-		.userspace_addr = (uint64_t)(uintptr_t)vm->ring_scratch,
-	};
-
-	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
-		return -errno;
-	region.memory_size = 0;
-	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
-		return -errno;
-	return 0;
-}
-
 /* KVM_RESET_DIRTY_RINGS calls before a short reset counts as lost tracking. */
 #define RING_RESET_TRIES 100000u
 
@@ -182,9 +137,10 @@ static int ring_harvest(struct vm *vm, struct dirty_set *out, struct dirty_stats
 	t1 = clock_now_ns();
 	/*
 	 * KVM resets exactly what we marked, but may stop early and report a
-	 * partial count, even 0 (newer kernels check for a pending signal or a
-	 * needed reschedule between entries): go on until all of it is done, and
-	 * before the guest runs again, or a write would slip through unlogged.
+	 * partial count, even 0: go on until all of it is done, and before the
+	 * guest runs again, or a write would slip through unlogged. On a quiet
+	 * thread nothing should stop it; the loop stays for kernels that also
+	 * yield to the scheduler mid-walk.
 	 */
 	for (unsigned int tries = 0; reset_total < collected && tries < RING_RESET_TRIES; tries++) {
 		reset = ioctl(vm->vm_fd, KVM_RESET_DIRTY_RINGS, 0);
@@ -194,12 +150,6 @@ static int ring_harvest(struct vm *vm, struct dirty_set *out, struct dirty_stats
 			reset_total += (uint64_t)reset;
 		else
 			sched_yield();
-	}
-	if (vm->ring_flush_quirk && reset_total) {
-		int r = ring_flush_translations(vm);
-
-		if (r < 0)
-			return r;
 	}
 	if (st) {
 		st->entries += local.entries;
@@ -228,9 +178,9 @@ const struct dirty_ops dirty_ring_ops = {
 	.name = "ring",
 	.mode = DIRTY_RING,
 	.slot_flags = 0,
+	.quiet_harvest = true,
 	.vm_init = ring_vm_init,
 	.vcpu_init = ring_vcpu_init,
 	.vcpu_free = ring_vcpu_free,
 	.harvest = ring_harvest,
-	.vm_free = ring_vm_free,
 };

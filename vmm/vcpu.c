@@ -261,6 +261,16 @@ static bool vcpu_park(struct vcpu *v, bool stopped)
 				v->save_ns = clock_now_ns() - t;
 			}
 			pthread_mutex_lock(&vm->lock);
+			/*
+			 * The last to park harvests while everyone else is parked and
+			 * the owner waits for it (harvest.c says why here).
+			 */
+			if ((flags & VM_PAUSE_HARVEST) && vm->nr_acked + 1 == vm->nr_vcpus) {
+				pthread_mutex_unlock(&vm->lock);
+				vm->pause_harvest_err =
+					vm_harvest_quiet(vm, vm->pause_out, vm->pause_dirty_st);
+				pthread_mutex_lock(&vm->lock);
+			}
 			v->acked_seq = seq;
 			/* Atomic: vm_pause() polls it without the lock. */
 			__atomic_store_n(&vm->nr_acked, vm->nr_acked + 1, __ATOMIC_RELEASE);
@@ -521,16 +531,6 @@ int vm_pause(struct vm *vm, unsigned int flags, struct vm_pause_stats *st)
 			st->save_ns = v->save_ns;
 	}
 	return err;
-}
-
-int vm_harvest_paused(struct vm *vm, struct dirty_set *out)
-{
-	int r = vm_pause(vm, 0, NULL);
-
-	if (r == 0)
-		r = vm_harvest(vm, out, NULL);
-	vm_resume(vm);
-	return r;
 }
 
 void vm_resume(struct vm *vm)

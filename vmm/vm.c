@@ -174,6 +174,9 @@ int vm_create(const struct vm_config *cfg, struct vm **ret_vm)
 	r = vm_install_kick_handler();
 	if (r < 0)
 		goto fail;
+	r = vm_harvest_thread_start(vm);
+	if (r < 0)
+		goto fail;
 
 	for (unsigned int i = 0; i < cfg->nr_vcpus; i++) {
 		r = vcpu_create(vm, i, &vm->vcpus[i]);
@@ -233,6 +236,7 @@ void vm_free(struct vm *vm)
 	if (!vm)
 		return;
 	vm_stop_threads(vm);
+	vm_harvest_thread_stop(vm);
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
 		vcpu_free(vm->vcpus[i]);
 	for (unsigned int i = 0; i < vm->nr_devices; i++)
@@ -386,19 +390,4 @@ void vm_requeue_dirty(struct vm *vm, const struct dirty_set *pages)
 	pthread_mutex_lock(&vm->vmm_dirty_lock);
 	dirty_set_merge(&vm->vmm_dirty, pages);
 	pthread_mutex_unlock(&vm->vmm_dirty_lock);
-}
-
-int vm_harvest(struct vm *vm, struct dirty_set *out, struct dirty_stats *st)
-{
-	int r = vm->dirty->harvest(vm, out, st);
-
-	if (r < 0)
-		return r;
-	pthread_mutex_lock(&vm->vmm_dirty_lock);
-	for (uint64_t i = 0; i < vm->vmm_dirty.count; i++)
-		if (dirty_set_add(out, vm->vmm_dirty.pages[i]) && st)
-			st->pages++;
-	dirty_set_clear(&vm->vmm_dirty);
-	pthread_mutex_unlock(&vm->vmm_dirty_lock);
-	return 0;
 }

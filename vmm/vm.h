@@ -66,6 +66,7 @@ struct vm_pause_stats {
 };
 
 #define VM_PAUSE_SAVE_STATE 1u /* each vCPU saves its own state into vcpu->saved */
+#define VM_PAUSE_HARVEST    2u /* internal: vm_pause_harvest() */
 
 struct vm {
 	int kvm_fd;
@@ -88,9 +89,14 @@ struct vm {
 	const struct dirty_ops *dirty;
 	void *dirty_priv;
 	char dirty_error[128]; /* why the last harvest returned -EIO */
-	bool ring_flush_quirk; /* kvm_pvm: flush translations after each ring reset (dirty_ring.c)
-				*/
-	void *ring_scratch;    /* its scratch page */
+
+	/* The harvest thread: a quiet place for ring resets (harvest.c). */
+	pthread_t hv_thread;
+	bool hv_init, hv_started, hv_stop;
+	pthread_mutex_t hv_lock;
+	pthread_cond_t hv_cond;	     /* owner -> thread: a request, or stop */
+	pthread_cond_t hv_done_cond; /* thread -> owner: request done */
+	struct harvest_req *hv_req;
 
 	/* Pages the VMM itself wrote (KVM does not log those). */
 	pthread_mutex_t vmm_dirty_lock;
@@ -114,6 +120,10 @@ struct vm {
 	unsigned int pause_flags;
 	uint64_t pause_seq;
 	unsigned int nr_acked;
+	/* VM_PAUSE_HARVEST: where the last vCPU to park harvests to (harvest.c). */
+	struct dirty_set *pause_out;
+	struct dirty_stats *pause_dirty_st;
+	int pause_harvest_err;
 	bool pause_poll; /* more CPUs than vCPUs: vm_pause() polls before sleeping */
 
 	/* Work shared with parked vCPU threads (vm_paused_parallel), under lock. */
@@ -188,13 +198,28 @@ void vm_mark_dirty(struct vm *vm, uint64_t gpa, uint64_t len);
 /*
  * Collect every page dirtied since the last harvest (guest writes through the
  * tracking backend, plus VMM writes) into *out, which is not cleared first.
+ * Owner only; the VM may be running (pages written after their re-arm are
+ * reported again next time) or paused. Ring resets run on a quiet thread
+ * (harvest.c explains why), never on the caller's.
  */
 int vm_harvest(struct vm *vm, struct dirty_set *out, struct dirty_stats *st);
 /*
+ * vm_pause() and an exact harvest in one: the last vCPU thread to park
+ * harvests before it acknowledges, which costs the pause no extra wake-up.
+ * The VM stays paused, also on error.
+ */
+int vm_pause_harvest(struct vm *vm, unsigned int flags, struct dirty_set *out,
+		     struct dirty_stats *st, struct vm_pause_stats *ps);
+/*
  * A harvest outside a checkpoint: pauses the vCPUs (no state saved), harvests
- * into *out, resumes. Empties full rings; with the ring also flushes as needed.
+ * into *out, resumes. Empties full rings.
  */
 int vm_harvest_paused(struct vm *vm, struct dirty_set *out);
+/* harvest.c, for vm.c and vcpu.c: the harvest thread, and a harvest on this thread
+ * with every signal blocked. */
+int vm_harvest_thread_start(struct vm *vm);
+void vm_harvest_thread_stop(struct vm *vm);
+int vm_harvest_quiet(struct vm *vm, struct dirty_set *out, struct dirty_stats *st);
 /*
  * Hands harvested pages back (they are reported again by the next harvest): a
  * checkpoint that failed after harvesting must not lose them.
