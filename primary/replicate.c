@@ -519,9 +519,10 @@ static void sync_start(struct primary *p)
 	p->sync_len = p->vm->nr_pages;
 	p->sync_pos = 0;
 	p->st.sync_remaining = p->sync_len;
-	log_info("Secondary %s accepted the handshake: initial sync of %llu MiB while the guest "
-		 "runs",
-		 p->cfg.peer_name, (unsigned long long)(p->vm->mem_size >> 20));
+	log_info("Secondary %s accepted the handshake: initial sync of %llu MiB (%llu MiB "
+		 "touched) while the guest runs",
+		 p->cfg.peer_name, (unsigned long long)(p->vm->mem_size >> 20),
+		 (unsigned long long)(p->vm->touched.count * VM_PAGE_SIZE >> 20));
 	sync_pump(p);
 }
 
@@ -587,7 +588,8 @@ static void sync_fill(struct primary *p, struct primary_slot *s)
 		const uint8_t *hva = vm_page_hva(p->vm, page);
 
 		p->sync_pos++;
-		if (vm_page_is_zero(p->vm, page)) {
+		/* Never written since the VM was created: zero, without reading it. */
+		if (!vm_page_touched(p->vm, page) || vm_page_is_zero(p->vm, page)) {
 			s->zero[opts.nr_zero++] = page;
 			continue;
 		}

@@ -42,8 +42,10 @@ static int check_epoch(struct replica *r, uint64_t epoch, const uint64_t *pages,
 static void write_pages(struct vm *vm, const uint64_t *pages, uint64_t nr_pages,
 			const uint8_t *data)
 {
-	for (uint64_t k = 0; k < nr_pages; k++)
+	for (uint64_t k = 0; k < nr_pages; k++) {
 		memcpy(vm_page_hva(vm, pages[k]), data + k * VM_PAGE_SIZE, VM_PAGE_SIZE);
+		vm_mark_touched(vm, pages[k]);
+	}
 }
 
 int replica_apply(struct replica *r, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
@@ -74,9 +76,12 @@ int replica_apply_sync(struct replica *r, uint64_t epoch, const uint64_t *pages,
 	if (ret < 0)
 		return ret;
 	write_pages(r->vm, pages, nr_pages, data);
-	/* Only pages not zero already: a fresh replica's stay untouched (not resident). */
+	/*
+	 * Only pages ever written here can be other than zero: the rest are not
+	 * even read (not resident in a fresh replica, and reading costs).
+	 */
 	for (uint64_t k = 0; k < nr_zero; k++)
-		if (!vm_page_is_zero(r->vm, zero_pages[k]))
+		if (vm_page_touched(r->vm, zero_pages[k]) && !vm_page_is_zero(r->vm, zero_pages[k]))
 			memset(vm_page_hva(r->vm, zero_pages[k]), 0, VM_PAGE_SIZE);
 	r->epoch = epoch;
 	r->has_checkpoint = false;

@@ -290,6 +290,23 @@ static void run_scenario(const struct scenario *sc)
 		printf("    (pest: %llu eventfd writes and signals at the harvesting thread)\n",
 		       (unsigned long long)pest.shots);
 	}
+	/*
+	 * Pages ever touched (what an initial sync reads): every page of the last
+	 * round, and nothing of the untouched half of each vCPU's span.
+	 */
+	for (uint64_t i = 0; i < exp.count; i++)
+		CHECK(vm_page_touched(vm, exp.pages[i]), "%s: page %llu written but not touched",
+		      sc->name, (unsigned long long)exp.pages[i]);
+	for (unsigned int i = 0; i < vm->nr_vcpus && sc->count < sc->span; i++) {
+		uint64_t base, page, untouched = 0;
+
+		CHECK_OK(vm_gpa_to_page(vm, guest_touch_base(&gp, i), &base));
+		for (page = base; page < base + sc->span; page++)
+			untouched += !vm_page_touched(vm, page);
+		CHECK(untouched == sc->span - sc->count,
+		      "%s: vCPU %u: %llu pages of its span untouched, expected %u", sc->name, i,
+		      (unsigned long long)untouched, sc->span - sc->count);
+	}
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
 		ring_full_exits += vm->vcpus[i]->exits.ring_full;
 	if (sc->expect_ring_full)

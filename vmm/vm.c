@@ -166,6 +166,9 @@ int vm_create(const struct vm_config *cfg, struct vm **ret_vm)
 	r = dirty_set_init(&vm->vmm_dirty, vm->nr_pages);
 	if (r < 0)
 		goto fail;
+	r = dirty_set_init(&vm->touched, vm->nr_pages);
+	if (r < 0)
+		goto fail;
 	vm->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->event_fd < 0) {
 		r = -errno;
@@ -245,6 +248,7 @@ void vm_free(struct vm *vm)
 	if (vm->dirty && vm->dirty->vm_free)
 		vm->dirty->vm_free(vm);
 	dirty_set_free(&vm->vmm_dirty);
+	dirty_set_free(&vm->touched);
 	free(vm->msr_list);
 	if (vm->mem)
 		munmap(vm->mem, vm->mem_size);

@@ -101,6 +101,12 @@ struct vm {
 	/* Pages the VMM itself wrote (KVM does not log those). */
 	pthread_mutex_t vmm_dirty_lock;
 	struct dirty_set vmm_dirty;
+	/*
+	 * Every page written since the VM was created: by its vCPUs (as harvested),
+	 * by the VMM, or stored into it as a replica (vm_mark_touched). A page not
+	 * in it is still all zero, so an initial sync lists it without reading it.
+	 */
+	struct dirty_set touched;
 
 	struct device *devices[VM_MAX_DEVICES];
 	unsigned int nr_devices;
@@ -190,6 +196,15 @@ static inline bool vm_page_is_zero(struct vm *vm, uint64_t page)
 		if (w[i])
 			return false;
 	return true;
+}
+/* See vm->touched. Owner only (a paused replica's writer, or harvests). */
+static inline bool vm_page_touched(const struct vm *vm, uint64_t page)
+{
+	return dirty_set_test(&vm->touched, page);
+}
+static inline void vm_mark_touched(struct vm *vm, uint64_t page)
+{
+	dirty_set_add(&vm->touched, page);
 }
 /* Writes guest memory on behalf of the VMM and records the pages as dirty. */
 int vm_write_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len);
