@@ -8,7 +8,8 @@
  * builtin:touch, and alternates rounds between them: the guest dirties exactly N
  * pages (split over its vCPUs) and spins; the benchmark takes a real checkpoint
  * (pause, harvest, reset, copy to staging, save state, resume) and records its
- * parts. Medians and p99 over the rounds are printed and written as CSV.
+ * parts (--mem, --vcpus, --pages choose other configurations). Medians and p99
+ * over the rounds are printed and written as CSV; bench/plot draws it.
  *
  * Expected shape: the ring's harvest cost follows the dirty pages only; the
  * bitmap's grows with guest memory.
@@ -250,11 +251,40 @@ static int bench_config(FILE *csv, uint64_t mem, unsigned int vcpus, uint64_t pa
 
 static void usage(FILE *out)
 {
-	fputs("Usage: harvest [--reps N] [--csv FILE] [--quick]\n"
-	      "  --reps N    measured checkpoints per configuration and backend (default 50)\n"
-	      "  --csv FILE  CSV output (default harvest.csv)\n"
-	      "  --quick     only 1 GiB and 16 GiB, 1000 pages (a smoke run)\n",
+	fputs("Usage: harvest [--reps N] [--csv FILE] [--quick] [--mem LIST] [--vcpus LIST]\n"
+	      "               [--pages LIST]\n"
+	      "  --reps N      measured checkpoints per configuration and backend (default 50)\n"
+	      "  --csv FILE    CSV output (default harvest.csv)\n"
+	      "  --quick       only 1 GiB and 16 GiB, 1000 pages (a smoke run)\n"
+	      "  --mem LIST    guest sizes in GiB, comma separated (default 1,4,16)\n"
+	      "  --vcpus LIST  vCPU counts (default 1,2)\n"
+	      "  --pages LIST  dirty pages per checkpoint (default 100,1000,10000)\n",
 	      out);
+}
+
+/* "1,4,16" into v[], each within lo..hi; the count, or -EINVAL. */
+static int parse_list(const char *arg, uint64_t *v, int max, uint64_t lo, uint64_t hi)
+{
+	const char *at = arg;
+	int n = 0;
+
+	for (;;) {
+		char *end;
+		unsigned long long x;
+
+		if (n == max || *at < '0' || *at > '9')
+			return -EINVAL;
+		errno = 0;
+		x = strtoull(at, &end, 10);
+		if (errno || x < lo || x > hi)
+			return -EINVAL;
+		v[n++] = x;
+		if (*end == '\0')
+			return n;
+		if (*end != ',')
+			return -EINVAL;
+		at = end + 1;
+	}
 }
 
 int main(int argc, char **argv)
@@ -263,15 +293,14 @@ int main(int argc, char **argv)
 		{ "reps", required_argument, NULL, 'r' },
 		{ "csv", required_argument, NULL, 'c' },
 		{ "quick", no_argument, NULL, 'q' },
+		{ "mem", required_argument, NULL, 'm' },
+		{ "vcpus", required_argument, NULL, 'v' },
+		{ "pages", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	static const uint64_t mems_all[] = { 1ULL << 30, 4ULL << 30, 16ULL << 30 };
-	static const uint64_t mems_quick[] = { 1ULL << 30, 16ULL << 30 };
-	static const uint64_t pages_all[] = { 100, 1000, 10000 };
-	static const uint64_t pages_quick[] = { 1000 };
-	const uint64_t *mems = mems_all, *pagesv = pages_all;
-	size_t nmems = 3, npages = 3;
+	uint64_t mems[16] = { 1, 4, 16 }, pagesv[16] = { 100, 1000, 10000 }, vcpusv[16] = { 1, 2 };
+	int nmems = 3, npages = 3, nvcpus = 2;
 	const char *csv_path = "harvest.csv";
 	unsigned int reps = 50;
 	FILE *csv;
@@ -290,10 +319,35 @@ int main(int argc, char **argv)
 			csv_path = optarg;
 			break;
 		case 'q':
-			mems = mems_quick;
+			mems[1] = 16;
 			nmems = 2;
-			pagesv = pages_quick;
+			pagesv[0] = 1000;
 			npages = 1;
+			break;
+		case 'm':
+			nmems = parse_list(optarg, mems, 16, 1, 64);
+			if (nmems < 0) {
+				fprintf(stderr, "harvest: --mem: '%s' is not a list of 1..64 GiB\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'v':
+			nvcpus = parse_list(optarg, vcpusv, 16, 1, VM_MAX_VCPUS);
+			if (nvcpus < 0) {
+				fprintf(stderr, "harvest: --vcpus: '%s' is not a list of 1..%d\n",
+					optarg, VM_MAX_VCPUS);
+				return 2;
+			}
+			break;
+		case 'p':
+			npages = parse_list(optarg, pagesv, 16, 1, 12000);
+			if (npages < 0) {
+				fprintf(stderr,
+					"harvest: --pages: '%s' is not a list of 1..12000\n",
+					optarg);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);
@@ -320,21 +374,22 @@ int main(int argc, char **argv)
 	       "  mem vcpus  pages mode   | h+r+c p50 h+r+c p99 | pause p50 pause p99 | "
 	       " harvest    reset     copy     kick | pages\n",
 	       reps);
-	for (size_t m = 0; m < nmems; m++)
-		for (unsigned int vcpus = 1; vcpus <= 2; vcpus++)
-			for (size_t p = 0; p < npages; p++) {
-				int r = bench_config(csv, mems[m], vcpus, pagesv[p], reps);
+	for (int m = 0; m < nmems; m++)
+		for (int v = 0; v < nvcpus; v++)
+			for (int p = 0; p < npages; p++) {
+				unsigned int vcpus = (unsigned int)vcpusv[v];
+				int r = bench_config(csv, mems[m] << 30, vcpus, pagesv[p], reps);
 
 				if (r < 0) {
 					fprintf(stderr,
 						"harvest: %lluG, %u vCPUs, %llu pages failed: %s\n",
-						(unsigned long long)(mems[m] >> 30), vcpus,
+						(unsigned long long)mems[m], vcpus,
 						(unsigned long long)pagesv[p], strerror(-r));
 					fclose(csv);
 					return 1;
 				}
 			}
 	fclose(csv);
-	printf("CSV written to %s\n", csv_path);
+	printf("CSV written to %s (plots: bench/plot %s)\n", csv_path, csv_path);
 	return 0;
 }

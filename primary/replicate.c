@@ -407,7 +407,8 @@ static void session_end(struct primary *p, const char *why, bool flush)
 		return;
 	p->conn = NULL;
 	if (why)
-		snprintf(p->last_drop, sizeof(p->last_drop), "%s", why);
+		snprintf(p->last_drop, sizeof(p->last_drop), "%.*s", (int)sizeof(p->last_drop) - 1,
+			 why);
 	switch (p->handover) {
 	case HANDOVER_CAPTURE:
 	case HANDOVER_ACK:
@@ -415,14 +416,15 @@ static void session_end(struct primary *p, const char *why, bool flush)
 		if (p->handover == HANDOVER_ACK)
 			vm_resume(p->vm);
 		if (!p->handover_error[0])
-			snprintf(p->handover_error, sizeof(p->handover_error), "%s",
+			snprintf(p->handover_error, sizeof(p->handover_error), "%.*s",
+				 (int)sizeof(p->handover_error) - 1,
 				 why ? why : "the session ended");
 		log_error("Switchover failed: %s; the guest runs here again", p->handover_error);
 		p->handover = HANDOVER_FAILED;
 		break;
 	case HANDOVER_ANSWER:
 		snprintf(p->handover_error, sizeof(p->handover_error),
-			 "no answer from the secondary (%s): it may run the guest, so the guest "
+			 "no answer from the secondary (%.64s): it may run the guest, so the guest "
 			 "stays stopped here",
 			 why ? why : "session ended");
 		log_error("Switchover outcome unknown: %s", p->handover_error);

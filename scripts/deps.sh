@@ -18,6 +18,7 @@ PACKAGES=(
 	corosync corosync-qdevice corosync-qnetd  # the test cluster (tests/cluster.sh)
 	nftables iproute2 util-linux             # ... its namespaces and cuts
 	clang libfuzzer-14-dev   # scripts/fuzz: libFuzzer harnesses (tests/fuzz)
+	gnuplot-nox              # bench/plots: PNG plots of the benchmarks' CSV
 )
 
 missing=()
