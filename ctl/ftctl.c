@@ -30,9 +30,10 @@ static void usage(FILE *out)
 	      "       ftctl [--socket PATH] metrics [--json]\n"
 	      "       ftctl [--socket PATH] failover [--force] [--json]\n"
 	      "       ftctl [--socket PATH] switchover [--json]\n"
-	      "       ftctl [--socket PATH] protect --peer HOST:PORT [--json]\n"
+	      "       ftctl [--socket PATH] discard [--json]\n"
+	      "       ftctl [--socket PATH] protect --peer HOST:PORT [--tls-peer NAME] [--json]\n"
 	      "       ftctl [--socket PATH] events [--json]\n"
-	      "       ftctl [--socket PATH] set interval DURATION [--json]\n"
+	      "       ftctl [--socket PATH] set interval DURATION|auto [--json]\n"
 	      "       ftctl [--socket PATH] raw REQUEST   (send one request line as is)\n"
 	      "       ftctl --help\n"
 	      "\n"
@@ -47,19 +48,25 @@ static void usage(FILE *out)
 	      "  failover  on a secondary: run the guest here from the last complete\n"
 	      "            checkpoint; refused while the primary is connected (it may be\n"
 	      "            alive) unless --force\n"
+	      "  discard   on a secondary: its replica stops counting, so that a primary\n"
+	      "            of another guest or an older generation may sync over it\n"
+	      "            (refused while a primary is connected)\n"
 	      "  switchover\n"
 	      "            on the node running the guest: planned hand-over to its secondary\n"
 	      "            (a final checkpoint, the guest stops here and runs there; nothing\n"
 	      "            is lost or repeated); answers once it is done\n"
 	      "  protect --peer HOST:PORT\n"
 	      "            on the node running the guest (a promoted secondary included):\n"
-	      "            sync to the ftd secondary at HOST:PORT and protect the guest\n"
+	      "            sync to the ftd secondary at HOST:PORT and protect the guest;\n"
+	      "            with TLS, --tls-peer NAME is the name its certificate must bear\n"
+	      "            (needed on a promoted node whose ftd --tls-peer named its primary)\n"
 	      "  events    one line per event as it happens (role change, peer connected or\n"
 	      "            lost, sync progress, protected, switchover, failover, fenced)\n"
 	      "            until the daemon exits or ftctl is interrupted\n"
-	      "  set interval DURATION\n"
+	      "  set interval DURATION|auto\n"
 	      "            checkpoint interval of a primary from the next tick (1ms..60s;\n"
-	      "            a bare number is milliseconds)\n"
+	      "            a bare number is milliseconds); auto: chosen every second from\n"
+	      "            ftd's --auto-overhead and --auto-max-hold budgets\n"
 	      "  --json    print the daemon's answer as one JSON object (schema: ctl/README.md)\n"
 	      "\n"
 	      "Exit status: 0 answered, 1 the daemon refused the request, 2 bad command line,\n"
@@ -164,6 +171,25 @@ static bool has(struct json_object *o, const char *key)
 	return json_object_object_get_ex(o, key, &v) && v;
 }
 
+/* The guest's identity: "guest UUID, generation N (earlier: N-1, ...)". */
+static void print_generation(struct json_object *r)
+{
+	struct json_object *h = NULL;
+	size_t n;
+
+	if (!has(r, "uuid")) {
+		printf("  guest: none held\n");
+		return;
+	}
+	printf("  guest %s, generation %" PRIu64, str(r, "uuid"), u64(r, "generation"));
+	json_object_object_get_ex(r, "history", &h);
+	n = h && json_object_is_type(h, json_type_array) ? json_object_array_length(h) : 0;
+	for (size_t i = 0; i < n; i++)
+		printf("%s%" PRIu64, i ? ", " : " (earlier: ",
+		       json_object_get_uint64(json_object_array_get_idx(h, i)));
+	printf("%s\n", n ? ")" : "");
+}
+
 /* One screen, modelled on `drbdsetup status`. */
 static void print_status(struct json_object *r)
 {
@@ -173,6 +199,7 @@ static void print_status(struct json_object *r)
 		json_object_object_get_ex(r, "pause_us", &pause);
 		printf("primary %s: %s, secondary %s\n", str(r, "guest"), str(r, "state"),
 		       str(r, "peer"));
+		print_generation(r);
 		if (has(r, "promoted_by"))
 			printf("  active here since a %s from checkpoint %" PRIu64 "\n",
 			       str(r, "promoted_by"), u64(r, "promoted_from_checkpoint"));
@@ -183,7 +210,19 @@ static void print_status(struct json_object *r)
 		       u64(r, "epoch"), u64(r, "checkpoints"), u64(r, "acked"));
 		if (has(r, "last_ack_age_ms"))
 			printf(" (last %" PRIu64 " ms ago)", u64(r, "last_ack_age_ms"));
-		printf(", interval %.3f ms\n", (double)u64(r, "interval_us") / 1000.0);
+		printf(", interval %.3f ms", (double)u64(r, "interval_us") / 1000.0);
+		if (has(r, "interval_auto_budget")) {
+			struct json_object *ai = NULL;
+
+			json_object_object_get_ex(r, "interval_auto_budget", &ai);
+			printf(" (auto: overhead %" PRIu64 "%%, bound by %s%s)",
+			       u64(ai, "overhead_pct"), str(ai, "bound"),
+			       json_object_get_boolean(
+				       json_object_object_get(ai, "overhead_exceeded"))
+				       ? ", over budget"
+				       : "");
+		}
+		printf("\n");
 		printf("  pause p50 %" PRIu64 " us, p99 %" PRIu64 " us; %" PRIu64
 		       " dirty pages per checkpoint; %.1f MB sent, %.1f MB/s\n",
 		       pause ? u64(pause, "p50") : 0, pause ? u64(pause, "p99") : 0,
@@ -207,7 +246,14 @@ static void print_status(struct json_object *r)
 		printf("  replica holds no complete checkpoint");
 	if (has(r, "last_apply_age_ms"))
 		printf(" (applied %" PRIu64 " ms ago)", u64(r, "last_apply_age_ms"));
-	printf("\n  %" PRIu64 " epochs applied, %" PRIu64 " checkpoints, %.1f MB received\n",
+	if (json_object_get_boolean(json_object_object_get(r, "stale")))
+		printf(", STALE: the primary moved on to generation %" PRIu64
+		       " (never promoted automatically; failover needs --force)",
+		       u64(r, "stale_by_generation"));
+	printf("\n");
+	print_generation(r);
+	printf("  ");
+	printf("%" PRIu64 " epochs applied, %" PRIu64 " checkpoints, %.1f MB received\n",
 	       u64(r, "epochs_applied"), u64(r, "checkpoints"),
 	       (double)u64(r, "bytes_received") / 1e6);
 	printf("  verified %" PRIu64 ", mismatches %" PRIu64 ", %" PRIu64
@@ -307,8 +353,8 @@ int main(int argc, char **argv)
 	};
 	const char *path = NULL, *request;
 	bool json = false, raw, metrics = false, setting = false, failover = false;
-	bool switchover = false, protect = false;
-	char setbuf[96];
+	bool switchover = false, protect = false, discard = false;
+	char setbuf[384];
 	struct json_object *reply, *ok;
 	char *answer;
 	int c, status;
@@ -353,6 +399,12 @@ int main(int argc, char **argv)
 		if (trailing_json(argc, argv, optind + 1, &json) < 0)
 			return EXIT_USAGE;
 		return stream_events(path ? path : default_socket(), json);
+	} else if (optind < argc && !strcmp(argv[optind], "discard")) {
+		if (trailing_json(argc, argv, optind + 1, &json) < 0)
+			return EXIT_USAGE;
+		request = "discard";
+		raw = false;
+		discard = true;
 	} else if (optind < argc && !strcmp(argv[optind], "switchover")) {
 		if (trailing_json(argc, argv, optind + 1, &json) < 0)
 			return EXIT_USAGE;
@@ -364,10 +416,21 @@ int main(int argc, char **argv)
 			fprintf(stderr, "ftctl: protect needs --peer HOST:PORT\n");
 			return EXIT_USAGE;
 		}
-		if (trailing_json(argc, argv, optind + 3, &json) < 0)
+		const char *name = NULL;
+		int rest = optind + 3;
+
+		if (rest < argc && !strcmp(argv[rest], "--tls-peer")) {
+			if (rest + 1 >= argc) {
+				fprintf(stderr, "ftctl: protect --tls-peer needs a NAME\n");
+				return EXIT_USAGE;
+			}
+			name = argv[rest + 1];
+			rest += 2;
+		}
+		if (trailing_json(argc, argv, rest, &json) < 0)
 			return EXIT_USAGE;
-		if (snprintf(setbuf, sizeof(setbuf), "protect --peer %s", argv[optind + 2]) >=
-		    (int)sizeof(setbuf)) {
+		if (snprintf(setbuf, sizeof(setbuf), "protect --peer %s%s%s", argv[optind + 2],
+			     name ? " --tls-peer " : "", name ? name : "") >= (int)sizeof(setbuf)) {
 			fprintf(stderr, "ftctl: peer '%s' is too long\n", argv[optind + 2]);
 			return EXIT_USAGE;
 		}
@@ -423,13 +486,21 @@ int main(int argc, char **argv)
 	else if (metrics)
 		fputs(str(reply, "text"), stdout);
 	else if (setting)
-		printf("interval %.3f ms\n", (double)u64(reply, "interval_us") / 1000.0);
+		printf("interval %.3f ms%s\n", (double)u64(reply, "interval_us") / 1000.0,
+		       json_object_get_boolean(json_object_object_get(reply, "interval_auto"))
+			       ? " (auto: adapts every second)"
+			       : "");
 	else if (failover)
 		printf("promoted: the guest runs here from checkpoint %" PRIu64 "\n",
 		       u64(reply, "checkpoint"));
 	else if (switchover)
 		printf("switched over: %s runs the guest from checkpoint %" PRIu64 "\n",
 		       str(reply, "peer"), u64(reply, "checkpoint"));
+	else if (discard)
+		printf("%s%s\n", has(reply, "discarded") ? "discarded the replica of " : "",
+		       has(reply, "discarded")
+			       ? str(reply, "discarded")
+			       : "nothing to discard: the replica held no checkpoint");
 	else if (protect)
 		printf("protecting with %s: the initial sync starts now (ftctl status shows "
 		       "progress)\n",

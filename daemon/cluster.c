@@ -224,10 +224,28 @@ static void cpg_totem_confchg(cpg_handle_t handle, struct cpg_ring_id ring_id,
 		c->awaiting = false;
 }
 
-/* Nobody sends to the group: membership is all ftd wants from CPG. */
+/* Messages: the data generations ftds announce (daemon/replication.c). */
 static void cpg_deliver(cpg_handle_t handle, const struct cpg_name *group_name, uint32_t nodeid,
 			uint32_t pid, void *msg, size_t msg_len)
 {
+	struct cluster *c;
+	struct cluster_event ev = {
+		.type = CLUSTER_MESSAGE, .nodeid = nodeid, .pid = pid, .data = msg, .len = msg_len
+	};
+
+	if (cpg_context_get(handle, (void **)&c) != CS_OK || !c || c->gone)
+		return;
+	ev.from_self = nodeid == c->nodeid && pid == c->pid;
+	cluster_emit(c, &ev);
+}
+
+int cluster_send(struct cluster *c, const void *buf, size_t len)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+	if (!c || c->gone || !c->have_cpg)
+		return -ENOTCONN;
+	return cs_to_errno(cpg_mcast_joined(c->cpg, CPG_TYPE_AGREED, &iov, 1));
 }
 
 static void msleep(unsigned int ms)

@@ -57,6 +57,7 @@ enum cluster_event_type {
 	CLUSTER_QUORUM,
 	CLUSTER_PEER_JOINED,
 	CLUSTER_PEER_LEFT,
+	CLUSTER_MESSAGE, /* a cluster_send() of any member, this one's included */
 };
 
 enum cluster_leave_reason {
@@ -72,6 +73,9 @@ struct cluster_event {
 	uint32_t nodeid; /* PEER_*: the other ftd's node and pid */
 	uint32_t pid;
 	enum cluster_leave_reason reason; /* PEER_LEFT */
+	const void *data;		  /* MESSAGE: valid during the callback only */
+	size_t len;
+	bool from_self; /* MESSAGE: sent by this process */
 };
 
 typedef void (*cluster_event_fn)(void *opaque, const struct cluster_event *ev);
@@ -102,6 +106,14 @@ int cluster_fds(const struct cluster *c, int *fds, int max);
  * Close the handle and open a new one to reconnect.
  */
 int cluster_dispatch(struct cluster *c);
+
+/*
+ * Sends a message to every member of the group, this one included, in agreed
+ * order (CPG_TYPE_AGREED): by virtual synchrony, once this process has got its
+ * own message back, every member that stays in the membership gets it too,
+ * before any later membership change. Returns 0 or -errno (-EAGAIN: retry).
+ */
+int cluster_send(struct cluster *c, const void *buf, size_t len);
 
 bool cluster_quorate(const struct cluster *c);
 

@@ -12,10 +12,13 @@
 #include "daemon/control.h"
 #include "daemon/log.h"
 #include "proto/link.h"
+#include "vmm/clock.h"
 
 #define REQUEST_MAX	  512
 #define CLIENTS_MAX	  32
 #define EVENTS_QUEUED_MAX 1024 /* lines an `events` client may leave unread */
+/* A client that has not sent its request within this long gives its slot up. */
+#define CLIENT_IDLE_NS (5ULL * 1000000000ULL)
 
 struct client;
 
@@ -38,6 +41,7 @@ struct client {
 	struct request parsed;
 	bool answered;
 	bool events; /* subscribed: stays open */
+	uint64_t accepted_ns;
 	uint8_t rbuf[REQUEST_MAX];
 };
 
@@ -172,6 +176,27 @@ static const struct link_ops client_ops = {
 	.released = client_released,
 };
 
+/*
+ * Clients that connected but never finished a request: closed when a new one
+ * arrives, so that idle connections cannot hold every slot (an `ftctl` always
+ * sends its line at once).
+ */
+static void control_sweep(struct control *ctl, uint64_t now)
+{
+	for (int i = 0; i < CLIENTS_MAX; i++) {
+		struct client *cl = ctl->clients[i];
+
+		if (!cl || cl->answered || cl->events || ctl->later == cl ||
+		    now - cl->accepted_ns < CLIENT_IDLE_NS)
+			continue;
+		log_warning("control: closed a client (%s) that sent no request within %llu s",
+			    cl->link->peer, CLIENT_IDLE_NS / 1000000000ULL);
+		cl->answered = true;
+		client_forget(cl);
+		link_close(cl->link); /* may free cl */
+	}
+}
+
 static void control_accepted(void *opaque, int fd, const struct sockaddr *sa)
 {
 	struct control *ctl = opaque;
@@ -187,6 +212,7 @@ static void control_accepted(void *opaque, int fd, const struct sockaddr *sa)
 		close(fd);
 		return;
 	}
+	control_sweep(ctl, clock_now_ns());
 	for (int i = 0; i < CLIENTS_MAX; i++)
 		if (!ctl->clients[i]) {
 			cl = calloc(1, sizeof(*cl));
@@ -204,6 +230,7 @@ static void control_accepted(void *opaque, int fd, const struct sockaddr *sa)
 		return;
 	}
 	cl->ctl = ctl;
+	cl->accepted_ns = clock_now_ns();
 	ctl->clients[cl->slot] = cl;
 	snprintf(cl->link->peer, sizeof(cl->link->peer), "pid %d", (int)cred.pid);
 }

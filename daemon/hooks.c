@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "daemon/hooks.h"
 #include "vmm/clock.h"
 
@@ -62,7 +64,7 @@ int hook_run(const char *cmd, const char *const *env, uint64_t timeout_ns)
 		return r;
 	pfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	for (;;) {
-		uint64_t now = clock_now_ns();
+		uint64_t now = clock_now_ns(), wait_ms;
 		struct pollfd p = { .fd = pfd, .events = POLLIN };
 
 		if (waitpid(pid, &status, WNOHANG) == pid)
@@ -74,8 +76,14 @@ int hook_run(const char *cmd, const char *const *env, uint64_t timeout_ns)
 				close(pfd);
 			return -ETIMEDOUT;
 		}
+		/*
+		 * The owner loop waits here (up to --fence-timeout): tell systemd's
+		 * watchdog once a second that the wait is bounded, not a hang.
+		 */
+		sd_notify(0, "WATCHDOG=1");
+		wait_ms = (deadline - now) / 1000000 + 1;
 		/* Without a pidfd (old kernel), look again every 10 ms. */
-		if (pfd < 0 || poll(&p, 1, (int)((deadline - now) / 1000000 + 1)) < 0)
+		if (pfd < 0 || poll(&p, 1, wait_ms < 1000 ? (int)wait_ms : 1000) < 0)
 			usleep(10000);
 	}
 	if (pfd >= 0)

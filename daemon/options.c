@@ -129,6 +129,9 @@ enum {
 	OPT_VERIFY,
 	OPT_TIMEOUT,
 	OPT_SEND_ZC,
+	OPT_LIVE_HARVEST,
+	OPT_AUTO_OVERHEAD,
+	OPT_AUTO_MAX_HOLD,
 	OPT_CONTROL,
 	OPT_FENCE_COMMAND,
 	OPT_FENCE_TIMEOUT,
@@ -140,6 +143,7 @@ enum {
 	OPT_TLS_CA,
 	OPT_TLS_PEER,
 	OPT_INSECURE,
+	OPT_STATE_DIR,
 	OPT_CONFIG,
 	OPT_CHECK_CONFIG,
 	OPT_HELP,
@@ -171,6 +175,9 @@ static const struct option long_options[] = {
 	{ "verify", no_argument, NULL, OPT_VERIFY },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "send-zc", no_argument, NULL, OPT_SEND_ZC },
+	{ "live-harvest", required_argument, NULL, OPT_LIVE_HARVEST },
+	{ "auto-overhead", required_argument, NULL, OPT_AUTO_OVERHEAD },
+	{ "auto-max-hold", required_argument, NULL, OPT_AUTO_MAX_HOLD },
 	{ "control", required_argument, NULL, OPT_CONTROL },
 	{ "fence-command", required_argument, NULL, OPT_FENCE_COMMAND },
 	{ "fence-timeout", required_argument, NULL, OPT_FENCE_TIMEOUT },
@@ -182,6 +189,7 @@ static const struct option long_options[] = {
 	{ "tls-ca", required_argument, NULL, OPT_TLS_CA },
 	{ "tls-peer", required_argument, NULL, OPT_TLS_PEER },
 	{ "insecure", no_argument, NULL, OPT_INSECURE },
+	{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -242,6 +250,9 @@ void ftd_usage(FILE *out)
 	      "  --fence-timeout DURATION  kill the fence command after this (default 60s)\n"
 	      "  --notify-command CMD    run `sh -c CMD` on every role change (FTD_EVENT,\n"
 	      "                          FTD_ROLE, FTD_PEER, FTD_CHECKPOINT in its environment)\n"
+	      "  --state-dir DIR         where this node keeps the guest's UUID and data\n"
+	      "                          generation (default /var/lib/ftd/NAME, NAME the\n"
+	      "                          control socket's name)\n"
 	      "\n"
 	      "Machine:\n"
 	      "  --guest SPEC            guest to run: builtin:bank (default), builtin:dirty,\n"
@@ -257,7 +268,20 @@ void ftd_usage(FILE *out)
 	      "  --ring-entries N        dirty ring entries per vCPU, a power of two,\n"
 	      "                          256..65536 (default 4096)\n"
 	      "  --interval DURATION     time between checkpoints, 1ms..60s (default 10ms);\n"
-	      "                          a full dirty ring checkpoints early\n"
+	      "                          a full dirty ring checkpoints early. `auto`\n"
+	      "                          (primary): chosen from the budgets below, adapted\n"
+	      "                          every second\n"
+	      "  --auto-overhead PCT     --interval auto: the share of time the guest may\n"
+	      "                          spend paused, 1..50 (default 5)\n"
+	      "  --auto-max-hold DURATION\n"
+	      "                          --interval auto: guest output waits at most this\n"
+	      "                          long (interval + ACK p99); wins over the overhead\n"
+	      "  --live-harvest auto|on|off\n"
+	      "                          primary: half-way through each interval, harvest\n"
+	      "                          and copy the pages dirtied so far while the guest\n"
+	      "                          runs, so the pause copies only the rest. auto\n"
+	      "                          (default): when the last checkpoint had 512 pages\n"
+	      "                          or more and the interval is 2ms or longer\n"
 	      "  --duration DURATION     stop after this long (default: until SIGINT/SIGTERM)\n"
 	      "  --quiet                 no statistics line every second\n"
 	      "  --realtime              run the checkpoint thread SCHED_FIFO priority 1\n"
@@ -396,6 +420,11 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		o->ring_entries = (uint32_t)v;
 		break;
 	case OPT_INTERVAL:
+		if (!strcmp(arg, "auto")) {
+			o->interval_auto = true;
+			break;
+		}
+		o->interval_auto = false;
 		if (parse_duration(arg, &v) < 0)
 			return fail(err, errlen, "--interval: '%s' is not a duration (e.g. 10ms)",
 				    arg);
@@ -484,6 +513,29 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 	case OPT_SEND_ZC:
 		o->send_zc = true;
 		break;
+	case OPT_AUTO_OVERHEAD:
+		r = opt_uint("auto-overhead", arg, 1, 50, &v, err, errlen);
+		o->auto_overhead_pct = (uint32_t)v;
+		break;
+	case OPT_AUTO_MAX_HOLD:
+		if (parse_duration(arg, &v) < 0)
+			return fail(err, errlen,
+				    "--auto-max-hold: '%s' is not a duration (e.g. 50ms)", arg);
+		if (v < 2000000ULL || v > 10000000000ULL)
+			return fail(err, errlen, "--auto-max-hold: %s is outside 2ms..10s", arg);
+		o->auto_max_hold_ns = v;
+		break;
+	case OPT_LIVE_HARVEST:
+		if (!strcmp(arg, "auto"))
+			o->live_harvest = FTD_LIVE_AUTO;
+		else if (!strcmp(arg, "on"))
+			o->live_harvest = FTD_LIVE_ON;
+		else if (!strcmp(arg, "off"))
+			o->live_harvest = FTD_LIVE_OFF;
+		else
+			return fail(err, errlen, "--live-harvest: '%s' is not auto, on or off",
+				    arg);
+		break;
 	case OPT_CONTROL:
 		if (*arg != '/' || strlen(arg) >= sizeof(o->control))
 			return fail(err, errlen,
@@ -548,6 +600,13 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		break;
 	case OPT_INSECURE:
 		o->insecure = true;
+		break;
+	case OPT_STATE_DIR:
+		if (*arg != '/' || strlen(arg) >= sizeof(o->state_dir))
+			return fail(err, errlen,
+				    "--state-dir: '%s' is not an absolute path of under 200 bytes",
+				    arg);
+		snprintf(o->state_dir, sizeof(o->state_dir), "%s", arg);
 		break;
 	case OPT_CONFIG:
 		break; /* read before the command line (ftd_options_parse) */
@@ -708,8 +767,29 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 	if (o->role == FTD_ROLE_RUN && (o->cluster[0] || o->fence_command[0]))
 		return fail(err, errlen, "--%s is an option of ftd primary and secondary",
 			    o->cluster[0] ? "cluster" : "fence-command");
+	/*
+	 * The active side must have dropped a silent secondary (--timeout) before
+	 * that secondary may promote (--cluster-wait after the node left): else a
+	 * quorum flap can resume a guest that runs elsewhere by then.
+	 */
+	if (o->cluster[0] && o->timeout_ns > o->cluster_wait_ns)
+		return fail(
+			err, errlen,
+			"--timeout %.3gs is longer than --cluster-wait %.3gs: with --cluster the "
+			"active side must drop a silent peer before that peer may promote "
+			"(make --timeout at most --cluster-wait)",
+			(double)o->timeout_ns / 1e9, (double)o->cluster_wait_ns / 1e9);
 	if (!o->control[0] && o->role != FTD_ROLE_RUN)
 		snprintf(o->control, sizeof(o->control), "/run/ftd/%s.sock",
 			 o->role == FTD_ROLE_PRIMARY ? "primary" : "secondary");
+	if (!o->state_dir[0] && o->role != FTD_ROLE_RUN) {
+		/* /var/lib/ftd/NAME for control socket /run/ftd/NAME.sock. */
+		const char *base = strrchr(o->control, '/') + 1;
+		size_t n = strlen(base);
+
+		if (n > 5 && !strcmp(base + n - 5, ".sock"))
+			n -= 5;
+		snprintf(o->state_dir, sizeof(o->state_dir), "/var/lib/ftd/%.*s", (int)n, base);
+	}
 	return 0;
 }

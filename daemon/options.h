@@ -29,17 +29,21 @@ struct ftd_options {
 	enum dirty_mode tracking;
 	uint32_t ring_entries;
 	uint64_t interval_ns;
-	uint64_t duration_ns;	 /* 0: until SIGINT/SIGTERM */
-	char console[256];	 /* "-": stdout */
-	bool quiet;		 /* no per-second statistics line */
-	int realtime;		 /* SCHED_FIFO checkpoint thread: 1 on, 0 off, -1 auto */
-	char peer[128];		 /* primary: the secondary's HOST:PORT */
-	char listen[128];	 /* secondary: HOST:PORT to listen on */
-	bool verify;		 /* primary: hash all memory at every checkpoint */
-	uint64_t timeout_ns;	 /* a silent peer is gone after this long */
-	bool send_zc;		 /* primary: IORING_OP_SENDMSG_ZC for page data */
-	char control[108];	 /* control socket path; default /run/ftd/ROLE.sock */
-	char fence_command[512]; /* secondary: must succeed before a promotion */
+	bool interval_auto;	    /* --interval auto: from the budgets below */
+	uint32_t auto_overhead_pct; /* pause share of wall time, percent */
+	uint64_t auto_max_hold_ns;  /* output held at most this long; 0: no bound */
+	uint64_t duration_ns;	    /* 0: until SIGINT/SIGTERM */
+	char console[256];	    /* "-": stdout */
+	bool quiet;		    /* no per-second statistics line */
+	int realtime;		    /* SCHED_FIFO checkpoint thread: 1 on, 0 off, -1 auto */
+	char peer[128];		    /* primary: the secondary's HOST:PORT */
+	char listen[128];	    /* secondary: HOST:PORT to listen on */
+	bool verify;		    /* primary: hash all memory at every checkpoint */
+	uint64_t timeout_ns;	    /* a silent peer is gone after this long */
+	bool send_zc;		    /* primary: IORING_OP_SENDMSG_ZC for page data */
+	int live_harvest;	    /* primary: FTD_LIVE_* (enum primary_live's values) */
+	char control[108];	    /* control socket path; default /run/ftd/ROLE.sock */
+	char fence_command[512];    /* secondary: must succeed before a promotion */
 	uint64_t fence_timeout_ns;
 	char notify_command[512]; /* told about role changes */
 	char cluster[64];	  /* Corosync CPG group: automatic failover */
@@ -49,8 +53,11 @@ struct ftd_options {
 	char tls_peer[128];	  /* ... the name the peer's certificate must carry, or "" */
 	bool insecure;		  /* replicate in the clear beyond loopback */
 	uint64_t cluster_wait_ns; /* after the primary's node left, before promoting */
+	char state_dir[200];	  /* guest UUID and data generation (daemon/genstore.h) */
 	struct guest_params gp;
 };
+
+enum { FTD_LIVE_AUTO = 0, FTD_LIVE_OFF = 1, FTD_LIVE_ON = 2 };
 
 /* Pure parsers, exported for the unit tests. 0 or -EINVAL / -ERANGE. */
 int parse_size(const char *s, uint64_t *ret_bytes);

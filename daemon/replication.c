@@ -21,8 +21,10 @@
 #include <linux/kvm.h>
 #include <systemd/sd-daemon.h>
 
+#include "daemon/autointerval.h"
 #include "daemon/cluster.h"
 #include "daemon/control.h"
+#include "daemon/genstore.h"
 #include "daemon/hooks.h"
 #include "daemon/log.h"
 #include "daemon/replication.h"
@@ -187,17 +189,31 @@ struct active {
 	struct primary *p;
 	uint8_t *cpuid; /* of cfg.hello */
 	int sig_fd, timer_fd, console_fd;
-	uint64_t interval_ns; /* the current one: `ftctl set interval` changes it */
+	uint64_t interval_ns;	      /* the current one: `ftctl set interval` changes it */
+	struct auto_interval auto_iv; /* --interval auto / `ftctl set interval auto` */
 	uint64_t start_ns;
 	const char *promoted_by; /* NULL on an original primary */
 	uint64_t promoted_checkpoint;
 	enum primary_state last_state;
 	uint64_t last_sync_event_ns;
 	SSL_CTX *tls;		      /* replication TLS, or NULL */
+	SSL_CTX *tls_named;	      /* protect --tls-peer NAME: for that secondary */
 	struct ftd_cluster *fc;	      /* --cluster: the guest runs only while quorate */
 	uint64_t rate_bytes, rate_ns; /* replication bytes/s over the last second: */
 	uint64_t bytes_per_s;
 	bool frozen; /* stopped for want of quorum */
+	/*
+	 * Guest identity and data generation (docs/failover.md). gen_replicated:
+	 * a secondary holds a checkpoint of the current generation, so output
+	 * released without one starts the next. announce_wait: with a cluster,
+	 * that output waits until the group has the new generation.
+	 */
+	struct gen_state gen;
+	bool gen_replicated;
+	bool announce_wait, announce_sent;
+	bool first_contact;    /* holding output until the secondary first answered */
+	const char *stop_why;  /* the guest must not run here: stop (exit 1) */
+	struct secondary *sec; /* a promoted secondary: its listener refuses primaries */
 };
 
 /* --notify-command, told about every event but sync progress. */
@@ -262,7 +278,30 @@ struct ftd_cluster {
 	bool left_by_node;  /* its node left the membership (else the process ended) */
 	uint64_t left_ns;
 	uint32_t left_nodeid;
+	/*
+	 * Data generations announced in the group, for the role's handler. Only
+	 * a node that runs the guest announces: when it starts a generation, and
+	 * again whenever another ftd joins (running: its generation, else NULL).
+	 */
+	void (*on_gen)(void *opaque, const struct gen_state *g, bool from_self, uint32_t nodeid);
+	void *gen_opaque;
+	const struct gen_state *running;
 };
+
+/* A CPG message: this line, then the gen_serialize() text. */
+#define GEN_MSG "ftd-generation 1\n"
+
+/* Tells every ftd of the group which generation of the guest this node is at. */
+static int announce_gen(struct ftd_cluster *fc, const struct gen_state *g)
+{
+	char buf[2048];
+	int n = snprintf(buf, sizeof(buf), GEN_MSG);
+	int m = gen_serialize(g, buf + n, sizeof(buf) - (size_t)n);
+
+	if (!fc || !fc->c || fc->lost)
+		return -ENOTCONN;
+	return m < 0 ? m : cluster_send(fc->c, buf, (size_t)(n + m));
+}
 
 static void cluster_changed(void *opaque, const struct cluster_event *ev)
 {
@@ -286,6 +325,8 @@ static void cluster_changed(void *opaque, const struct cluster_event *ev)
 		fc->peers = cluster_peers(fc->c, NULL, 0);
 		fc->peer_left = false;
 		log_info("cluster: the ftd on node %s (pid %s) joined", node, pid);
+		if (fc->running && announce_gen(fc, fc->running) < 0)
+			log_warning("cluster: cannot tell the new member which guest runs here");
 		emit(fc->ctl, "cluster-peer-joined", "node", node, "pid", pid, NULL);
 		break;
 	case CLUSTER_PEER_LEFT:
@@ -300,6 +341,19 @@ static void cluster_changed(void *opaque, const struct cluster_event *ev)
 		emit(fc->ctl, "cluster-peer-left", "node", node, "pid", pid, "reason",
 		     fc->left_by_node ? "node" : "process", NULL);
 		break;
+	case CLUSTER_MESSAGE: {
+		char text[2048];
+		struct gen_state g;
+
+		if (ev->len <= strlen(GEN_MSG) || ev->len >= sizeof(text) ||
+		    memcmp(ev->data, GEN_MSG, strlen(GEN_MSG)))
+			break;
+		memcpy(text, ev->data, ev->len);
+		text[ev->len] = 0;
+		if (gen_parse(text + strlen(GEN_MSG), &g) == 0 && fc->on_gen)
+			fc->on_gen(fc->gen_opaque, &g, ev->from_self, ev->nodeid);
+		break;
+	}
 	}
 }
 
@@ -355,20 +409,117 @@ static const char *ftd_cluster_quorum(const struct ftd_cluster *fc)
 	return !fc || !fc->c ? NULL : fc->quorate ? "yes" : "no";
 }
 
-/* `ftctl set interval D`: from the next tick on. */
-static int active_set_interval(struct active *a, uint64_t ns, struct json_object *r)
+/* The timer at ns from the next tick on; 0 or -errno (with r's "error" when r). */
+static int active_retime(struct active *a, uint64_t ns, struct json_object *r)
 {
 	char msg[128];
 
 	if (ftd_timer_set(a->timer_fd, ns) < 0) {
-		snprintf(msg, sizeof(msg), "cannot set the timer: %s", strerror(errno));
-		json_add_str(r, "error", msg);
-		return -errno;
+		int e = -errno;
+
+		snprintf(msg, sizeof(msg), "cannot set the timer: %s", strerror(-e));
+		if (r)
+			json_add_str(r, "error", msg);
+		return e;
 	}
-	log_info("checkpoint interval set to %.3f ms (was %.3f ms)", (double)ns / 1e6,
-		 (double)a->interval_ns / 1e6);
 	a->interval_ns = ns;
-	json_add_u64(r, "interval_us", ns / 1000);
+	return 0;
+}
+
+/* `ftctl set interval D|auto`: from the next tick on. */
+static int active_set_interval(struct active *a, const struct request *req, struct json_object *r)
+{
+	uint64_t was = a->interval_ns;
+	int e;
+
+	if (req->interval_auto) {
+		auto_interval_init(&a->auto_iv, a->o->auto_overhead_pct, a->o->auto_max_hold_ns);
+		log_info("checkpoint interval: auto (overhead budget %u%%%s), from %.3f ms",
+			 a->auto_iv.overhead_pct,
+			 a->auto_iv.max_hold_ns ? ", output hold budget" : "", (double)was / 1e6);
+	} else {
+		e = active_retime(a, req->interval_ns, r);
+		if (e < 0)
+			return e;
+		a->auto_iv.enabled = false;
+		log_info("checkpoint interval set to %.3f ms (was %.3f ms)",
+			 (double)a->interval_ns / 1e6, (double)was / 1e6);
+	}
+	json_add_u64(r, "interval_us", a->interval_ns / 1000);
+	json_object_object_add(r, "interval_auto", json_object_new_boolean(a->auto_iv.enabled));
+	return 0;
+}
+
+/*
+ * --interval auto, once a second: from the last second's pauses and ACKs
+ * (before the statistics line consumes them).
+ */
+static void active_auto_interval(struct active *a)
+{
+	struct primary_stats *st = &a->p->st;
+	uint64_t next;
+
+	if (!a->auto_iv.enabled || a->p->state != PRIMARY_PROTECTED || !st->pause_us.n)
+		return;
+	next = auto_interval_next(&a->auto_iv, a->interval_ns,
+				  samples_percentile(&st->pause_us, 50) * 1000,
+				  st->ack_us.n ? samples_percentile(&st->ack_us, 99) * 1000 : 0);
+	if (next == a->interval_ns)
+		return;
+	if (active_retime(a, next, NULL) < 0) {
+		log_warning("interval auto: cannot set the timer: %s", strerror(errno));
+		return;
+	}
+	log_info("interval auto: %.3f ms (bound by %s%s)", (double)next / 1e6, a->auto_iv.bound,
+		 a->auto_iv.overhead_exceeded ? ", overhead budget exceeded" : "");
+}
+
+/*
+ * The name a new secondary's certificate must bear. ftd's --tls-peer names the
+ * peer it was started with: on a promoted node, its old primary, so a protect
+ * there must name the new secondary itself. Returns 0 or -errno with "error".
+ */
+static int protect_tls_name(struct active *a, const struct request *req, struct json_object *r)
+{
+	char err[384];
+	SSL_CTX *ctx = NULL;
+
+	if (!req->tls_peer[0]) {
+		if (a->promoted_by && a->o->tls_peer[0]) {
+			snprintf(err, sizeof(err),
+				 "this node was promoted: its --tls-peer %s named the primary it "
+				 "followed; name the new secondary (protect --peer HOST:PORT "
+				 "--tls-peer NAME)",
+				 a->o->tls_peer);
+			json_add_str(r, "error", err);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (!a->o->tls_cert[0]) {
+		json_add_str(r, "error",
+			     "--tls-peer needs TLS (ftd --tls-cert, --tls-key, --tls-ca)");
+		return -EINVAL;
+	}
+	if (a->p->conn) {
+		snprintf(err, sizeof(err), "already %s with %s: stop that secondary first",
+			 primary_state_name(a->p->state), a->p->cfg.peer_name);
+		json_add_str(r, "error", err);
+		return -EBUSY;
+	}
+	if (tls_ctx_new(a->o->tls_cert, a->o->tls_key, a->o->tls_ca, req->tls_peer, &ctx, err,
+			sizeof(err)) < 0) {
+		log_error("%s", err);
+		json_add_str(r, "error", err);
+		return -EINVAL;
+	}
+	/*
+	 * a->tls stays: a promoted secondary's listener still uses it. Links of
+	 * earlier sessions hold their own references to an earlier named one.
+	 */
+	tls_ctx_free(a->tls_named);
+	a->tls_named = ctx;
+	log_info("replication: the next secondary's certificate must name %s", req->tls_peer);
 	return 0;
 }
 
@@ -376,7 +527,10 @@ static int active_set_interval(struct active *a, uint64_t ns, struct json_object
 static int active_protect(struct active *a, const struct request *req, struct json_object *r)
 {
 	char msg[192];
-	int e;
+	int e = protect_tls_name(a, req, r);
+
+	if (e < 0)
+		return e;
 
 	net_format_addr((const struct sockaddr *)&req->peer, msg, sizeof(msg));
 	if (replication_tls(a->o, (const struct sockaddr *)&req->peer, msg, &a->tls) < 0) {
@@ -386,7 +540,7 @@ static int active_protect(struct active *a, const struct request *req, struct js
 			"--tls-ca) or --insecure");
 		return -EPERM;
 	}
-	a->p->cfg.tls = a->tls;
+	a->p->cfg.tls = a->tls_named ? a->tls_named : a->tls;
 	e = primary_set_peer(a->p, (const struct sockaddr *)&req->peer, req->peer_len);
 	if (e == -EBUSY) {
 		snprintf(msg, sizeof(msg), "already %s with %s: stop that secondary first",
@@ -429,11 +583,20 @@ static void active_metrics(struct active *a, struct json_object *r)
 		"# TYPE ftd_output_held_bytes gauge\nftd_output_held_bytes %llu\n"
 		"# HELP ftd_protected 1 while the secondary holds a checkpoint of this guest.\n"
 		"# TYPE ftd_protected gauge\nftd_protected %d\n"
+		"# HELP ftd_checkpoint_interval_seconds The checkpoint interval now.\n"
+		"# TYPE ftd_checkpoint_interval_seconds gauge\nftd_checkpoint_interval_seconds "
+		"%.6f\n"
+		"# HELP ftd_checkpoint_interval_auto 1 while --interval auto chooses it.\n"
+		"# TYPE ftd_checkpoint_interval_auto gauge\nftd_checkpoint_interval_auto %d\n"
+		"# HELP ftd_live_harvests_total Harvests taken while the guest ran.\n"
+		"# TYPE ftd_live_harvests_total counter\nftd_live_harvests_total %llu\n"
 		"# HELP ftd_checkpoint_pause_seconds Guest-visible pause per checkpoint.\n"
 		"# TYPE ftd_checkpoint_pause_seconds histogram\n",
 		(unsigned long long)st->checkpoints, (unsigned long long)st->acked,
 		(unsigned long long)primary_bytes_sent(a->p), (unsigned long long)st->mismatches,
-		(unsigned long long)outbuf_held(a->out), a->p->state == PRIMARY_PROTECTED);
+		(unsigned long long)outbuf_held(a->out), a->p->state == PRIMARY_PROTECTED,
+		(double)a->interval_ns / 1e9, a->auto_iv.enabled,
+		(unsigned long long)st->live_harvests);
 	for (size_t i = 0; i < sizeof(bounds_us) / sizeof(bounds_us[0]); i++)
 		fprintf(f, "ftd_checkpoint_pause_seconds_bucket{le=\"%g\"} %llu\n",
 			(double)bounds_us[i] / 1e6,
@@ -449,6 +612,23 @@ static void active_metrics(struct active *a, struct json_object *r)
 	free(text);
 }
 
+/* uuid, generation, generations (history): the guest's identity in status. */
+static void status_generation(struct json_object *r, const struct gen_state *g)
+{
+	char u[GEN_UUID_TEXT];
+	struct json_object *h = json_object_new_array();
+
+	gen_uuid_format(g->uuid, u);
+	json_add_str(r, "uuid", gen_has_guest(g) ? u : NULL);
+	if (gen_has_guest(g))
+		json_add_u64(r, "generation", g->cur.number);
+	else
+		json_object_object_add(r, "generation", NULL);
+	for (unsigned int i = 0; i < g->nr_history; i++)
+		json_object_array_add(h, json_object_new_uint64(g->history[i].number));
+	json_object_object_add(r, "history", h);
+}
+
 static void active_status(struct active *a, struct json_object *r)
 {
 	struct primary *p = a->p;
@@ -461,6 +641,7 @@ static void active_status(struct active *a, struct json_object *r)
 	json_add_str(r, "peer", p->cfg.peer_len ? p->cfg.peer_name : NULL);
 	json_add_str(r, "guest", a->o->guest);
 	json_add_str(r, "promoted_by", a->promoted_by);
+	status_generation(r, &a->gen);
 	if (a->promoted_by)
 		json_add_u64(r, "promoted_from_checkpoint", a->promoted_checkpoint);
 	json_add_u64(r, "epoch", p->next_epoch);
@@ -471,6 +652,19 @@ static void active_status(struct active *a, struct json_object *r)
 	else
 		json_object_object_add(r, "last_ack_age_ms", NULL);
 	json_add_u64(r, "interval_us", a->interval_ns / 1000);
+	json_object_object_add(r, "interval_auto", json_object_new_boolean(a->auto_iv.enabled));
+	if (a->auto_iv.enabled) {
+		struct json_object *ai = json_object_new_object();
+
+		json_add_u64(ai, "overhead_pct", a->auto_iv.overhead_pct);
+		json_add_u64(ai, "max_hold_us", a->auto_iv.max_hold_ns / 1000);
+		json_add_str(ai, "bound", a->auto_iv.bound);
+		json_object_object_add(ai, "overhead_exceeded",
+				       json_object_new_boolean(a->auto_iv.overhead_exceeded));
+		json_object_object_add(r, "interval_auto_budget", ai);
+	}
+	json_add_u64(r, "live_harvests", st->live_harvests);
+	json_add_u64(r, "live_pages", st->live_pages);
 	json_add_u64(pause, "p50", histogram_percentile(&st->all_pause_us, 50));
 	json_add_u64(pause, "p99", histogram_percentile(&st->all_pause_us, 99));
 	json_add_u64(pause, "max", st->all_pause_us.max);
@@ -500,7 +694,7 @@ static int active_control(void *opaque, const struct request *req, struct json_o
 
 	switch (req->kind) {
 	case REQ_SET_INTERVAL:
-		return active_set_interval(a, req->interval_ns, r);
+		return active_set_interval(a, req, r);
 	case REQ_PROTECT:
 		return active_protect(a, req, r);
 	case REQ_METRICS:
@@ -520,6 +714,10 @@ static int active_control(void *opaque, const struct request *req, struct json_o
 		return e;
 	case REQ_FAILOVER:
 		json_add_str(r, "error", "this node runs the guest: there is nothing to fail over");
+		return -EALREADY;
+	case REQ_DISCARD:
+		json_add_str(r, "error",
+			     "this node runs the guest: there is no replica to discard");
 		return -EALREADY;
 	case REQ_STATUS:
 	case REQ_EVENTS:
@@ -629,12 +827,100 @@ static void active_marker(struct active *a, bool on)
 }
 
 /*
+ * --cluster: at start nothing runs here yet, whatever a crashed ftd left
+ * behind (the run directory survives it): a stale marker would make qnetd
+ * favour a node that does not run the guest.
+ */
+static void stale_marker_clear(const struct ftd_options *o)
+{
+	char path[128];
+
+	if (!o->cluster[0])
+		return;
+	snprintf(path, sizeof(path), CONTROL_DIR "/cluster-%s.active", o->cluster);
+	if (unlink(path) == 0)
+		log_warning("Removed %s left by an earlier ftd: the guest does not run here (yet)",
+			    path);
+	else if (errno != ENOENT)
+		log_warning("Cannot remove the stale %s: %s", path, strerror(errno));
+}
+
+/*
  * --cluster: the guest runs only while this node is quorate. Losing quorum
  * stops it at once (the other side may promote once it has waited for that);
  * it resumes when quorum is back only if the secondary still follows this
  * guest (protected: it cannot have promoted). Otherwise it stays stopped for
  * an operator: the guest may run elsewhere now.
  */
+/* The guest runs on without its replica: the next generation starts here. */
+static void active_gen_bump(struct active *a)
+{
+	char u[GEN_UUID_TEXT], num[24];
+	int r;
+
+	gen_bump(&a->gen, genstore_tag());
+	a->gen_replicated = false;
+	a->p->cfg.hello.gen = a->gen;
+	gen_uuid_format(a->gen.uuid, u);
+	log_warning("Running unprotected: guest %s moves to generation %llu (the secondary's "
+		    "copy, generation %llu, is behind from here on)",
+		    u, (unsigned long long)a->gen.cur.number,
+		    (unsigned long long)a->gen.history[0].number);
+	r = genstore_save(a->o->state_dir, &a->gen);
+	if (r < 0)
+		log_error("Cannot store the generation in %s: %s", a->o->state_dir, strerror(-r));
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)a->gen.cur.number);
+	emit(a->ctl, "generation", "uuid", u, "generation", num, NULL);
+	if (a->fc && a->fc->c) {
+		a->announce_wait = true;
+		a->announce_sent = false;
+	}
+}
+
+/*
+ * Generations and the first contact, before output is flushed: a protected
+ * session means the secondary holds this generation; once it is lost, output
+ * that leaves without it starts the next (with a cluster, active_quorum does
+ * it when output may leave). A primary that booted its guest holds all output
+ * until the secondary first answered: told there that another node runs the
+ * guest or holds a newer generation of it, it stops with nothing shown.
+ */
+static void active_generation(struct active *a)
+{
+	struct primary *p = a->p;
+	bool cluster = a->fc && a->fc->c;
+
+	if (p->state == PRIMARY_PROTECTED)
+		a->gen_replicated = true;
+	else if (!cluster && a->gen_replicated && p->state < PRIMARY_SYNCING &&
+		 p->handover == HANDOVER_NONE)
+		active_gen_bump(a);
+	if (p->refused_field[0] && (!strcmp(p->refused_field, "generation") ||
+				    (a->first_contact && (!strcmp(p->refused_field, "guest") ||
+							  !strcmp(p->refused_field, "running")))))
+		a->stop_why = !strcmp(p->refused_field, "running")
+				      ? "the secondary runs the guest: this node must not run "
+					"a second copy"
+			      : !strcmp(p->refused_field, "guest")
+				      ? "the secondary holds a checkpoint of another guest: "
+					"booting a new one here would abandon it (discard it "
+					"there with `ftctl discard` to start anew)"
+				      : "the secondary holds a newer generation of this guest: "
+					"an older one must not run";
+	p->refused_field[0] = 0;
+	if (a->first_contact && (p->attempts || p->state >= PRIMARY_SYNCING) && !a->stop_why) {
+		int r = genstore_save(a->o->state_dir, &a->gen);
+
+		/* Only a guest that may run here replaces what the node held before. */
+		if (r < 0)
+			log_warning("Cannot store the guest's identity in %s: %s", a->o->state_dir,
+				    strerror(-r));
+		a->first_contact = false;
+		if (!cluster)
+			p->hold_output = false;
+	}
+}
+
 static void active_quorum(struct active *a)
 {
 	struct primary *p = a->p;
@@ -657,6 +943,19 @@ static void active_quorum(struct active *a)
 	p->release_ok = fc->quorate && cluster_quorum_settled(fc->c) &&
 			(!p->lost_ns || (fc->peer_left && !fc->left_by_node) ||
 			 clock_now_ns() - p->lost_ns >= a->o->cluster_wait_ns);
+	/*
+	 * Output the secondary's checkpoint does not hold starts a new generation,
+	 * and leaves only once every member got it (our own announcement came
+	 * back): the secondary then knows its replica is stale before anything
+	 * it lacks is seen, and does not promote it by itself.
+	 */
+	if (p->release_ok && !a->frozen && a->gen_replicated && p->state < PRIMARY_SYNCING &&
+	    p->handover == HANDOVER_NONE)
+		active_gen_bump(a);
+	if (a->announce_wait && !a->announce_sent && announce_gen(fc, &a->gen) == 0)
+		a->announce_sent = true;
+	if (a->announce_wait)
+		p->release_ok = false;
 	if (!a->fc->quorate && !a->frozen) {
 		int r = vm_pause(a->vm, 0, NULL);
 
@@ -667,7 +966,7 @@ static void active_quorum(struct active *a)
 			  "over)%s",
 			  r < 0 ? "; pausing the vCPUs failed" : "");
 		emit(a->ctl, "frozen", "reason", "lost quorum", NULL);
-	} else if (a->frozen && a->fc->quorate && p->state == PRIMARY_PROTECTED) {
+	} else if (a->frozen && a->fc->quorate && primary_may_thaw(p)) {
 		a->frozen = false;
 		p->frozen = false;
 		vm_resume(a->vm);
@@ -695,10 +994,18 @@ static int active_loop(struct active *a)
 			{ .fd = netloop_fd(a->nl), .events = POLLIN },
 		};
 		int npfd = ftd_cluster_pollfds(a->fc, pfd, 4, 7);
-		uint64_t now, expirations;
+		uint64_t now, expirations, due = primary_next_due(p), wait_ns = 100000000ULL;
+		struct timespec wait_ts;
 		unsigned int events;
 
-		if (poll(pfd, (nfds_t)npfd, 100) < 0 && errno != EINTR) {
+		/* At most 100 ms, or until the engine's next timed work (a live harvest). */
+		now = clock_now_ns();
+		if (due != UINT64_MAX)
+			wait_ns = due <= now ? 0 : due - now < wait_ns ? due - now : wait_ns;
+		wait_ts = (struct timespec){ .tv_sec = (time_t)(wait_ns / NS_PER_S),
+					     .tv_nsec = (long)(wait_ns % NS_PER_S) };
+
+		if (ppoll(pfd, (nfds_t)npfd, &wait_ts, NULL) < 0 && errno != EINTR) {
 			log_error("poll failed: %s", strerror(errno));
 			return 1;
 		}
@@ -706,6 +1013,10 @@ static int active_loop(struct active *a)
 			break;
 		ftd_cluster_dispatch(a->fc);
 		active_quorum(a);
+		if (a->first_contact) {
+			p->hold_output = true;
+			p->release_ok = false;
+		}
 		netloop_dispatch(a->nl);
 		events = vm_take_events(vm);
 		if (events & VM_EVENT_STOPPED)
@@ -730,6 +1041,17 @@ static int active_loop(struct active *a)
 		primary_tick(p, now);
 		netloop_dispatch(a->nl);
 		hook_reap();
+		if (a->sec)
+			secondary_tick(a->sec, now);
+		active_generation(a);
+		if (a->stop_why) {
+			vm_pause(vm, 0, NULL);
+			log_error("Stopping the guest: %s%s%s%s", a->stop_why,
+				  p->refused_desc[0] ? " (" : "", p->refused_desc,
+				  p->refused_desc[0] ? ")" : "");
+			emit(a->ctl, "refused", "reason", a->stop_why, NULL);
+			return 1;
+		}
 		if (outbuf_flush(a->out, a->console_fd) < 0)
 			log_warning("Writing the console failed: %s (output is kept)",
 				    strerror(errno));
@@ -743,6 +1065,7 @@ static int active_loop(struct active *a)
 		if (now >= next_stats) {
 			uint64_t sent = primary_bytes_sent(p);
 
+			active_auto_interval(a);
 			a->bytes_per_s = (sent - a->rate_bytes) * NS_PER_S / (now - a->rate_ns);
 			a->rate_bytes = sent;
 			a->rate_ns = now;
@@ -786,8 +1109,16 @@ static void active_summary(struct active *a)
 				parts + at, sizeof(parts) - at, " %s=%llu", primary_part_names[i],
 				(unsigned long long)histogram_percentile(&p->st.part_us[i], 50));
 		log_info("pause p50 by part, us:%s", parts);
+		log_info(
+			"live harvests: %llu, %llu of %llu checkpoint pages copied while the guest "
+			"ran",
+			(unsigned long long)p->st.live_harvests,
+			(unsigned long long)p->st.live_pages,
+			(unsigned long long)p->st.pages_total);
 	}
 }
+
+static void active_on_gen(void *opaque, const struct gen_state *g, bool from_self, uint32_t nodeid);
 
 /*
  * Runs the started guest in a until the end: protected by `peer` (NULL: none
@@ -799,6 +1130,7 @@ static int active_run(struct active *a, const char *peer)
 	struct primary_config cfg = { .timeout_ns = a->o->timeout_ns,
 				      .reconnect_ns = RECONNECT_NS,
 				      .verify = a->o->verify,
+				      .live = (enum primary_live)a->o->live_harvest,
 				      .tls = a->tls };
 	int status = 1, r;
 
@@ -810,8 +1142,13 @@ static int active_run(struct active *a, const char *peer)
 	}
 	a->timer_fd = ftd_timerfd(a->o->interval_ns);
 	a->interval_ns = a->o->interval_ns;
+	if (a->o->interval_auto)
+		auto_interval_init(&a->auto_iv, a->o->auto_overhead_pct, a->o->auto_max_hold_ns);
 	r = a->timer_fd < 0 ? -errno
 			    : local_hello(a->o, a->vm, HELLO_PRIMARY, &cfg.hello, &a->cpuid);
+	cfg.hello.gen = a->gen;
+	/* A guest booted here says nothing until its secondary has first answered. */
+	a->first_contact = peer && !a->promoted_by;
 	if (r < 0) {
 		log_error("Failed to set up the checkpoint timer: %s", strerror(-r));
 		goto out;
@@ -825,11 +1162,18 @@ static int active_run(struct active *a, const char *peer)
 		goto out;
 	}
 	control_set_handler(a->ctl, active_control, a);
+	if (a->fc) {
+		a->fc->on_gen = active_on_gen;
+		a->fc->gen_opaque = a;
+		a->fc->running = &a->gen;
+	}
 	ftd_owner_priority(a->o, a->vm);
 	emit(a->ctl, "role", "role", "primary", "by", a->promoted_by ? a->promoted_by : "start",
 	     NULL);
 	active_marker(a, true);
 	status = active_loop(a);
+	if (a->fc)
+		a->fc->running = NULL;
 	active_marker(a, false);
 	sd_notify(0, "STOPPING=1");
 	if (status == 0 && a->p->handover == HANDOVER_NONE)
@@ -893,6 +1237,120 @@ static int wait_quorum(struct ftd_cluster *fc, int sig_fd)
 	return 0;
 }
 
+/*
+ * `ftd primary` boots its guest from nothing: that is a new guest, with a new
+ * UUID, whatever this node held before (a guest it ran or a replica it kept
+ * cannot be resumed from here). Says so, and stores it.
+ */
+static int new_guest(const struct ftd_options *o, struct gen_state *g)
+{
+	struct gen_state old;
+	uint8_t uuid[GEN_UUID_SIZE];
+	char u[GEN_UUID_TEXT], before[128] = "";
+	int r = genstore_load(o->state_dir, &old);
+
+	if (r == 0 && gen_has_guest(&old)) {
+		gen_describe(&old, before, sizeof(before));
+		snprintf(before + strlen(before), sizeof(before) - strlen(before), ", ");
+	} else if (r < 0 && r != -ENOENT) {
+		log_warning("Ignoring %s/generation: %s", o->state_dir,
+			    r == -EINVAL ? "not a generation file" : strerror(-r));
+	}
+	r = genstore_random(uuid, sizeof(uuid));
+	if (r < 0) {
+		log_error("Cannot make a guest UUID: %s", strerror(-r));
+		return r;
+	}
+	gen_new_guest(g, uuid, genstore_tag());
+	gen_uuid_format(g->uuid, u);
+	log_info("guest: booting %s from nothing: a new guest, UUID %s, generation 1 (this node "
+		 "held %sbefore)",
+		 o->guest, u, before[0] ? before : "nothing ");
+	/* Stored once its secondary has first answered (active_generation). */
+	return 0;
+}
+
+struct boot_check {
+	bool found;
+	uint32_t nodeid;
+	struct gen_state g;
+};
+
+static void boot_on_gen(void *opaque, const struct gen_state *g, bool from_self, uint32_t nodeid)
+{
+	struct boot_check *bc = opaque;
+
+	if (from_self || bc->found)
+		return;
+	bc->found = true;
+	bc->nodeid = nodeid;
+	bc->g = *g;
+}
+
+/*
+ * --cluster: before booting, listen a moment for the group: a node that runs
+ * the guest announces its generation to every ftd that joins. If one does,
+ * booting here would make a second copy. Logs; 0, or -EEXIST / -EINTR.
+ */
+static int cluster_boot_check(struct ftd_cluster *fc, int sig_fd)
+{
+	struct boot_check bc = { 0 };
+	uint64_t end = clock_now_ns() + 1500000000ULL;
+	char d[128];
+
+	fc->on_gen = boot_on_gen;
+	fc->gen_opaque = &bc;
+	while (!bc.found && !fc->lost && clock_now_ns() < end) {
+		struct pollfd pfd[4] = { { .fd = sig_fd, .events = POLLIN } };
+		int n = ftd_cluster_pollfds(fc, pfd, 1, 4);
+
+		if (poll(pfd, (nfds_t)n, 100) < 0 && errno != EINTR)
+			break;
+		if ((pfd[0].revents & POLLIN) && ftd_read_signal(sig_fd))
+			return -EINTR;
+		ftd_cluster_dispatch(fc);
+	}
+	fc->on_gen = NULL;
+	if (!bc.found)
+		return 0;
+	gen_describe(&bc.g, d, sizeof(d));
+	log_error("cluster: node %u runs %s: not booting a second copy here (start this node as "
+		  "its secondary instead)",
+		  bc.nodeid, d);
+	return -EEXIST;
+}
+
+/* --cluster: another ftd announced a generation of our guest. */
+static void active_on_gen(void *opaque, const struct gen_state *g, bool from_self, uint32_t nodeid)
+{
+	struct active *a = opaque;
+	char l[128], r[128];
+	enum gen_relation rel = gen_compare(&a->gen, g);
+
+	if (from_self) {
+		if (a->announce_wait && rel == GEN_SAME) {
+			a->announce_wait = false;
+			log_info("cluster: the group has generation %llu: unprotected output may "
+				 "leave",
+				 (unsigned long long)a->gen.cur.number);
+		}
+		return;
+	}
+	if (rel != GEN_LOCAL_OLDER && rel != GEN_DIVERGED)
+		return;
+	gen_describe(&a->gen, l, sizeof(l));
+	gen_describe(g, r, sizeof(r));
+	log_error("cluster: node %u is at %s, this node at %s (%s)", nodeid, r, l,
+		  gen_relation_name(rel));
+	/*
+	 * Older: a node that held our generation moved on (it was promoted), so
+	 * ours must not run. Diverged: both ran on their own; which one the world
+	 * saw last is not known here, so the operator decides (logged above).
+	 */
+	if (rel == GEN_LOCAL_OLDER && !a->stop_why)
+		a->stop_why = "another node moved this guest to a newer generation";
+}
+
 int ftd_primary(const struct ftd_options *o)
 {
 	struct active a = { .o = o, .sig_fd = -1, .timer_fd = -1, .console_fd = -1 };
@@ -933,10 +1391,13 @@ int ftd_primary(const struct ftd_options *o)
 	if (control_open(&nl, o->control, active_control, &a, &a.ctl) < 0)
 		goto out;
 	a.fc = &fc;
+	stale_marker_clear(o);
 	if (o->cluster[0]) {
 		if (ftd_cluster_open(&fc, o->cluster, a.ctl) < 0 || wait_quorum(&fc, a.sig_fd) < 0)
 			goto out;
 	}
+	if ((o->cluster[0] && cluster_boot_check(&fc, a.sig_fd) < 0) || new_guest(o, &a.gen) < 0)
+		goto out;
 	r = vm_start(a.vm);
 	if (r < 0) {
 		log_error("Failed to start vCPU threads: %s", strerror(-r));
@@ -945,7 +1406,8 @@ int ftd_primary(const struct ftd_options *o)
 	log_info("primary: running %s (%llu MiB, %u vCPUs, %s tracking), checkpoint every "
 		 "%.3f ms, secondary %s%s",
 		 o->guest, (unsigned long long)(o->mem_size >> 20), o->vcpus,
-		 dirty_mode_name(o->tracking), (double)o->interval_ns / 1e6, o->peer, o->verify ? ", verifying memory" : "");
+		 dirty_mode_name(o->tracking), (double)o->interval_ns / 1e6, o->peer,
+		 o->verify ? ", verifying memory" : "");
 	sd_notifyf(0, "READY=1\nSTATUS=primary: running %s, connecting to %s", o->guest, o->peer);
 	status = active_run(&a, o->peer);
 out:
@@ -969,6 +1431,7 @@ out:
 	if (a.console_fd >= 0)
 		close(a.console_fd);
 	tls_ctx_free(a.tls);
+	tls_ctx_free(a.tls_named);
 	return status;
 }
 
@@ -1014,7 +1477,8 @@ struct standby {
 	struct secondary *s;
 	struct control *ctl;
 	struct outbuf *out;
-	bool mirroring; /* the console has the committed stream up to outbuf's position */
+	bool mirroring;		/* the console has the committed stream up to outbuf's position */
+	uint64_t committed_end; /* ...which is here: where a promoted guest continues */
 };
 
 /*
@@ -1038,6 +1502,7 @@ static void mirror_console(void *opaque, uint64_t offset, const uint8_t *data, s
 	}
 	outbuf_append(sb->out, data, len);
 	outbuf_allow(sb->out, outbuf_mark(sb->out));
+	sb->committed_end = outbuf_stream_pos(sb->out, outbuf_mark(sb->out));
 }
 
 /*
@@ -1112,6 +1577,14 @@ static void standby_auto(struct standby *sb, uint64_t now)
 	if (!fc || !fc->c || sb->auto_blocked || s->state != SECONDARY_WAITING ||
 	    !s->replica.has_checkpoint)
 		return;
+	if (s->stale) {
+		snprintf(msg, sizeof(msg),
+			 "the replica is stale (the primary moved on to generation %llu): an "
+			 "operator decides",
+			 (unsigned long long)s->stale_by.cur.number);
+		standby_wait(sb, msg);
+		return;
+	}
 	if (!fc->quorate || !cluster_quorum_settled(fc->c)) {
 		standby_wait(sb, "this node is not quorate");
 		return;
@@ -1142,6 +1615,81 @@ static void standby_auto(struct standby *sb, uint64_t now)
 	}
 }
 
+/* How far promoting a stale replica takes the guest back, for the log and refusals. */
+static void rollback_text(const struct secondary *s, char *buf, size_t len)
+{
+	unsigned int behind = gen_behind(&s->gen, &s->stale_by);
+
+	snprintf(buf, len,
+		 "the primary ran on without it for at least %.1f s (generation %llu there, %u "
+		 "generation%s ahead of this checkpoint %llu of generation %llu): promoting it "
+		 "takes the guest back that far, and output released since is lost",
+		 (double)(clock_now_ns() - s->stale_ns) / 1e9,
+		 (unsigned long long)s->stale_by.cur.number, behind, behind == 1 ? "" : "s",
+		 (unsigned long long)s->replica.checkpoint, (unsigned long long)s->gen.cur.number);
+}
+
+/* Stores the replica's generation when it changed. */
+static void standby_store(struct standby *sb)
+{
+	int r;
+
+	if (!sb->s->gen_changed)
+		return;
+	sb->s->gen_changed = false;
+	r = genstore_save(sb->o->state_dir, &sb->s->gen);
+	if (r < 0)
+		log_error("Cannot store the generation in %s: %s", sb->o->state_dir, strerror(-r));
+}
+
+/* `ftctl discard`: the replica stops counting; any primary may sync over it. */
+static int standby_discard(struct standby *sb, struct json_object *r)
+{
+	struct secondary *s = sb->s;
+	char was[128];
+	bool had = s->replica.has_checkpoint;
+	uint64_t ck = s->replica.checkpoint;
+	int e;
+
+	gen_describe(&s->gen, was, sizeof(was));
+	e = secondary_discard(s);
+	if (e < 0) {
+		json_add_str(r, "error",
+			     e == -EBUSY ? "a primary is connected: its replica is current"
+					 : "already promoted: the guest runs here");
+		return e;
+	}
+	standby_store(sb);
+	if (had)
+		log_warning("Discarded the replica (checkpoint %llu of %s) on the operator's "
+			    "request: any primary may sync over it now",
+			    (unsigned long long)ck, was);
+	else
+		log_info("Discard: the replica held no checkpoint (%s)", was);
+	emit(sb->ctl, "discarded", "was", was, NULL);
+	json_add_str(r, "discarded", had ? was : NULL);
+	return 0;
+}
+
+/* --cluster: a generation announced in the group; a newer one makes the replica stale. */
+static void standby_on_gen(void *opaque, const struct gen_state *g, bool from_self, uint32_t nodeid)
+{
+	struct standby *sb = opaque;
+	struct secondary *s = sb->s;
+	char l[128], r[128], num[24];
+
+	if (from_self || !secondary_mark_stale(s, g, clock_now_ns()))
+		return;
+	gen_describe(&s->gen, l, sizeof(l));
+	gen_describe(g, r, sizeof(r));
+	log_warning("The replica is stale: node %u ran the guest on without it and is at %s; "
+		    "this replica (checkpoint %llu) is at %s. It is never promoted automatically "
+		    "(`ftctl failover --force` would roll the guest back)",
+		    nodeid, r, (unsigned long long)s->replica.checkpoint, l);
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)g->cur.number);
+	emit(sb->ctl, "stale", "generation", num, NULL);
+}
+
 /* `ftctl status` and `ftctl failover` on a secondary. */
 static int secondary_control(void *opaque, const struct request *req, struct json_object *r)
 {
@@ -1149,9 +1697,25 @@ static int secondary_control(void *opaque, const struct request *req, struct jso
 	struct secondary *s = sb->s;
 	uint64_t now = clock_now_ns();
 
+	if (req->kind == REQ_DISCARD)
+		return standby_discard(sb, r);
 	if (req->kind == REQ_FAILOVER) {
-		char msg[160];
-		int e = standby_promote(sb, req->force, msg, sizeof(msg));
+		char msg[256];
+		bool stale = s->stale;
+		int e;
+
+		rollback_text(s, msg, sizeof(msg));
+		e = standby_promote(sb, req->force, msg, sizeof(msg));
+		if (e == 0 && stale)
+			log_warning("Rollback: %s", msg);
+		if (e == -ESTALE) {
+			char why[320];
+
+			snprintf(why, sizeof(why),
+				 "the replica is stale: %s; use --force to promote it anyway", msg);
+			json_add_str(r, "error", why);
+			return e;
+		}
 
 		if (e == -EHOSTUNREACH) {
 			json_add_str(r, "error", msg);
@@ -1185,6 +1749,10 @@ static int secondary_control(void *opaque, const struct request *req, struct jso
 	}
 	json_add_str(r, "role", "secondary");
 	json_add_str(r, "state", secondary_state_name(s->state));
+	status_generation(r, &s->gen);
+	json_object_object_add(r, "stale", json_object_new_boolean(s->stale));
+	if (s->stale)
+		json_add_u64(r, "stale_by_generation", s->stale_by.cur.number);
 	json_add_str(r, "peer", secondary_peer(s));
 	if (s->replica.has_checkpoint)
 		json_add_u64(r, "checkpoint", s->replica.checkpoint);
@@ -1240,6 +1808,45 @@ static void standby_events(struct standby *sb, enum secondary_state was)
 		     NULL);
 	else if (s->state == SECONDARY_ACTIVE)
 		emit(sb->ctl, "failover", "by", s->promoted_by, "checkpoint", ck, NULL);
+}
+
+/*
+ * A promotion starts a new generation: the old primary (and any node that
+ * stayed at the replica's generation) is older from now on. Stored, and
+ * announced to the cluster, before the promoted guest's output leaves.
+ */
+static void promoted_generation(struct standby *sb, struct active *a)
+{
+	struct secondary *s = sb->s;
+	char u[GEN_UUID_TEXT];
+	int r;
+
+	if (!gen_has_guest(&s->gen)) {
+		/* A primary without an identity (protocol tools): the guest is new here. */
+		uint8_t uuid[GEN_UUID_SIZE] = { 0 };
+
+		genstore_random(uuid, sizeof(uuid));
+		gen_new_guest(&s->gen, uuid, genstore_tag());
+	}
+	gen_bump(&s->gen, genstore_tag());
+	/* A stale replica promoted by force starts a branch numbered past what it was behind. */
+	if (s->stale && s->gen.cur.number <= s->stale_by.cur.number)
+		s->gen.cur.number = s->stale_by.cur.number + 1;
+	s->hello.gen = s->gen;
+	s->hello.holds = HOLDS_RUNNING;
+	a->gen = s->gen;
+	a->sec = s;
+	gen_uuid_format(s->gen.uuid, u);
+	log_info("Promoted: guest %s moves to generation %llu (from the replica's %llu)", u,
+		 (unsigned long long)s->gen.cur.number,
+		 (unsigned long long)s->gen.history[0].number);
+	r = genstore_save(sb->o->state_dir, &s->gen);
+	if (r < 0)
+		log_error("Cannot store the generation in %s: %s", sb->o->state_dir, strerror(-r));
+	if (sb->fc && sb->fc->c) {
+		if (announce_gen(sb->fc, &s->gen) < 0)
+			log_warning("cluster: cannot announce the new generation");
+	}
 }
 
 int ftd_secondary(const struct ftd_options *o)
@@ -1301,6 +1908,21 @@ int ftd_secondary(const struct ftd_options *o)
 		goto out;
 	}
 	sb.s = s;
+	{
+		struct gen_state old;
+
+		/* The replica lives in this process's memory: after a restart it holds nothing. */
+		if (genstore_load(o->state_dir, &old) == 0 && gen_has_guest(&old)) {
+			char d[128];
+
+			gen_describe(&old, d, sizeof(d));
+			log_info("state: this node held %s before; that copy did not survive the "
+				 "restart: it holds nothing now",
+				 d);
+		}
+	}
+	fc.on_gen = standby_on_gen;
+	fc.gen_opaque = &sb;
 	s->console_fn = mirror_console;
 	s->console_opaque = &sb;
 	/*
@@ -1314,6 +1936,7 @@ int ftd_secondary(const struct ftd_options *o)
 		goto out;
 	sb.ctl = a.ctl;
 	sb.fc = a.fc = &fc;
+	stale_marker_clear(o);
 	if (o->cluster[0]) {
 		s->auto_failover = true;
 		if (ftd_cluster_open(&fc, o->cluster, a.ctl) < 0)
@@ -1346,6 +1969,7 @@ int ftd_secondary(const struct ftd_options *o)
 		secondary_tick(s, now);
 		netloop_dispatch(&nl);
 		standby_auto(&sb, now);
+		standby_store(&sb);
 		hook_reap();
 		outbuf_flush(&out, a.console_fd);
 		standby_events(&sb, last_state);
@@ -1385,9 +2009,11 @@ int ftd_secondary(const struct ftd_options *o)
 
 		snprintf(by, sizeof(by), "%s", s->promoted_by);
 		a.promoted_by = by;
+		promoted_generation(&sb, &a);
 		a.promoted_checkpoint = s->replica.checkpoint;
+		/* Not outbuf's position now: the promoted vCPUs may have written already. */
 		log_info("console: the guest continues the stream at offset %llu",
-			 (unsigned long long)outbuf_stream_pos(&out, outbuf_mark(&out)));
+			 (unsigned long long)(sb.mirroring ? sb.committed_end : 0));
 		if (!ready)
 			sd_notify(0, "READY=1");
 		/* s stays until the end: freeing it waits out receives still in flight. */
@@ -1415,5 +2041,6 @@ out:
 	if (a.console_fd >= 0)
 		close(a.console_fd);
 	tls_ctx_free(a.tls);
+	tls_ctx_free(a.tls_named);
 	return status;
 }

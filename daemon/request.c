@@ -9,7 +9,7 @@
 
 #define KNOWN                                                                                      \
 	"known: status, metrics, events, failover [--force], switchover, protect --peer "          \
-	"HOST:PORT, set interval DURATION"
+	"HOST:PORT [--tls-peer NAME], set interval DURATION|auto, discard"
 
 int request_parse(const char *line, size_t len, struct request *req, char *err, size_t errlen)
 {
@@ -38,11 +38,28 @@ int request_parse(const char *line, size_t len, struct request *req, char *err, 
 		req->force = req->text[8] != 0;
 	} else if (!strcmp(req->text, "switchover")) {
 		req->kind = REQ_SWITCHOVER;
+	} else if (!strcmp(req->text, "discard")) {
+		req->kind = REQ_DISCARD;
 	} else if (!strncmp(req->text, "protect --peer ", 15)) {
-		char why[160];
+		char why[160], addr[REQUEST_MAX];
+		const char *name = strstr(req->text + 15, " --tls-peer ");
 
-		arg = req->text + 15;
+		snprintf(addr, sizeof(addr), "%.*s",
+			 (int)(name ? (size_t)(name - req->text - 15) : strlen(req->text + 15)),
+			 req->text + 15);
+		arg = addr;
 		req->kind = REQ_PROTECT;
+		if (name) {
+			name += 12;
+			if (!*name || strlen(name) >= sizeof(req->tls_peer) ||
+			    strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					 "0123456789.-_*") != strlen(name)) {
+				snprintf(err, errlen,
+					 "protect --tls-peer: '%.64s' is not a host name", name);
+				return -EINVAL;
+			}
+			snprintf(req->tls_peer, sizeof(req->tls_peer), "%s", name);
+		}
 		if (net_parse_addr(arg, &req->peer, &req->peer_len, why, sizeof(why)) < 0) {
 			snprintf(err, errlen, "protect --peer: %s", why);
 			return -EINVAL;
@@ -50,10 +67,13 @@ int request_parse(const char *line, size_t len, struct request *req, char *err, 
 	} else if (!strncmp(req->text, "set interval ", 13)) {
 		arg = req->text + 13;
 		req->kind = REQ_SET_INTERVAL;
-		if (parse_duration(arg, &req->interval_ns) < 0 || req->interval_ns < 1000000ULL ||
-		    req->interval_ns > 60000000000ULL) {
+		req->interval_auto = !strcmp(arg, "auto");
+		if (!req->interval_auto &&
+		    (parse_duration(arg, &req->interval_ns) < 0 || req->interval_ns < 1000000ULL ||
+		     req->interval_ns > 60000000000ULL)) {
 			snprintf(err, errlen,
-				 "interval '%.32s' is not a duration between 1ms and 60s", arg);
+				 "interval '%.32s' is not auto or a duration between 1ms and 60s",
+				 arg);
 			return -EINVAL;
 		}
 	} else {

@@ -21,14 +21,17 @@ enum request_kind {
 	REQ_SWITCHOVER,
 	REQ_PROTECT,
 	REQ_SET_INTERVAL,
+	REQ_DISCARD, /* secondary: drop its copy so that another guest may sync */
 };
 
 struct request {
 	enum request_kind kind;
 	int force;		      /* failover --force */
 	uint64_t interval_ns;	      /* set interval */
+	bool interval_auto;	      /* set interval auto */
 	struct sockaddr_storage peer; /* protect --peer */
 	socklen_t peer_len;
+	char tls_peer[256];	/* protect --peer HOST:PORT --tls-peer NAME, or "" */
 	char text[REQUEST_MAX]; /* the line as received */
 };
 

@@ -20,8 +20,10 @@ int ckpt_init(struct ckpt *c, struct vm *vm)
 	c->vm = vm;
 	c->epoch = UINT64_MAX;
 	r = dirty_set_init(&c->dirty, vm->nr_pages);
+	if (r == 0)
+		r = dirty_set_init(&c->fresh, vm->nr_pages);
 	if (r < 0)
-		return r;
+		goto fail;
 	/*
 	 * Sized for the worst epoch (every page) but MAP_NORESERVE: only as much as
 	 * the largest epoch so far is ever resident.
@@ -34,6 +36,15 @@ int ckpt_init(struct ckpt *c, struct vm *vm)
 		goto fail;
 	}
 	c->staging = p;
+	/* Its own size: a ckpt may outlive its VM (freed in any order). */
+	c->pos_bytes = vm->nr_pages * sizeof(*c->pos);
+	p = mmap(NULL, c->pos_bytes, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED) {
+		r = -errno;
+		goto fail;
+	}
+	c->pos = p;
 	c->state = calloc(1, sizeof(*c->state));
 	if (!c->state) {
 		r = -ENOMEM;
@@ -50,8 +61,11 @@ void ckpt_free(struct ckpt *c)
 	if (!c)
 		return;
 	dirty_set_free(&c->dirty);
+	dirty_set_free(&c->fresh);
 	if (c->staging)
 		munmap(c->staging, c->staging_bytes);
+	if (c->pos)
+		munmap(c->pos, c->pos_bytes);
 	free(c->state);
 	memset(c, 0, sizeof(*c));
 }
@@ -59,16 +73,76 @@ void ckpt_free(struct ckpt *c)
 /* Pages per unit of parallel copy: small enough to balance, large enough to amortise. */
 #define CKPT_COPY_CHUNK 64
 
+/*
+ * Gives every page of `fresh` its place in staging: a page already there (from
+ * a live harvest) keeps it, so its newer contents overwrite the older copy.
+ */
+static void place_fresh(struct ckpt *c)
+{
+	for (uint64_t k = 0; k < c->fresh.count; k++) {
+		uint64_t page = c->fresh.pages[k];
+
+		if (dirty_set_add(&c->dirty, page))
+			c->pos[page] = (uint32_t)(c->dirty.count - 1);
+	}
+}
+
+static void copy_fresh(struct ckpt *c, uint64_t first, uint64_t end)
+{
+	for (uint64_t k = first; k < end; k++) {
+		uint64_t page = c->fresh.pages[k];
+
+		memcpy(c->staging + ((uint64_t)c->pos[page] << VM_PAGE_SHIFT),
+		       vm_page_hva(c->vm, page), VM_PAGE_SIZE);
+	}
+}
+
 static void copy_chunk(void *arg, uint32_t chunk)
 {
 	struct ckpt *c = arg;
 	uint64_t first = (uint64_t)chunk * CKPT_COPY_CHUNK;
-	uint64_t end =
-		first + CKPT_COPY_CHUNK < c->dirty.count ? first + CKPT_COPY_CHUNK : c->dirty.count;
 
-	for (uint64_t k = first; k < end; k++)
-		memcpy(c->staging + (k << VM_PAGE_SHIFT), vm_page_hva(c->vm, c->dirty.pages[k]),
-		       VM_PAGE_SIZE);
+	copy_fresh(c, first,
+		   first + CKPT_COPY_CHUNK < c->fresh.count ? first + CKPT_COPY_CHUNK
+							    : c->fresh.count);
+}
+
+static void forget_all(struct ckpt *c)
+{
+	vm_requeue_dirty(c->vm, &c->fresh);
+	vm_requeue_dirty(c->vm, &c->dirty);
+	dirty_set_clear(&c->fresh);
+	c->live = false;
+}
+
+void ckpt_live_forget(struct ckpt *c)
+{
+	if (c->live)
+		forget_all(c);
+}
+
+int ckpt_live_harvest(struct ckpt *c)
+{
+	int r;
+
+	if (!c->live) {
+		dirty_set_clear(&c->dirty);
+		c->live = true;
+	}
+	dirty_set_clear(&c->fresh);
+	/*
+	 * The guest runs: the rings are reset before any page is read, so a write
+	 * that lands during the copy below is logged again and copied again by a
+	 * later harvest (DESIGN.md, dirty ring facts).
+	 */
+	r = vm_harvest(c->vm, &c->fresh, NULL);
+	if (r < 0) {
+		forget_all(c);
+		return r;
+	}
+	place_fresh(c);
+	copy_fresh(c, 0, c->fresh.count);
+	return (int)(c->fresh.count > INT32_MAX ? INT32_MAX : c->fresh.count);
 }
 
 int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
@@ -76,14 +150,16 @@ int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
 	struct vm *vm = c->vm;
 	struct vm_pause_stats ps = { 0 };
 	struct dirty_stats ds = { 0 };
-	uint64_t t0, t1, t2, t3;
+	uint64_t t0, t1, t2, t3, before;
 	int r;
 
 	memset(t, 0, sizeof(*t));
-	dirty_set_clear(&c->dirty);
+	if (!c->live)
+		dirty_set_clear(&c->dirty);
+	dirty_set_clear(&c->fresh);
 	t0 = clock_now_ns();
 	/* Paused: no vCPU can write, so harvest-then-copy is exact. */
-	r = vm_pause_harvest(vm, VM_PAUSE_SAVE_STATE, &c->dirty, &ds, &ps);
+	r = vm_pause_harvest(vm, VM_PAUSE_SAVE_STATE, &c->fresh, &ds, &ps);
 	if (r < 0)
 		goto requeue;
 	/* A crashed guest is not a checkpoint: never capture its state. */
@@ -93,9 +169,13 @@ int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
 	if (r < 0)
 		goto requeue;
 	t1 = clock_now_ns();
+	before = c->dirty.count;
+	place_fresh(c);
+	/* Live pages minus those dirtied again since (in fresh, but placed already). */
+	t->live_pages = before - (c->fresh.count - (c->dirty.count - before));
 	/* The parked vCPU threads are idle: they copy alongside the owner. */
 	vm_paused_parallel(vm, copy_chunk, c,
-			   (uint32_t)((c->dirty.count + CKPT_COPY_CHUNK - 1) / CKPT_COPY_CHUNK));
+			   (uint32_t)((c->fresh.count + CKPT_COPY_CHUNK - 1) / CKPT_COPY_CHUNK));
 	t2 = clock_now_ns();
 	if (c->hash_memory) {
 		r = vm_memory_hash(vm, true, &c->memory_hash);
@@ -115,7 +195,8 @@ int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
 requeue:
 	/* Harvested pages are no longer tracked anywhere else: keep them for the next try. */
 	if (r < 0)
-		vm_requeue_dirty(vm, &c->dirty);
+		forget_all(c);
+	c->live = false;
 	if (r < 0 || !c->keep_paused)
 		vm_resume(vm);
 	t->pause_ns = clock_now_ns() - t0;

@@ -25,6 +25,10 @@ struct ckpt {
 	uint64_t epoch;		/* number of the last capture, 0-based; UINT64_MAX before */
 	struct dirty_set dirty; /* pages of the last capture, in staging order */
 	uint8_t *staging;	/* page k of dirty.pages[] at staging + k * 4096 */
+	struct dirty_set fresh; /* one harvest's pages (a capture's or a live one) */
+	uint32_t *pos;		/* staging index of each page in `dirty` (sparse) */
+	size_t pos_bytes;
+	bool live; /* `dirty` holds pages copied by live harvests, for the next capture */
 	uint64_t staging_bytes;
 	struct machine_state *state;
 	bool hash_memory;     /* --verify: hash all guest memory while paused */
@@ -41,7 +45,8 @@ struct ckpt_timing {
 	uint64_t copy_ns;    /* dirty pages into staging */
 	uint64_t vmstate_ns; /* irqchip, PIT, clock, devices */
 	uint64_t hash_ns;    /* --verify memory hash */
-	uint64_t pages;
+	uint64_t pages;	     /* in the checkpoint */
+	uint64_t live_pages; /* of those, copied by live harvests and not again in the pause */
 };
 
 int ckpt_init(struct ckpt *c, struct vm *vm);
@@ -54,5 +59,16 @@ void ckpt_free(struct ckpt *c);
  * tracking was lost (ring overflow): only a full resync recovers.
  */
 int ckpt_capture(struct ckpt *c, struct ckpt_timing *ret_timing);
+
+/*
+ * Live harvest: while the guest runs, collect and re-arm the pages dirtied so
+ * far and copy them into staging for the next capture, which then copies only
+ * what was dirtied after this (a page written again is copied again, in its
+ * place). Owner only. Returns the number of pages harvested, or -errno (pages
+ * are then handed back to the VM, as by a failed capture).
+ */
+int ckpt_live_harvest(struct ckpt *c);
+/* Hands live-harvested pages back to the VM: they will not be captured here. */
+void ckpt_live_forget(struct ckpt *c);
 
 #endif

@@ -26,6 +26,27 @@ void outbuf_free(struct outbuf *ob)
 	ob->buf = NULL;
 }
 
+/*
+ * The buffer is a ring: the byte at position x lives at buf[x % cap]. Nothing
+ * ever moves, so the owner writes to the sink without the lock (a slow console
+ * file must not stall a vCPU appending) while appenders fill the free part.
+ */
+static void ring_put(struct outbuf *ob, uint64_t pos, const uint8_t *src, size_t len)
+{
+	size_t at = (size_t)(pos % ob->cap), first = len < ob->cap - at ? len : ob->cap - at;
+
+	memcpy(ob->buf + at, src, first);
+	memcpy(ob->buf, src + first, len - first);
+}
+
+static void ring_get(const struct outbuf *ob, uint64_t pos, uint8_t *dst, size_t len)
+{
+	size_t at = (size_t)(pos % ob->cap), first = len < ob->cap - at ? len : ob->cap - at;
+
+	memcpy(dst, ob->buf + at, first);
+	memcpy(dst + first, ob->buf, len - first);
+}
+
 void outbuf_append(struct outbuf *ob, const uint8_t *data, size_t len)
 {
 	size_t used, room;
@@ -37,7 +58,8 @@ void outbuf_append(struct outbuf *ob, const uint8_t *data, size_t len)
 		ob->dropped += len - room;
 		len = room;
 	}
-	memcpy(ob->buf + used, data, len);
+	if (len)
+		ring_put(ob, ob->produced, data, len);
 	ob->produced += len;
 	pthread_mutex_unlock(&ob->lock);
 }
@@ -89,8 +111,8 @@ int outbuf_copy(struct outbuf *ob, uint64_t from, size_t len, uint8_t *dst)
 	pthread_mutex_lock(&ob->lock);
 	if (from < ob->written || from + len > ob->produced)
 		r = -ERANGE;
-	else
-		memcpy(dst, ob->buf + (from - ob->written), len);
+	else if (len)
+		ring_get(ob, from, dst, len);
 	pthread_mutex_unlock(&ob->lock);
 	return r;
 }
@@ -102,24 +124,33 @@ void outbuf_rebase(struct outbuf *ob, uint64_t stream_pos)
 	pthread_mutex_unlock(&ob->lock);
 }
 
+/*
+ * Owner thread only (it alone advances `written`): bytes [written, allowed)
+ * cannot change under it, so write() runs unlocked.
+ */
 int outbuf_flush(struct outbuf *ob, int fd)
 {
-	int r = 0;
+	for (;;) {
+		uint64_t from, upto;
+		size_t at, len;
+		ssize_t n;
 
-	pthread_mutex_lock(&ob->lock);
-	while (ob->written < ob->allowed) {
-		ssize_t n = write(fd, ob->buf, (size_t)(ob->allowed - ob->written));
-
+		pthread_mutex_lock(&ob->lock);
+		from = ob->written;
+		upto = ob->allowed;
+		pthread_mutex_unlock(&ob->lock);
+		if (from >= upto)
+			return 0;
+		at = (size_t)(from % ob->cap);
+		len = (size_t)(upto - from) < ob->cap - at ? (size_t)(upto - from) : ob->cap - at;
+		n = write(fd, ob->buf + at, len);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			r = errno == EAGAIN ? 0 : -errno;
-			break;
+			return errno == EAGAIN ? 0 : -errno;
 		}
-		/* The buffer always starts at `written`: move the rest down (small). */
-		memmove(ob->buf, ob->buf + n, (size_t)(ob->produced - ob->written) - (size_t)n);
+		pthread_mutex_lock(&ob->lock);
 		ob->written += (uint64_t)n;
+		pthread_mutex_unlock(&ob->lock);
 	}
-	pthread_mutex_unlock(&ob->lock);
-	return r;
 }

@@ -20,7 +20,7 @@
 
 struct outbuf {
 	pthread_mutex_t lock;
-	uint8_t *buf; /* bytes [written, produced) */
+	uint8_t *buf; /* a ring: bytes [written, produced), position x at buf[x % cap] */
 	size_t cap;
 	uint64_t produced;
 	uint64_t allowed;
@@ -42,7 +42,11 @@ void outbuf_append(struct outbuf *ob, const uint8_t *data, size_t len);
 uint64_t outbuf_mark(struct outbuf *ob);
 /* Lets bytes up to `upto` leave (never lowers it). */
 void outbuf_allow(struct outbuf *ob, uint64_t upto);
-/* Writes allowed bytes to a non-blocking fd. Returns 0 or -errno (not -EAGAIN). */
+/*
+ * Writes allowed bytes to fd (non-blocking, or a file): one thread only. The
+ * lock is not held across write(), so appenders never wait for the sink.
+ * Returns 0 or -errno (not -EAGAIN).
+ */
 int outbuf_flush(struct outbuf *ob, int fd);
 /* Bytes produced but not yet allowed out. */
 uint64_t outbuf_held(struct outbuf *ob);

@@ -29,6 +29,8 @@
 #define SYNC_ZERO_MAX	 65536u /* zero pages listed per batch (the list stays < 1 MiB) */
 #define SYNC_CONVERGED	 2048u
 #define SYNC_MAX_ROUNDS	 8u
+/* Staging pages a slot keeps committed between epochs (64 MiB). */
+#define STAGING_KEEP_PAGES 16384u
 
 struct pconn {
 	struct primary *p;
@@ -65,18 +67,41 @@ static void slot_sent(struct link_msg *m, int err)
 {
 	struct primary_slot *s =
 		(struct primary_slot *)((uint8_t *)m - offsetof(struct primary_slot, msg));
+	uint64_t used = s->ck.dirty.count;
 
 	s->busy = false;
+	/*
+	 * Staging is filled from its start. What one huge epoch (a long interval
+	 * under heavy dirtying) used beyond the usual goes back to the kernel now
+	 * that the socket has it: the next epoch that large faults it in again.
+	 */
+	if (s->ck.staging && used > STAGING_KEEP_PAGES)
+		madvise(s->ck.staging + STAGING_KEEP_PAGES * VM_PAGE_SIZE,
+			(used - STAGING_KEEP_PAGES) * VM_PAGE_SIZE, MADV_DONTNEED);
+}
+
+/*
+ * A slot that is not on the wire. The one holding live-harvested pages comes
+ * first: those pages are tracked nowhere else, the next capture must be there.
+ */
+static struct primary_slot *slot_idle(struct primary *p)
+{
+	struct primary_slot *idle = NULL;
+
+	for (unsigned int i = 0; i < PRIMARY_SLOTS; i++) {
+		if (p->slot[i].busy)
+			continue;
+		if (p->slot[i].ck.live)
+			return &p->slot[i];
+		if (!idle)
+			idle = &p->slot[i];
+	}
+	return idle;
 }
 
 static struct primary_slot *slot_free(struct primary *p)
 {
-	if (p->nr_unacked == PRIMARY_MAX_UNACKED)
-		return NULL;
-	for (unsigned int i = 0; i < PRIMARY_SLOTS; i++)
-		if (!p->slot[i].busy)
-			return &p->slot[i];
-	return NULL;
+	return p->nr_unacked == PRIMARY_MAX_UNACKED ? NULL : slot_idle(p);
 }
 
 static void slot_paused(void *opaque, uint64_t epoch)
@@ -96,6 +121,8 @@ static void slot_paused(void *opaque, uint64_t epoch)
 		n = 0;
 	s->console_len = (size_t)n;
 	s->console_offset = outbuf_stream_pos(p->out, from);
+	/* Whatever it carries, a guest run from this checkpoint continues here. */
+	s->console_end = outbuf_stream_pos(p->out, s->mark);
 	p->console_from = s->mark;
 	p->console_started = true;
 }
@@ -189,6 +216,23 @@ static void on_ack(struct primary *p, const uint8_t *payload, size_t len, uint64
 	p->nr_unacked--;
 	if (u->sync)
 		return;
+	if (verify == 2) {
+		char why[160];
+
+		/*
+		 * The replica is not this checkpoint: nothing may be released on
+		 * its word, and it protects nothing. A new session copies all of
+		 * memory again.
+		 */
+		p->st.mismatches++;
+		snprintf(why, sizeof(why),
+			 "checkpoint %llu: the secondary's memory hash differs from ours "
+			 "(--verify), re-syncing it",
+			 (unsigned long long)epoch);
+		p->next_connect_ns = 0;
+		session_drop(p, why);
+		return;
+	}
 	/* The secondary holds this checkpoint: its output may leave. */
 	outbuf_allow(p->out, u->mark);
 	p->st.acked++;
@@ -197,11 +241,6 @@ static void on_ack(struct primary *p, const uint8_t *payload, size_t len, uint64
 	histogram_add(&p->st.all_ack_us, (now - u->start_ns) / 1000);
 	if (verify == 1)
 		p->st.verified++;
-	else if (verify == 2) {
-		p->st.mismatches++;
-		log_error("Checkpoint %llu: the secondary's memory hash differs from ours",
-			  (unsigned long long)epoch);
-	}
 	if (p->state == PRIMARY_SYNCING && epoch == p->first_checkpoint) {
 		p->state = PRIMARY_PROTECTED;
 		p->st.protected_ns = now;
@@ -278,6 +317,9 @@ static int pconn_received(void *opaque, uint8_t *buf, size_t n)
 
 			refuse_describe(c->fr.payload, c->fr.hdr.length, desc, sizeof(desc));
 			log_error("Secondary %s refused this primary: %s", p->cfg.peer_name, desc);
+			refuse_field(c->fr.payload, c->fr.hdr.length, p->refused_field,
+				     sizeof(p->refused_field));
+			snprintf(p->refused_desc, sizeof(p->refused_desc), "%s", desc);
 			session_drop(p, NULL);
 			break;
 		}
@@ -356,6 +398,8 @@ static void pconn_released(void *opaque)
 {
 	struct pconn *c = opaque;
 
+	if (c->p && c->p->flushing == c)
+		c->p->flushing = NULL;
 	frame_rx_free(&c->fr);
 	free(c);
 }
@@ -385,6 +429,7 @@ static void connect_peer(struct primary *p, uint64_t now)
 		if (r != p->last_connect_err)
 			log_warning("Cannot connect to %s: %s", p->cfg.peer_name, strerror(-r));
 		p->last_connect_err = r;
+		p->attempts++;
 		pconn_released(c);
 		return;
 	}
@@ -406,20 +451,26 @@ static void session_end(struct primary *p, const char *why, bool flush)
 	if (!c)
 		return;
 	p->conn = NULL;
+	p->attempts++;
 	if (why)
 		snprintf(p->last_drop, sizeof(p->last_drop), "%.*s", (int)sizeof(p->last_drop) - 1,
 			 why);
 	switch (p->handover) {
 	case HANDOVER_CAPTURE:
 	case HANDOVER_ACK:
-		/* The secondary cannot have run the guest: it runs on here. */
-		if (p->handover == HANDOVER_ACK)
+		/*
+		 * The secondary cannot have run the guest: it runs on here, unless
+		 * it is stopped for want of quorum too (the daemon's rule then).
+		 */
+		if (p->handover == HANDOVER_ACK && !p->frozen)
 			vm_resume(p->vm);
 		if (!p->handover_error[0])
 			snprintf(p->handover_error, sizeof(p->handover_error), "%.*s",
 				 (int)sizeof(p->handover_error) - 1,
 				 why ? why : "the session ended");
-		log_error("Switchover failed: %s; the guest runs here again", p->handover_error);
+		log_error("Switchover failed: %s; %s", p->handover_error,
+			  p->frozen ? "the guest stays stopped (no quorum)"
+				    : "the guest runs here again");
 		p->handover = HANDOVER_FAILED;
 		break;
 	case HANDOVER_ANSWER:
@@ -441,6 +492,9 @@ static void session_end(struct primary *p, const char *why, bool flush)
 		p->release_ok = false; /* the daemon decides again, knowing of the loss */
 	}
 	p->state = PRIMARY_UNPROTECTED;
+	for (unsigned int i = 0; i < PRIMARY_SLOTS; i++)
+		ckpt_live_forget(&p->slot[i].ck);
+	p->live_due_ns = UINT64_MAX;
 	p->st.protected_ns = 0;
 	p->st.bytes_sent += c->link->bytes_sent;
 	p->nr_unacked = 0;
@@ -450,10 +504,15 @@ static void session_end(struct primary *p, const char *why, bool flush)
 	/* Unprotected from now on, but output of a stopping or frozen guest stays held. */
 	if (!p->stopping && !p->frozen && (!p->hold_output || p->release_ok))
 		outbuf_allow(p->out, outbuf_mark(p->out));
-	if (flush)
+	if (flush) {
+		/* Released at once when nothing is queued; else primary_free may cut it short. */
+		if (p->flushing && !p->flushing->link->reported)
+			link_close(p->flushing->link); /* an older one still stuck: enough */
+		p->flushing = c;
 		link_close_after_send(c->link);
-	else
+	} else {
 		link_close(c->link);
+	}
 	/* Pages harvested for the sync are of no use now: the next sync starts afresh. */
 	dirty_set_clear(&p->sync_dirty);
 	free(p->sync_list);
@@ -631,6 +690,55 @@ static void sync_pump(struct primary *p)
 
 /* ---- checkpoints ----------------------------------------------------------- */
 
+/* ---- live harvest ---------------------------------------------------------- */
+
+/* After a checkpoint at `now` of `pages` pages: when the next live harvest is due. */
+static void live_schedule(struct primary *p, uint64_t now, uint64_t pages)
+{
+	bool want;
+
+	p->ckpt_gap_ns = p->last_ckpt_ns ? now - p->last_ckpt_ns : 0;
+	p->last_ckpt_ns = now;
+	p->last_ckpt_pages = pages;
+	switch (p->cfg.live) {
+	case PRIMARY_LIVE_OFF:
+		want = false;
+		break;
+	case PRIMARY_LIVE_ON:
+		want = p->ckpt_gap_ns > 0;
+		break;
+	default:
+		want = pages >= PRIMARY_LIVE_MIN_PAGES && p->ckpt_gap_ns >= PRIMARY_LIVE_MIN_GAP_NS;
+		break;
+	}
+	/* Half-way to the next checkpoint, if the interval stays what it was. */
+	p->live_due_ns = want ? now + p->ckpt_gap_ns / 2 : UINT64_MAX;
+}
+
+static void live_harvest(struct primary *p)
+{
+	struct primary_slot *s = slot_idle(p);
+	int r;
+
+	p->live_due_ns = UINT64_MAX;
+	if (!s || p->state != PRIMARY_PROTECTED || p->handover != HANDOVER_NONE || p->frozen)
+		return;
+	r = ckpt_live_harvest(&s->ck);
+	if (r == -EIO) {
+		log_error("Dirty tracking lost pages (%s): the secondary must be synced again",
+			  p->vm->dirty_error);
+		session_drop(p, "dirty tracking lost");
+		return;
+	}
+	if (r >= 0)
+		p->st.live_harvests++;
+}
+
+uint64_t primary_next_due(const struct primary *p)
+{
+	return p->live_due_ns;
+}
+
 static int take_checkpoint(struct primary *p, struct primary_slot *s, bool early)
 {
 	struct ckpt_timing t;
@@ -647,11 +755,15 @@ static int take_checkpoint(struct primary *p, struct primary_slot *s, bool early
 	opts.console = s->console;
 	opts.console_len = s->console_len;
 	opts.console_offset = s->console_offset;
+	opts.console_end = s->console_end;
 	r = epoch_pack(&s->tx, p->next_epoch, s->ck.dirty.pages, s->ck.dirty.count, s->ck.staging,
 		       s->ck.state, &opts);
 	if (r < 0) {
 		/* Captured but unsendable: the secondary can no longer follow. */
 		vm_requeue_dirty(p->vm, &s->ck.dirty);
+		/* A switchover's final capture left the guest stopped: it is ours again. */
+		if (s->ck.keep_paused)
+			vm_resume(p->vm);
 		log_error("Cannot frame checkpoint %llu: %s", (unsigned long long)p->next_epoch,
 			  strerror(-r));
 		session_drop(p, "a checkpoint could not be framed");
@@ -661,6 +773,8 @@ static int take_checkpoint(struct primary *p, struct primary_slot *s, bool early
 	if (early)
 		p->st.early++;
 	p->st.pages_total += t.pages;
+	p->st.live_pages += t.live_pages;
+	live_schedule(p, start, t.pages);
 	samples_add(&p->st.pause_us, t.pause_ns / 1000);
 	samples_add(&p->st.pages, t.pages);
 	histogram_add(&p->st.all_pause_us, t.pause_ns / 1000);
@@ -736,6 +850,12 @@ int primary_switchover(struct primary *p)
 	log_info("Switchover to %s: stopping the guest at a final checkpoint", p->cfg.peer_name);
 	handover_capture(p);
 	return 0;
+}
+
+bool primary_may_thaw(const struct primary *p)
+{
+	return p->conn && p->state == PRIMARY_PROTECTED &&
+	       (p->handover == HANDOVER_NONE || p->handover == HANDOVER_CAPTURE);
 }
 
 int primary_set_peer(struct primary *p, const struct sockaddr *peer, socklen_t len)
@@ -830,6 +950,8 @@ void primary_tick(struct primary *p, uint64_t now)
 		sync_pump(p);
 	if (p->handover == HANDOVER_CAPTURE)
 		handover_capture(p);
+	if (now >= p->live_due_ns)
+		live_harvest(p);
 	if ((p->state < PRIMARY_SYNCING ||
 	     (p->state == PRIMARY_SYNCING && p->first_checkpoint == UINT64_MAX)) &&
 	    (!p->hold_output || p->release_ok))
@@ -849,6 +971,7 @@ int primary_init(struct primary *p, struct vm *vm, struct netloop *nl, struct ou
 	p->out = out;
 	p->cfg = *cfg;
 	p->first_checkpoint = UINT64_MAX;
+	p->live_due_ns = UINT64_MAX;
 	for (unsigned int i = 0; i < PRIMARY_SLOTS; i++) {
 		r = ckpt_init(&p->slot[i].ck, vm);
 		if (r < 0)
@@ -874,23 +997,53 @@ fail:
 	return r;
 }
 
+static bool sends_busy(const struct primary *p)
+{
+	for (unsigned int k = 0; k < PRIMARY_SLOTS; k++)
+		if (p->slot[k].busy)
+			return true;
+	return p->flushing;
+}
+
+/* Dispatches until no slot is on the wire and no connection is flushing, at most ns. */
+static void sends_wait(struct primary *p, uint64_t ns)
+{
+	uint64_t deadline = clock_now_ns() + ns;
+
+	while (p->nl && sends_busy(p) && clock_now_ns() < deadline)
+		netloop_wait(p->nl, 5000000ULL);
+}
+
 void primary_free(struct primary *p)
 {
 	if (p->conn) {
 		primary_goodbye(p, "primary shutting down");
 		session_drop(p, NULL);
 	}
-	/* Every send must have come back before its staging goes away (bounded: 2 s). */
-	for (int i = 0; i < 400 && p->nl; i++) {
-		bool busy = false;
-
-		for (unsigned int k = 0; k < PRIMARY_SLOTS; k++)
-			busy |= p->slot[k].busy;
-		if (!busy)
-			break;
-		netloop_wait(p->nl, 5000000ULL);
-	}
+	/* The goodbye and the sends in flight may leave for a while (a slow peer)... */
+	sends_wait(p, 2000000000ULL);
+	/*
+	 * ...but a stalled peer would hold them until TCP_USER_TIMEOUT, which may
+	 * be long after this: reset the connections, which returns every send
+	 * (and zero-copy pages) at once. A busy slot's link is alive: its
+	 * message is still in the ring's hands.
+	 */
+	for (unsigned int i = 0; i < PRIMARY_SLOTS; i++)
+		if (p->slot[i].busy)
+			link_abort(p->slot[i].msg.link);
+	if (p->flushing)
+		link_abort(p->flushing->link);
+	sends_wait(p, 2000000000ULL);
+	if (p->flushing)
+		p->flushing->p = NULL; /* released after p is gone (zero-copy pages): no callback */
 	for (unsigned int i = 0; i < PRIMARY_SLOTS; i++) {
+		/*
+		 * Staging still in the kernel's hands (a zero-copy send of a dead
+		 * connection) is left allocated: a leak at exit, not a write into
+		 * freed memory.
+		 */
+		if (p->slot[i].busy)
+			continue;
 		ckpt_free(&p->slot[i].ck);
 		epoch_tx_free(&p->slot[i].tx);
 		free(p->slot[i].zero);

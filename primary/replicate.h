@@ -34,14 +34,29 @@ enum primary_state {
 
 const char *primary_state_name(enum primary_state s);
 
+/*
+ * Live harvest (ckpt_live_harvest): half-way through an epoch, harvest and
+ * copy the pages dirtied so far while the guest runs, so the pause copies only
+ * the rest. Auto: when the last checkpoint had at least PRIMARY_LIVE_MIN_PAGES
+ * pages and checkpoints are at least PRIMARY_LIVE_MIN_GAP_NS apart.
+ */
+enum primary_live {
+	PRIMARY_LIVE_AUTO = 0,
+	PRIMARY_LIVE_OFF,
+	PRIMARY_LIVE_ON,
+};
+#define PRIMARY_LIVE_MIN_PAGES	512
+#define PRIMARY_LIVE_MIN_GAP_NS 2000000ULL
+
 struct primary_config {
 	struct sockaddr_storage peer; /* peer_len 0: none yet (ftctl protect sets one) */
 	socklen_t peer_len;
 	char peer_name[64];
-	uint64_t timeout_ns;   /* a peer silent this long is gone */
-	uint64_t reconnect_ns; /* between connection attempts */
-	bool verify;	       /* hash guest memory at every checkpoint */
-	SSL_CTX *tls;	       /* mutual TLS with the secondary, or NULL (loopback, --insecure) */
+	uint64_t timeout_ns;	/* a peer silent this long is gone */
+	uint64_t reconnect_ns;	/* between connection attempts */
+	bool verify;		/* hash guest memory at every checkpoint */
+	enum primary_live live; /* live harvest: off, on, or where it pays */
+	SSL_CTX *tls;		/* mutual TLS with the secondary, or NULL (loopback, --insecure) */
 	struct hello_info hello;
 };
 
@@ -60,7 +75,8 @@ struct primary_slot {
 	uint8_t *console; /* the checkpoint's console bytes (EPOCH_CONSOLE_MAX) */
 	size_t console_len;
 	uint64_t console_offset;
-	uint64_t *zero; /* a sync batch's all-zero pages */
+	uint64_t console_end; /* where the checkpoint's output ends (it may carry less) */
+	uint64_t *zero;	      /* a sync batch's all-zero pages */
 };
 
 struct unacked {
@@ -73,7 +89,7 @@ struct unacked {
 enum primary_part {
 	PART_KICK,    /* until every vCPU parked, their parallel state saves included */
 	PART_HARVEST, /* ring walk or bitmap fetch */
-	PART_RESET,   /* KVM_RESET_DIRTY_RINGS (and the kvm_pvm flush) or the bitmap clear */
+	PART_RESET,   /* KVM_RESET_DIRTY_RINGS or the bitmap clear */
 	PART_COPY,    /* dirty pages into staging */
 	PART_HASH,    /* --verify */
 	PART_VMSTATE, /* irqchip, PIT, clock, devices */
@@ -99,9 +115,11 @@ struct primary_stats {
 	uint64_t sync_remaining;
 	uint32_t sync_round;
 	uint64_t pages_total;
-	struct samples pause_us;       /* since the last stats line */
-	struct samples ack_us;	       /* pause start to ACK */
-	struct samples pages;	       /* dirty pages per checkpoint */
+	uint64_t live_harvests;	 /* live harvests taken */
+	uint64_t live_pages;	 /* checkpoint pages copied by them and not again in a pause */
+	struct samples pause_us; /* since the last stats line */
+	struct samples ack_us;	 /* pause start to ACK */
+	struct samples pages;	 /* dirty pages per checkpoint */
 	struct histogram all_pause_us; /* whole run */
 	struct histogram all_ack_us;
 	/* Where the pause goes (ckpt_timing), whole run. */
@@ -128,6 +146,11 @@ struct primary {
 	struct primary_config cfg;
 	enum primary_state state;
 	struct pconn *conn;
+	/*
+	 * A connection let go with frames still queued (a goodbye, a refusal):
+	 * its link may still send from the slots until it is released.
+	 */
+	struct pconn *flushing;
 	uint64_t next_connect_ns;
 	int last_connect_err;
 	bool stopping; /* shutting down: held output stays held */
@@ -142,7 +165,11 @@ struct primary {
 	 */
 	bool hold_output;
 	bool release_ok;
-	uint64_t lost_ns; /* when the last session past the handshake ended, or 0 */
+	uint64_t lost_ns;  /* when the last session past the handshake ended, or 0 */
+	uint64_t attempts; /* connection attempts that ended (refused, failed, lost) */
+	/* The last REFUSE: its field ("guest", "generation", "running", ...) and text. */
+	char refused_field[32];
+	char refused_desc[200];
 
 	struct primary_slot slot[PRIMARY_SLOTS];
 	struct unacked unacked[PRIMARY_MAX_UNACKED];
@@ -165,6 +192,9 @@ struct primary {
 	struct dirty_set scratch;
 
 	struct primary_stats st;
+	/* Live harvest: the last checkpoint, the gap before it, the next one due. */
+	uint64_t last_ckpt_ns, ckpt_gap_ns, live_due_ns;
+	uint64_t last_ckpt_pages;
 };
 
 int primary_init(struct primary *p, struct vm *vm, struct netloop *nl, struct outbuf *out,
@@ -178,8 +208,10 @@ void primary_free(struct primary *p);
  * when the guest has stopped, or another -errno that ends the run.
  */
 int primary_checkpoint(struct primary *p, bool early);
-/* Connection attempts, heartbeats, silence, initial sync progress, output. */
+/* Connection attempts, heartbeats, silence, initial sync progress, output, live harvests. */
 void primary_tick(struct primary *p, uint64_t now_ns);
+/* When primary_tick() next has timed work (a live harvest), or UINT64_MAX. */
+uint64_t primary_next_due(const struct primary *p);
 /* Bytes handed to the kernel over every connection so far. */
 uint64_t primary_bytes_sent(const struct primary *p);
 /* Sends GOODBYE and closes the connection (shutdown). */
@@ -195,5 +227,14 @@ int primary_set_peer(struct primary *p, const struct sockaddr *peer, socklen_t l
  * -ENOTCONN unless protected, -EALREADY while one is in progress.
  */
 int primary_switchover(struct primary *p);
+/*
+ * Whether a guest stopped for want of quorum may run again once quorum is
+ * back: only while the secondary still follows it (protected, so it cannot
+ * have promoted) and no switchover holds it stopped. Once its final
+ * checkpoint is captured the guest belongs to the hand-over: after GOODBYE
+ * (switchover) the other side may run it, and local state alone never says
+ * it does not.
+ */
+bool primary_may_thaw(const struct primary *p);
 
 #endif

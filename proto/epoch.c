@@ -110,6 +110,7 @@ int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint6
 		return -EINVAL;
 	st.console = (ProtobufCBinaryData){ opts->console_len, (uint8_t *)opts->console };
 	st.console_offset = opts->console_offset;
+	st.console_end = opts->console_end;
 	end.epoch = epoch;
 	end.nr_pages = nr_pages;
 	end.memory_hash = opts->memory_hash;
@@ -304,6 +305,11 @@ static int rx_state(struct epoch_rx *rx)
 	if (!r && m->console.len > EPOCH_CONSOLE_MAX)
 		r = rx_fail(rx, -EPROTO, "%zu console bytes, at most %u allowed", m->console.len,
 			    EPOCH_CONSOLE_MAX);
+	/* Stream positions wrap modulo 2^64: compare distances. */
+	if (!r && m->console_end && m->console_end - m->console_offset < (uint64_t)m->console.len)
+		r = rx_fail(rx, -EPROTO, "console ends at %llu, before its %zu bytes from %llu",
+			    (unsigned long long)m->console_end, m->console.len,
+			    (unsigned long long)m->console_offset);
 	for (size_t i = 0; !r && i < m->n_device; i++)
 		if (m->device[i]->data.len > DEVICE_STATE_MAX || !m->device[i]->name ||
 		    strlen(m->device[i]->name) >= sizeof(ms->dev[i].name))
@@ -324,6 +330,8 @@ static int rx_state(struct epoch_rx *rx)
 		}
 		rx->console_len = m->console.len;
 		rx->console_offset = m->console_offset;
+		rx->console_end =
+			m->console_end ? m->console_end : m->console_offset + m->console.len;
 		if (rx->console_len)
 			memcpy(rx->console, m->console.data, rx->console_len);
 	}

@@ -42,10 +42,12 @@ struct epoch_opts {
 	const uint8_t *console;
 	size_t console_len;
 	uint64_t console_offset;
+	uint64_t console_end; /* stream position after the checkpoint's output */
 };
 
 /* Console bytes one checkpoint may carry; a guest that writes more loses the
- * excess from the secondary's copy (the receiver sees the jump in offsets). */
+ * excess from the secondary's copy, but console_end still says where the
+ * checkpoint's output ends (a promoted guest continues there). */
 #define EPOCH_CONSOLE_MAX (256u << 10)
 
 /*
@@ -101,6 +103,7 @@ struct epoch_rx {
 	uint8_t *console;     /* EPOCH_CONSOLE_MAX bytes */
 	size_t console_len;
 	uint64_t console_offset;
+	uint64_t console_end; /* >= console_offset + console_len */
 
 	char goodbye[128]; /* the peer's reason, after EPOCH_RX_GOODBYE */
 	bool switchover;   /* ... a hand-over at checkpoint switchover_checkpoint */

@@ -734,6 +734,19 @@ void link_close_after_send(struct link *l)
 	l->close_pending = true;
 }
 
+void link_abort(struct link *l)
+{
+	struct sockaddr sa = { .sa_family = AF_UNSPEC };
+
+	if (!l)
+		return;
+	/* connect(AF_UNSPEC) is tcp_disconnect(): RST, write queue purged, waiters woken. */
+	if (l->fd >= 0)
+		connect(l->fd, &sa, sizeof(sa));
+	if (!l->reported)
+		link_close(l);
+}
+
 /* ---- listener ------------------------------------------------------------- */
 
 static void listener_arm(struct listener *ls)

@@ -151,6 +151,12 @@ size_t link_queued(const struct link *l);
 void link_close(struct link *l);
 /* link_close() once every queued message has been sent (or at once if none is). */
 void link_close_after_send(struct link *l);
+/*
+ * Resets the connection (RST): bytes the kernel still holds for it are dropped,
+ * so a send stuck on a peer that takes nothing returns at once and zero-copy
+ * pages come back; then link_close() unless the owner called it already.
+ */
+void link_abort(struct link *l);
 
 /* A listening socket accepting connections through the ring. */
 struct listener {

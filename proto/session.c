@@ -42,6 +42,8 @@ static size_t frame_small(uint8_t *buf, uint16_t type, uint64_t epoch, const Pro
 int hello_frame(const struct hello_info *h, uint8_t **ret_buf, size_t *ret_len)
 {
 	Ringft__Hello m = RINGFT__HELLO__INIT;
+	Ringft__Generation cur = RINGFT__GENERATION__INIT;
+	Ringft__Generation hist[GEN_HISTORY_MAX], *histp[GEN_HISTORY_MAX];
 
 	m.protocol_version = h->protocol_version;
 	m.role = h->role;
@@ -59,6 +61,22 @@ int hello_frame(const struct hello_info *h, uint8_t **ret_buf, size_t *ret_len)
 	m.n_devices = h->nr_devices;
 	m.devices = (char **)h->devices;
 	m.verify = h->verify;
+	if (gen_has_guest(&h->gen)) {
+		m.guest_uuid = (ProtobufCBinaryData){ GEN_UUID_SIZE, (uint8_t *)h->gen.uuid };
+		cur.number = h->gen.cur.number;
+		cur.tag = h->gen.cur.tag;
+		m.generation = &cur;
+		for (unsigned int i = 0; i < h->gen.nr_history && i < GEN_HISTORY_MAX; i++) {
+			ringft__generation__init(&hist[i]);
+			hist[i].number = h->gen.history[i].number;
+			hist[i].tag = h->gen.history[i].tag;
+			histp[i] = &hist[i];
+			m.n_history++;
+		}
+		m.history = histp;
+	}
+	m.holds = h->holds;
+	m.stale = h->stale;
 	return frame_alloc(WIRE_HELLO, 0, &m.base, ret_buf, ret_len);
 }
 
@@ -70,7 +88,8 @@ int hello_decode(const uint8_t *payload, size_t len, struct hello_decoded *ret)
 	memset(ret, 0, sizeof(*ret));
 	if (!m)
 		return -EBADMSG;
-	if (m->n_devices > HELLO_MAX_DEVICES) {
+	if (m->n_devices > HELLO_MAX_DEVICES || m->n_history > GEN_HISTORY_MAX ||
+	    (m->guest_uuid.len && (m->guest_uuid.len != GEN_UUID_SIZE || !m->generation))) {
 		ringft__hello__free_unpacked(m, NULL);
 		return -EBADMSG;
 	}
@@ -93,6 +112,17 @@ int hello_decode(const uint8_t *payload, size_t len, struct hello_decoded *ret)
 		h->devices[i] = m->devices[i];
 	h->nr_devices = (uint32_t)m->n_devices;
 	h->verify = m->verify;
+	if (m->guest_uuid.len) {
+		memcpy(h->gen.uuid, m->guest_uuid.data, GEN_UUID_SIZE);
+		h->gen.cur.number = m->generation->number;
+		h->gen.cur.tag = m->generation->tag;
+		for (size_t i = 0; i < m->n_history; i++)
+			h->gen.history[i] =
+				(struct gen_id){ m->history[i]->number, m->history[i]->tag };
+		h->gen.nr_history = (unsigned int)m->n_history;
+	}
+	h->holds = m->holds;
+	h->stale = m->stale;
 	return 0;
 }
 
@@ -267,6 +297,15 @@ void refuse_describe(const uint8_t *payload, size_t len, char *buf, size_t bufle
 	else
 		snprintf(buf, buflen, "%.160s", m->reason ? m->reason : "(no reason)");
 	ringft__refuse__free_unpacked(m, NULL);
+}
+
+void refuse_field(const uint8_t *payload, size_t len, char *buf, size_t buflen)
+{
+	Ringft__Refuse *m = ringft__refuse__unpack(NULL, len, payload);
+
+	snprintf(buf, buflen, "%s", m && m->field ? m->field : "");
+	if (m)
+		ringft__refuse__free_unpacked(m, NULL);
 }
 
 uint64_t goodbye_describe(const uint8_t *payload, size_t len, char *buf, size_t buflen)

@@ -11,14 +11,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/generation.h"
 #include "proto/wire.h"
 
-#define RINGFT_PROTOCOL_VERSION 1
+/*
+ * 2: HELLO carries the guest's identity and data generation (fields 15-19).
+ * A version-1 peer says nothing about which guest it runs or holds, so it is
+ * refused by the version check rather than trusted as "no guest".
+ */
+#define RINGFT_PROTOCOL_VERSION 2
 #define HELLO_MAX_DEVICES	8
 
 enum hello_role {
 	HELLO_PRIMARY = 1,
 	HELLO_SECONDARY = 2,
+};
+
+/* Hello.holds: what a secondary's copy is. */
+enum hello_holds {
+	HOLDS_NOTHING = 0,    /* no checkpoint that counts: it may be synced by anyone */
+	HOLDS_CHECKPOINT = 1, /* a checkpoint of gen.uuid */
+	HOLDS_RUNNING = 2,    /* promoted: it runs the guest */
 };
 
 /* What each side says about itself. Pointers are borrowed, not owned. */
@@ -40,6 +53,9 @@ struct hello_info {
 	const char *devices[HELLO_MAX_DEVICES];
 	uint32_t nr_devices;
 	bool verify;
+	struct gen_state gen; /* the guest run (primary) or held (secondary) */
+	uint32_t holds;	      /* enum hello_holds, secondary only */
+	bool stale;	      /* secondary: its checkpoint was moved past */
 };
 
 /* A decoded HELLO; hello_decoded_free() releases it. */
@@ -98,6 +114,8 @@ int frame_rx_feed(struct frame_rx *f, const uint8_t *buf, size_t len, size_t *re
 
 /* Decoded messages the primary receives. Return 0 or -EBADMSG. */
 int ack_decode(const uint8_t *payload, size_t len, uint64_t *ret_epoch, uint32_t *ret_verify);
+/* The field a REFUSE names ("" for none, e.g. busy) into buf. */
+void refuse_field(const uint8_t *payload, size_t len, char *buf, size_t buflen);
 /* REFUSE and GOODBYE as one line of text for the log. */
 void refuse_describe(const uint8_t *payload, size_t len, char *buf, size_t buflen);
 /* The reason into buf; returns the switchover checkpoint, or UINT64_MAX if none. */

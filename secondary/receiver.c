@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,8 @@
 struct sconn {
 	struct secondary *s;
 	struct link *link;
-	int slot; /* index in s->peers */
+	int slot;			/* index in s->peers */
+	struct sockaddr_storage source; /* the peer's address; its port is ignored */
 	uint64_t opened_ns;
 	bool hello_ok;
 	bool orderly; /* goodbye, shutdown or promotion: not a lost primary */
@@ -91,6 +93,46 @@ static void send_refuse(struct sconn *c, const char *field, const char *local, c
 	peer_drop(c, true);
 }
 
+/*
+ * The generation rule (docs/failover.md): a replica that counts is never
+ * replaced by another guest or rolled back to an older generation. Refuses
+ * and returns false, or adopts the primary's generation and returns true.
+ */
+static bool hello_generation_ok(struct sconn *c, const struct hello_info *h)
+{
+	struct secondary *s = c->s;
+	bool holds = s->replica.has_checkpoint && !s->copy_released;
+	enum gen_verdict v = gen_secondary_verdict(&s->gen, holds, &h->gen);
+	char l[128], r[96];
+
+	gen_describe(&s->gen, l, sizeof(l));
+	gen_describe(&h->gen, r, sizeof(r));
+	if (v != GEN_ACCEPT) {
+		log_error("Refusing %s: this node holds checkpoint %llu of %s%s; the primary runs "
+			  "%s: %s (`ftctl discard` on this node drops its copy)",
+			  c->link->peer, (unsigned long long)s->replica.checkpoint, l,
+			  s->stale ? " (stale)" : "", r, gen_verdict_reason(v));
+		send_refuse(c, v == GEN_REFUSE_GUEST ? "guest" : "generation", l, r,
+			    gen_verdict_reason(v));
+		return false;
+	}
+	if (holds && gen_compare(&s->gen, &h->gen) == GEN_LOCAL_OLDER)
+		log_warning("The primary %s moved past this replica (%s here, %s there): "
+			    "re-syncing it",
+			    c->link->peer, l, r);
+	else if (s->replica.has_checkpoint && gen_compare(&s->gen, &h->gen) != GEN_SAME)
+		log_info("Replacing the replica (checkpoint %llu of %s, %s) with %s",
+			 (unsigned long long)s->replica.checkpoint, l,
+			 s->copy_released ? "released" : "discarded", r);
+	s->gen = h->gen;
+	s->gen_changed = true;
+	s->copy_released = false;
+	s->stale = false;
+	s->hello.gen = s->gen;
+	s->hello.holds = HOLDS_NOTHING; /* the sync starts over it */
+	return true;
+}
+
 static void on_hello(struct sconn *c, const uint8_t *payload, size_t len)
 {
 	struct secondary *s = c->s;
@@ -111,11 +153,24 @@ static void on_hello(struct sconn *c, const uint8_t *payload, size_t len)
 		send_refuse(c, mm.field, mm.local, mm.remote, "does not match the secondary");
 		return;
 	}
+	if (s->state == SECONDARY_ACTIVE) {
+		char l[96];
+
+		gen_describe(&s->gen, l, sizeof(l));
+		log_error("Refusing %s: this node runs the guest (%s)", c->link->peer, l);
+		hello_decoded_free(&d);
+		send_refuse(c, "running", l, "", "the secondary runs the guest: it was promoted");
+		return;
+	}
 	if (s->session) {
 		log_error("Refusing %s: already replicating from %s", c->link->peer,
 			  s->session->link->peer);
 		hello_decoded_free(&d);
 		send_refuse(c, "", "", "", "another primary is connected");
+		return;
+	}
+	if (!hello_generation_ok(c, &d.info)) {
+		hello_decoded_free(&d);
 		return;
 	}
 	r = epoch_rx_init(&c->rx, s->vm->nr_pages, s->vm->nr_vcpus, s->vm->nr_devices);
@@ -174,9 +229,16 @@ static int apply_epoch(struct sconn *c)
 				 (unsigned long long)rx->epoch);
 		s->state = SECONDARY_REPLICATING;
 		s->st.checkpoints++;
-		if (s->console_fn)
+		if (s->console_fn) {
 			s->console_fn(s->console_opaque, rx->console_offset, rx->console,
 				      rx->console_len);
+			/*
+			 * Output the checkpoint could not carry: the stream goes on
+			 * from its true end (the console shows the jump).
+			 */
+			if (rx->console_end != rx->console_offset + rx->console_len)
+				s->console_fn(s->console_opaque, rx->console_end, rx->console, 0);
+		}
 		s->st.last_apply_ns = t0;
 		if (rx->memory_hash) {
 			r = vm_memory_hash(s->vm, false, &hash);
@@ -304,6 +366,8 @@ static int sconn_received(void *opaque, uint8_t *buf, size_t n)
 		}
 		if (r == EPOCH_RX_GOODBYE) {
 			log_info("Primary %s said goodbye: %s", c->link->peer, c->rx.goodbye);
+			/* The guest was stopped on purpose: its last checkpoint may be replaced. */
+			c->s->copy_released = true;
 			c->orderly = true;
 			peer_drop(c, false);
 			return 0;
@@ -355,27 +419,59 @@ static const struct link_ops sconn_ops = {
 	.released = sconn_released,
 };
 
+static bool same_source(const struct sockaddr_storage *a, const struct sockaddr *b)
+{
+	if (a->ss_family != b->sa_family)
+		return false;
+	if (b->sa_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	if (b->sa_family == AF_INET6)
+		return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+			       &((const struct sockaddr_in6 *)b)->sin6_addr,
+			       sizeof(struct in6_addr));
+	return false;
+}
+
 static void on_accept(void *opaque, int fd, const struct sockaddr *sa)
 {
 	struct secondary *s = opaque;
 	struct sconn *c;
 	char peer[64];
-	int slot = -1, r;
+	int slot = -1, pending = 0, r;
 
 	net_format_addr(sa, peer, sizeof(peer));
-	for (int i = 0; i < SECONDARY_MAX_PEERS; i++)
-		if (!s->peers[i]) {
-			slot = i;
-			break;
-		}
-	c = slot >= 0 ? calloc(1, sizeof(*c)) : NULL;
+	for (int i = 0; i < SECONDARY_MAX_PEERS; i++) {
+		if (!s->peers[i])
+			slot = slot < 0 ? i : slot;
+		else if (!s->peers[i]->hello_ok && same_source(&s->peers[i]->source, sa))
+			pending++;
+	}
+	c = slot >= 0 && pending < SECONDARY_MAX_PER_SOURCE ? calloc(1, sizeof(*c)) : NULL;
 	if (!c || frame_rx_init(&c->fr) < 0) {
-		log_error("Refusing connection from %s: %s", peer,
-			  slot < 0 ? "too many connections" : "out of memory");
+		uint64_t now = clock_now_ns();
+
+		/* A peer that reconnects at once must not flood the log either. */
+		if (now - s->accept_log_ns >= 1000000000ULL) {
+			log_error("Refusing connection from %s: %s%s", peer,
+				  slot < 0 ? "too many connections"
+				  : pending >= SECONDARY_MAX_PER_SOURCE
+					  ? "too many unauthenticated connections from that address"
+					  : "out of memory",
+				  s->accept_quiet ? " (and more refused in the last second)" : "");
+			s->accept_log_ns = now;
+			s->accept_quiet = 0;
+		} else {
+			s->accept_quiet++;
+		}
+		s->st.refused++;
 		free(c);
 		close(fd);
 		return;
 	}
+	memcpy(&c->source, sa,
+	       sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+					 : sizeof(struct sockaddr_in));
 	c->s = s;
 	c->slot = slot;
 	c->opened_ns = clock_now_ns();
@@ -436,6 +532,8 @@ void secondary_free(struct secondary *s)
 
 void secondary_tick(struct secondary *s, uint64_t now)
 {
+	uint64_t hello_ns = s->timeout_ns < SECONDARY_HELLO_NS ? s->timeout_ns : SECONDARY_HELLO_NS;
+
 	for (int i = 0; i < SECONDARY_MAX_PEERS; i++) {
 		struct sconn *c = s->peers[i];
 		struct link *l;
@@ -443,12 +541,15 @@ void secondary_tick(struct secondary *s, uint64_t now)
 		if (!c)
 			continue;
 		l = c->link;
-		/* A peer gets one timeout to complete its HELLO, however it trickles bytes. */
-		if (!c->hello_ok && now - c->opened_ns > s->timeout_ns) {
+		/*
+		 * A peer gets one short deadline for TLS and its HELLO, however it
+		 * trickles bytes: an unauthenticated connection holds a slot briefly.
+		 */
+		if (!c->hello_ok && now - c->opened_ns > hello_ns) {
 			char why[96];
 
 			snprintf(why, sizeof(why), "no HELLO within %.1f s",
-				 (double)s->timeout_ns / 1e9);
+				 (double)hello_ns / 1e9);
 			peer_reject(c, why);
 			continue;
 		}
@@ -497,6 +598,8 @@ int secondary_can_promote(const struct secondary *s, bool force)
 		return -EBUSY;
 	if (!s->replica.has_checkpoint)
 		return -ENODATA;
+	if (s->stale && !force)
+		return -ESTALE;
 	return 0;
 }
 
@@ -510,9 +613,11 @@ static int promote(struct secondary *s)
 	for (int i = 0; i < SECONDARY_MAX_PEERS; i++)
 		if (s->peers[i] && s->peers[i] != s->session)
 			peer_drop(s->peers[i], false);
-	/* One copy of the guest: nobody may sync over it now. */
-	listener_close(s->listener);
-	s->listener = NULL;
+	/*
+	 * One copy of the guest: nobody may sync over it now. The listener stays
+	 * so that a primary that comes back (restarted with its old
+	 * configuration) is told this node runs the guest (on_hello refuses it).
+	 */
 	s->state = SECONDARY_ACTIVE;
 	log_info("Promoted (%s): the guest runs here from checkpoint %llu, unprotected",
 		 s->promoted_by[0] ? s->promoted_by : "?",
@@ -535,4 +640,34 @@ int secondary_promote(struct secondary *s, bool force)
 		snprintf(s->promoted_by, sizeof(s->promoted_by), "ftctl failover%s",
 			 force ? " --force" : "");
 	return promote(s);
+}
+
+int secondary_mark_stale(struct secondary *s, const struct gen_state *by, uint64_t now_ns)
+{
+	if (s->state == SECONDARY_ACTIVE || !s->replica.has_checkpoint ||
+	    gen_compare(&s->gen, by) != GEN_LOCAL_OLDER)
+		return 0;
+	if (s->stale && gen_compare(&s->stale_by, by) != GEN_LOCAL_OLDER)
+		return 0; /* already known */
+	if (!s->stale)
+		s->stale_ns = now_ns;
+	s->stale = true;
+	s->stale_by = *by;
+	return 1;
+}
+
+int secondary_discard(struct secondary *s)
+{
+	if (s->state == SECONDARY_ACTIVE)
+		return -EALREADY;
+	if (s->session)
+		return -EBUSY;
+	s->replica.has_checkpoint = false;
+	s->copy_released = false;
+	s->stale = false;
+	gen_clear(&s->gen);
+	s->gen_changed = true;
+	s->hello.gen = s->gen;
+	s->hello.holds = HOLDS_NOTHING;
+	return 0;
 }

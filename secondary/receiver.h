@@ -20,7 +20,16 @@
 #include "proto/session.h"
 #include "secondary/replica.h"
 
-#define SECONDARY_MAX_PEERS 8
+/*
+ * Connections: the session, plus peers that have not completed TLS and HELLO
+ * yet. Unauthenticated ones hold a slot for at most SECONDARY_HELLO_NS (or
+ * --timeout if shorter), and one source address (any port) at most
+ * SECONDARY_MAX_PER_SOURCE of them, so that one host opening connections
+ * again and again cannot lock the real primary out.
+ */
+#define SECONDARY_MAX_PEERS	 32
+#define SECONDARY_MAX_PER_SOURCE 4
+#define SECONDARY_HELLO_NS	 1000000000ULL
 
 struct sconn;
 
@@ -61,13 +70,34 @@ struct secondary {
 	bool replica_changed; /* an epoch was applied since the daemon last logged the replica */
 	/*
 	 * Called with each applied checkpoint's console bytes and their position
-	 * in the guest's output stream (the committed output), if set.
+	 * in the guest's output stream (the committed output), if set. A call
+	 * with len 0 at a later offset follows when the checkpoint's output went
+	 * on beyond the bytes it could carry: the stream continues there.
 	 */
 	void (*console_fn)(void *opaque, uint64_t offset, const uint8_t *data, size_t len);
 	void *console_opaque;
 	char promoted_by[96]; /* "ftctl failover", "switchover from ADDR" */
 	char last_peer[64];   /* the last primary whose HELLO matched */
 	bool auto_failover;   /* a cluster decides promotion (only the log wording) */
+	/*
+	 * The guest and data generation of the replica (proto/generation.h): the
+	 * session's primary's, adopted with its HELLO. Changes set gen_changed for
+	 * the daemon to store.
+	 */
+	struct gen_state gen;
+	bool gen_changed;
+	/*
+	 * The replica may be replaced by another guest: its primary stopped the
+	 * guest on purpose (GOODBYE at shutdown) or an operator discarded it.
+	 */
+	bool copy_released;
+	/* The primary moved past the replica (ran unprotected): never promoted automatically. */
+	bool stale;
+	struct gen_state stale_by; /* the generation that moved past it */
+	uint64_t stale_ns;	   /* when this side learned it */
+	/* Connections refused at accept: logged at most once a second, the rest counted. */
+	uint64_t accept_log_ns;
+	uint64_t accept_quiet;
 	struct secondary_stats st;
 };
 
@@ -79,10 +109,12 @@ void secondary_free(struct secondary *s);
 /* Heartbeats, silent peers. */
 void secondary_tick(struct secondary *s, uint64_t now_ns);
 /*
- * Failover: runs the guest from the replica's checkpoint (replica_promote) and
- * stops listening. Returns 0, -EBUSY while a primary is connected (unless
- * force: it is dropped first), -ENODATA without a complete checkpoint,
- * -EALREADY if promoted, or a KVM error.
+ * Failover: runs the guest from the replica's checkpoint (replica_promote).
+ * The listener stays: every primary that connects from then on is refused
+ * with "this node runs the guest". Returns 0, -EBUSY while a primary is
+ * connected (unless force: it is dropped first), -ENODATA without a complete
+ * checkpoint, -ESTALE if the replica is stale (unless force), -EALREADY if
+ * promoted, or a KVM error.
  */
 int secondary_promote(struct secondary *s, bool force);
 
@@ -91,6 +123,18 @@ int secondary_promote(struct secondary *s, bool force);
  * secondary_promote (for checks that run before it, e.g. a fence command).
  */
 int secondary_can_promote(const struct secondary *s, bool force);
+
+/*
+ * The primary of generation `by` moved past the replica: returns 1 and marks it
+ * stale if by is newer than the replica's generation, else 0.
+ */
+int secondary_mark_stale(struct secondary *s, const struct gen_state *by, uint64_t now_ns);
+/*
+ * `ftctl discard`: the replica counts for nothing from now on, so that a
+ * primary of another guest or generation may sync over it. -EBUSY while a
+ * primary is connected, -EALREADY after promotion.
+ */
+int secondary_discard(struct secondary *s);
 
 /* The connected primary's address, or NULL. */
 const char *secondary_peer(const struct secondary *s);

@@ -450,6 +450,13 @@ cluster_cut() {
 		_cluster_nft add rule bridge ringft_cluster forward ip saddr "$b" ip daddr "$a" drop
 }
 
+# cluster_cut_tcp PORT: drop TCP to and from PORT between the hosts (a replication
+# link alone); corosync (UDP) still passes.
+cluster_cut_tcp() {
+	_cluster_nft add rule bridge ringft_cluster forward tcp dport "$1" drop &&
+		_cluster_nft add rule bridge ringft_cluster forward tcp sport "$1" drop
+}
+
 # cluster_isolate HOST: drop everything from and to HOST (the other node and qnetd).
 cluster_isolate() {
 	local port

@@ -84,6 +84,9 @@ static void print_event(void *opaque, const struct cluster_event *ev)
 		line(p, "left %u %u %s", ev->nodeid, ev->pid,
 		     ev->reason == CLUSTER_LEFT_NODE ? "node" : "process");
 		break;
+	case CLUSTER_MESSAGE:
+		line(p, "message %u %u %zu bytes", ev->nodeid, ev->pid, ev->len);
+		break;
 	}
 }
 

@@ -7,14 +7,19 @@
  *   ft_proxy PORT TARGET record FILE forward, and keep the client's first MiB in FILE
  *   ft_proxy - TARGET replay FILE    connect to TARGET and send FILE's bytes as
  *                                    they were recorded (a captured session again)
+ *   ft_proxy PORT TARGET mismatch N  forward in the clear, turning the Nth ACK that
+ *                                    says "memory hash matched" into "mismatch";
+ *                                    later connections are forwarded unchanged
  *
- * It serves one connection and exits 0 when either side closes; 1 on errors.
+ * It serves one connection and exits 0 when either side closes (mismatch: it
+ * serves connections until killed); 1 on errors.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +49,52 @@ static int connect_to(const char *target)
 	return fd;
 }
 
+static int write_all(int fd, const char *buf, size_t len);
+
+#define FRAME_HDR 24
+#define FRAME_ACK 7
+
+/*
+ * The secondary's frames (small ones only: HELLO, ACK, heartbeats) held until
+ * whole, then passed on; the Nth ACK whose message ends with verify = 1
+ * (protobuf field 2, varint 1: bytes 0x10 0x01) leaves with verify = 2.
+ */
+struct acks {
+	char buf[1 << 21];
+	size_t len;
+	long seen, rewrite_at;
+};
+
+static int acks_forward(struct acks *a, int to, const char *data, size_t n)
+{
+	if (n > sizeof(a->buf) - a->len)
+		return -1;
+	memcpy(a->buf + a->len, data, n);
+	a->len += n;
+	for (;;) {
+		unsigned char *h = (unsigned char *)a->buf;
+		size_t plen, whole;
+
+		if (a->len < FRAME_HDR)
+			return 0;
+		plen = h[8] | h[9] << 8 | h[10] << 16 | (size_t)h[11] << 24;
+		if (plen > sizeof(a->buf) - FRAME_HDR)
+			return -1;
+		whole = FRAME_HDR + plen;
+		if (a->len < whole)
+			return 0;
+		if ((h[4] | h[5] << 8) == FRAME_ACK && plen >= 2 && h[whole - 2] == 0x10 &&
+		    h[whole - 1] == 0x01 && ++a->seen == a->rewrite_at) {
+			h[whole - 1] = 0x02;
+			fprintf(stderr, "ft_proxy: verified ACK %ld now says mismatch\n", a->seen);
+		}
+		if (write_all(to, a->buf, whole) < 0)
+			return -1;
+		memmove(a->buf, a->buf + whole, a->len - whole);
+		a->len -= whole;
+	}
+}
+
 static int write_all(int fd, const char *buf, size_t len)
 {
 	while (len) {
@@ -62,13 +113,16 @@ int main(int argc, char **argv)
 	struct sockaddr_in sa = { .sin_family = AF_INET,
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	long flip_at = -1, seen = 0;
+	static struct acks acks;
+	bool mismatch = false;
 	FILE *rec = NULL;
 	char buf[65536];
 	int ls, c, s, one = 1;
 
 	signal(SIGPIPE, SIG_IGN); /* a peer that hangs up ends the copy, not the proxy */
 	if (argc != 5) {
-		fprintf(stderr, "usage: ft_proxy PORT|- TARGET flip N|record FILE|replay FILE\n");
+		fprintf(stderr, "usage: ft_proxy PORT|- TARGET flip N|record FILE|replay "
+				"FILE|mismatch N\n");
 		return 2;
 	}
 	if (!strcmp(argv[3], "replay")) {
@@ -89,6 +143,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[3], "flip"))
 		flip_at = atol(argv[4]);
+	else if (!strcmp(argv[3], "mismatch"))
+		mismatch = true, acks.rewrite_at = atol(argv[4]);
 	else if (!strcmp(argv[3], "record") && !(rec = fopen(argv[4], "wb")))
 		return 1;
 	ls = socket(AF_INET, SOCK_STREAM, 0);
@@ -98,10 +154,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ft_proxy: cannot listen on %s: %s\n", argv[1], strerror(errno));
 		return 1;
 	}
+again:
 	c = accept(ls, NULL, NULL);
 	s = c < 0 ? -1 : connect_to(argv[2]);
 	if (s < 0)
 		return 1;
+	acks.len = 0;
 	for (;;) {
 		struct pollfd p[2] = { { .fd = c, .events = POLLIN },
 				       { .fd = s, .events = POLLIN } };
@@ -123,9 +181,17 @@ int main(int argc, char **argv)
 		}
 		if (p[1].revents) {
 			n = read(s, buf, sizeof(buf));
-			if (n <= 0 || write_all(c, buf, (size_t)n) < 0)
+			if (n <= 0)
+				break;
+			if (mismatch ? acks_forward(&acks, c, buf, (size_t)n) < 0
+				     : write_all(c, buf, (size_t)n) < 0)
 				break;
 		}
+	}
+	if (mismatch) {
+		close(c);
+		close(s);
+		goto again;
 	}
 	if (rec)
 		fclose(rec);

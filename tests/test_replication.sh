@@ -47,10 +47,13 @@ stop() { # PID: SIGTERM, then the exit status must be 0
 }
 
 # ---- 1. verified replication --------------------------------------------------
-verified_run() { # GUEST INTERVAL DURATION
+verified_run() { # GUEST INTERVAL DURATION [FTD OPTIONS...]
 	local guest=$1 interval=$2 duration=$3 port=$((BASE_PORT++)) tag=$1-$2
 	local extra=()
+	shift 3
 	[ "$guest" = dirty ] && extra=(--dirty-pages-per-ms 20 --dirty-wss 8M --dirty-report-ms 50)
+	[ $# -gt 0 ] && tag=$tag-live
+	extra+=("$@")
 	start_secondary "$port" "$TMP/sec.$tag"
 	"$FTD" primary --peer 127.0.0.1:"$port" --guest builtin:"$guest" --mem $MEM --vcpus 2 \
 		--interval "$interval" --duration "$duration" --verify --console "$TMP/con.$tag" \
@@ -74,13 +77,25 @@ verified_run() { # GUEST INTERVAL DURATION
 		grep -Eq '^dirty vcpu=1 iter=[0-9]+ pages=[0-9]+ ' "$TMP/con.$tag" ||
 			fail "$tag: no dirty lines"
 	fi
-	echo "ok: $guest at $interval: $verified checkpoints verified byte-equal, 0 mismatches"
+	local live
+	live=$(sed -En 's/.*live harvests: ([0-9]+),.*/\1/p' "$TMP/pri.$tag" | tail -1)
+	if [ $# -gt 0 ]; then
+		[ "${live:-0}" -ge 100 ] || fail "$tag: only ${live:-0} live harvests"
+		live=", $live live harvests"
+	else
+		live=""
+	fi
+	echo "ok: $guest at $interval $*: $verified checkpoints verified byte-equal, 0 mismatches$live"
 }
 
 verified_run bank 1ms 8s
 verified_run bank 10ms 8s
 verified_run dirty 1ms 8s
 verified_run dirty 10ms 8s
+# Pages harvested and copied while the guest runs, then again in the pause
+# when rewritten: the replica must still be byte-equal at every checkpoint.
+verified_run dirty 10ms 8s --live-harvest on --dirty-pages-per-ms 100
+verified_run bank 4ms 6s --live-harvest on
 
 # ---- 2. output commit -----------------------------------------------------------
 port=$((BASE_PORT++))
@@ -136,9 +151,17 @@ grep -Eq '^ftd_checkpoints_total [1-9][0-9]*$' "$TMP/ctl.m" &&
 wait_for "$TMP/pri.oc" "rate=(1[5-9][0-9]|2[0-9][0-9])/s" 5 || fail "5 ms interval: not 150-299 checkpoints/s"
 "$FTCTL" set interval 0ms >"$TMP/ctl.i" 2>&1
 rc=$?
-[ $rc -eq 1 ] && grep -q "interval '0ms' is not a duration between 1ms and 60s" "$TMP/ctl.i" ||
+[ $rc -eq 1 ] && grep -q "interval '0ms' is not auto or a duration between 1ms and 60s" "$TMP/ctl.i" ||
 	fail "ftctl set interval 0ms: exit $rc, $(cat "$TMP/ctl.i")"
+"$FTCTL" set interval auto >"$TMP/ctl.i" 2>&1 && grep -q "(auto: adapts every second)" "$TMP/ctl.i" ||
+	fail "ftctl set interval auto: $(cat "$TMP/ctl.i")"
+wait_for "$TMP/pri.oc" "interval auto: [0-9.]+ ms \(bound by" 10 || fail "interval auto never adapted"
+"$FTCTL" status >"$TMP/ctl.a" 2>&1 &&
+	grep -Eq "interval [0-9.]+ ms \(auto: overhead 5%, bound by (overhead|minimum|maximum)" "$TMP/ctl.a" ||
+	fail "ftctl status with interval auto: $(cat "$TMP/ctl.a")"
+"$FTCTL" status --json | grep -q '"interval_auto":true' || fail "status --json: interval_auto"
 "$FTCTL" set interval 10ms >/dev/null || fail "ftctl set interval 10ms"
+"$FTCTL" status --json | grep -q '"interval_auto":false' || fail "set interval 10ms: still auto"
 kill -0 "$PRI" "$SEC" || fail "a daemon died answering ftctl"
 echo "ok: ftctl status on both daemons (human and JSON), metrics, set interval (5 ms: ~200 checkpoints/s), bad requests refused, nobody denied"
 
@@ -249,7 +272,7 @@ run_hostile_set() {
 	hostile garbage "bad magic"
 	hostile truncated "before a complete HELLO"
 	hostile huge "hello frame of 4294967280 bytes exceeds its bound"
-	hostile version "protocol_version differs: 1 here, 99 there"
+	hostile version "protocol_version differs: 2 here, 99 there"
 	hostile memsize "mem_size differs: 67108864 here, 69206016 there"
 	hostile epoch-first "expected HELLO first, got epoch-begin"
 	hostile silent "no HELLO within 1.0 s"

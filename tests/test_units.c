@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* Unit tests for the pure code: dirty set, ring walking, option parsing, stats. */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,9 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "daemon/options.h"
 #include "daemon/request.h"
+#include "primary/outbuf.h"
+#include "primary/replicate.h"
 #include "primary/stats.h"
 #include "vmm/dirty.h"
 
@@ -312,12 +318,14 @@ static void test_requests(void **state)
 		{ "protect --peer 127.0.0.1:7410", REQ_PROTECT, NULL },
 		{ "protect --peer [::1]:7410", REQ_PROTECT, NULL },
 		{ "set interval 5ms", REQ_SET_INTERVAL, NULL },
+		{ "set interval auto", REQ_SET_INTERVAL, NULL },
 		{ "frobnicate", -1, "unknown request 'frobnicate'" },
 		{ "status ", -1, "unknown request" },
 		{ "failover --forc", -1, "unknown request" },
 		{ "protect --peer nowhere", -1, "protect --peer: " },
 		{ "protect --peer 1.2.3.4:99999", -1, "protect --peer: " },
-		{ "set interval 0ms", -1, "interval '0ms' is not a duration between 1ms and 60s" },
+		{ "set interval 0ms", -1,
+		  "interval '0ms' is not auto or a duration between 1ms and 60s" },
 		{ "set interval 61s", -1, "between 1ms and 60s" },
 		{ "set interval soon", -1, "between 1ms and 60s" },
 		{ "stat\tus", -1, "not a line of printable text" },
@@ -342,6 +350,9 @@ static void test_requests(void **state)
 	assert_true(req.force);
 	assert_int_equal(request_parse("set interval 5ms", 16, &req, err, sizeof(err)), 0);
 	assert_true(req.interval_ns == 5000000ULL);
+	assert_false(req.interval_auto);
+	assert_int_equal(request_parse("set interval auto", 17, &req, err, sizeof(err)), 0);
+	assert_true(req.interval_auto);
 	/* An embedded NUL is not printable text; the length, not the NUL, ends the line. */
 	assert_int_equal(request_parse("status\0x", 8, &req, err, sizeof(err)), -EINVAL);
 	/* Found by fuzz_request: a bracketed host longer than the parser's buffer. */
@@ -355,6 +366,122 @@ static void test_requests(void **state)
 	assert_int_equal(request_parse(longline, sizeof(longline), &req, err, sizeof(err)),
 			 -EINVAL);
 	assert_non_null(strstr(err, "longer than 511 bytes"));
+}
+
+struct flusher {
+	struct outbuf *ob;
+	int fd, r;
+};
+
+static void *flush_thread(void *arg)
+{
+	struct flusher *f = arg;
+
+	f->r = outbuf_flush(f->ob, f->fd);
+	return NULL;
+}
+
+/* A slow reader: starts after a second, then reads until the end. */
+static void *drain_thread(void *arg)
+{
+	static uint8_t buf[65536];
+	int fd = *(int *)arg;
+
+	usleep(1000000);
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	return NULL;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * Issue 10: a console sink that blocks (a slow file) must not stall the vCPU
+ * that appends output: the owner's write() runs without the buffer's lock.
+ */
+static void test_outbuf_slow_sink(void **state)
+{
+	static uint8_t chunk[4096];
+	struct outbuf ob;
+	struct flusher f = { .ob = &ob };
+	pthread_t t, d;
+	int p[2], fl;
+	uint64_t t0, took;
+
+	memset(chunk, 'x', sizeof(chunk));
+	assert_int_equal(outbuf_init(&ob, 1 << 20), 0);
+	assert_int_equal(pipe(p), 0);
+	/* Fill the pipe, then make it blocking: the next write() waits for a reader. */
+	fl = fcntl(p[1], F_GETFL);
+	fcntl(p[1], F_SETFL, fl | O_NONBLOCK);
+	while (write(p[1], chunk, sizeof(chunk)) > 0)
+		;
+	fcntl(p[1], F_SETFL, fl);
+	for (int i = 0; i < 16; i++)
+		outbuf_append(&ob, chunk, sizeof(chunk));
+	outbuf_allow(&ob, outbuf_mark(&ob));
+	f.fd = p[1];
+	assert_int_equal(pthread_create(&t, NULL, flush_thread, &f), 0);
+	assert_int_equal(pthread_create(&d, NULL, drain_thread, &p[0]), 0);
+	usleep(200000); /* the flusher is blocked in write() now */
+	t0 = mono_ms();
+	outbuf_append(&ob, chunk, 100); /* a vCPU's output */
+	took = mono_ms() - t0;
+	pthread_join(t, NULL);
+	close(p[1]);
+	pthread_join(d, NULL);
+	assert_int_equal(f.r, 0);
+	if (took > 100)
+		fail_msg("outbuf_append waited %llu ms for a blocked console write",
+			 (unsigned long long)took);
+	outbuf_free(&ob);
+	close(p[0]);
+}
+
+/*
+ * Issue 10: a quorum flap must not resume a guest that a switchover stopped.
+ * Once GOODBYE(switchover) is out (ANSWER) the other side may run it; with the
+ * final checkpoint captured (ACK) resuming would run past the state handed over.
+ */
+static void test_thaw_decision(void **state)
+{
+	struct primary *p = calloc(1, sizeof(*p));
+	static const struct {
+		enum primary_state st;
+		enum primary_handover h;
+		bool may;
+	} cases[] = {
+		{ PRIMARY_PROTECTED, HANDOVER_NONE, true },
+		{ PRIMARY_PROTECTED, HANDOVER_CAPTURE, true }, /* still running till captured */
+		{ PRIMARY_PROTECTED, HANDOVER_ACK, false },
+		{ PRIMARY_PROTECTED, HANDOVER_ANSWER, false },
+		{ PRIMARY_PROTECTED, HANDOVER_DONE, false },
+		{ PRIMARY_PROTECTED, HANDOVER_UNKNOWN, false },
+		{ PRIMARY_SYNCING, HANDOVER_NONE, false },
+		{ PRIMARY_UNPROTECTED, HANDOVER_NONE, false },
+	};
+
+	assert_non_null(p);
+	p->conn = (struct pconn *)p; /* any non-NULL: a session exists */
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		p->state = cases[i].st;
+		p->handover = cases[i].h;
+		if (primary_may_thaw(p) != cases[i].may)
+			fail_msg("case %zu: state %s, handover %d: expected %s", i,
+				 primary_state_name(cases[i].st), cases[i].h,
+				 cases[i].may ? "thaw" : "stay stopped");
+	}
+	p->conn = NULL;
+	p->state = PRIMARY_PROTECTED;
+	p->handover = HANDOVER_NONE;
+	assert_false(primary_may_thaw(p));
+	free(p);
 }
 
 int main(void)
@@ -372,6 +499,8 @@ int main(void)
 		cmocka_unit_test(test_samples),
 		cmocka_unit_test(test_histogram),
 		cmocka_unit_test(test_requests),
+		cmocka_unit_test(test_thaw_decision),
+		cmocka_unit_test(test_outbuf_slow_sink),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
