@@ -3,24 +3,28 @@
 # stream_join OUT FILE:OFFSET...: the consoles of the nodes that ran one guest
 # in turn, each starting at OFFSET of the guest's output stream, joined into
 # OUT. Where two consoles overlap they must hold the same bytes; a gap between
-# them fails.
+# them fails. A console that ends inside the one before it (a secondary stopped
+# while its primary released on) adds nothing.
 stream_join() {
-	local out=$1 prev= pbase=0 arg f base keep len over
+	local out=$1 prev= pbase=0 arg f base keep len over flen
 	shift
 	: >"$out"
 	for arg; do
 		f=${arg%:*} base=${arg##*:}
 		if [ -n "$prev" ]; then
-			keep=$((base - pbase)) len=$(stat -c %s "$prev")
+			keep=$((base - pbase)) len=$(stat -c %s "$prev") flen=$(stat -c %s "$f")
 			if [ $keep -lt 0 ] || [ $keep -gt "$len" ]; then
 				echo "$prev covers stream offsets $pbase..$((pbase + len)), $f starts at $base"
 				return 1
 			fi
 			over=$((len - keep))
-			if [ $over -gt 0 ] && ! cmp -s <(tail -c +$((keep + 1)) "$prev") <(head -c $over "$f"); then
+			[ $over -gt "$flen" ] && over=$flen
+			if [ $over -gt 0 ] &&
+				! cmp -s <(tail -c +$((keep + 1)) "$prev" | head -c $over) <(head -c $over "$f"); then
 				echo "$prev and $f differ where they overlap (stream offsets $base..$((base + over)))"
 				return 1
 			fi
+			[ $((keep + flen)) -le "$len" ] && continue
 			head -c $keep "$prev" >>"$out"
 		fi
 		prev=$f pbase=$base
