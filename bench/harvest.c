@@ -43,7 +43,7 @@ struct side {
 	struct ckpt ckpt;
 	struct touch_sync sync;
 	uint64_t round;
-	struct samples hrc, pause, harvest, reset, copy, kick, pages;
+	struct samples hrc, pause, harvest, reset, copy, kick, save, pages;
 };
 
 static void touch_hook(void *opaque, unsigned int vcpu, uint32_t value)
@@ -116,6 +116,7 @@ static void side_close(struct side *s)
 	samples_free(&s->reset);
 	samples_free(&s->copy);
 	samples_free(&s->kick);
+	samples_free(&s->save);
 	samples_free(&s->pages);
 	pthread_mutex_destroy(&s->sync.lock);
 	pthread_cond_destroy(&s->sync.cond);
@@ -190,6 +191,7 @@ static int side_round(struct side *s, bool record)
 	samples_add(&s->reset, t.reset_ns);
 	samples_add(&s->copy, t.copy_ns);
 	samples_add(&s->kick, t.kick_ns);
+	samples_add(&s->save, t.save_ns);
 	samples_add(&s->pages, t.pages);
 	return 0;
 }
@@ -205,17 +207,17 @@ static void report(FILE *csv, uint64_t mem, unsigned int vcpus, uint64_t pages, 
 	uint64_t p50 = samples_percentile(&s->pause, 50), p99 = samples_percentile(&s->pause, 99);
 	uint64_t h50 = samples_percentile(&s->harvest, 50), r50 = samples_percentile(&s->reset, 50);
 	uint64_t c50 = samples_percentile(&s->copy, 50), k50 = samples_percentile(&s->kick, 50);
-	uint64_t pg = samples_percentile(&s->pages, 50);
+	uint64_t pg = samples_percentile(&s->pages, 50), s50 = samples_percentile(&s->save, 50);
 
-	printf("%4lluG %5u %6llu %-6s | %9.1f %9.1f | %9.1f %9.1f | %8.1f %8.1f %8.1f %8.1f | "
-	       "%6llu\n",
+	printf("%4lluG %5u %6llu %-6s | %9.1f %9.1f | %9.1f %9.1f | %8.1f %8.1f %8.1f %8.1f "
+	       "(%5.1f) | %6llu\n",
 	       (unsigned long long)(mem >> 30), vcpus, (unsigned long long)pages,
 	       dirty_mode_name(s->mode), us(hrc50), us(hrc99), us(p50), us(p99), us(h50), us(r50),
-	       us(c50), us(k50), (unsigned long long)pg);
-	fprintf(csv, "%llu,%u,%llu,%s,%zu,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%llu\n",
+	       us(c50), us(k50), us(s50), (unsigned long long)pg);
+	fprintf(csv, "%llu,%u,%llu,%s,%zu,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%llu,%.1f\n",
 		(unsigned long long)(mem >> 30), vcpus, (unsigned long long)pages,
 		dirty_mode_name(s->mode), s->pause.n, us(hrc50), us(hrc99), us(p50), us(p99),
-		us(h50), us(r50), us(c50), us(k50), (unsigned long long)pg);
+		us(h50), us(r50), us(c50), us(k50), (unsigned long long)pg, us(s50));
 	fflush(stdout);
 	fflush(csv);
 }
@@ -369,10 +371,10 @@ int main(int argc, char **argv)
 	}
 	fprintf(csv, "mem_gib,vcpus,dirty_pages,backend,rounds,harvest_reset_copy_p50_us,"
 		     "harvest_reset_copy_p99_us,pause_p50_us,pause_p99_us,harvest_p50_us,"
-		     "reset_p50_us,copy_p50_us,kick_p50_us,pages_per_ckpt\n");
+		     "reset_p50_us,copy_p50_us,kick_p50_us,pages_per_ckpt,save_p50_us\n");
 	printf("%d rounds per backend and configuration, medians and p99 in microseconds\n"
 	       "  mem vcpus  pages mode   | h+r+c p50 h+r+c p99 | pause p50 pause p99 | "
-	       " harvest    reset     copy     kick | pages\n",
+	       " harvest    reset     copy     kick (save) | pages\n",
 	       reps);
 	for (int m = 0; m < nmems; m++)
 		for (int v = 0; v < nvcpus; v++)

@@ -242,12 +242,15 @@ int vcpu_save_state(struct vcpu *vcpu, struct vcpu_state *ret_state)
 	struct vcpu_state *st = ret_state;
 	int fd = vcpu->fd;
 	int xsize;
-	int r;
+	int r = 0;
 
 	/* Zeroed so that unused parts (the other sregs, the xsave tail) are deterministic. */
 	memset(st, 0, offsetof(struct vcpu_state, msrs));
 
-	r = xioctl(fd, KVM_GET_REGS, &st->regs);
+	if (vcpu->run_state_fresh)
+		memcpy(&st->regs, &vcpu->run->s.regs.regs, sizeof(st->regs));
+	else
+		r = xioctl(fd, KVM_GET_REGS, &st->regs);
 	if (r < 0)
 		return r;
 	if (have_sregs2(vcpu)) {
@@ -283,7 +286,11 @@ int vcpu_save_state(struct vcpu *vcpu, struct vcpu_state *ret_state)
 	r = xioctl(fd, KVM_GET_LAPIC, &st->lapic);
 	if (r < 0)
 		return r;
-	r = xioctl(fd, KVM_GET_VCPU_EVENTS, &st->events);
+	r = 0;
+	if (vcpu->run_state_fresh)
+		memcpy(&st->events, &vcpu->run->s.regs.events, sizeof(st->events));
+	else
+		r = xioctl(fd, KVM_GET_VCPU_EVENTS, &st->events);
 	if (r < 0)
 		return r;
 	r = xioctl(fd, KVM_GET_MP_STATE, &st->mp_state);
@@ -395,6 +402,7 @@ int vcpu_load_state(struct vcpu *vcpu, const struct vcpu_state *state)
 
 	if (st->xsave_size > VCPU_XSAVE_MAX)
 		return -EINVAL;
+	vcpu->run_state_fresh = false; /* KVM_RUN's copy is about to be out of date */
 	r = split_msrs(st, &main_msrs, &late_msrs);
 	if (r < 0)
 		return r;

@@ -120,6 +120,13 @@ int vcpu_create(struct vm *vm, unsigned int id, struct vcpu **ret_vcpu)
 	r = vcpu_set_cpuid(v);
 	if (r < 0)
 		goto fail;
+	r = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS);
+	if (r > 0 && (r & (KVM_SYNC_X86_REGS | KVM_SYNC_X86_EVENTS)) ==
+			     (KVM_SYNC_X86_REGS | KVM_SYNC_X86_EVENTS)) {
+		/* kvm_dirty_regs stays 0: KVM never loads state from this copy. */
+		v->run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_EVENTS;
+		v->sync_regs = true;
+	}
 	if (vm->dirty->vcpu_init) {
 		r = vm->dirty->vcpu_init(vm, v);
 		if (r < 0)
@@ -423,7 +430,11 @@ void *vcpu_thread(void *arg)
 	snprintf(name, sizeof(name), "vcpu%u", v->id);
 	pthread_setname_np(pthread_self(), name);
 	for (;;) {
-		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+		int run = ioctl(v->fd, KVM_RUN, 0);
+
+		/* Every return, EINTR included, stored the synced registers. */
+		v->run_state_fresh = v->sync_regs;
+		if (run < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				if (vcpu_park(v, false))
 					break;
