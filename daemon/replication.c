@@ -908,7 +908,13 @@ static void active_generation(struct active *a)
 				      : "the secondary holds a newer generation of this guest: "
 					"an older one must not run";
 	p->refused_field[0] = 0;
-	if (a->first_contact && (p->attempts || p->state >= PRIMARY_SYNCING) && !a->stop_why) {
+	/*
+	 * A session that connected and ended unanswered (the peer busy promoting,
+	 * its pre-HELLO deadline passed) says nothing: a promoted node may be
+	 * there, so output stays held until a real answer or no peer at all.
+	 */
+	if (a->first_contact && (p->attempts > p->unanswered || p->state >= PRIMARY_SYNCING) &&
+	    !a->stop_why) {
 		int r = genstore_save(a->o->state_dir, &a->gen);
 
 		/* Only a guest that may run here replaces what the node held before. */

@@ -452,6 +452,8 @@ static void session_end(struct primary *p, const char *why, bool flush)
 		return;
 	p->conn = NULL;
 	p->attempts++;
+	if (p->state == PRIMARY_HANDSHAKE && !p->refused_field[0])
+		p->unanswered++;
 	if (why)
 		snprintf(p->last_drop, sizeof(p->last_drop), "%.*s", (int)sizeof(p->last_drop) - 1,
 			 why);

@@ -167,6 +167,11 @@ struct primary {
 	bool release_ok;
 	uint64_t lost_ns;  /* when the last session past the handshake ended, or 0 */
 	uint64_t attempts; /* connection attempts that ended (refused, failed, lost) */
+	/*
+	 * Of those, sessions that connected but ended before the secondary
+	 * answered the HELLO (no HELLO, no REFUSE): nothing learnt about the peer.
+	 */
+	uint64_t unanswered;
 	/* The last REFUSE: its field ("guest", "generation", "running", ...) and text. */
 	char refused_field[32];
 	char refused_desc[200];

@@ -127,9 +127,24 @@ grep -q "Refusing 127.0.0.1:[0-9]*: this node runs the guest (guest $uuid_a gene
 	fail "2: the promoted node's refusal: $(grep Refusing "$TMP/log.s" | tail -2)"
 [ -s "$TMP/con.a" ] && fail "2: the old primary released output"
 kill -0 "$SEC_PID" || fail "2: the promoted node died"
+echo "ok: a restarted old primary was refused by the promoted secondary and stopped"
+# Its first attempt unanswered (the promoted node stalled past the primary's
+# --timeout, as when it is busy promoting; seen in the soak): that says nothing
+# about the peer, so output stays held and the next attempt's refusal still
+# stops it.
+: >"$TMP/con.a"
+: >"$TMP/log.a"
+kill -STOP "$SEC_PID"
+primary a $P1 --timeout 1s
+wait_for "$TMP/log.a" "no answer within|closed the connection|silent" 10 ||
+	{ kill -CONT "$SEC_PID"; fail "2b: the first attempt did not go unanswered: $(tail -3 "$TMP/log.a")"; }
+kill -CONT "$SEC_PID"
+exits_within "$PRI_PID" 15 || fail "2b: the old primary runs a second copy: $(tail -5 "$TMP/log.a")"
+[ "$RC" = 1 ] || fail "2b: the old primary exited $RC: $(tail -3 "$TMP/log.a")"
+[ -s "$TMP/con.a" ] && fail "2b: the old primary released output after an unanswered attempt"
 kill -TERM "$SEC_PID"
 wait "$SEC_PID"
-echo "ok: a restarted old primary was refused by the promoted secondary and stopped"
+echo "ok: ... also when its first attempt went unanswered (held output, stopped at the refusal)"
 
 # ---- 3. ftctl discard -------------------------------------------------------------
 P3=$((BASE_PORT++))
