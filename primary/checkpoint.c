@@ -11,9 +11,17 @@
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
+/* Anonymous MAP_NORESERVE memory: only what is touched becomes resident. */
+static void *map_sparse(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
 int ckpt_init(struct ckpt *c, struct vm *vm)
 {
-	void *p;
 	int r;
 
 	memset(c, 0, sizeof(*c));
@@ -29,22 +37,14 @@ int ckpt_init(struct ckpt *c, struct vm *vm)
 	 * the largest epoch so far is ever resident.
 	 */
 	c->staging_bytes = vm->mem_size;
-	p = mmap(NULL, c->staging_bytes, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED) {
-		r = -errno;
-		goto fail;
-	}
-	c->staging = p;
+	c->staging = map_sparse(c->staging_bytes);
 	/* Its own size: a ckpt may outlive its VM (freed in any order). */
 	c->pos_bytes = vm->nr_pages * sizeof(*c->pos);
-	p = mmap(NULL, c->pos_bytes, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED) {
-		r = -errno;
+	c->pos = map_sparse(c->pos_bytes);
+	if (!c->staging || !c->pos) {
+		r = -ENOMEM;
 		goto fail;
 	}
-	c->pos = p;
 	c->state = calloc(1, sizeof(*c->state));
 	if (!c->state) {
 		r = -ENOMEM;

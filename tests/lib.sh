@@ -95,3 +95,41 @@ pki_cert() {
 		fail "openssl ca: certificate for $name"
 }
 pki_args() { echo --tls-cert "$C/$1.pem" --tls-key "$C/$1.key" --tls-ca "$C/${2:-ca}.pem"; }
+
+# cluster_test NAME [HEURISTICS]: the namespace cluster of tests/cluster.sh for
+# an integration test: cluster NAME (with a qdevice heuristics command, if
+# given), skipped (77) where namespaces are not available, its lock held on fd
+# 9 (children started with 9>&- do not keep it), the cluster up, and
+# certificates for node1 and node2 signed by one CA in $C (pki_args).
+cluster_test() {
+	export CLUSTER_NAME=$1
+	export CLUSTER_DIR=$TMP/cluster
+	[ -n "${2:-}" ] && export CLUSTER_QDEVICE_HEURISTICS=$2
+	. "$(dirname "${BASH_SOURCE[0]}")/cluster.sh"
+	if ! why=$(cluster_can_namespace 2>&1); then
+		[ "${FT_REQUIRE_KVM:-}" = 1 ] && fail "FT_REQUIRE_KVM=1 but $why"
+		echo "skipped: $why"
+		exit 77
+	fi
+	exec 9>"/tmp/ringft-cluster-$CLUSTER_NAME.lock"
+	flock -w 150 9 || fail "another test holds the cluster lock"
+	cluster_up 9>&- || fail "the cluster did not come up"
+	C=$TMP/pki
+	pki_ca ca
+	pki_cert node1 ca
+	pki_cert node2 ca
+}
+
+# join_incarnations FIRST COUNT OUT: the consoles con.1 .. con.COUNT in $TMP of
+# one guest's successive ftd processes (con.FIRST from stream offset 0, each
+# other one from the offset its log.K says; one that logged none, such as a
+# refused primary, showed nothing) joined into OUT, as stream_join does.
+join_incarnations() {
+	local first=$1 count=$2 out=$3 k b args=("$TMP/con.$1:0")
+	for ((k = 1; k <= count; k++)); do
+		[ "$k" -eq "$first" ] && continue
+		b=$(sed -n 's/.*committed output from stream offset \([0-9]*\).*/\1/p' "$TMP/log.$k" | head -1)
+		[ -n "$b" ] && args+=("$TMP/con.$k:$b")
+	done
+	stream_join "$out" "${args[@]}"
+}

@@ -20,23 +20,7 @@ CYCLES=${3:-${FT_SOAK_CYCLES:-200}}
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 require_kvm
-export CLUSTER_NAME=fts
-export CLUSTER_DIR=$TMP/cluster
-export CLUSTER_QDEVICE_HEURISTICS="/usr/bin/test -e /run/ftd/cluster-s.active"
-. "$HERE/cluster.sh"
-if ! why=$(cluster_can_namespace 2>&1); then
-	[ "${FT_REQUIRE_KVM:-}" = 1 ] && fail "FT_REQUIRE_KVM=1 but $why"
-	echo "skipped: $why"
-	exit 77
-fi
-exec 9>"/tmp/ringft-cluster-$CLUSTER_NAME.lock"
-flock -w 150 9 || fail "another test holds the cluster lock"
-cluster_up 9>&- || fail "the cluster did not come up"
-
-C=$TMP/pki
-pki_ca ca
-pki_cert node1 ca
-pki_cert node2 ca
+cluster_test fts "/usr/bin/test -e /run/ftd/cluster-s.active"
 PORT=7410
 declare -A PID ADDR LOG HOSTOF
 ADDR[node1]=10.77.0.1 ADDR[node2]=10.77.0.2
@@ -131,13 +115,7 @@ sleep 0.5
 kill -TERM "${PID[$active]}" "${PID[$standby]}"
 sleep 2
 
-args=("$TMP/con.$FIRST:0")
-for ((k = 1; k <= INC; k++)); do
-	[ $k -eq "$FIRST" ] && continue
-	b=$(sed -n 's/.*committed output from stream offset \([0-9]*\).*/\1/p' "$TMP/log.$k" | head -1)
-	[ -n "$b" ] && args+=("$TMP/con.$k:$b")
-done
-stream_join "$TMP/stream" "${args[@]}" || fail "the consoles do not join into one stream"
+join_incarnations "$FIRST" "$INC" "$TMP/stream" || fail "the consoles do not join into one stream"
 check_bank "$TMP/stream" 2 || fail "the bank stream across $CYCLES automatic failovers is broken"
 echo "ok: $CYCLES automatic failovers after kill -9 ($mid with the secondary stopped), $refused" \
 	"restarted old primaries did not boot; one bank stream of $(grep -c '^bank ' "$TMP/stream")" \

@@ -129,14 +129,7 @@ sleep 0.5
 kill -TERM "${PID[$active]}" "${PID[$standby]}"
 wait "${PID[$active]}" "${PID[$standby]}"
 
-# Join every incarnation that logged a stream offset (refused ones have none).
-args=("$TMP/con.$LOG_OF_A:0")
-for ((k = 1; k <= INC; k++)); do
-	[ $k -eq "$LOG_OF_A" ] && continue
-	b=$(sed -n 's/.*committed output from stream offset \([0-9]*\).*/\1/p' "$TMP/log.$k" | head -1)
-	[ -n "$b" ] && args+=("$TMP/con.$k:$b")
-done
-stream_join "$TMP/stream" "${args[@]}" || fail "the consoles do not join into one stream"
+join_incarnations "$LOG_OF_A" "$INC" "$TMP/stream" || fail "the consoles do not join into one stream"
 check_bank "$TMP/stream" 2 || fail "the bank stream across $CYCLES failovers is broken"
 echo "ok: $CYCLES kill -9 failovers ($mid with the secondary stopped), $refused restarted old" \
 	"primaries refused and restarted as secondaries, $restarted_secondary secondaries restarted;" \

@@ -23,27 +23,11 @@ FTCTL=${2:?usage: test_autofailover.sh FTD FTCTL}
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 require_kvm
-export CLUSTER_NAME=fta
-export CLUSTER_DIR=$TMP/cluster
-export CLUSTER_QDEVICE_HEURISTICS="/usr/bin/test -e /run/ftd/cluster-t.active"
-. "$HERE/cluster.sh"
-if ! why=$(cluster_can_namespace 2>&1); then
-	[ "${FT_REQUIRE_KVM:-}" = 1 ] && fail "FT_REQUIRE_KVM=1 but $why"
-	echo "skipped: $why"
-	exit 77
-fi
-exec 9>"/tmp/ringft-cluster-$CLUSTER_NAME.lock"
-flock -w 150 9 || fail "another test holds the cluster lock"
-cluster_up 9>&- || fail "the cluster did not come up"
-
-# tests/cluster.sh: token 1000 ms, quorum.device.sync_timeout 6000 ms.
-WAIT=${FT_CLUSTER_WAIT:-7s}
 # Replication between the namespaces is not loopback: mutual TLS, one
 # certificate per host, which each ftd there presents as client and server.
-C=$TMP/pki
-pki_ca ca
-pki_cert node1 ca
-pki_cert node2 ca
+cluster_test fta "/usr/bin/test -e /run/ftd/cluster-t.active"
+# tests/cluster.sh: token 1000 ms, quorum.device.sync_timeout 6000 ms.
+WAIT=${FT_CLUSTER_WAIT:-7s}
 MEM=64M
 PORT=7410
 declare -A PID

@@ -323,6 +323,37 @@ static void run_scenario(const struct scenario *sc)
 }
 
 /*
+ * builtin:touch on `vcpus` vCPUs, with a ring big enough for a round, its
+ * vCPUs never held at READY (the first capture also takes the set-up writes),
+ * an expected-set buffer and a checkpoint capture: what the capture and live
+ * scenarios share. Not started.
+ */
+static struct vm *touch_capture_vm(unsigned int vcpus, uint32_t count, uint32_t span,
+				   struct sync *s, struct guest_params *gp,
+				   struct t_console *console, struct dirty_set *exp,
+				   struct ckpt *ckpt)
+{
+	struct vm_config cfg = { .mem_size = 256ULL << 20,
+				 .nr_vcpus = vcpus,
+				 .tracking = DIRTY_RING,
+				 .ring_entries = 16384 };
+	struct vm *vm;
+
+	t_console_init(console);
+	loader_default_params(gp);
+	gp->touch_base_gpa = 16ULL << 20;
+	gp->touch_count = count;
+	gp->touch_span = span;
+	gp->touch_stride = (0x9e3779b1u & (span - 1)) | 1;
+	vm = t_vm_new(&cfg, "builtin:touch", gp, console);
+	vm_set_signal_hook(vm, sync_hook, s);
+	s->release = true;
+	CHECK_OK(dirty_set_init(exp, vm->nr_pages));
+	CHECK_OK(ckpt_init(ckpt, vm));
+	return vm;
+}
+
+/*
  * The same through a real checkpoint capture: the epoch's page list is exact, and
  * the staging buffer (filled by the owner and the parked vCPU threads together)
  * holds each page as the guest left it: the touch guest writes round + 1 into
@@ -330,29 +361,14 @@ static void run_scenario(const struct scenario *sc)
  */
 static void capture_scenario(unsigned int vcpus, uint32_t count, uint32_t span)
 {
-	struct vm_config cfg = { .mem_size = 256ULL << 20,
-				 .nr_vcpus = vcpus,
-				 .tracking = DIRTY_RING,
-				 .ring_entries = 16384 };
 	struct sync s = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 	struct t_console console;
 	struct guest_params gp;
 	struct dirty_set exp;
 	struct ckpt ckpt;
 	struct ckpt_timing t;
-	struct vm *vm;
+	struct vm *vm = touch_capture_vm(vcpus, count, span, &s, &gp, &console, &exp, &ckpt);
 
-	t_console_init(&console);
-	loader_default_params(&gp);
-	gp.touch_base_gpa = 16ULL << 20;
-	gp.touch_count = count;
-	gp.touch_span = span;
-	gp.touch_stride = (0x9e3779b1u & (span - 1)) | 1;
-	vm = t_vm_new(&cfg, "builtin:touch", &gp, &console);
-	vm_set_signal_hook(vm, sync_hook, &s);
-	s.release = true; /* the first capture also takes the set-up writes */
-	CHECK_OK(dirty_set_init(&exp, vm->nr_pages));
-	CHECK_OK(ckpt_init(&ckpt, vm));
 	CHECK_OK(vm_start(vm));
 	for (unsigned int round = 0; round < 4; round++) {
 		uint64_t deadline = t_now_ns() + 30000000000ULL, identical = 0;
@@ -419,10 +435,6 @@ static void wait_rounds(struct sync *s, unsigned int vcpus, unsigned int rounds)
 
 static void live_scenario(unsigned int vcpus, uint32_t count, uint32_t span)
 {
-	struct vm_config cfg = { .mem_size = 256ULL << 20,
-				 .nr_vcpus = vcpus,
-				 .tracking = DIRTY_RING,
-				 .ring_entries = 16384 };
 	struct sync s = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 	struct t_console console;
 	struct guest_params gp;
@@ -430,19 +442,8 @@ static void live_scenario(unsigned int vcpus, uint32_t count, uint32_t span)
 	struct ckpt ckpt;
 	struct ckpt_timing t;
 	uint64_t go = 0, live_total = 0;
-	struct vm *vm;
+	struct vm *vm = touch_capture_vm(vcpus, count, span, &s, &gp, &console, &exp, &ckpt);
 
-	t_console_init(&console);
-	loader_default_params(&gp);
-	gp.touch_base_gpa = 16ULL << 20;
-	gp.touch_count = count;
-	gp.touch_span = span;
-	gp.touch_stride = (0x9e3779b1u & (span - 1)) | 1;
-	vm = t_vm_new(&cfg, "builtin:touch", &gp, &console);
-	vm_set_signal_hook(vm, sync_hook, &s);
-	s.release = true;
-	CHECK_OK(dirty_set_init(&exp, vm->nr_pages));
-	CHECK_OK(ckpt_init(&ckpt, vm));
 	CHECK_OK(vm_start(vm));
 	wait_rounds(&s, vcpus, 1);
 	CHECK_OK(ckpt_capture(&ckpt, &t)); /* set-up writes and round 0 */

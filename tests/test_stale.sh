@@ -21,22 +21,7 @@ FTCTL=${2:?usage: test_stale.sh FTD FTCTL}
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 require_kvm
-export CLUSTER_NAME=ftg
-export CLUSTER_DIR=$TMP/cluster
-. "$HERE/cluster.sh"
-if ! why=$(cluster_can_namespace 2>&1); then
-	[ "${FT_REQUIRE_KVM:-}" = 1 ] && fail "FT_REQUIRE_KVM=1 but $why"
-	echo "skipped: $why"
-	exit 77
-fi
-exec 9>"/tmp/ringft-cluster-$CLUSTER_NAME.lock"
-flock -w 150 9 || fail "another test holds the cluster lock"
-cluster_up 9>&- || fail "the cluster did not come up"
-
-C=$TMP/pki
-pki_ca ca
-pki_cert node1 ca
-pki_cert node2 ca
+cluster_test ftg
 PORT=7411
 WAIT=3s
 declare -A PID
