@@ -7,6 +7,7 @@
 #ifndef RINGFT_DAEMON_REQUEST_H
 #define RINGFT_DAEMON_REQUEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
