@@ -11,15 +11,6 @@
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
-/* Anonymous MAP_NORESERVE memory: only what is touched becomes resident. */
-static void *map_sparse(size_t len)
-{
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-	return p == MAP_FAILED ? NULL : p;
-}
-
 int ckpt_init(struct ckpt *c, struct vm *vm)
 {
 	int r;
@@ -37,10 +28,10 @@ int ckpt_init(struct ckpt *c, struct vm *vm)
 	 * the largest epoch so far is ever resident.
 	 */
 	c->staging_bytes = vm->mem_size;
-	c->staging = map_sparse(c->staging_bytes);
+	c->staging = map_noreserve(c->staging_bytes);
 	/* Its own size: a ckpt may outlive its VM (freed in any order). */
 	c->pos_bytes = vm->nr_pages * sizeof(*c->pos);
-	c->pos = map_sparse(c->pos_bytes);
+	c->pos = map_noreserve(c->pos_bytes);
 	if (!c->staging || !c->pos) {
 		r = -ENOMEM;
 		goto fail;

@@ -133,3 +133,19 @@ join_incarnations() {
 	done
 	stream_join "$out" "${args[@]}"
 }
+
+# kill_active ACTIVE STANDBY: kill -9 of the active ftd; a third of the time
+# with its standby stopped around it, so that an epoch is in flight. Returns 0
+# when it stopped the standby.
+kill_active() {
+	if [ $((RANDOM % 3)) -eq 0 ]; then
+		kill -STOP "$2"
+		sleep 0.1
+		kill -KILL "$1"
+		sleep 0.05
+		kill -CONT "$2"
+		return 0
+	fi
+	kill -KILL "$1"
+	return 1
+}

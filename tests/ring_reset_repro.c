@@ -282,6 +282,7 @@ static int reset_quiet(void)
 
 static int pest_mode; /* 0 none, 1 signal, 2 uring */
 static int pest_efd;
+static unsigned long pest_shots, pest_cqes;
 
 static void *pest_main(void *arg)
 {
@@ -293,6 +294,7 @@ static void *pest_main(void *arg)
 			pthread_kill(main_thread, SIGUSR2);
 		else if (pest_mode == 2 && write(pest_efd, &(uint64_t){ 1 }, 8) < 0)
 			die("eventfd write: %s", strerror(errno));
+		__atomic_add_fetch(&pest_shots, 1, __ATOMIC_RELAXED);
 		nanosleep(&ts, NULL);
 	}
 	return NULL;
@@ -409,8 +411,10 @@ int main(int argc, char **argv)
 			struct io_uring_cqe *cqe;
 			uint64_t v;
 
-			while (io_uring_peek_cqe(&uring, &cqe) == 0)
+			while (io_uring_peek_cqe(&uring, &cqe) == 0) {
 				io_uring_cqe_seen(&uring, cqe);
+				pest_cqes++;
+			}
 			if (read(pest_efd, &v, sizeof(v)) < 0) {
 				/* nothing new */
 			}
@@ -425,5 +429,10 @@ int main(int argc, char **argv)
 				: "uring",
 	       quiet ? "a quiet" : "the caller's", rounds, NR_PAGES, short_resets, missed,
 	       missed_rounds);
+	/* A pest that never fired proves nothing: a setup failure, not a pass. */
+	if (pest_mode && (__atomic_load_n(&pest_shots, __ATOMIC_RELAXED) < rounds ||
+			  (pest_mode == 2 && pest_cqes < rounds)))
+		die("the pest fired %lu times (%lu completions) in %lu rounds",
+		    __atomic_load_n(&pest_shots, __ATOMIC_RELAXED), pest_cqes, rounds);
 	return missed ? 1 : 0;
 }

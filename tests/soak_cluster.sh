@@ -76,15 +76,7 @@ for ((c = 1; c <= CYCLES; c++)); do
 	wait_for "$TMP/log.${LOG[$standby]}" "Replica holds checkpoint" 30 ||
 		fail "cycle $c: $standby never held a checkpoint: $(tail -3 "$TMP/log.${LOG[$standby]}")"
 	sleep 0.$((1 + RANDOM % 6))$((RANDOM % 10))
-	if [ $((RANDOM % 3)) -eq 0 ]; then
-		kill -STOP "${PID[$standby]}"
-		sleep 0.1
-		kill -KILL "${PID[$active]}"
-		kill -CONT "${PID[$standby]}"
-		mid=$((mid + 1))
-	else
-		kill -KILL "${PID[$active]}"
-	fi
+	kill_active "${PID[$active]}" "${PID[$standby]}" && mid=$((mid + 1))
 	wait_for "$TMP/log.${LOG[$standby]}" "Promoted \(cluster" 20 ||
 		fail "cycle $c: $standby did not promote by itself: $(tail -5 "$TMP/log.${LOG[$standby]}")"
 	dead=$active

@@ -87,17 +87,8 @@ for ((c = 1; c <= CYCLES; c++)); do
 	wait_for "$TMP/log.${LOG[$standby]}" "Replica holds checkpoint" 30 ||
 		fail "cycle $c: $standby never held a checkpoint: $(tail -3 "$TMP/log.${LOG[$standby]}")"
 	sleep 0.$((1 + RANDOM % 6))$((RANDOM % 10))
-	if [ $((RANDOM % 3)) -eq 0 ]; then
-		kill -STOP "${PID[$standby]}"
-		sleep 0.1
-		kill -KILL "${PID[$active]}"
-		wait "${PID[$active]}" 2>/dev/null
-		kill -CONT "${PID[$standby]}"
-		mid=$((mid + 1))
-	else
-		kill -KILL "${PID[$active]}"
-		wait "${PID[$active]}" 2>/dev/null
-	fi
+	kill_active "${PID[$active]}" "${PID[$standby]}" && mid=$((mid + 1))
+	wait "${PID[$active]}" 2>/dev/null
 	wait_for "$TMP/log.${LOG[$standby]}" "Primary lost" 10 ||
 		fail "cycle $c: $standby did not notice: $(tail -3 "$TMP/log.${LOG[$standby]}")"
 	ctl "$standby" failover >"$TMP/out" 2>&1 ||

@@ -87,6 +87,7 @@ struct pest {
 	int efd;
 	bool stop;
 	uint64_t shots;
+	uint64_t completions; /* CQEs the owner reaped: task work really arrived */
 };
 
 static void pest_handler(int sig)
@@ -146,6 +147,7 @@ static void pest_reap(struct pest *p)
 		if (!(cqe->flags & IORING_CQE_F_MORE))
 			rearm = true;
 		io_uring_cqe_seen(&p->ring, cqe);
+		p->completions++;
 	}
 	if (read(p->efd, &val, sizeof(val)) < 0) {
 		/* Nothing written since the last read. */
@@ -287,8 +289,14 @@ static void run_scenario(const struct scenario *sc)
 	}
 	if (sc->pester) {
 		pest_stop(&pest);
-		printf("    (pest: %llu eventfd writes and signals at the harvesting thread)\n",
-		       (unsigned long long)pest.shots);
+		/* Else the scenario proved nothing: the harvests were never under fire. */
+		CHECK(pest.shots >= sc->rounds && pest.completions >= sc->rounds,
+		      "%s: the pest fired %llu times, %llu completions reaped, in %u rounds",
+		      sc->name, (unsigned long long)pest.shots,
+		      (unsigned long long)pest.completions, sc->rounds);
+		printf("    (pest: %llu eventfd writes and signals at the harvesting thread, "
+		       "%llu completions)\n",
+		       (unsigned long long)pest.shots, (unsigned long long)pest.completions);
 	}
 	/*
 	 * Pages ever touched (what an initial sync reads): every page of the last

@@ -32,6 +32,9 @@ struct dirty_set {
 	uint64_t *pages;
 };
 
+/* Anonymous MAP_NORESERVE memory (only what is touched is resident), or NULL. */
+void *map_noreserve(size_t len);
+
 int dirty_set_init(struct dirty_set *s, uint64_t nr_pages);
 void dirty_set_free(struct dirty_set *s);
 void dirty_set_clear(struct dirty_set *s);

@@ -7,7 +7,7 @@
 
 #include "vmm/dirty.h"
 
-static void *map_noreserve(size_t len)
+void *map_noreserve(size_t len)
 {
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
