@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "vmm/clock.h"
+#include "vmm/pause.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
@@ -172,20 +173,13 @@ int vm_pause_harvest(struct vm *vm, unsigned int flags, struct dirty_set *out,
 		r = vm_pause(vm, flags, ps);
 		return r < 0 ? r : vm_harvest(vm, out, st);
 	}
-	vm->pause_out = out;
-	vm->pause_dirty_st = st;
-	vm->pause_harvest_err = 0;
-	r = vm_pause(vm, flags | VM_PAUSE_HARVEST, ps);
-	vm->pause_out = NULL;
-	vm->pause_dirty_st = NULL;
+	r = vm_pause_lend_harvest(vm, flags, out, st, ps);
 	if (ps) {
 		/* The last vCPU harvested before acknowledging: not kick time. */
 		uint64_t h = st->harvest_ns + st->reset_ns;
 
 		ps->kick_ns = ps->kick_ns > h ? ps->kick_ns - h : 0;
 	}
-	if (r == 0)
-		r = vm->pause_harvest_err;
 	if (r < 0)
 		return r;
 	vm_take_vmm_dirty(vm, out, st);

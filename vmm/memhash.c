@@ -1,13 +1,9 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 #include <xxhash.h>
 
-#include <linux/kvm.h>
-
 #include "vmm/memhash.h"
-#include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
 #define HASH_CHUNK_PAGES 512ULL /* 2 MiB */
@@ -41,25 +37,5 @@ int vm_memory_hash(struct vm *vm, bool paused, uint64_t *ret)
 			hash_chunk(&w, c);
 	*ret = XXH3_64bits(w.sums, chunks * sizeof(uint64_t));
 	free(w.sums);
-	return 0;
-}
-
-int vm_get_cpuid(struct vm *vm, uint8_t **ret_buf, size_t *ret_len)
-{
-	struct kvm_cpuid2 *c;
-	size_t len;
-	int r = vcpu_cpuid(vm, 0, &c);
-
-	if (r < 0)
-		return r;
-	len = c->nent * sizeof(struct kvm_cpuid_entry2);
-	*ret_buf = malloc(len ? len : 1);
-	if (!*ret_buf) {
-		free(c);
-		return -ENOMEM;
-	}
-	memcpy(*ret_buf, c->entries, len);
-	*ret_len = len;
-	free(c);
 	return 0;
 }

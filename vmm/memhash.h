@@ -20,12 +20,4 @@ struct vm;
  */
 int vm_memory_hash(struct vm *vm, bool paused, uint64_t *ret);
 
-/*
- * The CPUID vCPU 0 is given at creation (struct kvm_cpuid_entry2[], as
- * KVM_SET_CPUID2 set it), for the handshake. Not KVM_GET_CPUID2: that reflects
- * guest state (OSXSAVE follows CR4) and would differ between a running primary
- * and an idle replica.
- */
-int vm_get_cpuid(struct vm *vm, uint8_t **ret_buf, size_t *ret_len);
-
 #endif

@@ -49,7 +49,7 @@ struct vcpu {
 	/* Set by the vCPU thread on KVM_EXIT_DIRTY_RING_FULL; cleared by vm_resume. */
 	bool ring_full;
 
-	/* Pause protocol, under vm->lock. */
+	/* Pause protocol (pause.c), under vm->lock. */
 	uint64_t acked_seq;
 	uint64_t rekicks;  /* pauses that had to kick this vCPU again */
 	uint32_t work_seq; /* last vm_paused_parallel() work it joined */
@@ -80,7 +80,10 @@ int vcpu_load_state(struct vcpu *vcpu, const struct vcpu_state *state);
 /* Probe the MSRs to save (KVM's index list plus ones it omits); once per VM. */
 int vcpu_probe_msrs(struct vcpu *vcpu, uint32_t **ret_list, uint32_t *ret_nr);
 
-/* Thread body; vm_start() creates the threads. */
-void *vcpu_thread(void *arg);
+/*
+ * Start the vCPU's thread, running KVM_RUN until the VM is torn down (for
+ * vm_start(); vm_stop_vcpus() in pause.c ends and joins it).
+ */
+int vcpu_start(struct vcpu *vcpu, const pthread_attr_t *attr);
 
 #endif

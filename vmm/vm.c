@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
-/* The VM: KVM fds, guest RAM and memslots, devices, VMM-written pages. */
+/*
+ * The VM: KVM fds, guest RAM and memslots, devices, VMM-written pages; creating
+ * and destroying it with its vCPUs (vcpu.c runs them, pause.c stops them).
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -12,6 +14,7 @@
 #include <unistd.h>
 
 #include "guest/guest_abi.h"
+#include "vmm/pause.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
@@ -81,20 +84,6 @@ static int vm_setup_memory(struct vm *vm)
 	return r;
 }
 
-static void vcpu_kick_handler(int sig)
-{
-	/* Nothing: interrupting KVM_RUN (EINTR) is the point. See vm_pause(). */
-	(void)sig;
-}
-
-static int vm_install_kick_handler(void)
-{
-	struct sigaction sa = { .sa_handler = vcpu_kick_handler };
-
-	sigemptyset(&sa.sa_mask);
-	return sigaction(SIGUSR1, &sa, NULL) < 0 ? -errno : 0;
-}
-
 int vm_create(const struct vm_config *cfg, struct vm **ret_vm)
 {
 	struct kvm_pit_config pit = { .flags = 0 };
@@ -113,18 +102,8 @@ int vm_create(const struct vm_config *cfg, struct vm **ret_vm)
 	vm->nr_pages = cfg->mem_size / VM_PAGE_SIZE;
 	vm->ring_entries = cfg->ring_entries ? cfg->ring_entries : VM_DEFAULT_RING_ENTRIES;
 	vm->dirty = dirty_ops_for(cfg->tracking);
-	pthread_mutex_init(&vm->lock, NULL);
+	vm_pause_init(vm, cfg->nr_vcpus);
 	pthread_mutex_init(&vm->vmm_dirty_lock, NULL);
-	{
-		/* vm_pause() waits with a monotonic timeout to re-kick stragglers. */
-		pthread_condattr_t ca;
-
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&vm->parked_cond, &ca);
-		pthread_condattr_destroy(&ca);
-	}
-	pthread_cond_init(&vm->resume_cond, NULL);
 
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
@@ -193,13 +172,6 @@ int vm_create(const struct vm_config *cfg, struct vm **ret_vm)
 		goto fail;
 	}
 	vm->tsc_khz = (uint64_t)r;
-	{
-		cpu_set_t cpus;
-
-		/* CPUs this process may use, not all online ones (cpusets, affinity). */
-		if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0)
-			vm->pause_poll = CPU_COUNT(&cpus) > (int)vm->nr_vcpus;
-	}
 	r = vcpu_probe_msrs(vm->vcpus[0], &vm->msr_list, &vm->nr_msrs);
 	if (r < 0)
 		goto fail;
@@ -211,34 +183,11 @@ fail:
 	return r;
 }
 
-static void vm_stop_threads(struct vm *vm)
-{
-	pthread_mutex_lock(&vm->lock);
-	vm->stopping = true;
-	pthread_cond_broadcast(&vm->resume_cond);
-	pthread_mutex_unlock(&vm->lock);
-	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
-		struct vcpu *v = vm->vcpus[i];
-
-		if (!v->thread_started)
-			continue;
-		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
-		pthread_kill(v->thread, SIGUSR1);
-	}
-	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
-		struct vcpu *v = vm->vcpus[i];
-
-		if (v->thread_started)
-			pthread_join(v->thread, NULL);
-		v->thread_started = false;
-	}
-}
-
 void vm_free(struct vm *vm)
 {
 	if (!vm)
 		return;
-	vm_stop_threads(vm);
+	vm_stop_vcpus(vm);
 	vm_harvest_thread_stop(vm);
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
 		vcpu_free(vm->vcpus[i]);
@@ -258,9 +207,7 @@ void vm_free(struct vm *vm)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
-	pthread_cond_destroy(&vm->parked_cond);
-	pthread_cond_destroy(&vm->resume_cond);
-	pthread_mutex_destroy(&vm->lock);
+	vm_pause_destroy(vm);
 	pthread_mutex_destroy(&vm->vmm_dirty_lock);
 	free(vm);
 }
@@ -301,33 +248,36 @@ int vm_start(struct vm *vm)
 	pthread_attr_setschedpolicy(&attr, SCHED_OTHER);
 	pthread_attr_setschedparam(&attr, &normal);
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
-		struct vcpu *v = vm->vcpus[i];
-
-		r = pthread_create(&v->thread, &attr, vcpu_thread, v);
-		if (r) {
+		r = vcpu_start(vm->vcpus[i], &attr);
+		if (r < 0) {
 			pthread_attr_destroy(&attr);
-			vm_stop_threads(vm);
-			return -r;
+			vm_stop_vcpus(vm);
+			return r;
 		}
-		v->thread_started = true;
 	}
 	pthread_attr_destroy(&attr);
 	vm->started = true;
 	return 0;
 }
 
-unsigned int vm_take_events(struct vm *vm)
+int vm_get_cpuid(struct vm *vm, uint8_t **ret_buf, size_t *ret_len)
 {
-	uint64_t v;
-	unsigned int ev;
+	struct kvm_cpuid2 *c;
+	size_t len;
+	int r = vcpu_cpuid(vm, 0, &c);
 
-	while (read(vm->event_fd, &v, sizeof(v)) == sizeof(v))
-		;
-	pthread_mutex_lock(&vm->lock);
-	ev = vm->events;
-	vm->events = 0;
-	pthread_mutex_unlock(&vm->lock);
-	return ev;
+	if (r < 0)
+		return r;
+	len = c->nent * sizeof(struct kvm_cpuid_entry2);
+	*ret_buf = malloc(len ? len : 1);
+	if (!*ret_buf) {
+		free(c);
+		return -ENOMEM;
+	}
+	memcpy(*ret_buf, c->entries, len);
+	*ret_len = len;
+	free(c);
+	return 0;
 }
 
 void *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len)

@@ -5,7 +5,7 @@
  * be paused (parked outside KVM_RUN, optionally saving their own state) and resumed.
  *
  * Threads: the owner (one thread) calls everything here; vCPU threads run guest
- * code and device emulation. Pause/resume and harvest are owner-only.
+ * code and device emulation. Pause/resume (pause.h) and harvest are owner-only.
  */
 #ifndef RINGFT_VMM_VM_H
 #define RINGFT_VMM_VM_H
@@ -17,6 +17,7 @@
 
 #include "vmm/device.h"
 #include "vmm/dirty.h"
+#include "vmm/pause.h"
 
 #define VM_MAX_VCPUS   8
 #define VM_MAX_DEVICES 8
@@ -48,25 +49,8 @@ struct vm_slot {
 	uint8_t *host;
 };
 
-/* Why the owner is being woken (bits of the value read from vm->event_fd's cause). */
-enum vm_event {
-	VM_EVENT_RING_FULL = 1u << 0, /* a vCPU parked on a full dirty ring: checkpoint now */
-	VM_EVENT_STOPPED = 1u << 1,   /* a vCPU stopped for good (guest crash, KVM error) */
-};
-
 /* Owner hook for writes to GUEST_PORT_SIGNAL, called on the vCPU thread. */
 typedef void (*vm_signal_fn)(void *opaque, unsigned int vcpu, uint32_t value);
-
-/* One chunk of work run by vm_paused_parallel(). */
-typedef void (*vm_work_fn)(void *arg, uint32_t chunk);
-
-struct vm_pause_stats {
-	uint64_t kick_ns; /* from the first kick until every vCPU is parked */
-	uint64_t save_ns; /* state saving inside the pause, if requested (parallel) */
-};
-
-#define VM_PAUSE_SAVE_STATE 1u /* each vCPU saves its own state into vcpu->saved */
-#define VM_PAUSE_HARVEST    2u /* internal: vm_pause_harvest() */
 
 struct vm {
 	int kvm_fd;
@@ -117,7 +101,7 @@ struct vm {
 	struct vcpu *vcpus[VM_MAX_VCPUS];
 	bool started;
 
-	/* Pause protocol; see vcpu.c. */
+	/* Pause protocol; see pause.c. */
 	pthread_mutex_t lock;
 	pthread_cond_t parked_cond; /* vCPU -> owner: one more vCPU parked/acked */
 	pthread_cond_t resume_cond; /* owner -> vCPUs: pause over, or new request */
@@ -126,7 +110,7 @@ struct vm {
 	unsigned int pause_flags;
 	uint64_t pause_seq;
 	unsigned int nr_acked;
-	/* VM_PAUSE_HARVEST: where the last vCPU to park harvests to (harvest.c). */
+	/* vm_pause_lend_harvest(): where the last vCPU to park harvests to. */
 	struct dirty_set *pause_out;
 	struct dirty_stats *pause_dirty_st;
 	int pause_harvest_err;
@@ -160,24 +144,15 @@ void vm_set_signal_hook(struct vm *vm, vm_signal_fn fn, void *opaque);
 /* Start one thread per vCPU running KVM_RUN (after the loader set up state). */
 int vm_start(struct vm *vm);
 
-/*
- * Park every vCPU outside KVM_RUN (an exit in progress is completed first, and
- * pending I/O is completed with an immediate_exit re-entry so the state is
- * consistent). With VM_PAUSE_SAVE_STATE every vCPU thread saves its own state in
- * parallel. Returns 0 or -errno (a vCPU failed to save).
- */
-int vm_pause(struct vm *vm, unsigned int flags, struct vm_pause_stats *st);
-void vm_resume(struct vm *vm);
+/* Pausing and resuming the vCPUs, and the events they raise: pause.h. */
 
 /*
- * While paused: run fn(arg, 0 .. nr_chunks - 1) on the owner thread and on the
- * parked vCPU threads together, which are idle anyway (copying dirty pages is
- * most of a large pause). Returns when every chunk has run. Owner only.
+ * The CPUID vCPU 0 is given at creation (struct kvm_cpuid_entry2[], as
+ * KVM_SET_CPUID2 set it), for the handshake. Not KVM_GET_CPUID2: that reflects
+ * guest state (OSXSAVE follows CR4) and would differ between a running primary
+ * and an idle replica.
  */
-void vm_paused_parallel(struct vm *vm, vm_work_fn fn, void *arg, uint32_t nr_chunks);
-
-/* Takes and clears pending enum vm_event bits (also drains event_fd). */
-unsigned int vm_take_events(struct vm *vm);
+int vm_get_cpuid(struct vm *vm, uint8_t **ret_buf, size_t *ret_len);
 
 /* Guest memory access. Returns NULL unless [gpa, gpa+len) is RAM. */
 void *vm_gpa_to_hva(struct vm *vm, uint64_t gpa, uint64_t len);
@@ -230,7 +205,7 @@ int vm_pause_harvest(struct vm *vm, unsigned int flags, struct dirty_set *out,
  * into *out, resumes. Empties full rings.
  */
 int vm_harvest_paused(struct vm *vm, struct dirty_set *out);
-/* harvest.c, for vm.c and vcpu.c: the harvest thread, and a harvest on this thread
+/* harvest.c, for vm.c and pause.c: the harvest thread, and a harvest on this thread
  * with every signal blocked. */
 int vm_harvest_thread_start(struct vm *vm);
 void vm_harvest_thread_stop(struct vm *vm);
