@@ -24,6 +24,7 @@
 #include "daemon/autointerval.h"
 #include "daemon/cluster.h"
 #include "daemon/control.h"
+#include "daemon/failover.h"
 #include "daemon/genstore.h"
 #include "daemon/hooks.h"
 #include "daemon/log.h"
@@ -1511,48 +1512,99 @@ static void mirror_console(void *opaque, uint64_t offset, const uint8_t *data, s
 	sb->committed_end = outbuf_stream_pos(sb->out, outbuf_mark(sb->out));
 }
 
+/* What the failover decision (daemon/failover.c) needs, as this secondary sees it now. */
+static void standby_view(const struct standby *sb, bool manual, bool force, uint64_t now,
+			 struct failover_view *ret_v)
+{
+	const struct ftd_cluster *fc = sb->fc;
+	const struct secondary *s = sb->s;
+	bool cluster = fc && fc->c;
+
+	/*
+	 * A session exists exactly while the secondary is SYNCING or REPLICATING
+	 * (and for a moment after a switchover promoted it, which `promoted`
+	 * covers): the automatic rule's "no primary connected" is both.
+	 */
+	*ret_v = (struct failover_view){
+		.manual = manual,
+		.force = force,
+		.promoted = s->state == SECONDARY_ACTIVE,
+		.peer_connected = s->session != NULL,
+		.syncing = s->state == SECONDARY_SYNCING,
+		.sync_complete = s->replica.has_checkpoint,
+		.checkpoint = s->replica.checkpoint,
+		.generation = s->gen.cur.number,
+		.stale = s->stale,
+		.stale_by = s->stale_by.cur.number,
+		.stale_behind = gen_behind(&s->gen, &s->stale_by),
+		.stale_for_ns = now - s->stale_ns,
+		.cluster = cluster,
+		.auto_blocked = sb->auto_blocked,
+		.quorate = cluster && fc->quorate && cluster_quorum_settled(fc->c),
+		.peers = cluster ? fc->peers : 0,
+		.peer_left = cluster && fc->peer_left,
+		.peer_node_left = cluster && fc->left_by_node,
+		.peer_nodeid = cluster ? fc->left_nodeid : 0,
+		.peer_left_ago_ns = cluster ? now - fc->left_ns : 0,
+		.cluster_wait_ns = sb->o->cluster_wait_ns,
+		.fence = sb->o->fence_command[0] ? FAILOVER_FENCE_PENDING : FAILOVER_FENCE_NONE,
+	};
+}
+
 /*
- * Promotes after the fence command (if any) succeeded. Returns 0, -EHOSTUNREACH
- * with msg set when fencing failed, or secondary_promote's refusals.
+ * Runs the fence command before a promotion. Returns 0 once it exited 0, or
+ * -EHOSTUNREACH with msg saying what went wrong (logged, and an event).
  */
-static int standby_promote(struct standby *sb, bool force, char *msg, size_t msglen)
+static int standby_fence(struct standby *sb, char *msg, size_t msglen)
 {
 	struct secondary *s = sb->s;
-	int e = secondary_can_promote(s, force);
+	char peer[96], ck[48];
+	const char *env[] = { "FTD_EVENT=fence", peer, ck, NULL };
+	uint64_t t0 = clock_now_ns();
+	int e;
 
-	if (e < 0 || !sb->o->fence_command[0])
-		return e < 0 ? e : secondary_promote(s, force);
-	{
-		char peer[96], ck[48];
-		const char *env[] = { "FTD_EVENT=fence", peer, ck, NULL };
-		uint64_t t0 = clock_now_ns();
-
-		snprintf(peer, sizeof(peer), "FTD_PEER=%s", s->last_peer);
-		snprintf(ck, sizeof(ck), "FTD_CHECKPOINT=%llu",
-			 (unsigned long long)s->replica.checkpoint);
-		log_info("Fencing the primary %s before promotion: %s", s->last_peer,
-			 sb->o->fence_command);
-		e = hook_run(sb->o->fence_command, env, sb->o->fence_timeout_ns);
-		if (e != 0) {
-			if (e == -ETIMEDOUT)
-				snprintf(msg, msglen,
-					 "the fence command did not finish within %.0f s",
-					 (double)sb->o->fence_timeout_ns / 1e9);
-			else if (e < 0)
-				snprintf(msg, msglen, "the fence command could not run: %s",
-					 strerror(-e));
-			else
-				snprintf(msg, msglen, "the fence command failed (exit status %d)",
-					 e);
-			log_error("Promotion refused: %s", msg);
-			emit(sb->ctl, "fence-failed", "peer", s->last_peer, "error", msg, NULL);
-			return -EHOSTUNREACH;
-		}
-		log_info("Fenced the primary %s in %.1f ms", s->last_peer,
-			 (double)(clock_now_ns() - t0) / 1e6);
-		emit(sb->ctl, "fenced", "peer", s->last_peer, NULL);
+	snprintf(peer, sizeof(peer), "FTD_PEER=%s", s->last_peer);
+	snprintf(ck, sizeof(ck), "FTD_CHECKPOINT=%llu", (unsigned long long)s->replica.checkpoint);
+	log_info("Fencing the primary %s before promotion: %s", s->last_peer, sb->o->fence_command);
+	e = hook_run(sb->o->fence_command, env, sb->o->fence_timeout_ns);
+	if (e != 0) {
+		if (e == -ETIMEDOUT)
+			snprintf(msg, msglen, "the fence command did not finish within %.0f s",
+				 (double)sb->o->fence_timeout_ns / 1e9);
+		else if (e < 0)
+			snprintf(msg, msglen, "the fence command could not run: %s", strerror(-e));
+		else
+			snprintf(msg, msglen, "the fence command failed (exit status %d)", e);
+		log_error("Promotion refused: %s", msg);
+		emit(sb->ctl, "fence-failed", "peer", s->last_peer, "error", msg, NULL);
+		return -EHOSTUNREACH;
 	}
-	return secondary_promote(s, force);
+	log_info("Fenced the primary %s in %.1f ms", s->last_peer,
+		 (double)(clock_now_ns() - t0) / 1e6);
+	emit(sb->ctl, "fenced", "peer", s->last_peer, NULL);
+	return 0;
+}
+
+/*
+ * Acts on a decision to promote: the fence command first when it says so,
+ * then the decision again with the fence's result, then the promotion.
+ * Returns 0, the decision's error (d->text says why), or secondary_promote's.
+ */
+static int standby_failover(struct standby *sb, const struct failover_view *v,
+			    struct failover_decision *d)
+{
+	if (d->action == FAILOVER_PROMOTE && d->fence_first) {
+		struct failover_view fenced = *v;
+		char msg[160];
+
+		fenced.fence = standby_fence(sb, msg, sizeof(msg)) == 0 ? FAILOVER_FENCE_DONE
+									: FAILOVER_FENCE_FAILED;
+		fenced.fence_error = msg;
+		*d = failover_decide(&fenced);
+	}
+	if (d->action != FAILOVER_PROMOTE)
+		return d->error;
+	return secondary_promote(sb->s, v->force);
 }
 
 /* Logs why an automatic promotion waits, once per reason. */
@@ -1560,79 +1612,33 @@ static void standby_wait(struct standby *sb, const char *why)
 {
 	if (!strcmp(sb->waiting, why))
 		return;
-	snprintf(sb->waiting, sizeof(sb->waiting), "%s", why);
+	snprintf(sb->waiting, sizeof(sb->waiting), "%.*s", (int)sizeof(sb->waiting) - 1, why);
 	log_info("Automatic failover waits: %s", why);
 }
 
-/*
- * --cluster: promote by ourselves once it is safe. The replica must be a
- * checkpoint and the primary gone from here; this node quorate (for the
- * membership just formed); and the primary's ftd out of the CPG group: at once
- * if its process ended (its node is still a member, so it cannot run a guest
- * without us noticing), after --cluster-wait if its node left the membership
- * (an isolated primary needs that long to notice it lost quorum and stop its
- * guest), unless the fence command confirms it is off first.
- */
+/* --cluster: promote by ourselves once failover_decide() says it is safe. */
 static void standby_auto(struct standby *sb, uint64_t now)
 {
-	struct ftd_cluster *fc = sb->fc;
-	struct secondary *s = sb->s;
-	char msg[160];
+	struct failover_view v;
+	struct failover_decision d;
 	int e;
 
-	if (!fc || !fc->c || sb->auto_blocked || s->state != SECONDARY_WAITING ||
-	    !s->replica.has_checkpoint)
-		return;
-	if (s->stale) {
-		snprintf(msg, sizeof(msg),
-			 "the replica is stale (the primary moved on to generation %llu): an "
-			 "operator decides",
-			 (unsigned long long)s->stale_by.cur.number);
-		standby_wait(sb, msg);
+	standby_view(sb, false, false, now, &v);
+	d = failover_decide(&v);
+	if (d.action != FAILOVER_PROMOTE) {
+		if (!d.quiet)
+			standby_wait(sb, d.text);
 		return;
 	}
-	if (!fc->quorate || !cluster_quorum_settled(fc->c)) {
-		standby_wait(sb, "this node is not quorate");
-		return;
-	}
-	if (fc->peers) {
-		standby_wait(sb, "the primary's ftd is still a cluster member: it may be alive");
-		return;
-	}
-	if (!fc->peer_left) {
-		standby_wait(sb, "no primary ftd has been seen in the cluster group");
-		return;
-	}
-	if (fc->left_by_node && !sb->o->fence_command[0] &&
-	    now - fc->left_ns < sb->o->cluster_wait_ns) {
-		snprintf(msg, sizeof(msg),
-			 "node %u left the membership: giving its primary %.1f s to stop its guest",
-			 fc->left_nodeid, (double)sb->o->cluster_wait_ns / 1e9);
-		standby_wait(sb, msg);
-		return;
-	}
-	snprintf(s->promoted_by, sizeof(s->promoted_by), "cluster: the primary's %s",
-		 fc->left_by_node ? "node left" : "ftd ended");
-	e = standby_promote(sb, false, msg, sizeof(msg));
+	/* Named first: secondary_promote() logs it ("Promoted (cluster: ...)"). */
+	snprintf(sb->s->promoted_by, sizeof(sb->s->promoted_by), "%.*s",
+		 (int)sizeof(sb->s->promoted_by) - 1, d.text);
+	e = standby_failover(sb, &v, &d);
 	if (e < 0) {
 		sb->auto_blocked = true;
 		log_error("Automatic failover failed: %s; waiting for an operator",
-			  e == -EHOSTUNREACH ? msg : strerror(-e));
+			  d.action != FAILOVER_PROMOTE ? d.text : strerror(-e));
 	}
-}
-
-/* How far promoting a stale replica takes the guest back, for the log and refusals. */
-static void rollback_text(const struct secondary *s, char *buf, size_t len)
-{
-	unsigned int behind = gen_behind(&s->gen, &s->stale_by);
-
-	snprintf(buf, len,
-		 "the primary ran on without it for at least %.1f s (generation %llu there, %u "
-		 "generation%s ahead of this checkpoint %llu of generation %llu): promoting it "
-		 "takes the guest back that far, and output released since is lost",
-		 (double)(clock_now_ns() - s->stale_ns) / 1e9,
-		 (unsigned long long)s->stale_by.cur.number, behind, behind == 1 ? "" : "s",
-		 (unsigned long long)s->replica.checkpoint, (unsigned long long)s->gen.cur.number);
 }
 
 /* Stores the replica's generation when it changed. */
@@ -1706,42 +1712,29 @@ static int secondary_control(void *opaque, const struct request *req, struct jso
 	if (req->kind == REQ_DISCARD)
 		return standby_discard(sb, r);
 	if (req->kind == REQ_FAILOVER) {
+		struct failover_view v;
+		struct failover_decision d;
 		char msg[256];
-		bool stale = s->stale;
 		int e;
 
-		rollback_text(s, msg, sizeof(msg));
-		e = standby_promote(sb, req->force, msg, sizeof(msg));
-		if (e == 0 && stale)
-			log_warning("Rollback: %s", msg);
-		if (e == -ESTALE) {
-			char why[320];
-
-			snprintf(why, sizeof(why),
-				 "the replica is stale: %s; use --force to promote it anyway", msg);
-			json_add_str(r, "error", why);
-			return e;
-		}
-
-		if (e == -EHOSTUNREACH) {
-			json_add_str(r, "error", msg);
-			return e;
-		}
+		standby_view(sb, true, req->force, now, &v);
+		d = failover_decide(&v);
+		e = standby_failover(sb, &v, &d);
 		if (e == 0) {
+			if (v.stale) {
+				failover_rollback_text(&v, msg, sizeof(msg));
+				log_warning("Rollback: %s", msg);
+			}
 			json_add_u64(r, "checkpoint", s->replica.checkpoint);
 			return 0;
 		}
-		snprintf(msg, sizeof(msg), "%s",
-			 e == -EBUSY	  ? "the primary is still connected: it may be alive (use "
-					    "--force to promote anyway)"
-			 : e == -ENODATA  ? (s->state == SECONDARY_SYNCING
-						     ? "the initial sync is not complete: the "
-						       "replica holds no checkpoint"
-						     : "the replica holds no complete checkpoint")
-			 : e == -EALREADY ? "already promoted: the guest runs here"
-					  : strerror(-e));
-		if (e != -EBUSY && e != -ENODATA && e != -EALREADY)
-			log_error("Failover failed: %s", msg);
+		if (d.action != FAILOVER_PROMOTE) {
+			json_add_str(r, "error", d.text);
+			return e;
+		}
+		/* Allowed, and the promotion itself failed. */
+		snprintf(msg, sizeof(msg), "%s", strerror(-e));
+		log_error("Failover failed: %s", msg);
 		json_add_str(r, "error", msg);
 		return e;
 	}

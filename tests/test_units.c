@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon/failover.h"
 #include "daemon/options.h"
 #include "daemon/request.h"
 #include "primary/outbuf.h"
@@ -484,6 +485,283 @@ static void test_thaw_decision(void **state)
 	free(p);
 }
 
+/*
+ * failover_decide(): one case per rule of docs/failover.md ("Ways to fail
+ * over", "The secondary promotes only when all of these hold", the stale
+ * replica). Each case starts from a view that promotes and breaks one input.
+ */
+
+/* --cluster, a current replica, quorate, the primary's ftd ended: promote at once. */
+static struct failover_view auto_view(void)
+{
+	return (struct failover_view){
+		.cluster = true,
+		.sync_complete = true,
+		.checkpoint = 42,
+		.generation = 3,
+		.quorate = true,
+		.peer_left = true,
+		.peer_nodeid = 2,
+		.cluster_wait_ns = 7000000000ULL,
+	};
+}
+
+/* `ftctl failover` on a current replica whose primary is gone, without a cluster. */
+static struct failover_view manual_view(bool force)
+{
+	return (struct failover_view){
+		.manual = true,
+		.force = force,
+		.sync_complete = true,
+		.checkpoint = 42,
+		.generation = 3,
+	};
+}
+
+/* Marks v stale: the primary ran on to generation 5 (2 past the replica's) 12.3 s ago. */
+static void make_stale(struct failover_view *v)
+{
+	v->stale = true;
+	v->stale_by = 5;
+	v->stale_behind = 2;
+	v->stale_for_ns = 12300000000ULL;
+}
+
+static struct failover_decision expect_decision(const struct failover_view *v,
+						enum failover_action action,
+						enum failover_reason why, int error,
+						const char *text)
+{
+	struct failover_decision d = failover_decide(v);
+
+	if (d.action != action || d.why != why || d.error != error ||
+	    (text && !strstr(d.text, text)))
+		fail_msg("expected action %d, reason %d, error %d, \"%s\"; got %d, %d, %d, \"%s\"",
+			 action, why, error, text ? text : "", d.action, d.why, d.error, d.text);
+	return d;
+}
+
+static void test_failover_auto_needs_cluster(void **state)
+{
+	struct failover_view v = auto_view();
+
+	/* Without --cluster a dead primary and a partition look the same: never by itself. */
+	v.cluster = false;
+	assert_true(
+		expect_decision(&v, FAILOVER_FREEZE, FAILOVER_WHY_NO_CLUSTER, -EPERM, NULL).quiet);
+}
+
+static void test_failover_auto_peer_connected(void **state)
+{
+	struct failover_view v = auto_view();
+
+	/* Rule 1: no primary connected (quiet: the session is all there is to say). */
+	v.peer_connected = true;
+	assert_true(expect_decision(&v, FAILOVER_WAIT, FAILOVER_WHY_CONNECTED, -EBUSY, NULL).quiet);
+}
+
+static void test_failover_auto_needs_checkpoint(void **state)
+{
+	struct failover_view v = auto_view();
+
+	/* Rule 1: the replica is a complete checkpoint. */
+	v.sync_complete = false;
+	assert_true(expect_decision(&v, FAILOVER_WAIT, FAILOVER_WHY_NO_CHECKPOINT, -ENODATA, NULL)
+			    .quiet);
+}
+
+static void test_failover_auto_needs_quorum(void **state)
+{
+	struct failover_view v = auto_view();
+
+	/* Rule 2: quorate for the membership just formed (the daemon ANDs in "settled"). */
+	v.quorate = false;
+	assert_false(expect_decision(&v, FAILOVER_WAIT, FAILOVER_WHY_NOT_QUORATE, -EAGAIN,
+				     "this node is not quorate")
+			     .quiet);
+}
+
+static void test_failover_auto_peer_member(void **state)
+{
+	struct failover_view v = auto_view();
+
+	/* Rule 3: the primary's ftd has left the group (a hung primary stays in it). */
+	v.peers = 1;
+	expect_decision(&v, FAILOVER_WAIT, FAILOVER_WHY_PEER_MEMBER, -EBUSY,
+			"the primary's ftd is still a cluster member: it may be alive");
+}
+
+static void test_failover_auto_no_peer_seen(void **state)
+{
+	struct failover_view v = auto_view();
+
+	/* Rule 3: ...and was there to leave: an empty group proves nothing. */
+	v.peer_left = false;
+	expect_decision(&v, FAILOVER_WAIT, FAILOVER_WHY_NO_PEER_SEEN, -EAGAIN,
+			"no primary ftd has been seen in the cluster group");
+}
+
+static void test_failover_auto_process_ended(void **state)
+{
+	struct failover_view v = auto_view();
+	struct failover_decision d;
+
+	/* Rule 3, PROCDOWN: its node is still a member, so promote at once (no wait). */
+	v.peer_left_ago_ns = 0;
+	d = expect_decision(&v, FAILOVER_PROMOTE, FAILOVER_WHY_PEER_ENDED, 0,
+			    "cluster: the primary's ftd ended");
+	assert_false(d.fence_first);
+	assert_false(d.quiet);
+}
+
+static void test_failover_auto_node_left_waits(void **state)
+{
+	struct failover_view v = auto_view();
+
+	/* Rule 3, NODEDOWN: only after --cluster-wait, its isolated primary's time to stop. */
+	v.peer_node_left = true;
+	v.peer_left_ago_ns = v.cluster_wait_ns - 1;
+	expect_decision(&v, FAILOVER_WAIT, FAILOVER_WHY_CLUSTER_WAIT, -EAGAIN,
+			"node 2 left the membership: giving its primary 7.0 s to stop its guest");
+	v.peer_left_ago_ns = v.cluster_wait_ns;
+	expect_decision(&v, FAILOVER_PROMOTE, FAILOVER_WHY_NODE_LEFT, 0,
+			"cluster: the primary's node left");
+}
+
+static void test_failover_auto_node_left_fenced(void **state)
+{
+	struct failover_view v = auto_view();
+
+	/* Rule 3, NODEDOWN: at once when a fence command confirms the primary is off. */
+	v.peer_node_left = true;
+	v.peer_left_ago_ns = 1;
+	v.fence = FAILOVER_FENCE_PENDING;
+	assert_true(
+		expect_decision(&v, FAILOVER_PROMOTE, FAILOVER_WHY_NODE_LEFT, 0, NULL).fence_first);
+	v.fence = FAILOVER_FENCE_DONE;
+	assert_false(
+		expect_decision(&v, FAILOVER_PROMOTE, FAILOVER_WHY_NODE_LEFT, 0, NULL).fence_first);
+}
+
+static void test_failover_fence_failed(void **state)
+{
+	struct failover_view v = auto_view();
+
+	/* Rule 4: the fence command, if configured, exited 0; on both paths. */
+	v.fence = FAILOVER_FENCE_FAILED;
+	v.fence_error = "the fence command failed (exit status 3)";
+	expect_decision(&v, FAILOVER_FREEZE, FAILOVER_WHY_FENCE_FAILED, -EHOSTUNREACH,
+			"the fence command failed (exit status 3)");
+	v = manual_view(true);
+	v.fence = FAILOVER_FENCE_PENDING;
+	assert_true(
+		expect_decision(&v, FAILOVER_PROMOTE, FAILOVER_WHY_OPERATOR, 0, NULL).fence_first);
+	v.fence = FAILOVER_FENCE_FAILED;
+	v.fence_error = "the fence command did not finish within 60 s";
+	expect_decision(&v, FAILOVER_FREEZE, FAILOVER_WHY_FENCE_FAILED, -EHOSTUNREACH,
+			"the fence command did not finish within 60 s");
+}
+
+static void test_failover_auto_blocked(void **state)
+{
+	struct failover_view v = auto_view();
+
+	/* A failed automatic promotion stops the trying: an operator decides. */
+	v.auto_blocked = true;
+	assert_true(expect_decision(&v, FAILOVER_FREEZE, FAILOVER_WHY_BLOCKED, -EPERM, NULL).quiet);
+}
+
+static void test_failover_auto_stale(void **state)
+{
+	struct failover_view v = auto_view();
+
+	/* Generations rule 4: a stale replica is never promoted automatically (test_stale 2). */
+	make_stale(&v);
+	assert_false(expect_decision(&v, FAILOVER_FREEZE, FAILOVER_WHY_STALE, -ESTALE,
+				     "the replica is stale (the primary moved on to generation "
+				     "5): an operator decides")
+			     .quiet);
+}
+
+static void test_failover_auto_promoted(void **state)
+{
+	struct failover_view v = auto_view();
+
+	v.promoted = true;
+	assert_true(
+		expect_decision(&v, FAILOVER_FREEZE, FAILOVER_WHY_PROMOTED, -EALREADY, NULL).quiet);
+}
+
+static void test_failover_manual(void **state)
+{
+	struct failover_view v = manual_view(false);
+
+	/* Manual failover, B current: the operator decides, quorum and the group do not count. */
+	v.cluster = true;
+	v.peers = 1;
+	expect_decision(&v, FAILOVER_PROMOTE, FAILOVER_WHY_OPERATOR, 0, "ftctl failover");
+}
+
+static void test_failover_manual_peer_connected(void **state)
+{
+	struct failover_view v = manual_view(false);
+
+	/* Refused while the primary is connected ("it may be alive") unless --force. */
+	v.peer_connected = true;
+	expect_decision(&v, FAILOVER_FREEZE, FAILOVER_WHY_CONNECTED, -EBUSY,
+			"the primary is still connected: it may be alive (use --force to "
+			"promote anyway)");
+	v.force = true;
+	expect_decision(&v, FAILOVER_PROMOTE, FAILOVER_WHY_OPERATOR, 0, "ftctl failover --force");
+}
+
+static void test_failover_manual_needs_checkpoint(void **state)
+{
+	struct failover_view v = manual_view(true);
+
+	/* Refused during the initial sync, even forced: the replica is not a checkpoint yet. */
+	v.peer_connected = true;
+	v.syncing = true;
+	v.sync_complete = false;
+	expect_decision(&v, FAILOVER_FREEZE, FAILOVER_WHY_NO_CHECKPOINT, -ENODATA,
+			"the initial sync is not complete: the replica holds no checkpoint");
+	v.peer_connected = false;
+	v.syncing = false;
+	expect_decision(&v, FAILOVER_FREEZE, FAILOVER_WHY_NO_CHECKPOINT, -ENODATA,
+			"the replica holds no complete checkpoint");
+}
+
+static void test_failover_manual_stale(void **state)
+{
+	struct failover_view v = manual_view(false);
+	char rollback[256], refusal[320];
+
+	/* Generations rule 4: refused without --force, naming the rollback (test_stale 3). */
+	make_stale(&v);
+	failover_rollback_text(&v, rollback, sizeof(rollback));
+	assert_string_equal(rollback,
+			    "the primary ran on without it for at least 12.3 s (generation 5 "
+			    "there, 2 generations ahead of this checkpoint 42 of generation 3): "
+			    "promoting it takes the guest back that far, and output released "
+			    "since is lost");
+	snprintf(refusal, sizeof(refusal),
+		 "the replica is stale: %s; use --force to promote it anyway", rollback);
+	assert_string_equal(
+		expect_decision(&v, FAILOVER_FREEZE, FAILOVER_WHY_STALE, -ESTALE, NULL).text,
+		refusal);
+	v.force = true;
+	expect_decision(&v, FAILOVER_PROMOTE, FAILOVER_WHY_OPERATOR, 0, NULL);
+}
+
+static void test_failover_manual_promoted(void **state)
+{
+	struct failover_view v = manual_view(true);
+
+	v.promoted = true;
+	expect_decision(&v, FAILOVER_FREEZE, FAILOVER_WHY_PROMOTED, -EALREADY,
+			"already promoted: the guest runs here");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -501,6 +779,24 @@ int main(void)
 		cmocka_unit_test(test_requests),
 		cmocka_unit_test(test_thaw_decision),
 		cmocka_unit_test(test_outbuf_slow_sink),
+		cmocka_unit_test(test_failover_auto_needs_cluster),
+		cmocka_unit_test(test_failover_auto_peer_connected),
+		cmocka_unit_test(test_failover_auto_needs_checkpoint),
+		cmocka_unit_test(test_failover_auto_needs_quorum),
+		cmocka_unit_test(test_failover_auto_peer_member),
+		cmocka_unit_test(test_failover_auto_no_peer_seen),
+		cmocka_unit_test(test_failover_auto_process_ended),
+		cmocka_unit_test(test_failover_auto_node_left_waits),
+		cmocka_unit_test(test_failover_auto_node_left_fenced),
+		cmocka_unit_test(test_failover_fence_failed),
+		cmocka_unit_test(test_failover_auto_blocked),
+		cmocka_unit_test(test_failover_auto_stale),
+		cmocka_unit_test(test_failover_auto_promoted),
+		cmocka_unit_test(test_failover_manual),
+		cmocka_unit_test(test_failover_manual_peer_connected),
+		cmocka_unit_test(test_failover_manual_needs_checkpoint),
+		cmocka_unit_test(test_failover_manual_stale),
+		cmocka_unit_test(test_failover_manual_promoted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
