@@ -2,20 +2,24 @@
 /*
  * The replication transport: connected TCP sockets driven by one io_uring.
  *
- * One thread owns a struct netloop (the ring) and every link on it; nothing
- * blocks. A link sends a queue of messages, each a list of iovecs that stay
- * owned by the caller until its completion runs (page data is sent straight
- * from the staging buffer it points into), with exactly one send in flight per
- * socket. It keeps one receive in flight, into whatever buffer its owner names
- * for the next bytes (the receiver places page data straight into staging).
+ * One thread owns a struct netloop (the ring, proto/netloop.h) and every link
+ * on it; nothing blocks. A link sends a queue of messages, each a list of
+ * iovecs that stay owned by the caller until its completion runs (page data is
+ * sent straight from the staging buffer it points into), with exactly one send
+ * in flight per socket. It keeps one receive in flight, into whatever buffer
+ * its owner names for the next bytes (the receiver places page data straight
+ * into staging).
  *
  * This is the seam for an encrypting layer: it sees every outgoing iovec list
- * and every received buffer, and can substitute its own records for them.
+ * and every received buffer, and can substitute its own records for them
+ * (proto/tls_pump.c does, for mutual TLS).
+ *
+ * This header includes the loop, the listener and the address helpers too:
+ * users of the transport need only it.
  */
 #ifndef RINGFT_PROTO_LINK_H
 #define RINGFT_PROTO_LINK_H
 
-#include <liburing.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -23,24 +27,11 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "proto/listener.h"
+#include "proto/netaddr.h"
+#include "proto/netloop.h"
+
 struct link;
-struct listener;
-
-struct netloop {
-	struct io_uring ring;
-	bool send_zc; /* IORING_OP_SENDMSG_ZC for messages that ask for it */
-	unsigned int inflight;
-};
-
-int netloop_init(struct netloop *nl, bool send_zc);
-void netloop_free(struct netloop *nl);
-int netloop_fd(const struct netloop *nl); /* readable (poll) when completions are ready */
-/* Submits queued operations; dispatches every completion already available. */
-int netloop_dispatch(struct netloop *nl);
-/* Submits and waits up to timeout_ns for at least one completion, then dispatches. */
-int netloop_wait(struct netloop *nl, uint64_t timeout_ns);
-/* Dispatches until nothing is in flight (closed links and listeners freed), at most timeout_ns. */
-void netloop_drain(struct netloop *nl, uint64_t timeout_ns);
 
 /* One outgoing message: the caller owns it and its iovecs until done() runs. */
 struct link_msg {
@@ -108,12 +99,6 @@ struct link {
 	uint64_t sends; /* send operations submitted */
 };
 
-/* "HOST:PORT" (IPv4 or [IPv6]) into a sockaddr. 0 or -EINVAL with a message. */
-int net_parse_addr(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len, char *err,
-		   size_t errlen);
-void net_format_addr(const struct sockaddr *sa, char *buf, size_t len);
-bool net_is_loopback(const struct sockaddr *sa);
-
 typedef struct ssl_ctx_st SSL_CTX;
 
 /*
@@ -157,23 +142,5 @@ void link_close_after_send(struct link *l);
  * pages come back; then link_close() unless the owner called it already.
  */
 void link_abort(struct link *l);
-
-/* A listening socket accepting connections through the ring. */
-struct listener {
-	struct netloop *nl;
-	int fd;
-	void (*accepted)(void *opaque, int fd, const struct sockaddr *sa);
-	void *opaque;
-	bool busy;
-	bool dead;
-	struct sockaddr_storage addr;
-	socklen_t addrlen;
-	struct __kernel_timespec backoff;
-};
-
-int listener_open(struct netloop *nl, const struct sockaddr *sa, socklen_t salen,
-		  void (*accepted)(void *opaque, int fd, const struct sockaddr *sa), void *opaque,
-		  struct listener **ret);
-void listener_close(struct listener *ls);
 
 #endif
