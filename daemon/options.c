@@ -127,6 +127,7 @@ enum {
 	OPT_PEER,
 	OPT_LISTEN,
 	OPT_VERIFY,
+	OPT_PREALLOC,
 	OPT_TIMEOUT,
 	OPT_SEND_ZC,
 	OPT_LIVE_HARVEST,
@@ -173,6 +174,7 @@ static const struct option long_options[] = {
 	{ "peer", required_argument, NULL, OPT_PEER },
 	{ "listen", required_argument, NULL, OPT_LISTEN },
 	{ "verify", no_argument, NULL, OPT_VERIFY },
+	{ "prealloc", no_argument, NULL, OPT_PREALLOC },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "send-zc", no_argument, NULL, OPT_SEND_ZC },
 	{ "live-harvest", required_argument, NULL, OPT_LIVE_HARVEST },
@@ -259,6 +261,10 @@ void ftd_usage(FILE *out)
 	      "                          builtin:touch (see guest/README.md)\n"
 	      "  --mem SIZE              guest RAM, 64M..64G, a multiple of 2M (default 1G)\n"
 	      "  --vcpus N               vCPUs, 1..8, one thread each (default 2)\n"
+	      "  --prealloc              allocate all guest RAM at start, not at first\n"
+	      "                          touch: a host short of memory fails now rather than\n"
+	      "                          at failover, and a secondary takes its first sync\n"
+	      "                          faster\n"
 	      "  --console PATH          guest serial console output: a file, or - for\n"
 	      "                          stdout (default -)\n"
 	      "\n"
@@ -502,6 +508,9 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 	case OPT_VERIFY:
 		o->verify = true;
 		break;
+	case OPT_PREALLOC:
+		o->prealloc = true;
+		break;
 	case OPT_TIMEOUT:
 		if (parse_duration(arg, &v) < 0)
 			return fail(err, errlen, "--timeout: '%s' is not a duration (e.g. 2s)",
@@ -676,6 +685,8 @@ static int config_key(void *user, const char *section, const char *name, const c
 				ctx->o->quiet = false;
 			else if (opt->val == OPT_VERIFY)
 				ctx->o->verify = false;
+			else if (opt->val == OPT_PREALLOC)
+				ctx->o->prealloc = false;
 			else if (opt->val == OPT_SEND_ZC)
 				ctx->o->send_zc = false;
 		} else {

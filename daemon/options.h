@@ -39,6 +39,7 @@ struct ftd_options {
 	char peer[128];		    /* primary: the secondary's HOST:PORT */
 	char listen[128];	    /* secondary: HOST:PORT to listen on */
 	bool verify;		    /* primary: hash all memory at every checkpoint */
+	bool prealloc;		    /* allocate all guest RAM at start */
 	uint64_t timeout_ns;	    /* a silent peer is gone after this long */
 	bool send_zc;		    /* primary: IORING_OP_SENDMSG_ZC for page data */
 	int live_harvest;	    /* primary: FTD_LIVE_* (enum primary_live's values) */

@@ -193,6 +193,23 @@ void ftd_owner_priority(const struct ftd_options *o, const struct vm *vm)
 		set_owner_priority();
 }
 
+/* MemAvailable of /proc/meminfo in bytes, or UINT64_MAX when unknown. */
+static uint64_t mem_available(void)
+{
+	unsigned long long kb;
+	uint64_t avail = UINT64_MAX;
+	char line[128];
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	if (!f)
+		return avail;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+			avail = (uint64_t)kb << 10;
+	fclose(f);
+	return avail;
+}
+
 int ftd_make_vm(const struct ftd_options *o, serial_sink_fn sink, void *opaque, bool load_guest,
 		struct vm **ret_vm)
 {
@@ -212,6 +229,25 @@ int ftd_make_vm(const struct ftd_options *o, serial_sink_fn sink, void *opaque, 
 			  dirty_mode_name(o->tracking), (unsigned long long)(o->mem_size >> 20),
 			  o->vcpus, strerror(-r));
 		return 1;
+	}
+	if (o->prealloc) {
+		uint64_t avail = mem_available();
+
+		/* Populating more than the host has would wake the OOM killer, not fail. */
+		r = avail < o->mem_size ? -ENOMEM : vm_prealloc(vm);
+		if (r < 0) {
+			if (avail < o->mem_size)
+				log_error("Cannot allocate the guest's %llu MiB of RAM up front "
+					  "(--prealloc): only %llu MiB available",
+					  (unsigned long long)(o->mem_size >> 20),
+					  (unsigned long long)(avail >> 20));
+			else
+				log_error("Cannot allocate the guest's %llu MiB of RAM up front "
+					  "(--prealloc): %s",
+					  (unsigned long long)(o->mem_size >> 20), strerror(-r));
+			vm_free(vm);
+			return 1;
+		}
 	}
 	r = serial_new(GUEST_PORT_COM1, sink, opaque, &serial);
 	if (r < 0 || (r = vm_add_device(vm, serial)) < 0) {

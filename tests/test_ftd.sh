@@ -125,6 +125,33 @@ rc=$?
 [ "$rss_kb" -lt 262144 ] || fail "16G guest: RSS ${rss_kb} KiB, expected under 256 MiB"
 echo "ok: 16 GiB guest runs with RSS ${rss_kb} KiB"
 
+# --prealloc: all guest RAM resident from the start, and a guest larger than
+# the host can back is refused before it runs (not OOM-killed later).
+"$FTD" run --guest builtin:bank --mem 512M --vcpus 1 --console /dev/null --quiet --prealloc \
+	--duration 10s 2>"$TMP/err.prealloc" &
+pid=$!
+sleep 2
+rss_kb=$(awk '/^VmRSS:/ {print $2}' /proc/$pid/status 2>/dev/null)
+kill -TERM $pid
+wait $pid
+rc=$?
+[ $rc -eq 0 ] || fail "--prealloc: ftd exited $rc: $(cat "$TMP/err.prealloc")"
+[ "${rss_kb:-0}" -ge 524288 ] || fail "--prealloc: RSS ${rss_kb:-?} KiB, expected all 512 MiB"
+avail_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
+big=$((avail_kb / 1048576 + 2)) # GiB: more than the host has
+if [ "$big" -le 64 ]; then
+	"$FTD" run --guest builtin:bank --mem "${big}G" --vcpus 1 --console /dev/null --prealloc \
+		--duration 1s 2>"$TMP/err.prealloc-big"
+	rc=$?
+	[ $rc -eq 1 ] || fail "--prealloc of ${big}G: exit $rc, expected 1"
+	grep -q "Cannot allocate the guest's $((big * 1024)) MiB of RAM up front (--prealloc): only [0-9]* MiB available" \
+		"$TMP/err.prealloc-big" || fail "--prealloc of ${big}G: $(cat "$TMP/err.prealloc-big")"
+	big="${big}G refused up front"
+else
+	big="(this host has more than 62 GiB available: the refusal is not tried)"
+fi
+echo "ok: --prealloc: RSS ${rss_kb} KiB for 512 MiB; $big"
+
 # SIGTERM stops it cleanly with a summary.
 "$FTD" run --guest builtin:dirty --mem 128M --vcpus 1 --console "$TMP/dirty" --quiet \
 	2>"$TMP/err.term" &

@@ -228,6 +228,20 @@ void vm_set_signal_hook(struct vm *vm, vm_signal_fn fn, void *opaque)
 	vm->signal_opaque = opaque;
 }
 
+int vm_prealloc(struct vm *vm)
+{
+	volatile uint8_t *mem = vm->mem;
+
+	if (madvise(vm->mem, vm->mem_size, MADV_POPULATE_WRITE) == 0)
+		return 0;
+	if (errno != EINVAL)
+		return -errno; /* ENOMEM, EFAULT, ...: the host cannot back it */
+	/* Before Linux 5.14: touch every page (a write of what is there, zero). */
+	for (uint64_t off = 0; off < vm->mem_size; off += VM_PAGE_SIZE)
+		mem[off] = mem[off];
+	return 0;
+}
+
 int vm_start(struct vm *vm)
 {
 	if (vm->started)

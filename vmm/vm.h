@@ -143,6 +143,12 @@ void vm_set_signal_hook(struct vm *vm, vm_signal_fn fn, void *opaque);
 
 /* Start one thread per vCPU running KVM_RUN (after the loader set up state). */
 int vm_start(struct vm *vm);
+/*
+ * Allocates every page of guest RAM now (zero-filled, as at first touch), so
+ * that running out of host memory shows at start and not at a first touch
+ * during a failover. Returns 0, -ENOMEM, or another -errno.
+ */
+int vm_prealloc(struct vm *vm);
 
 /* Pausing and resuming the vCPUs, and the events they raise: pause.h. */
 
