@@ -24,15 +24,16 @@ int ckpt_init(struct ckpt *c, struct vm *vm)
 	if (r < 0)
 		goto fail;
 	/*
-	 * Sized for the worst epoch (every page) but MAP_NORESERVE: only as much as
-	 * the largest epoch so far is ever resident.
+	 * Sized for the worst epoch (every page, live and again in the pause) but
+	 * MAP_NORESERVE: only as much as the largest epoch so far is ever resident.
+	 * Their own sizes: a ckpt may outlive its VM (freed in any order).
 	 */
-	c->staging_bytes = vm->mem_size;
+	c->capacity = EPOCH_MAX_COPIES * vm->nr_pages;
+	c->staging_bytes = c->capacity * VM_PAGE_SIZE;
 	c->staging = map_noreserve(c->staging_bytes);
-	/* Its own size: a ckpt may outlive its VM (freed in any order). */
-	c->pos_bytes = vm->nr_pages * sizeof(*c->pos);
-	c->pos = map_noreserve(c->pos_bytes);
-	if (!c->staging || !c->pos) {
+	c->list_bytes = c->capacity * sizeof(*c->list);
+	c->list = map_noreserve(c->list_bytes);
+	if (!c->staging || !c->list) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -55,8 +56,8 @@ void ckpt_free(struct ckpt *c)
 	dirty_set_free(&c->fresh);
 	if (c->staging)
 		munmap(c->staging, c->staging_bytes);
-	if (c->pos)
-		munmap(c->pos, c->pos_bytes);
+	if (c->list)
+		munmap(c->list, c->list_bytes);
 	free(c->state);
 	memset(c, 0, sizeof(*c));
 }
@@ -65,27 +66,25 @@ void ckpt_free(struct ckpt *c)
 #define CKPT_COPY_CHUNK 64
 
 /*
- * Gives every page of `fresh` its place in staging: a page already there (from
- * a live harvest) keeps it, so its newer contents overwrite the older copy.
+ * Gives every page of `fresh` the next staging slot: appended, never written
+ * over, because a live batch may still be on the wire (and is in the epoch's
+ * checksum) when the same page is copied again.
  */
 static void place_fresh(struct ckpt *c)
 {
+	c->batch = c->staged;
 	for (uint64_t k = 0; k < c->fresh.count; k++) {
-		uint64_t page = c->fresh.pages[k];
-
-		if (dirty_set_add(&c->dirty, page))
-			c->pos[page] = (uint32_t)(c->dirty.count - 1);
+		c->list[c->staged + k] = c->fresh.pages[k];
+		dirty_set_add(&c->dirty, c->fresh.pages[k]);
 	}
+	c->staged += c->fresh.count;
 }
 
 static void copy_fresh(struct ckpt *c, uint64_t first, uint64_t end)
 {
-	for (uint64_t k = first; k < end; k++) {
-		uint64_t page = c->fresh.pages[k];
-
-		memcpy(c->staging + ((uint64_t)c->pos[page] << VM_PAGE_SHIFT),
-		       vm_page_hva(c->vm, page), VM_PAGE_SIZE);
-	}
+	for (uint64_t k = first; k < end; k++)
+		memcpy(c->staging + ((c->batch + k) << VM_PAGE_SHIFT),
+		       vm_page_hva(c->vm, c->fresh.pages[k]), VM_PAGE_SIZE);
 }
 
 static void copy_chunk(void *arg, uint32_t chunk)
@@ -116,10 +115,12 @@ int ckpt_live_harvest(struct ckpt *c)
 {
 	int r;
 
-	if (!c->live) {
-		dirty_set_clear(&c->dirty);
-		c->live = true;
-	}
+	/* One live batch per epoch: staging holds EPOCH_MAX_COPIES of memory. */
+	if (c->live)
+		return -EBUSY;
+	dirty_set_clear(&c->dirty);
+	c->staged = 0;
+	c->live = true;
 	dirty_set_clear(&c->fresh);
 	/*
 	 * The guest runs: the rings are reset before any page is read, so a write
@@ -145,8 +146,10 @@ int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
 	int r;
 
 	memset(t, 0, sizeof(*t));
-	if (!c->live)
+	if (!c->live) {
 		dirty_set_clear(&c->dirty);
+		c->staged = 0;
+	}
 	dirty_set_clear(&c->fresh);
 	t0 = clock_now_ns();
 	/* Paused: no vCPU can write, so harvest-then-copy is exact. */
@@ -168,6 +171,7 @@ int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
 	vm_paused_parallel(vm, copy_chunk, c,
 			   (uint32_t)((c->fresh.count + CKPT_COPY_CHUNK - 1) / CKPT_COPY_CHUNK));
 	t2 = clock_now_ns();
+	t->copy_ns = t2 - t1;
 	if (c->hash_memory) {
 		r = vm_memory_hash(vm, true, &c->memory_hash);
 		if (r < 0)
@@ -181,7 +185,6 @@ int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
 	t3 = clock_now_ns();
 	t->harvest_ns = ds.harvest_ns;
 	t->reset_ns = ds.reset_ns;
-	t->copy_ns = t2 - t1;
 	t->vmstate_ns = t3 - t2;
 requeue:
 	/* Harvested pages are no longer tracked anywhere else: keep them for the next try. */

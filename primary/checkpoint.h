@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "proto/epoch.h"
 #include "vmm/dirty.h"
 #include "vmm/state.h"
 
@@ -23,13 +24,20 @@ struct ckpt {
 	ckpt_paused_fn paused_fn; /* optional */
 	void *paused_opaque;
 	uint64_t epoch;		/* number of the last capture, 0-based; UINT64_MAX before */
-	struct dirty_set dirty; /* pages of the last capture, in staging order */
-	uint8_t *staging;	/* page k of dirty.pages[] at staging + k * 4096 */
-	struct dirty_set fresh; /* one harvest's pages (a capture's or a live one) */
-	uint32_t *pos;		/* staging index of each page in `dirty` (sparse) */
-	size_t pos_bytes;
-	bool live; /* `dirty` holds pages copied by live harvests, for the next capture */
-	uint64_t staging_bytes;
+	struct dirty_set dirty; /* every page of the last capture, its live batch's too */
+	/*
+	 * Staging, in the order pages go on the wire: slot k holds a copy of page
+	 * list[k]. A live batch fills the first slots, the pause appends; a page
+	 * written again after its live copy has a later slot, which wins.
+	 */
+	uint8_t *staging;
+	uint64_t *list;
+	uint64_t staged;	/* slots used this epoch */
+	uint64_t batch;		/* first slot of the last harvest (live or the pause's) */
+	uint64_t capacity;	/* slots: EPOCH_MAX_COPIES of guest memory */
+	struct dirty_set fresh; /* the last harvest's pages, in slot order from `batch` */
+	bool live;		/* a live batch of the next capture is staged */
+	uint64_t staging_bytes, list_bytes;
 	struct machine_state *state;
 	bool hash_memory;     /* --verify: hash all guest memory while paused */
 	bool keep_paused;     /* the guest stays paused after a successful capture (switchover) */
@@ -62,10 +70,12 @@ int ckpt_capture(struct ckpt *c, struct ckpt_timing *ret_timing);
 
 /*
  * Live harvest: while the guest runs, collect and re-arm the pages dirtied so
- * far and copy them into staging for the next capture, which then copies only
- * what was dirtied after this (a page written again is copied again, in its
- * place). Owner only. Returns the number of pages harvested, or -errno (pages
- * are then handed back to the VM, as by a failed capture).
+ * far and copy them into staging as the next capture's live batch (slots
+ * `batch` to `staged`, ready to send), so the capture copies only what was
+ * dirtied after this (a page written again is copied again, into a later
+ * slot). Once per capture: -EBUSY for a second. Owner only. Returns the number
+ * of pages harvested, or -errno (pages are then handed back to the VM, as by a
+ * failed capture).
  */
 int ckpt_live_harvest(struct ckpt *c);
 /* Hands live-harvested pages back to the VM: they will not be captured here. */

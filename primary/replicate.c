@@ -63,21 +63,43 @@ static void session_drop(struct primary *p, const char *why)
 
 /* ---- slots ---------------------------------------------------------------- */
 
+static bool slot_on_wire(const struct primary_slot *s)
+{
+	return s->busy || s->live_busy;
+}
+
+/* One of the slot's sends completed. */
+static void slot_done(struct primary_slot *s)
+{
+	/* A sync batch's pages are in ck.dirty, a checkpoint's in its slots. */
+	uint64_t used = s->ck.staged > s->ck.dirty.count ? s->ck.staged : s->ck.dirty.count;
+
+	/*
+	 * Staging is filled from its start. What one huge epoch (a long interval
+	 * under heavy dirtying) used beyond the usual goes back to the kernel once
+	 * the socket has all of it: the next epoch that large faults it in again.
+	 */
+	if (!slot_on_wire(s) && !s->ck.live && s->ck.staging && used > STAGING_KEEP_PAGES)
+		madvise(s->ck.staging + STAGING_KEEP_PAGES * VM_PAGE_SIZE,
+			(used - STAGING_KEEP_PAGES) * VM_PAGE_SIZE, MADV_DONTNEED);
+}
+
 static void slot_sent(struct link_msg *m, int err)
 {
 	struct primary_slot *s =
 		(struct primary_slot *)((uint8_t *)m - offsetof(struct primary_slot, msg));
-	uint64_t used = s->ck.dirty.count;
 
 	s->busy = false;
-	/*
-	 * Staging is filled from its start. What one huge epoch (a long interval
-	 * under heavy dirtying) used beyond the usual goes back to the kernel now
-	 * that the socket has it: the next epoch that large faults it in again.
-	 */
-	if (s->ck.staging && used > STAGING_KEEP_PAGES)
-		madvise(s->ck.staging + STAGING_KEEP_PAGES * VM_PAGE_SIZE,
-			(used - STAGING_KEEP_PAGES) * VM_PAGE_SIZE, MADV_DONTNEED);
+	slot_done(s);
+}
+
+static void live_sent(struct link_msg *m, int err)
+{
+	struct primary_slot *s =
+		(struct primary_slot *)((uint8_t *)m - offsetof(struct primary_slot, live_msg));
+
+	s->live_busy = false;
+	slot_done(s);
 }
 
 /*
@@ -91,9 +113,10 @@ static struct primary_slot *slot_idle(struct primary *p)
 	for (unsigned int i = 0; i < PRIMARY_SLOTS; i++) {
 		if (p->slot[i].busy)
 			continue;
+		/* Its live batch may still be on the wire: the capture only appends. */
 		if (p->slot[i].ck.live)
 			return &p->slot[i];
-		if (!idle)
+		if (!idle && !p->slot[i].live_busy)
 			idle = &p->slot[i];
 	}
 	return idle;
@@ -494,8 +517,10 @@ static void session_end(struct primary *p, const char *why, bool flush)
 		p->release_ok = false; /* the daemon decides again, knowing of the loss */
 	}
 	p->state = PRIMARY_UNPROTECTED;
-	for (unsigned int i = 0; i < PRIMARY_SLOTS; i++)
+	for (unsigned int i = 0; i < PRIMARY_SLOTS; i++) {
 		ckpt_live_forget(&p->slot[i].ck);
+		p->slot[i].sum.open = false; /* the next session's epochs start afresh */
+	}
 	p->live_due_ns = UINT64_MAX;
 	p->st.protected_ns = 0;
 	p->st.bytes_sent += c->link->bytes_sent;
@@ -732,8 +757,23 @@ static void live_harvest(struct primary *p)
 		session_drop(p, "dirty tracking lost");
 		return;
 	}
-	if (r >= 0)
-		p->st.live_harvests++;
+	if (r <= 0)
+		return;
+	p->st.live_harvests++;
+	/* Framed now and sent while the guest runs: the checkpoint continues this epoch. */
+	r = epoch_pack_live(&s->live_tx, &s->sum, p->next_epoch, s->ck.list + s->ck.batch,
+			    s->ck.staged - s->ck.batch, s->ck.staging + s->ck.batch * VM_PAGE_SIZE);
+	if (r < 0) {
+		/* Not sent: the pages go back to the VM and the capture sends them. */
+		ckpt_live_forget(&s->ck);
+		return;
+	}
+	s->live_busy = true;
+	s->live_msg = (struct link_msg){ .iov = s->live_tx.iov,
+					 .nr_iov = s->live_tx.nr_iov,
+					 .zero_copy = true,
+					 .done = live_sent };
+	link_send(p->conn->link, &s->live_msg);
 }
 
 uint64_t primary_next_due(const struct primary *p)
@@ -758,8 +798,10 @@ static int take_checkpoint(struct primary *p, struct primary_slot *s, bool early
 	opts.console_len = s->console_len;
 	opts.console_offset = s->console_offset;
 	opts.console_end = s->console_end;
-	r = epoch_pack(&s->tx, p->next_epoch, s->ck.dirty.pages, s->ck.dirty.count, s->ck.staging,
-		       s->ck.state, &opts);
+	opts.sum = &s->sum;
+	/* The pause's pages; the live batch before them went out already. */
+	r = epoch_pack(&s->tx, p->next_epoch, s->ck.list + s->ck.batch, s->ck.staged - s->ck.batch,
+		       s->ck.staging + s->ck.batch * VM_PAGE_SIZE, s->ck.state, &opts);
 	if (r < 0) {
 		/* Captured but unsendable: the secondary can no longer follow. */
 		vm_requeue_dirty(p->vm, &s->ck.dirty);
@@ -1002,7 +1044,7 @@ fail:
 static bool sends_busy(const struct primary *p)
 {
 	for (unsigned int k = 0; k < PRIMARY_SLOTS; k++)
-		if (p->slot[k].busy)
+		if (slot_on_wire(&p->slot[k]))
 			return true;
 	return p->flushing;
 }
@@ -1030,9 +1072,12 @@ void primary_free(struct primary *p)
 	 * (and zero-copy pages) at once. A busy slot's link is alive: its
 	 * message is still in the ring's hands.
 	 */
-	for (unsigned int i = 0; i < PRIMARY_SLOTS; i++)
+	for (unsigned int i = 0; i < PRIMARY_SLOTS; i++) {
 		if (p->slot[i].busy)
 			link_abort(p->slot[i].msg.link);
+		if (p->slot[i].live_busy)
+			link_abort(p->slot[i].live_msg.link);
+	}
 	if (p->flushing)
 		link_abort(p->flushing->link);
 	sends_wait(p, 2000000000ULL);
@@ -1044,10 +1089,12 @@ void primary_free(struct primary *p)
 		 * connection) is left allocated: a leak at exit, not a write into
 		 * freed memory.
 		 */
-		if (p->slot[i].busy)
+		if (slot_on_wire(&p->slot[i]))
 			continue;
 		ckpt_free(&p->slot[i].ck);
 		epoch_tx_free(&p->slot[i].tx);
+		epoch_tx_free(&p->slot[i].live_tx);
+		epoch_sum_free(&p->slot[i].sum);
 		free(p->slot[i].zero);
 		p->slot[i].zero = NULL;
 		free(p->slot[i].console);

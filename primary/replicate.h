@@ -36,8 +36,9 @@ const char *primary_state_name(enum primary_state s);
 
 /*
  * Live harvest (ckpt_live_harvest): half-way through an epoch, harvest and
- * copy the pages dirtied so far while the guest runs, so the pause copies only
- * the rest. Auto: when the last checkpoint had at least PRIMARY_LIVE_MIN_PAGES
+ * copy the pages dirtied so far while the guest runs and send them to the
+ * secondary as the epoch's live batch, so the pause copies and sends only the
+ * rest. Auto: when the last checkpoint had at least PRIMARY_LIVE_MIN_PAGES
  * pages and checkpoints are at least PRIMARY_LIVE_MIN_GAP_NS apart.
  */
 enum primary_live {
@@ -71,6 +72,11 @@ struct primary_slot {
 	struct epoch_tx tx;
 	struct link_msg msg;
 	bool busy; /* captured or filled, until its send completes */
+	/* The next capture's live batch, sent ahead of it while the guest runs. */
+	struct epoch_tx live_tx;
+	struct epoch_sum sum;
+	struct link_msg live_msg;
+	bool live_busy; /* until the live batch's send completes */
 	uint64_t mark;
 	uint8_t *console; /* the checkpoint's console bytes (EPOCH_CONSOLE_MAX) */
 	size_t console_len;

@@ -59,6 +59,89 @@ static void tx_message(struct epoch_tx *tx, uint16_t type, uint64_t epoch,
 	tx_add(tx, payload, len);
 }
 
+/* Empties tx and sizes it for `need` bytes of headers and messages and `iovs` iovecs. */
+static int tx_start(struct epoch_tx *tx, size_t need, unsigned int iovs)
+{
+	if (need > tx->owned_cap) {
+		uint8_t *o = realloc(tx->owned, need);
+
+		if (!o)
+			return -ENOMEM;
+		tx->owned = o;
+		tx->owned_cap = need;
+	}
+	tx->nr_iov = 0;
+	tx->owned_len = 0;
+	tx->bytes = 0;
+	return tx_reserve(tx, iovs, need);
+}
+
+static uint64_t page_frames(uint64_t nr_pages)
+{
+	return (nr_pages + WIRE_MAX_PAGES_PER_FRAME - 1) / WIRE_MAX_PAGES_PER_FRAME;
+}
+
+/* PAGES frames for nr_pages pages at data, whose data is sent from there. */
+static void tx_pages(struct epoch_tx *tx, uint64_t epoch, uint64_t nr_pages, const uint8_t *data)
+{
+	for (uint64_t k = 0; k < nr_pages; k += WIRE_MAX_PAGES_PER_FRAME) {
+		uint64_t n = nr_pages - k < WIRE_MAX_PAGES_PER_FRAME ? nr_pages - k
+								     : WIRE_MAX_PAGES_PER_FRAME;
+
+		tx_frame(tx, WIRE_PAGES, epoch, (uint32_t)(n * WIRE_PAGE_SIZE));
+		tx_add(tx, data + k * WIRE_PAGE_SIZE, n * WIRE_PAGE_SIZE);
+	}
+}
+
+static void tx_hash(const struct epoch_tx *tx, XXH3_state_t *h)
+{
+	for (unsigned int i = 0; i < tx->nr_iov; i++)
+		XXH3_64bits_update(h, tx->iov[i].iov_base, tx->iov[i].iov_len);
+}
+
+int epoch_pack_live(struct epoch_tx *tx, struct epoch_sum *sum, uint64_t epoch,
+		    const uint64_t *pages, uint64_t nr_pages, const uint8_t *data)
+{
+	Ringft__LivePages live = RINGFT__LIVE_PAGES__INIT;
+	size_t need;
+	int r;
+
+	if (!nr_pages || (sum->open && sum->epoch != epoch))
+		return -EINVAL;
+	if (!sum->state) {
+		sum->state = XXH3_createState();
+		if (!sum->state)
+			return -ENOMEM;
+	}
+	live.epoch = epoch;
+	live.n_pages = nr_pages;
+	live.pages = (uint64_t *)pages;
+	need = WIRE_HDR_SIZE * (1 + page_frames(nr_pages)) +
+	       ringft__live_pages__get_packed_size(&live);
+	r = tx_start(tx, need, (unsigned int)(2 * page_frames(nr_pages) + 2));
+	if (r < 0)
+		return r;
+	tx_message(tx, WIRE_LIVE_PAGES, epoch, &live.base);
+	tx_pages(tx, epoch, nr_pages, data);
+	if (!sum->open) {
+		XXH3_64bits_reset(sum->state);
+		sum->epoch = epoch;
+		sum->pages = 0;
+		sum->open = true;
+	}
+	tx_hash(tx, sum->state);
+	sum->pages += nr_pages;
+	return 0;
+}
+
+void epoch_sum_free(struct epoch_sum *sum)
+{
+	if (sum && sum->state)
+		XXH3_freeState(sum->state);
+	if (sum)
+		memset(sum, 0, sizeof(*sum));
+}
+
 int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
 	       const uint8_t *data, const struct machine_state *state,
 	       const struct epoch_opts *opts)
@@ -70,7 +153,7 @@ int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint6
 	Ringft__EpochEnd end = RINGFT__EPOCH_END__INIT;
 	ProtobufCBinaryData vcpus[8];
 	Ringft__DeviceState devs[8], *devp[8];
-	uint64_t page_frames = (nr_pages + WIRE_MAX_PAGES_PER_FRAME - 1) / WIRE_MAX_PAGES_PER_FRAME;
+	struct epoch_sum *sum;
 	size_t need;
 	XXH3_state_t *h;
 	int r;
@@ -79,8 +162,10 @@ int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint6
 		opts = &no_opts;
 	if (!state)
 		state = &no_state;
+	sum = opts->sum && opts->sum->open ? opts->sum : NULL;
 	if (state->nr_vcpus > 8 || state->nr_devices > 8 ||
-	    (!opts->initial_sync && !state->nr_vcpus))
+	    (!opts->initial_sync && !state->nr_vcpus) ||
+	    (sum && (sum->epoch != epoch || opts->initial_sync)))
 		return -EINVAL;
 	begin.epoch = epoch;
 	begin.initial_sync = opts->initial_sync;
@@ -112,45 +197,36 @@ int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint6
 	st.console_offset = opts->console_offset;
 	st.console_end = opts->console_end;
 	end.epoch = epoch;
-	end.nr_pages = nr_pages;
+	/* The END counts what the live batches sent too. */
+	end.nr_pages = nr_pages + (sum ? sum->pages : 0);
 	end.memory_hash = opts->memory_hash;
 
-	need = WIRE_HDR_SIZE * (3 + page_frames) + ringft__epoch_begin__get_packed_size(&begin) +
-	       ringft__state__get_packed_size(&st) + WIRE_HDR_SIZE + 64;
-	if (need > tx->owned_cap) {
-		uint8_t *o = realloc(tx->owned, need);
-
-		if (!o)
-			return -ENOMEM;
-		tx->owned = o;
-		tx->owned_cap = need;
-	}
-	tx->nr_iov = 0;
-	tx->owned_len = 0;
-	tx->bytes = 0;
-	r = tx_reserve(tx, (unsigned int)(2 * page_frames + 8), need);
+	need = WIRE_HDR_SIZE * (3 + page_frames(nr_pages)) +
+	       ringft__epoch_begin__get_packed_size(&begin) + ringft__state__get_packed_size(&st) +
+	       WIRE_HDR_SIZE + 64;
+	r = tx_start(tx, need, (unsigned int)(2 * page_frames(nr_pages) + 8));
 	if (r < 0)
 		return r;
 
 	tx_message(tx, WIRE_EPOCH_BEGIN, epoch, &begin.base);
-	for (uint64_t k = 0; k < nr_pages; k += WIRE_MAX_PAGES_PER_FRAME) {
-		uint64_t n = nr_pages - k < WIRE_MAX_PAGES_PER_FRAME ? nr_pages - k
-								     : WIRE_MAX_PAGES_PER_FRAME;
-
-		tx_frame(tx, WIRE_PAGES, epoch, (uint32_t)(n * WIRE_PAGE_SIZE));
-		/* Page data is sent from the staging buffer itself. */
-		tx_add(tx, data + k * WIRE_PAGE_SIZE, n * WIRE_PAGE_SIZE);
-	}
+	/* Page data is sent from the staging buffer itself. */
+	tx_pages(tx, epoch, nr_pages, data);
 	tx_message(tx, WIRE_STATE, epoch, &st.base);
 
-	h = XXH3_createState();
-	if (!h)
-		return -ENOMEM;
-	XXH3_64bits_reset(h);
-	for (unsigned int i = 0; i < tx->nr_iov; i++)
-		XXH3_64bits_update(h, tx->iov[i].iov_base, tx->iov[i].iov_len);
+	if (sum) {
+		h = sum->state; /* the live batches are hashed already */
+	} else {
+		h = XXH3_createState();
+		if (!h)
+			return -ENOMEM;
+		XXH3_64bits_reset(h);
+	}
+	tx_hash(tx, h);
 	end.checksum = XXH3_64bits_digest(h);
-	XXH3_freeState(h);
+	if (sum)
+		sum->open = false;
+	else
+		XXH3_freeState(h);
 	tx_message(tx, WIRE_EPOCH_END, epoch, &end.base);
 	return 0;
 }
@@ -196,8 +272,11 @@ int epoch_rx_init(struct epoch_rx *rx, uint64_t guest_pages, uint32_t nr_vcpus, 
 	rx->state = calloc(1, sizeof(*rx->state));
 	rx->console = malloc(EPOCH_CONSOLE_MAX);
 	rx->hash = XXH3_createState();
-	/* Staging as large as guest memory, MAP_NORESERVE: resident only as used. */
-	data = mmap(NULL, guest_pages * WIRE_PAGE_SIZE, PROT_READ | PROT_WRITE,
+	/*
+	 * Staging for the most an epoch may carry (EPOCH_MAX_COPIES copies of
+	 * guest memory), MAP_NORESERVE: resident only as used.
+	 */
+	data = mmap(NULL, EPOCH_MAX_COPIES * guest_pages * WIRE_PAGE_SIZE, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	rx->data = data == MAP_FAILED ? NULL : data;
 	if (!rx->msg || !rx->state || !rx->console || !rx->hash || !rx->data) {
@@ -219,14 +298,53 @@ void epoch_rx_free(struct epoch_rx *rx)
 	if (rx->hash)
 		XXH3_freeState(rx->hash);
 	if (rx->data)
-		munmap(rx->data, rx->guest_pages * WIRE_PAGE_SIZE);
+		munmap(rx->data, EPOCH_MAX_COPIES * rx->guest_pages * WIRE_PAGE_SIZE);
 	memset(rx, 0, sizeof(*rx));
+}
+
+/* Appends a batch's page list to the epoch's (its data follows in PAGES frames). */
+static int rx_add_pages(struct epoch_rx *rx, const uint64_t *list, size_t n)
+{
+	uint64_t *pages;
+
+	if (n > EPOCH_MAX_COPIES * rx->guest_pages - rx->nr_pages)
+		return rx_fail(rx, -ERANGE, "%llu pages in one epoch for a guest of %llu",
+			       (unsigned long long)(rx->nr_pages + n),
+			       (unsigned long long)rx->guest_pages);
+	for (size_t k = 0; k < n; k++)
+		if (list[k] >= rx->guest_pages)
+			return rx_fail(rx, -ERANGE, "page %llu is outside guest memory",
+				       (unsigned long long)list[k]);
+	pages = realloc(rx->pages, (rx->nr_pages + n ? rx->nr_pages + n : 1) * sizeof(*pages));
+	if (!pages)
+		return rx_fail(rx, -ENOMEM, "no memory for a list of %zu pages", n);
+	rx->pages = pages;
+	if (n) /* an empty list may be NULL */
+		memcpy(pages + rx->nr_pages, list, n * sizeof(*pages));
+	rx->nr_pages += n;
+	return 0;
+}
+
+static int rx_live(struct epoch_rx *rx)
+{
+	Ringft__LivePages *m = ringft__live_pages__unpack(NULL, rx->length, rx->msg);
+	int r;
+
+	if (!m)
+		return rx_fail(rx, -EBADMSG, "undecodable message");
+	if (m->epoch != rx->frame_epoch)
+		r = rx_fail(rx, -EPROTO, "message says epoch %llu", (unsigned long long)m->epoch);
+	else if (!m->n_pages)
+		r = rx_fail(rx, -EPROTO, "an empty live batch");
+	else
+		r = rx_add_pages(rx, m->pages, m->n_pages);
+	ringft__live_pages__free_unpacked(m, NULL);
+	return r;
 }
 
 static int rx_begin(struct epoch_rx *rx)
 {
 	Ringft__EpochBegin *m = ringft__epoch_begin__unpack(NULL, rx->length, rx->msg);
-	uint64_t *pages;
 	int r = 0;
 
 	if (!m)
@@ -238,13 +356,11 @@ static int rx_begin(struct epoch_rx *rx)
 			    (unsigned long long)rx->guest_pages);
 	else if (m->n_zero_pages && !m->initial_sync)
 		r = rx_fail(rx, -EPROTO, "zero pages outside the initial sync");
+	else if (m->initial_sync && rx->nr_pages)
+		r = rx_fail(rx, -EPROTO, "live pages in an initial-sync epoch");
 	else if (m->n_zero_pages > rx->guest_pages)
 		r = rx_fail(rx, -ERANGE, "%zu zero pages for a guest of %llu", m->n_zero_pages,
 			    (unsigned long long)rx->guest_pages);
-	for (size_t k = 0; !r && k < m->n_pages; k++)
-		if (m->pages[k] >= rx->guest_pages)
-			r = rx_fail(rx, -ERANGE, "page %llu is outside guest memory",
-				    (unsigned long long)m->pages[k]);
 	for (size_t k = 0; !r && k < m->n_zero_pages; k++)
 		if (m->zero_pages[k] >= rx->guest_pages)
 			r = rx_fail(rx, -ERANGE, "zero page %llu is outside guest memory",
@@ -253,25 +369,19 @@ static int rx_begin(struct epoch_rx *rx)
 		uint64_t *zero = realloc(rx->zero_pages,
 					 (m->n_zero_pages ? m->n_zero_pages : 1) * sizeof(*zero));
 
-		if (zero)
+		if (!zero)
+			r = rx_fail(rx, -ENOMEM, "no memory for a list of %zu pages",
+				    m->n_zero_pages);
+		else
 			rx->zero_pages = zero;
-		pages = zero ? realloc(rx->pages, (m->n_pages ? m->n_pages : 1) * sizeof(*pages))
-			     : NULL;
-		if (!pages)
-			r = rx_fail(rx, -ENOMEM, "no memory for a list of %zu pages", m->n_pages);
-		else {
-			if (m->n_pages) /* an empty list may be NULL */
-				memcpy(pages, m->pages, m->n_pages * sizeof(*pages));
-			if (m->n_zero_pages)
-				memcpy(rx->zero_pages, m->zero_pages,
-				       m->n_zero_pages * sizeof(*pages));
-			rx->nr_zero = m->n_zero_pages;
-			rx->pages = pages;
-			rx->nr_pages = m->n_pages;
-			rx->pages_have = 0;
-			rx->epoch = rx->frame_epoch;
-			rx->initial_sync = m->initial_sync;
-		}
+	}
+	if (!r)
+		r = rx_add_pages(rx, m->pages, m->n_pages);
+	if (!r) {
+		if (m->n_zero_pages)
+			memcpy(rx->zero_pages, m->zero_pages, m->n_zero_pages * sizeof(uint64_t));
+		rx->nr_zero = m->n_zero_pages;
+		rx->initial_sync = m->initial_sync;
 	}
 	ringft__epoch_begin__free_unpacked(m, NULL);
 	return r;
@@ -374,7 +484,7 @@ static int rx_header(struct epoch_rx *rx)
 	}
 	rx->length = h.length;
 	rx->frame_epoch = h.epoch;
-	if (h.type == WIRE_EPOCH_BEGIN) {
+	if (h.type == WIRE_EPOCH_BEGIN || h.type == WIRE_LIVE_PAGES) {
 		/* Two page lists of this guest's size at most (see WIRE_MAX_PAGE_LIST). */
 		uint64_t bound = 22 * rx->guest_pages + 64;
 
@@ -396,15 +506,27 @@ static int rx_header(struct epoch_rx *rx)
 	case EPOCH_RX_IDLE:
 		if (h.type == WIRE_HEARTBEAT || h.type == WIRE_GOODBYE)
 			return 0;
-		if (h.type != WIRE_EPOCH_BEGIN)
+		if (h.type != WIRE_EPOCH_BEGIN && h.type != WIRE_LIVE_PAGES)
 			return rx_fail(rx, -EPROTO, "out of order: expected epoch-begin");
 		if (h.epoch != rx->next_epoch)
 			return rx_fail(rx, -EPROTO, "epoch %llu out of order",
 				       (unsigned long long)h.epoch);
+		/* A new epoch: its first frame opens the checksum and the page list. */
 		XXH3_64bits_reset(rx->hash);
 		rx->frames = 0;
+		rx->epoch = h.epoch;
+		rx->nr_pages = 0;
+		rx->pages_have = 0;
+		break;
+	case EPOCH_RX_OPEN:
+		if (h.type == WIRE_HEARTBEAT || h.type == WIRE_GOODBYE)
+			return 0;
+		if (h.type != WIRE_EPOCH_BEGIN && h.type != WIRE_LIVE_PAGES)
+			return rx_fail(rx, -EPROTO,
+				       "out of order: expected live-pages or epoch-begin");
 		break;
 	case EPOCH_RX_PAGES:
+	case EPOCH_RX_LIVE:
 		if (h.type != WIRE_PAGES)
 			return rx_fail(rx, -EPROTO, "out of order: expected pages");
 		if (h.length / WIRE_PAGE_SIZE > rx->nr_pages - rx->pages_have)
@@ -446,14 +568,18 @@ static int rx_frame(struct epoch_rx *rx)
 			ringft__goodbye__free_unpacked(m, NULL);
 		return EPOCH_RX_GOODBYE;
 	}
+	case WIRE_LIVE_PAGES:
+		r = rx_live(rx);
+		rx->phase = EPOCH_RX_LIVE;
+		break;
 	case WIRE_EPOCH_BEGIN:
 		r = rx_begin(rx);
-		rx->phase = rx->nr_pages ? EPOCH_RX_PAGES : EPOCH_RX_STATE;
+		rx->phase = rx->pages_have < rx->nr_pages ? EPOCH_RX_PAGES : EPOCH_RX_STATE;
 		break;
 	case WIRE_PAGES:
 		rx->pages_have += rx->length / WIRE_PAGE_SIZE;
 		if (rx->pages_have == rx->nr_pages)
-			rx->phase = EPOCH_RX_STATE;
+			rx->phase = rx->phase == EPOCH_RX_LIVE ? EPOCH_RX_OPEN : EPOCH_RX_STATE;
 		break;
 	case WIRE_STATE:
 		r = rx_state(rx);

@@ -2,10 +2,19 @@
 /*
  * One epoch on the wire, both directions of the framing:
  *
+ *   LIVE_PAGES   {epoch, page list}   \  none or more live batches: pages
+ *   PAGES * n    raw pages             /  collected while the guest ran
  *   EPOCH_BEGIN  {epoch, page list}
  *   PAGES * n    raw pages in page-list order, at most 256 per frame
  *   STATE        {vCPU, VM and device state}
  *   EPOCH_END    {epoch, page count, XXH3-64 over every byte before it}
+ *
+ * Live batches go out while the guest still runs (primary/checkpoint.c, live
+ * harvest), so the pause only has the rest to send. A page may be in several
+ * batches and in the EPOCH_BEGIN list: the receiver stages every copy in
+ * arrival order, so applying the list in order leaves the last copy, which is
+ * the page's content at the checkpoint. Heartbeats may come between batches;
+ * they are not part of the epoch.
  *
  * epoch_pack() describes the frames as an iovec list whose page data points
  * straight into the sender's staging buffer. The epoch receiver (epoch_rx)
@@ -33,6 +42,24 @@ struct epoch_tx {
 	uint64_t bytes;
 };
 
+/*
+ * An epoch, at most, carries every page this many times: once in a live batch
+ * and once more in the pause (the sender's staging holds that much, and so
+ * does the receiver's).
+ */
+#define EPOCH_MAX_COPIES 2u
+
+/*
+ * The running checksum of an epoch whose live batches are packed already:
+ * epoch_pack() continues it (opts->sum), so EPOCH_END covers them too.
+ */
+struct epoch_sum {
+	void *state; /* XXH3 state, allocated at the first batch */
+	uint64_t epoch;
+	uint64_t pages; /* in live batches so far */
+	bool open;	/* live batches of `epoch` are packed, its EPOCH_BEGIN is not */
+};
+
 struct epoch_opts {
 	bool initial_sync;	    /* pages of the initial copy: no state (state is NULL) */
 	uint64_t memory_hash;	    /* --verify: hash of all guest memory at the checkpoint, or 0 */
@@ -42,7 +69,8 @@ struct epoch_opts {
 	const uint8_t *console;
 	size_t console_len;
 	uint64_t console_offset;
-	uint64_t console_end; /* stream position after the checkpoint's output */
+	uint64_t console_end;  /* stream position after the checkpoint's output */
+	struct epoch_sum *sum; /* live batches of this epoch sent before, or NULL */
 };
 
 /* Console bytes one checkpoint may carry; a guest that writes more loses the
@@ -61,8 +89,19 @@ int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint6
 	       const struct epoch_opts *opts);
 void epoch_tx_free(struct epoch_tx *tx);
 
+/*
+ * Frames a live batch of epoch `epoch` (nr_pages > 0 pages, data at
+ * data[k * 4096]) into tx and adds it to the epoch's running checksum. The
+ * epoch's epoch_pack() must pass the same sum in its opts.
+ */
+int epoch_pack_live(struct epoch_tx *tx, struct epoch_sum *sum, uint64_t epoch,
+		    const uint64_t *pages, uint64_t nr_pages, const uint8_t *data);
+void epoch_sum_free(struct epoch_sum *sum);
+
 enum epoch_rx_phase {
-	EPOCH_RX_IDLE,	/* between epochs: EPOCH_BEGIN or HEARTBEAT */
+	EPOCH_RX_IDLE,	/* between epochs: LIVE_PAGES, EPOCH_BEGIN or HEARTBEAT */
+	EPOCH_RX_LIVE,	/* PAGES of a live batch until its list is complete */
+	EPOCH_RX_OPEN,	/* after live batches: LIVE_PAGES, EPOCH_BEGIN or HEARTBEAT */
 	EPOCH_RX_PAGES, /* PAGES until the page list is complete */
 	EPOCH_RX_STATE, /* STATE */
 	EPOCH_RX_END,	/* EPOCH_END */
@@ -90,9 +129,9 @@ struct epoch_rx {
 
 	/* The epoch being staged. */
 	uint64_t epoch;
-	uint64_t *pages;
-	uint64_t nr_pages;
-	uint64_t pages_have;
+	uint64_t *pages;     /* live batches' lists, then EPOCH_BEGIN's: apply in order */
+	uint64_t nr_pages;   /* announced so far */
+	uint64_t pages_have; /* arrived so far (page k at data[k * 4096]) */
 	uint8_t *data;
 	struct machine_state *state;
 	void *hash;

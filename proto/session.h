@@ -18,8 +18,9 @@
  * 2: HELLO carries the guest's identity and data generation (fields 15-19).
  * A version-1 peer says nothing about which guest it runs or holds, so it is
  * refused by the version check rather than trusted as "no guest".
+ * 3: an epoch may open with live batches (WIRE_LIVE_PAGES, proto/epoch.h).
  */
-#define RINGFT_PROTOCOL_VERSION 2
+#define RINGFT_PROTOCOL_VERSION 3
 #define HELLO_MAX_DEVICES	8
 
 enum hello_role {

@@ -6,9 +6,16 @@
 #include "proto/wire.h"
 
 static const char *const type_names[] = {
-	[WIRE_HELLO] = "hello", [WIRE_REFUSE] = "refuse",	[WIRE_EPOCH_BEGIN] = "epoch-begin",
-	[WIRE_PAGES] = "pages", [WIRE_STATE] = "state",		[WIRE_EPOCH_END] = "epoch-end",
-	[WIRE_ACK] = "ack",	[WIRE_HEARTBEAT] = "heartbeat", [WIRE_GOODBYE] = "goodbye",
+	[WIRE_HELLO] = "hello",
+	[WIRE_REFUSE] = "refuse",
+	[WIRE_EPOCH_BEGIN] = "epoch-begin",
+	[WIRE_PAGES] = "pages",
+	[WIRE_STATE] = "state",
+	[WIRE_EPOCH_END] = "epoch-end",
+	[WIRE_ACK] = "ack",
+	[WIRE_HEARTBEAT] = "heartbeat",
+	[WIRE_GOODBYE] = "goodbye",
+	[WIRE_LIVE_PAGES] = "live-pages",
 };
 
 const char *wire_type_name(uint16_t type)

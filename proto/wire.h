@@ -48,7 +48,8 @@ enum wire_type {
 	WIRE_ACK = 7,
 	WIRE_HEARTBEAT = 8,
 	WIRE_GOODBYE = 9,
-	WIRE_TYPE_MAX = WIRE_GOODBYE,
+	WIRE_LIVE_PAGES = 10, /* epoch number, page list of a live batch (before EPOCH_BEGIN) */
+	WIRE_TYPE_MAX = WIRE_LIVE_PAGES,
 };
 
 struct wire_hdr {

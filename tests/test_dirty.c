@@ -10,8 +10,10 @@
  * each round's harvest against the computed set (plus the parameter page the
  * VMM writes to start the next round).
  */
+#include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 
@@ -393,11 +395,14 @@ static void capture_scenario(unsigned int vcpus, uint32_t count, uint32_t span)
 			compare(&(struct scenario){ .name = "capture" }, vm, round, &ckpt.dirty,
 				&exp);
 		}
-		for (uint64_t k = 0; k < ckpt.dirty.count; k++) {
+		CHECK(ckpt.batch == 0 && ckpt.staged == ckpt.dirty.count,
+		      "capture round %u: %llu slots from %llu for %llu pages", round,
+		      (unsigned long long)ckpt.staged, (unsigned long long)ckpt.batch,
+		      (unsigned long long)ckpt.dirty.count);
+		for (uint64_t k = 0; k < ckpt.staged; k++) {
 			const uint8_t *staged = ckpt.staging + k * VM_PAGE_SIZE;
 
-			identical +=
-				!memcmp(staged, vm_page_hva(vm, ckpt.dirty.pages[k]), VM_PAGE_SIZE);
+			identical += !memcmp(staged, vm_page_hva(vm, ckpt.list[k]), VM_PAGE_SIZE);
 		}
 		CHECK(identical == ckpt.dirty.count,
 		      "capture round %u: %llu of %llu staged pages differ from guest memory", round,
@@ -426,10 +431,11 @@ static void capture_scenario(unsigned int vcpus, uint32_t count, uint32_t span)
 /*
  * Live harvests between captures: round r's pages are harvested and copied while
  * the guest runs, then the guest writes them all again (round r + 1) and the
- * capture copies them again, in their places. Each checkpoint's page list is
- * exactly both rounds' pages (plus the `go` page), every staged page equals
- * guest memory (the newer contents won), and a live harvest with nothing
- * written since finds nothing.
+ * capture copies them again, into later staging slots. Each checkpoint's page
+ * set is exactly both rounds' pages (plus the `go` page), the live batch and
+ * the pause's batch each hold all of them, the last copy of every page in
+ * staging order (what the secondary ends up with) equals guest memory, and a
+ * capture takes one live batch only.
  */
 static void wait_rounds(struct sync *s, unsigned int vcpus, unsigned int rounds)
 {
@@ -439,6 +445,26 @@ static void wait_rounds(struct sync *s, unsigned int vcpus, unsigned int rounds)
 		CHECK(t_now_ns() < deadline, "guest did not finish round %u", rounds);
 		t_sleep_ms(1);
 	}
+}
+
+/* Whether the last staged copy of every page (wire order) equals guest memory. */
+static uint64_t last_copies_differ(struct vm *vm, const struct ckpt *ckpt)
+{
+	uint64_t *last = calloc(vm->nr_pages, sizeof(*last)), differ = 0;
+
+	CHECK(last, "out of memory");
+	for (uint64_t k = 0; k < ckpt->staged; k++)
+		last[ckpt->list[k]] = k + 1;
+	for (uint64_t k = 0; k < ckpt->dirty.count; k++) {
+		uint64_t page = ckpt->dirty.pages[k];
+
+		CHECK(last[page], "page %llu is in the checkpoint but not staged",
+		      (unsigned long long)page);
+		differ += !!memcmp(ckpt->staging + (last[page] - 1) * VM_PAGE_SIZE,
+				   vm_page_hva(vm, page), VM_PAGE_SIZE);
+	}
+	free(last);
+	return differ;
 }
 
 static void live_scenario(unsigned int vcpus, uint32_t count, uint32_t span)
@@ -456,7 +482,7 @@ static void live_scenario(unsigned int vcpus, uint32_t count, uint32_t span)
 	wait_rounds(&s, vcpus, 1);
 	CHECK_OK(ckpt_capture(&ckpt, &t)); /* set-up writes and round 0 */
 	for (unsigned int cp = 1; cp <= 4; cp++) {
-		uint64_t identical = 0;
+		uint64_t differ;
 		int n;
 
 		/* Round 2cp-1, harvested live while the guest spins. */
@@ -466,7 +492,10 @@ static void live_scenario(unsigned int vcpus, uint32_t count, uint32_t span)
 		n = ckpt_live_harvest(&ckpt);
 		CHECK(n == (int)(count * vcpus + 1), "live harvest %u: %d pages, expected %u", cp,
 		      n, count * vcpus + 1);
-		CHECK(ckpt_live_harvest(&ckpt) == 0, "a second live harvest found pages");
+		CHECK(ckpt.batch == 0 && ckpt.staged == (uint64_t)n,
+		      "live batch in slots %llu-%llu, expected 0-%d",
+		      (unsigned long long)ckpt.batch, (unsigned long long)ckpt.staged, n);
+		CHECK(ckpt_live_harvest(&ckpt) == -EBUSY, "a second live batch for one capture");
 		/* Round 2cp writes the same pages again: the capture copies them anew. */
 		CHECK_OK(vm_write_guest(vm, GUEST_PARAMS_GPA + offsetof(struct guest_params, go),
 					&(uint64_t){ ++go }, sizeof(uint64_t)));
@@ -476,13 +505,14 @@ static void live_scenario(unsigned int vcpus, uint32_t count, uint32_t span)
 		compare(&(struct scenario){ .name = "live" }, vm, cp, &ckpt.dirty, &exp);
 		CHECK(t.live_pages == 0, "checkpoint %u: %llu live pages not copied again", cp,
 		      (unsigned long long)t.live_pages);
-		for (uint64_t k = 0; k < ckpt.dirty.count; k++)
-			identical += !memcmp(ckpt.staging + k * VM_PAGE_SIZE,
-					     vm_page_hva(vm, ckpt.dirty.pages[k]), VM_PAGE_SIZE);
-		CHECK(identical == ckpt.dirty.count,
-		      "checkpoint %u: %llu of %llu staged pages differ from guest memory", cp,
-		      (unsigned long long)(ckpt.dirty.count - identical),
-		      (unsigned long long)ckpt.dirty.count);
+		CHECK(ckpt.batch == (uint64_t)n && ckpt.staged - ckpt.batch == exp.count,
+		      "checkpoint %u: pause batch in slots %llu-%llu, expected %d-%llu", cp,
+		      (unsigned long long)ckpt.batch, (unsigned long long)ckpt.staged, n,
+		      (unsigned long long)(n + exp.count));
+		differ = last_copies_differ(vm, &ckpt);
+		CHECK(!differ,
+		      "checkpoint %u: %llu of %llu pages' last copies differ from guest memory", cp,
+		      (unsigned long long)differ, (unsigned long long)ckpt.dirty.count);
 		live_total += (uint64_t)n;
 	}
 	/* Pages harvested live and then forgotten come back in the next capture. */
@@ -495,7 +525,8 @@ static void live_scenario(unsigned int vcpus, uint32_t count, uint32_t span)
 	expected_set(vm, &gp, 1, &exp);
 	compare(&(struct scenario){ .name = "live, forgotten" }, vm, 5, &ckpt.dirty, &exp);
 	printf("ok: live harvest, %u vCPU(s), %u pages/vCPU: %llu pages harvested live, "
-	       "rewritten pages copied again in place, page lists exact, staging identical\n",
+	       "rewritten pages copied again after them, page sets exact, last copies "
+	       "identical\n",
 	       vcpus, count, (unsigned long long)live_total);
 	ckpt_free(&ckpt);
 	vm_free(vm);

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -342,6 +343,236 @@ static void test_long_page_list(void **state)
 	free(zero);
 }
 
+/* Appends a packed tx to a growing stream. */
+static void append(uint8_t **stream, size_t *len, const struct epoch_tx *tx)
+{
+	uint8_t *flat = flatten(tx);
+
+	*stream = realloc(*stream, *len + tx->bytes);
+	assert_non_null(*stream);
+	memcpy(*stream + *len, flat, tx->bytes);
+	*len += tx->bytes;
+	free(flat);
+}
+
+static void append_heartbeat(uint8_t **stream, size_t *len, uint64_t epoch)
+{
+	*stream = realloc(*stream, *len + WIRE_HDR_SIZE);
+	assert_non_null(*stream);
+	wire_hdr_encode(*stream + *len,
+			&(struct wire_hdr){ .type = WIRE_HEARTBEAT, .length = 0, .epoch = epoch });
+	*len += WIRE_HDR_SIZE;
+}
+
+#define LIVE_PAGES 300 /* the fixture's first 300 pages go live... */
+#define PAUSE_FROM 200 /* ...and its pages from 200 on in the pause: 100 sent twice */
+
+/*
+ * Epoch `epoch` as a primary with live harvest sends it: a live batch (with a
+ * heartbeat after it when `beat`), then the pause's pages and the state. The
+ * live copies of the pages sent twice hold other (older) data.
+ */
+static void live_epoch(struct fixture *f, uint8_t *old, uint64_t epoch, bool beat,
+		       struct epoch_sum *sum, uint8_t **stream, size_t *len)
+{
+	struct epoch_tx tx = { 0 };
+
+	assert_int_equal(epoch_pack_live(&tx, sum, epoch, f->pages, LIVE_PAGES, old), 0);
+	append(stream, len, &tx);
+	if (beat)
+		append_heartbeat(stream, len, epoch);
+	assert_int_equal(epoch_pack(&tx, epoch, f->pages + PAUSE_FROM, NR_PAGES - PAUSE_FROM,
+				    f->data + (size_t)PAUSE_FROM * WIRE_PAGE_SIZE, f->state,
+				    &(struct epoch_opts){ .sum = sum }),
+			 0);
+	append(stream, len, &tx);
+	epoch_tx_free(&tx);
+}
+
+/*
+ * Live batches: pages sent while the guest ran come before the epoch's
+ * EPOCH_BEGIN, a page may come twice, and applying the staged list in order
+ * leaves each page's last copy. The checksum covers the live frames.
+ */
+static void test_live_batches(void **state)
+{
+	size_t chunks[] = { 1, 4096, SIZE_MAX / 2 };
+	uint8_t *old = malloc((size_t)LIVE_PAGES * WIRE_PAGE_SIZE);
+	uint8_t *mem = calloc(GUEST_PAGES, WIRE_PAGE_SIZE);
+	uint8_t *want = calloc(GUEST_PAGES, WIRE_PAGE_SIZE);
+	struct epoch_sum sum = { 0 };
+	struct fixture f;
+
+	assert_non_null(old);
+	assert_non_null(mem);
+	assert_non_null(want);
+	make(&f, 0, 3);
+	for (size_t i = 0; i < (size_t)LIVE_PAGES * WIRE_PAGE_SIZE; i++)
+		old[i] = (uint8_t)next();
+	/* What the guest's memory is at the checkpoint: the newest copy of each page. */
+	for (size_t k = 0; k < NR_PAGES; k++)
+		memcpy(want + f.pages[k] * WIRE_PAGE_SIZE,
+		       k < PAUSE_FROM ? old + k * WIRE_PAGE_SIZE : f.data + k * WIRE_PAGE_SIZE,
+		       WIRE_PAGE_SIZE);
+
+	for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+		uint8_t *stream = NULL;
+		size_t len = 0;
+		struct epoch_rx rx;
+
+		/* Two epochs in a row, each with its live batch: the sum starts afresh. */
+		live_epoch(&f, old, 0, true, &sum, &stream, &len);
+		live_epoch(&f, old, 1, false, &sum, &stream, &len);
+		assert_int_equal(epoch_rx_init(&rx, GUEST_PAGES, 2, 1), 0);
+		for (uint64_t e = 0; e < 2; e++) {
+			size_t off = 0, used;
+			int r = 0;
+
+			memset(mem, 0, (size_t)GUEST_PAGES * WIRE_PAGE_SIZE);
+			/* Fed up to the end of one epoch: feed() stops at READY. */
+			while (r == 0) {
+				size_t n = len - off < chunks[c] ? len - off : chunks[c];
+
+				assert_true(n > 0);
+				r = epoch_rx_feed(&rx, stream + off, n, &used);
+				assert_true(r >= 0);
+				off += used;
+			}
+			assert_int_equal(r, EPOCH_RX_READY);
+			assert_true(rx.epoch == e);
+			assert_int_equal(rx.nr_pages, LIVE_PAGES + NR_PAGES - PAUSE_FROM);
+			for (uint64_t k = 0; k < rx.nr_pages; k++)
+				memcpy(mem + rx.pages[k] * WIRE_PAGE_SIZE,
+				       rx.data + k * WIRE_PAGE_SIZE, WIRE_PAGE_SIZE);
+			assert_memory_equal(mem, want, (size_t)GUEST_PAGES * WIRE_PAGE_SIZE);
+			memmove(stream, stream + off, len - off);
+			len -= off;
+		}
+		assert_int_equal(len, 0);
+		epoch_rx_free(&rx);
+		free(stream);
+	}
+
+	/* The sender refuses to mix epochs. */
+	{
+		struct epoch_tx tx = { 0 };
+
+		assert_int_equal(epoch_pack_live(&tx, &sum, 5, f.pages, 1, old), 0);
+		assert_int_equal(epoch_pack_live(&tx, &sum, 6, f.pages, 1, old), -EINVAL);
+		assert_int_equal(epoch_pack(&tx, 6, f.pages, 1, f.data, f.state,
+					    &(struct epoch_opts){ .sum = &sum }),
+				 -EINVAL);
+		assert_int_equal(epoch_pack_live(&tx, &sum, 5, f.pages, 0, old), -EINVAL);
+		sum.open = false;
+		epoch_tx_free(&tx);
+	}
+	epoch_sum_free(&sum);
+	drop(&f);
+	free(old);
+	free(mem);
+	free(want);
+}
+
+/* What a receiver refuses around live batches, each with its own message. */
+static void test_live_refusals(void **state)
+{
+	struct epoch_opts sync = { .initial_sync = true };
+	struct epoch_sum sum = { 0 }, other = { 0 };
+	struct epoch_tx tx = { 0 };
+	uint8_t *stream = NULL, *old = calloc(LIVE_PAGES, WIRE_PAGE_SIZE);
+	size_t len = 0;
+	struct epoch_rx rx;
+	struct fixture f;
+
+	assert_non_null(old);
+	make(&f, 0, 3);
+
+	/* An END that does not count the live batch (a sender that forgot it). */
+	assert_int_equal(epoch_pack_live(&tx, &sum, 0, f.pages, LIVE_PAGES, old), 0);
+	append(&stream, &len, &tx);
+	sum.open = false;
+	assert_int_equal(epoch_pack(&tx, 0, f.pages, NR_PAGES, f.data, f.state, NULL), 0);
+	append(&stream, &len, &tx);
+	expect_refused(stream, len, GUEST_PAGES, -EPROTO, "closes epoch 0 with 600 pages");
+
+	/* A flipped bit in live page data: the END's checksum covers the batch. */
+	len = 0;
+	live_epoch(&f, old, 0, false, &sum, &stream, &len);
+	stream[len / 4] ^= 0x01;
+	expect_refused(stream, len, GUEST_PAGES, -EILSEQ, "checksum");
+
+	/* Cut after the live batch: nothing reported, the epoch stays open. */
+	len = 0;
+	assert_int_equal(epoch_pack_live(&tx, &sum, 0, f.pages, LIVE_PAGES, old), 0);
+	append(&stream, &len, &tx);
+	sum.open = false;
+	assert_int_equal(epoch_rx_init(&rx, GUEST_PAGES, 2, 1), 0);
+	assert_int_equal(feed(&rx, stream, len, 4096), 0);
+	assert_int_equal(rx.phase, EPOCH_RX_OPEN);
+	epoch_rx_free(&rx);
+
+	/* ...and an initial-sync epoch may not follow it. */
+	assert_int_equal(epoch_pack(&tx, 0, f.pages, 10, f.data, NULL, &sync), 0);
+	append(&stream, &len, &tx);
+	expect_refused(stream, len, GUEST_PAGES, -EPROTO, "live pages in an initial-sync epoch");
+
+	/* A live batch of the wrong epoch. */
+	len = 0;
+	assert_int_equal(epoch_pack_live(&tx, &other, 1, f.pages, 10, old), 0);
+	append(&stream, &len, &tx);
+	expect_refused(stream, len, GUEST_PAGES, -EPROTO, "epoch 1 out of order");
+
+	/* A live batch naming a page outside guest memory. */
+	{
+		struct epoch_tx t0 = { 0 };
+		uint8_t *s0;
+
+		other.open = false;
+		assert_int_equal(epoch_pack_live(&t0, &other, 0, (uint64_t[]){ 5, 1500 }, 2, old),
+				 0);
+		s0 = flatten(&t0);
+		expect_refused(s0, t0.bytes, 1000, -ERANGE, "outside guest memory");
+		free(s0);
+		epoch_tx_free(&t0);
+	}
+
+	/* A live batch inside an epoch's pages: out of order. */
+	{
+		size_t begin_len =
+			WIRE_HDR_SIZE + (f.stream[8] | f.stream[9] << 8 | f.stream[10] << 16);
+		uint8_t *s = malloc(begin_len + tx.bytes);
+		uint8_t *live = flatten(&tx);
+
+		assert_non_null(s);
+		memcpy(s, f.stream, begin_len);
+		memcpy(s + begin_len, live, tx.bytes);
+		/* The live batch claims epoch 1: the frame's own epoch is checked first. */
+		expect_refused(s, begin_len + tx.bytes, GUEST_PAGES, -EPROTO, "expected pages");
+		free(live);
+		free(s);
+	}
+
+	/* More copies than an epoch may carry (EPOCH_MAX_COPIES of guest memory). */
+	len = 0;
+	other.open = false;
+	for (unsigned int i = 0; i < 3; i++) {
+		uint64_t pages[100];
+
+		for (unsigned int k = 0; k < 100; k++)
+			pages[k] = k;
+		assert_int_equal(epoch_pack_live(&tx, &other, 0, pages, 100, old), 0);
+		append(&stream, &len, &tx);
+	}
+	expect_refused(stream, len, 140, -ERANGE, "300 pages in one epoch for a guest of 140");
+
+	epoch_tx_free(&tx);
+	epoch_sum_free(&sum);
+	epoch_sum_free(&other);
+	free(stream);
+	free(old);
+	drop(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -350,6 +581,8 @@ int main(void)
 		cmocka_unit_test(test_empty_epoch),
 		cmocka_unit_test(test_initial_sync_epoch),
 		cmocka_unit_test(test_long_page_list),
+		cmocka_unit_test(test_live_batches),
+		cmocka_unit_test(test_live_refusals),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1153,7 +1153,7 @@ static void test_hello_compare(void **state)
 	remote.cpuid = cpuid_other;
 	remote.msrs = msrs_other;
 
-	expect_mismatch(&local, &remote, "protocol_version", "2", "3");
+	expect_mismatch(&local, &remote, "protocol_version", "3", "4");
 	remote.protocol_version = RINGFT_PROTOCOL_VERSION;
 	expect_mismatch(&local, &remote, "role", "secondary", "secondary");
 	assert_int_equal(hello_compare(&local, &remote, HELLO_PRIMARY, &mm), -EPROTO);

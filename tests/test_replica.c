@@ -101,8 +101,8 @@ int main(void)
 			CHECK(rep.epoch == e - 1, "a refused epoch moved the replica");
 		}
 		/* Through the wire format: framed, parsed, verified, then applied. */
-		CHECK_OK(epoch_pack(&tx, e, ckpt.dirty.pages, ckpt.dirty.count, ckpt.staging,
-				    ckpt.state, NULL));
+		CHECK_OK(
+			epoch_pack(&tx, e, ckpt.list, ckpt.staged, ckpt.staging, ckpt.state, NULL));
 		epochs = 0;
 		for (unsigned int i = 0; i < tx.nr_iov; i++) {
 			const uint8_t *p = tx.iov[i].iov_base;

@@ -83,6 +83,30 @@ int main(int argc, char **argv)
 		return 1;
 	put_epoch(argv[1], "checkpoint-whole", 0x00, &tx);
 	put_epoch(argv[1], "checkpoint-pieces", 0x87, &tx);
+	{
+		/* A live batch, then the checkpoint that continues its epoch. */
+		struct epoch_tx live = { 0 };
+		struct epoch_sum sum = { 0 };
+		uint8_t *both;
+
+		ck.sum = &sum;
+		if (epoch_pack_live(&live, &sum, 0, pages, 2, data) < 0 ||
+		    epoch_pack(&tx, 0, pages + 1, 2, data, ms, &ck) < 0)
+			return 1;
+		both = malloc(live.bytes + tx.bytes + 1);
+		if (!both)
+			return 1;
+		len = 1;
+		both[0] = 0x40;
+		for (unsigned int i = 0; i < live.nr_iov; i++, len += live.iov[i - 1].iov_len)
+			memcpy(both + len, live.iov[i].iov_base, live.iov[i].iov_len);
+		for (unsigned int i = 0; i < tx.nr_iov; i++, len += tx.iov[i - 1].iov_len)
+			memcpy(both + len, tx.iov[i].iov_base, tx.iov[i].iov_len);
+		put(argv[1], "epoch", "live-checkpoint", both, len, NULL, 0);
+		free(both);
+		epoch_tx_free(&live);
+		epoch_sum_free(&sum);
+	}
 	epoch_tx_free(&tx);
 
 	h.protocol_version = RINGFT_PROTOCOL_VERSION;
