@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The initial sync: every page the VM ever touched while the guest runs (the
+ * rest listed as zero), then rounds over what the dirty log reported
+ * meanwhile until few are left, then checkpoint 0.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "daemon/log.h"
+#include "primary/replicate_internal.h"
+#include "proto/wire.h"
+#include "vmm/clock.h"
+#include "vmm/vm.h"
+
+/* ---- initial sync ---------------------------------------------------------- */
+
+/* Harvests with the guest briefly paused; pages go to `into` (or nowhere). */
+int harvest_now(struct primary *p, struct dirty_set *into)
+{
+	int r;
+
+	dirty_set_clear(&p->scratch);
+	r = vm_harvest_paused(p->vm, &p->scratch);
+	if (r == 0 && into)
+		dirty_set_merge(into, &p->scratch);
+	return r;
+}
+
+void sync_start(struct primary *p)
+{
+	int r;
+
+	if (p->frozen) {
+		/* A sync harvests (pause, resume): not with the guest stopped. */
+		session_drop(p, "the guest is stopped (no quorum): no sync now");
+		return;
+	}
+	p->state = PRIMARY_SYNCING;
+	p->next_epoch = 0;
+	p->first_checkpoint = UINT64_MAX;
+	p->console_started = false;
+	p->st.sync_pages = 0;
+	p->st.sync_zero_pages = 0;
+	p->st.sync_round = 0;
+	p->sync_start_ns = p->sync_round_start_ns = clock_now_ns();
+	/* Reset the log before reading a page: any later write is logged again. */
+	dirty_set_clear(&p->sync_dirty);
+	r = harvest_now(p, NULL);
+	if (r < 0) {
+		log_error("Cannot start the initial sync: harvesting dirty pages failed: %s",
+			  strerror(-r));
+		session_drop(p, "initial sync failed");
+		return;
+	}
+	free(p->sync_list);
+	p->sync_list = NULL; /* round 0: every page, in order */
+	p->sync_len = p->vm->nr_pages;
+	p->sync_pos = 0;
+	p->st.sync_remaining = p->sync_len;
+	log_info("Secondary %s accepted the handshake: initial sync of %llu MiB (%llu MiB "
+		 "touched) while the guest runs",
+		 p->cfg.peer_name, (unsigned long long)(p->vm->mem_size >> 20),
+		 (unsigned long long)(p->vm->touched.count * VM_PAGE_SIZE >> 20));
+	sync_pump(p);
+}
+
+int take_checkpoint(struct primary *p, struct primary_slot *s, bool early);
+
+/* Ends a round: harvest, then either another round or checkpoint 0. */
+static void sync_round_end(struct primary *p)
+{
+	uint64_t now = clock_now_ns(), n;
+	double secs = (double)(now - p->sync_round_start_ns) / 1e9;
+	int r = harvest_now(p, &p->sync_dirty);
+
+	if (r < 0) {
+		session_drop(p, "harvesting dirty pages during the initial sync failed");
+		return;
+	}
+	n = p->sync_dirty.count;
+	log_info("sync: round %u sent %llu pages in %.2f s; %llu pages dirtied meanwhile "
+		 "(%.0f pages/s)",
+		 p->st.sync_round, (unsigned long long)p->sync_len, secs, (unsigned long long)n,
+		 secs > 0 ? (double)n / secs : 0.0);
+	free(p->sync_list);
+	p->sync_list = NULL;
+	p->sync_len = p->sync_pos = 0;
+	if (n <= SYNC_CONVERGED || p->st.sync_round + 1 >= SYNC_MAX_ROUNDS) {
+		/* The rest travels in checkpoint 0 (the next capture reports it again). */
+		vm_requeue_dirty(p->vm, &p->sync_dirty);
+		dirty_set_clear(&p->sync_dirty);
+		p->st.sync_remaining = 0;
+		p->first_checkpoint = p->next_epoch;
+		return; /* sync_pump takes checkpoint 0 when a slot is free */
+	}
+	p->sync_list = malloc(n * sizeof(uint64_t));
+	if (!p->sync_list) {
+		session_drop(p, "out of memory for the sync page list");
+		return;
+	}
+	dirty_set_sort(&p->sync_dirty);
+	memcpy(p->sync_list, p->sync_dirty.pages, n * sizeof(uint64_t));
+	dirty_set_clear(&p->sync_dirty);
+	p->sync_len = n;
+	p->st.sync_remaining = n;
+	p->st.sync_round++;
+	p->sync_round_start_ns = now;
+}
+
+/*
+ * One sync batch: up to SYNC_BATCH_PAGES pages with data, and the all-zero
+ * pages met on the way listed without data (most of a fresh guest: reading
+ * them does not even fault memory in). Read while the guest runs: a write
+ * after the read is in the dirty log already and goes in a later round.
+ */
+static void sync_fill(struct primary *p, struct primary_slot *s)
+{
+	struct dirty_set *d = &s->ck.dirty;
+	struct epoch_opts opts = { .initial_sync = true, .zero_pages = s->zero };
+	uint64_t n = 0;
+	int r;
+
+	dirty_set_clear(d);
+	while (p->sync_pos < p->sync_len && n < SYNC_BATCH_PAGES && opts.nr_zero < SYNC_ZERO_MAX) {
+		uint64_t page = p->sync_list ? p->sync_list[p->sync_pos] : p->sync_pos;
+		const uint8_t *hva = vm_page_hva(p->vm, page);
+
+		p->sync_pos++;
+		/* Never written since the VM was created: zero, without reading it. */
+		if (!vm_page_touched(p->vm, page) || vm_page_is_zero(p->vm, page)) {
+			s->zero[opts.nr_zero++] = page;
+			continue;
+		}
+		dirty_set_add(d, page);
+		memcpy(s->ck.staging + n * VM_PAGE_SIZE, hva, VM_PAGE_SIZE);
+		n++;
+	}
+	p->st.sync_pages += n + opts.nr_zero;
+	p->st.sync_zero_pages += opts.nr_zero;
+	p->st.sync_remaining = p->sync_len - p->sync_pos;
+	r = epoch_pack(&s->tx, p->next_epoch, d->pages, n, s->ck.staging, NULL, &opts);
+	if (r < 0) {
+		session_drop(p, "packing a sync batch failed");
+		return;
+	}
+	s->mark = 0;
+	slot_ship(p, s, true, clock_now_ns());
+}
+
+void sync_pump(struct primary *p)
+{
+	struct primary_slot *s;
+
+	while (p->state == PRIMARY_SYNCING && p->first_checkpoint == UINT64_MAX &&
+	       (s = slot_free(p))) {
+		if (p->sync_pos < p->sync_len)
+			sync_fill(p, s);
+		else
+			sync_round_end(p);
+	}
+	if (p->state == PRIMARY_SYNCING && p->first_checkpoint == p->next_epoch &&
+	    (s = slot_free(p))) {
+		if (take_checkpoint(p, s, false) < 0)
+			session_drop(p, "checkpoint 0 failed");
+	}
+}
