@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the outside world is told as things happen: one JSON line per event to
+ * `ftctl events` subscribers, and the --notify-command with FTD_* variables.
+ * The event names and their keys are documented in ctl/README.md.
+ */
+#ifndef RINGFT_DAEMON_EVENTS_H
+#define RINGFT_DAEMON_EVENTS_H
+
+#include <stdint.h>
+
+#include "secondary/receiver.h"
+
+struct active;
+struct control;
+struct standby;
+
+/* --notify-command (NULL: none), told about every event but sync progress. */
+void event_set_notify(const char *cmd);
+/*
+ * One event: a JSON line to `ftctl events` subscribers, and the notify
+ * command with FTD_EVENT and FTD_<KEY> for each key/value pair (strings,
+ * NULL-ended; a NULL value is left out).
+ */
+void event_emit(struct control *ctl, const char *event, ...);
+
+/* Events from what changed on the active side since the last look; answers a switchover. */
+void active_events(struct active *a, uint64_t now);
+/* Secondary-side events from state changes since `was`. */
+void standby_events(struct standby *sb, enum secondary_state was);
+
+#endif

@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Status and metrics (daemon/status.h): the engines' counters rendered as
+ * the statistics line, the `ftctl status` object, Prometheus text and the
+ * exit summary. Reads the roles' state and changes nothing but the
+ * statistics windows.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "daemon/log.h"
+#include "daemon/role.h"
+#include "daemon/status.h"
+#include "vmm/clock.h"
+
+void active_stats_line(struct primary *p, struct pwindow *w, uint64_t now)
+{
+	struct primary_stats *st = &p->st;
+	double secs = (double)(now - w->start_ns) / 1e9;
+	uint64_t bytes = primary_bytes_sent(p);
+	uint64_t n = st->checkpoints - w->checkpoints;
+
+	fprintf(stderr,
+		"ftd: stats state=%s epoch=%llu checkpoints=%llu acked=%llu rate=%.0f/s "
+		"skipped=%llu early=%llu dirty/ckpt p50=%llu max=%llu pause_us p50=%llu p99=%llu "
+		"max=%llu ack_us p50=%llu p99=%llu wire_MBps=%.1f verified=%llu mismatches=%llu "
+		"held_bytes=%llu sync_pages=%llu sync_remaining=%llu\n",
+		primary_state_name(p->state), (unsigned long long)p->next_epoch,
+		(unsigned long long)st->checkpoints, (unsigned long long)st->acked,
+		secs > 0 ? (double)n / secs : 0.0, (unsigned long long)st->skipped,
+		(unsigned long long)st->early,
+		(unsigned long long)samples_percentile(&st->pages, 50),
+		(unsigned long long)samples_max(&st->pages),
+		(unsigned long long)samples_percentile(&st->pause_us, 50),
+		(unsigned long long)samples_percentile(&st->pause_us, 99),
+		(unsigned long long)samples_max(&st->pause_us),
+		(unsigned long long)samples_percentile(&st->ack_us, 50),
+		(unsigned long long)samples_percentile(&st->ack_us, 99),
+		secs > 0 ? (double)(bytes - w->bytes) / secs / 1e6 : 0.0,
+		(unsigned long long)st->verified, (unsigned long long)st->mismatches,
+		(unsigned long long)outbuf_held(p->out), (unsigned long long)st->sync_pages,
+		(unsigned long long)st->sync_remaining);
+	samples_reset(&st->pause_us);
+	samples_reset(&st->ack_us);
+	samples_reset(&st->pages);
+	w->start_ns = now;
+	w->checkpoints = st->checkpoints;
+	w->bytes = bytes;
+}
+
+void standby_stats_line(struct secondary *s, struct swindow *w, uint64_t now)
+{
+	double secs = (double)(now - w->start_ns) / 1e9;
+	uint64_t bytes = secondary_bytes_received(s), n = s->st.epochs - w->epochs;
+
+	fprintf(stderr,
+		"ftd: stats state=%s epoch=%llu checkpoints=%llu rate=%.0f/s verified=%llu "
+		"mismatches=%llu refused=%llu wire_MBps=%.1f apply_us avg=%llu max=%llu "
+		"sync_pages=%llu\n",
+		secondary_state_name(s->state),
+		(unsigned long long)(s->replica.epoch == UINT64_MAX ? 0 : s->replica.epoch),
+		(unsigned long long)s->st.checkpoints, secs > 0 ? (double)n / secs : 0.0,
+		(unsigned long long)s->st.verified, (unsigned long long)s->st.mismatches,
+		(unsigned long long)s->st.refused,
+		secs > 0 && bytes >= w->bytes ? (double)(bytes - w->bytes) / secs / 1e6 : 0.0,
+		(unsigned long long)(n ? (s->st.apply_ns - w->apply_ns) / n / 1000 : 0),
+		(unsigned long long)(s->st.apply_max_ns / 1000),
+		(unsigned long long)s->st.sync_pages);
+	s->st.apply_max_ns = 0;
+	w->start_ns = now;
+	w->bytes = bytes;
+	w->epochs = s->st.epochs;
+	w->apply_ns = s->st.apply_ns;
+}
+
+void active_metrics(struct active *a, struct json_object *r)
+{
+	static const uint64_t bounds_us[] = { 100,   250,   500,   1000,   2500,  5000,
+					      10000, 25000, 50000, 100000, 250000 };
+	struct primary_stats *st = &a->p->st;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (!f)
+		return;
+	fprintf(f,
+		"# HELP ftd_checkpoints_total Checkpoints taken.\n"
+		"# TYPE ftd_checkpoints_total counter\nftd_checkpoints_total %llu\n"
+		"# HELP ftd_checkpoints_acked_total Checkpoints the secondary acknowledged.\n"
+		"# TYPE ftd_checkpoints_acked_total counter\nftd_checkpoints_acked_total %llu\n"
+		"# HELP ftd_replication_bytes_total Bytes handed to the replication sockets.\n"
+		"# TYPE ftd_replication_bytes_total counter\nftd_replication_bytes_total %llu\n"
+		"# HELP ftd_verify_mismatches_total Checkpoints whose replica hash differed.\n"
+		"# TYPE ftd_verify_mismatches_total counter\nftd_verify_mismatches_total %llu\n"
+		"# HELP ftd_output_held_bytes Guest output waiting for an acknowledgement.\n"
+		"# TYPE ftd_output_held_bytes gauge\nftd_output_held_bytes %llu\n"
+		"# HELP ftd_protected 1 while the secondary holds a checkpoint of this guest.\n"
+		"# TYPE ftd_protected gauge\nftd_protected %d\n"
+		"# HELP ftd_checkpoint_interval_seconds The checkpoint interval now.\n"
+		"# TYPE ftd_checkpoint_interval_seconds gauge\nftd_checkpoint_interval_seconds "
+		"%.6f\n"
+		"# HELP ftd_checkpoint_interval_auto 1 while --interval auto chooses it.\n"
+		"# TYPE ftd_checkpoint_interval_auto gauge\nftd_checkpoint_interval_auto %d\n"
+		"# HELP ftd_live_harvests_total Harvests taken while the guest ran.\n"
+		"# TYPE ftd_live_harvests_total counter\nftd_live_harvests_total %llu\n"
+		"# HELP ftd_checkpoint_pause_seconds Guest-visible pause per checkpoint.\n"
+		"# TYPE ftd_checkpoint_pause_seconds histogram\n",
+		(unsigned long long)st->checkpoints, (unsigned long long)st->acked,
+		(unsigned long long)primary_bytes_sent(a->p), (unsigned long long)st->mismatches,
+		(unsigned long long)outbuf_held(&a->pr->out), a->p->state == PRIMARY_PROTECTED,
+		(double)a->interval_ns / 1e9, a->auto_iv.enabled,
+		(unsigned long long)st->live_harvests);
+	for (size_t i = 0; i < sizeof(bounds_us) / sizeof(bounds_us[0]); i++)
+		fprintf(f, "ftd_checkpoint_pause_seconds_bucket{le=\"%g\"} %llu\n",
+			(double)bounds_us[i] / 1e6,
+			(unsigned long long)histogram_count_le(&st->all_pause_us, bounds_us[i]));
+	fprintf(f,
+		"ftd_checkpoint_pause_seconds_bucket{le=\"+Inf\"} %llu\n"
+		"ftd_checkpoint_pause_seconds_sum %.6f\n"
+		"ftd_checkpoint_pause_seconds_count %llu\n",
+		(unsigned long long)st->all_pause_us.n, (double)st->all_pause_us.sum / 1e6,
+		(unsigned long long)st->all_pause_us.n);
+	fclose(f);
+	json_add_str(r, "text", text);
+	free(text);
+}
+
+/* uuid, generation, generations (history): the guest's identity in status. */
+static void status_generation(struct json_object *r, const struct gen_state *g)
+{
+	char u[GEN_UUID_TEXT];
+	struct json_object *h = json_object_new_array();
+
+	gen_uuid_format(g->uuid, u);
+	json_add_str(r, "uuid", gen_has_guest(g) ? u : NULL);
+	if (gen_has_guest(g))
+		json_add_u64(r, "generation", g->cur.number);
+	else
+		json_object_object_add(r, "generation", NULL);
+	for (unsigned int i = 0; i < g->nr_history; i++)
+		json_object_array_add(h, json_object_new_uint64(g->history[i].number));
+	json_object_object_add(r, "history", h);
+}
+
+void active_status(struct active *a, struct json_object *r)
+{
+	struct primary *p = a->p;
+	struct primary_stats *st = &p->st;
+	struct json_object *pause = json_object_new_object();
+	uint64_t now = clock_now_ns();
+
+	json_add_str(r, "role", "primary");
+	json_add_str(r, "state", primary_state_name(p->state));
+	json_add_str(r, "peer", p->cfg.peer_len ? p->cfg.peer_name : NULL);
+	json_add_str(r, "guest", a->o->guest);
+	json_add_str(r, "promoted_by", a->promoted_by);
+	status_generation(r, &a->gen);
+	if (a->promoted_by)
+		json_add_u64(r, "promoted_from_checkpoint", a->promoted_checkpoint);
+	json_add_u64(r, "epoch", p->next_epoch);
+	json_add_u64(r, "checkpoints", st->checkpoints);
+	json_add_u64(r, "acked", st->acked);
+	if (st->last_ack_ns && p->state == PRIMARY_PROTECTED)
+		json_add_u64(r, "last_ack_age_ms", (now - st->last_ack_ns) / 1000000);
+	else
+		json_object_object_add(r, "last_ack_age_ms", NULL);
+	json_add_u64(r, "interval_us", a->interval_ns / 1000);
+	json_object_object_add(r, "interval_auto", json_object_new_boolean(a->auto_iv.enabled));
+	if (a->auto_iv.enabled) {
+		struct json_object *ai = json_object_new_object();
+
+		json_add_u64(ai, "overhead_pct", a->auto_iv.overhead_pct);
+		json_add_u64(ai, "max_hold_us", a->auto_iv.max_hold_ns / 1000);
+		json_add_str(ai, "bound", a->auto_iv.bound);
+		json_object_object_add(ai, "overhead_exceeded",
+				       json_object_new_boolean(a->auto_iv.overhead_exceeded));
+		json_object_object_add(r, "interval_auto_budget", ai);
+	}
+	json_add_u64(r, "live_harvests", st->live_harvests);
+	json_add_u64(r, "live_pages", st->live_pages);
+	json_add_u64(pause, "p50", histogram_percentile(&st->all_pause_us, 50));
+	json_add_u64(pause, "p99", histogram_percentile(&st->all_pause_us, 99));
+	json_add_u64(pause, "max", st->all_pause_us.max);
+	json_object_object_add(r, "pause_us", pause);
+	json_add_u64(r, "dirty_pages_per_checkpoint",
+		     st->checkpoints ? st->pages_total / st->checkpoints : 0);
+	json_add_u64(r, "bytes_sent", primary_bytes_sent(p));
+	json_add_u64(r, "bytes_per_s", a->bytes_per_s);
+	json_add_u64(r, "verified", st->verified);
+	json_add_u64(r, "mismatches", st->mismatches);
+	json_add_u64(r, "held_bytes", outbuf_held(&a->pr->out));
+	json_add_u64(r, "console_offset", outbuf_stream_pos(&a->pr->out, outbuf_mark(&a->pr->out)));
+	json_add_u64(r, "sessions", st->sessions);
+	json_add_str(r, "quorum", ftd_cluster_quorum(&a->pr->fc));
+	json_object_object_add(r, "frozen", json_object_new_boolean(a->frozen));
+	if (p->state == PRIMARY_SYNCING) {
+		json_add_u64(r, "sync_pages", st->sync_pages);
+		json_add_u64(r, "sync_remaining", st->sync_remaining);
+	}
+}
+
+void standby_status(struct standby *sb, uint64_t now, struct json_object *r)
+{
+	struct secondary *s = sb->s;
+
+	json_add_str(r, "role", "secondary");
+	json_add_str(r, "state", secondary_state_name(s->state));
+	status_generation(r, &s->gen);
+	json_object_object_add(r, "stale", json_object_new_boolean(s->stale));
+	if (s->stale)
+		json_add_u64(r, "stale_by_generation", s->stale_by.cur.number);
+	json_add_str(r, "peer", secondary_peer(s));
+	if (s->replica.has_checkpoint)
+		json_add_u64(r, "checkpoint", s->replica.checkpoint);
+	else
+		json_object_object_add(r, "checkpoint", NULL);
+	if (s->st.last_apply_ns && s->state == SECONDARY_REPLICATING)
+		json_add_u64(r, "last_apply_age_ms", (now - s->st.last_apply_ns) / 1000000);
+	else
+		json_object_object_add(r, "last_apply_age_ms", NULL);
+	json_add_u64(r, "epochs_applied", s->st.epochs);
+	json_add_u64(r, "checkpoints", s->st.checkpoints);
+	json_add_u64(r, "bytes_received", secondary_bytes_received(s));
+	json_add_u64(r, "verified", s->st.verified);
+	json_add_u64(r, "mismatches", s->st.mismatches);
+	json_add_u64(r, "refused", s->st.refused);
+	json_add_u64(r, "sessions", s->st.sessions);
+	json_add_str(r, "quorum", ftd_cluster_quorum(&sb->pr->fc));
+	if (sb->mirroring)
+		json_add_u64(r, "console_offset",
+			     outbuf_stream_pos(&sb->pr->out, outbuf_mark(&sb->pr->out)));
+}
+
+void active_summary(struct active *a)
+{
+	struct primary *p = a->p;
+
+	log_info("summary: %llu checkpoints in %.1fs, %llu acknowledged (%llu verified, %llu "
+		 "mismatches), %llu sessions, pause us p50=%llu p99=%llu max=%llu, ack us "
+		 "p50=%llu p99=%llu",
+		 (unsigned long long)p->st.checkpoints,
+		 (double)(clock_now_ns() - a->start_ns) / 1e9, (unsigned long long)p->st.acked,
+		 (unsigned long long)p->st.verified, (unsigned long long)p->st.mismatches,
+		 (unsigned long long)p->st.sessions,
+		 (unsigned long long)histogram_percentile(&p->st.all_pause_us, 50),
+		 (unsigned long long)histogram_percentile(&p->st.all_pause_us, 99),
+		 (unsigned long long)p->st.all_pause_us.max,
+		 (unsigned long long)histogram_percentile(&p->st.all_ack_us, 50),
+		 (unsigned long long)histogram_percentile(&p->st.all_ack_us, 99));
+	if (p->st.checkpoints) {
+		char parts[256];
+		size_t at = 0;
+
+		for (int i = 0; i < PRIMARY_PARTS; i++)
+			at += (size_t)snprintf(
+				parts + at, sizeof(parts) - at, " %s=%llu", primary_part_names[i],
+				(unsigned long long)histogram_percentile(&p->st.part_us[i], 50));
+		log_info("pause p50 by part, us:%s", parts);
+		log_info(
+			"live harvests: %llu, %llu of %llu checkpoint pages copied while the guest "
+			"ran",
+			(unsigned long long)p->st.live_harvests,
+			(unsigned long long)p->st.live_pages,
+			(unsigned long long)p->st.pages_total);
+	}
+}
+
+void standby_summary(const struct secondary *s)
+{
+	log_info("summary: %llu epochs applied (%llu checkpoints, %llu verified, %llu "
+		 "mismatches), %llu sessions, %llu connections refused",
+		 (unsigned long long)s->st.epochs, (unsigned long long)s->st.checkpoints,
+		 (unsigned long long)s->st.verified, (unsigned long long)s->st.mismatches,
+		 (unsigned long long)s->st.sessions, (unsigned long long)s->st.refused);
+}
