@@ -11,8 +11,11 @@ int replica_init(struct replica *r, struct vm *vm)
 {
 	memset(r, 0, sizeof(*r));
 	r->committed = calloc(1, sizeof(*r->committed));
-	if (!r->committed)
+	r->seen = calloc((vm->nr_pages + 63) / 64, sizeof(*r->seen));
+	if (!r->committed || !r->seen) {
+		replica_free(r);
 		return -ENOMEM;
+	}
 	r->vm = vm;
 	r->epoch = UINT64_MAX;
 	return 0;
@@ -23,7 +26,9 @@ void replica_free(struct replica *r)
 	if (!r)
 		return;
 	free(r->committed);
+	free(r->seen);
 	r->committed = NULL;
+	r->seen = NULL;
 }
 
 static int check_epoch(struct replica *r, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages)
@@ -39,13 +44,24 @@ static int check_epoch(struct replica *r, uint64_t epoch, const uint64_t *pages,
 	return 0;
 }
 
-static void write_pages(struct vm *vm, const uint64_t *pages, uint64_t nr_pages,
+/*
+ * Writes every listed page's last copy: from the end of the list, a page
+ * already written is skipped (its earlier copies are older).
+ */
+static void write_pages(struct replica *r, const uint64_t *pages, uint64_t nr_pages,
 			const uint8_t *data)
 {
-	for (uint64_t k = 0; k < nr_pages; k++) {
-		memcpy(vm_page_hva(vm, pages[k]), data + k * VM_PAGE_SIZE, VM_PAGE_SIZE);
-		vm_mark_touched(vm, pages[k]);
+	for (uint64_t k = nr_pages; k-- > 0;) {
+		uint64_t page = pages[k], bit = 1ULL << (page % 64);
+
+		if (r->seen[page / 64] & bit)
+			continue;
+		r->seen[page / 64] |= bit;
+		memcpy(vm_page_hva(r->vm, page), data + k * VM_PAGE_SIZE, VM_PAGE_SIZE);
+		vm_mark_touched(r->vm, page);
 	}
+	for (uint64_t k = 0; k < nr_pages; k++)
+		r->seen[pages[k] / 64] = 0;
 }
 
 int replica_apply(struct replica *r, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
@@ -58,7 +74,7 @@ int replica_apply(struct replica *r, uint64_t epoch, const uint64_t *pages, uint
 	if (state->nr_vcpus != r->vm->nr_vcpus || state->nr_devices != r->vm->nr_devices)
 		return -EINVAL;
 	/* Everything checked: from here on nothing can fail halfway. */
-	write_pages(r->vm, pages, nr_pages, data);
+	write_pages(r, pages, nr_pages, data);
 	memcpy(r->committed, state, sizeof(*state));
 	r->epoch = epoch;
 	r->checkpoint = epoch;
@@ -75,7 +91,7 @@ int replica_apply_sync(struct replica *r, uint64_t epoch, const uint64_t *pages,
 		ret = check_epoch(r, epoch, zero_pages, nr_zero);
 	if (ret < 0)
 		return ret;
-	write_pages(r->vm, pages, nr_pages, data);
+	write_pages(r, pages, nr_pages, data);
 	/*
 	 * Only pages ever written here can be other than zero: the rest are not
 	 * even read (not resident in a fresh replica, and reading costs).

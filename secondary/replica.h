@@ -22,6 +22,7 @@ struct vm;
 struct replica {
 	struct vm *vm;
 	struct machine_state *committed;
+	uint64_t *seen;	     /* one bit per guest page: copies already applied, cleared after */
 	uint64_t epoch;	     /* last applied in this session, UINT64_MAX before the first */
 	uint64_t checkpoint; /* epoch of the committed checkpoint, if has_checkpoint */
 	bool has_checkpoint; /* memory and `committed` are one complete checkpoint */
@@ -33,7 +34,9 @@ void replica_free(struct replica *r); /* does not free r->vm */
 
 /*
  * Applies epoch `epoch`: nr_pages pages whose indexes are in pages[] and whose
- * contents are data[k * 4096], and the machine state. Returns 0, -EALREADY
+ * contents are data[k * 4096], and the machine state. A page listed more than
+ * once (a live batch's copy, then the pause's) is written once, with its
+ * last copy. Returns 0, -EALREADY
  * after promotion, -EPROTO for an epoch out of order, -ERANGE for a page index
  * outside guest memory, -EINVAL for state that does not fit this VM.
  */

@@ -10,7 +10,10 @@
  *    last checkpoint (copied while the primary was paused);
  *  - the released console followed by the promoted replica's console is one
  *    continuous bank stream, every line ok, nothing lost or repeated.
- * Also: epochs out of order and pages outside memory are refused untouched.
+ * Every other epoch is taken with a live harvest half-way: its live batch
+ * goes over the wire first and pages written again after it come twice (the
+ * replica keeps the last copy). Also: epochs out of order and pages outside
+ * memory are refused untouched.
  */
 #include <errno.h>
 #include <string.h>
@@ -44,6 +47,27 @@ static void mark_epoch(void *opaque, uint64_t epoch)
 		memcpy(c->snapshot, c->vm->mem, c->vm->mem_size);
 }
 
+/* Feeds a packed tx to the receiver; returns the epochs it completed. */
+static int feed(struct epoch_rx *rx, const struct epoch_tx *tx, uint64_t e)
+{
+	int epochs = 0;
+
+	for (unsigned int i = 0; i < tx->nr_iov; i++) {
+		const uint8_t *p = tx->iov[i].iov_base;
+		size_t left = tx->iov[i].iov_len, used;
+
+		while (left) {
+			int r = epoch_rx_feed(rx, p, left, &used);
+
+			CHECK(r >= 0, "epoch %llu refused: %s", (unsigned long long)e, rx->error);
+			epochs += r;
+			p += used;
+			left -= used;
+		}
+	}
+	return epochs;
+}
+
 int main(void)
 {
 	struct vm_config cfg = { .mem_size = 128ULL << 20, .nr_vcpus = 2, .tracking = DIRTY_RING };
@@ -54,8 +78,10 @@ int main(void)
 	struct ckpt ckpt;
 	struct ckpt_timing t;
 	struct epoch_tx tx = { 0 };
+	struct epoch_sum sum = { 0 };
 	struct epoch_rx rx;
-	int epochs;
+	uint64_t twice = 0, live_epochs = 0;
+	int epochs, n;
 	struct vm *primary, *secondary;
 	struct t_bank b;
 	uint64_t bad_page = 1ULL << 40, before[GUEST_MAX_VCPUS] = { 0 }, deadline;
@@ -86,7 +112,25 @@ int main(void)
 	 * and the first harvest holds every page written since (loader included).
 	 */
 	for (uint64_t e = 0; e < EPOCHS; e++) {
-		t_sleep_ms(3);
+		uint64_t live_pages = 0;
+
+		if (e % 2) {
+			/* Half-way, the pages dirtied so far go out while the guest runs. */
+			t_sleep_ms(2);
+			n = ckpt_live_harvest(&ckpt);
+			CHECK(n >= 0, "live harvest of epoch %llu: %d", (unsigned long long)e, n);
+			if (n > 0) {
+				CHECK_OK(epoch_pack_live(&tx, &sum, e, ckpt.list, (uint64_t)n,
+							 ckpt.staging));
+				CHECK(feed(&rx, &tx, e) == 0, "a live batch completed epoch %llu",
+				      (unsigned long long)e);
+				live_pages = (uint64_t)n;
+				live_epochs++;
+			}
+			t_sleep_ms(1);
+		} else {
+			t_sleep_ms(3);
+		}
 		CHECK_OK(ckpt_capture(&ckpt, &t));
 		CHECK(ckpt.epoch == e, "epoch %llu captured as %llu", (unsigned long long)e,
 		      (unsigned long long)ckpt.epoch);
@@ -101,23 +145,13 @@ int main(void)
 			CHECK(rep.epoch == e - 1, "a refused epoch moved the replica");
 		}
 		/* Through the wire format: framed, parsed, verified, then applied. */
-		CHECK_OK(
-			epoch_pack(&tx, e, ckpt.list, ckpt.staged, ckpt.staging, ckpt.state, NULL));
-		epochs = 0;
-		for (unsigned int i = 0; i < tx.nr_iov; i++) {
-			const uint8_t *p = tx.iov[i].iov_base;
-			size_t left = tx.iov[i].iov_len, used;
-
-			while (left) {
-				int r = epoch_rx_feed(&rx, p, left, &used);
-
-				CHECK(r >= 0, "epoch %llu refused: %s", (unsigned long long)e,
-				      rx.error);
-				epochs += r;
-				p += used;
-				left -= used;
-			}
-		}
+		CHECK(ckpt.batch == live_pages, "epoch %llu: the pause's pages start at slot %llu",
+		      (unsigned long long)e, (unsigned long long)ckpt.batch);
+		CHECK_OK(epoch_pack(&tx, e, ckpt.list + ckpt.batch, ckpt.staged - ckpt.batch,
+				    ckpt.staging + ckpt.batch * VM_PAGE_SIZE, ckpt.state,
+				    &(struct epoch_opts){ .sum = &sum }));
+		epochs = feed(&rx, &tx, e);
+		twice += rx.nr_pages - ckpt.dirty.count;
 		CHECK(epochs == 1 && rx.epoch == e, "epoch %llu did not arrive whole",
 		      (unsigned long long)e);
 		CHECK_OK(replica_apply(&rep, rx.epoch, rx.pages, rx.nr_pages, rx.data, rx.state));
@@ -158,14 +192,17 @@ int main(void)
 		CHECK(t_now_ns() < deadline, "the promoted replica printed no bank lines");
 		t_sleep_ms(5);
 	}
-	printf("ok: %d epochs applied, replica byte-identical at epoch %d, promoted: bank "
-	       "went on from iter %llu/%llu, released %zu console bytes, nothing lost or "
-	       "repeated\n",
-	       EPOCHS, EPOCHS - 1, (unsigned long long)before[0], (unsigned long long)before[1],
-	       released);
+	CHECK(live_epochs >= EPOCHS / 4, "only %llu epochs had a live batch",
+	      (unsigned long long)live_epochs);
+	printf("ok: %d epochs applied (%llu with a live batch, %llu pages sent twice), replica "
+	       "byte-identical at epoch %d, promoted: bank went on from iter %llu/%llu, "
+	       "released %zu console bytes, nothing lost or repeated\n",
+	       EPOCHS, (unsigned long long)live_epochs, (unsigned long long)twice, EPOCHS - 1,
+	       (unsigned long long)before[0], (unsigned long long)before[1], released);
 	free(text);
 	ckpt_free(&ckpt);
 	epoch_tx_free(&tx);
+	epoch_sum_free(&sum);
 	epoch_rx_free(&rx);
 	replica_free(&rep);
 	vm_free(secondary);
