@@ -165,7 +165,7 @@ static void active_generation(struct active *a)
 				    strerror(-r));
 		a->first_contact = false;
 		if (!cluster)
-			p->hold_output = false;
+			commit_gate(&a->pr->commit, false, false);
 	}
 }
 
@@ -180,6 +180,7 @@ static void active_quorum(struct active *a)
 {
 	struct primary *p = a->p;
 	struct ftd_cluster *fc = &a->pr->fc;
+	bool open;
 
 	if (!fc->c)
 		return;
@@ -194,28 +195,28 @@ static void active_quorum(struct active *a)
 	 * current membership. The guest runs meanwhile; if quorum goes, it stops
 	 * with that output unreleased.
 	 */
-	p->hold_output = true;
-	p->release_ok = fc->quorate && cluster_quorum_settled(fc->c) &&
-			(!p->lost_ns || (fc->peer_left && !fc->left_by_node) ||
-			 clock_now_ns() - p->lost_ns >= a->o->cluster_wait_ns);
+	open = fc->quorate && cluster_quorum_settled(fc->c) &&
+	       (!p->lost_ns || (fc->peer_left && !fc->left_by_node) ||
+		clock_now_ns() - p->lost_ns >= a->o->cluster_wait_ns);
 	/*
 	 * Output the secondary's checkpoint does not hold starts a new generation,
 	 * and leaves only once every member got it (our own announcement came
 	 * back): the secondary then knows its replica is stale before anything
 	 * it lacks is seen, and does not promote it by itself.
 	 */
-	if (p->release_ok && !a->frozen && a->gen_replicated && p->state < PRIMARY_SYNCING &&
+	if (open && !a->frozen && a->gen_replicated && p->state < PRIMARY_SYNCING &&
 	    p->handover == HANDOVER_NONE)
 		active_gen_bump(a);
 	if (a->announce_wait && !a->announce_sent && announce_gen(fc, &a->gen) == 0)
 		a->announce_sent = true;
 	if (a->announce_wait)
-		p->release_ok = false;
+		open = false;
+	commit_gate(&a->pr->commit, true, open);
 	if (!fc->quorate && !a->frozen) {
 		int r = vm_pause(a->pr->vm, 0, NULL);
 
 		a->frozen = true;
-		p->frozen = true;
+		primary_freeze(p, true);
 		active_marker(a, false);
 		log_error("Lost quorum: the guest is stopped here (the other side may take it "
 			  "over)%s",
@@ -223,7 +224,7 @@ static void active_quorum(struct active *a)
 		event_emit(a->pr->ctl, "frozen", "reason", "lost quorum", NULL);
 	} else if (a->frozen && fc->quorate && primary_may_thaw(p)) {
 		a->frozen = false;
-		p->frozen = false;
+		primary_freeze(p, false);
 		vm_resume(a->pr->vm);
 		active_marker(a, true);
 		log_info("Quorum is back and the secondary still follows this guest: it runs on");
@@ -269,10 +270,8 @@ static int active_loop(struct active *a)
 			break;
 		ftd_cluster_dispatch(&pr->fc);
 		active_quorum(a);
-		if (a->first_contact) {
-			p->hold_output = true;
-			p->release_ok = false;
-		}
+		if (a->first_contact) /* nothing leaves before the peer has answered */
+			commit_gate(&pr->commit, true, false);
 		netloop_dispatch(&pr->nl);
 		events = vm_take_events(vm);
 		if (events & VM_EVENT_STOPPED)
@@ -371,7 +370,8 @@ int active_run(struct active *a, const char *peer)
 		goto out;
 	}
 	a->p = calloc(1, sizeof(*a->p));
-	r = a->p ? primary_init(a->p, a->pr->vm, &a->pr->nl, &a->pr->out, &cfg) : -ENOMEM;
+	r = a->p ? primary_init(a->p, a->pr->vm, &a->pr->nl, &a->pr->out, &a->pr->commit, &cfg)
+		 : -ENOMEM;
 	if (r < 0) {
 		log_error("Failed to set up checkpoint staging: %s", strerror(-r));
 		free(a->p);

@@ -132,6 +132,9 @@ int ftd_process_open(struct ftd_process *pr, const struct ftd_options *o, const 
 	if (pr->console_fd < 0)
 		return 1;
 	r = outbuf_init(&pr->out, OUTBUF_BYTES);
+	commit_init(&pr->commit);
+	if (r == 0)
+		r = commit_add_channel(&pr->commit, &pr->out);
 	pr->sig_fd = ftd_signalfd();
 	if (r < 0 || pr->sig_fd < 0) {
 		log_error("Failed to set up the output buffer and signals");

@@ -40,7 +40,8 @@ struct ftd_process {
 	struct vm *vm;
 	struct netloop nl;
 	bool nl_ok;
-	struct outbuf out; /* the guest console: held output, released by the engines */
+	struct outbuf out;    /* the guest console, output commit's one channel so far */
+	struct commit commit; /* what is held and when it leaves (primary/commit.h) */
 	struct control *ctl;
 	struct ftd_cluster fc; /* --cluster; fc.c is NULL without */
 	/* `ftd secondary`: kept when promoted; freed before the netloop (it waits out receives). */

@@ -38,7 +38,7 @@ void active_stats_line(struct primary *p, struct pwindow *w, uint64_t now)
 		(unsigned long long)samples_percentile(&st->ack_us, 99),
 		secs > 0 ? (double)(bytes - w->bytes) / secs / 1e6 : 0.0,
 		(unsigned long long)st->verified, (unsigned long long)st->mismatches,
-		(unsigned long long)outbuf_held(p->out), (unsigned long long)st->sync_pages,
+		(unsigned long long)commit_held(p->commit), (unsigned long long)st->sync_pages,
 		(unsigned long long)st->sync_remaining);
 	samples_reset(&st->pause_us);
 	samples_reset(&st->ack_us);
@@ -108,7 +108,7 @@ void active_metrics(struct active *a, struct json_object *r)
 		"# TYPE ftd_checkpoint_pause_seconds histogram\n",
 		(unsigned long long)st->checkpoints, (unsigned long long)st->acked,
 		(unsigned long long)primary_bytes_sent(a->p), (unsigned long long)st->mismatches,
-		(unsigned long long)outbuf_held(&a->pr->out), a->p->state == PRIMARY_PROTECTED,
+		(unsigned long long)commit_held(&a->pr->commit), a->p->state == PRIMARY_PROTECTED,
 		(double)a->interval_ns / 1e9, a->auto_iv.enabled,
 		(unsigned long long)st->live_harvests);
 	for (size_t i = 0; i < sizeof(bounds_us) / sizeof(bounds_us[0]); i++)
@@ -189,7 +189,7 @@ void active_status(struct active *a, struct json_object *r)
 	json_add_u64(r, "bytes_per_s", a->bytes_per_s);
 	json_add_u64(r, "verified", st->verified);
 	json_add_u64(r, "mismatches", st->mismatches);
-	json_add_u64(r, "held_bytes", outbuf_held(&a->pr->out));
+	json_add_u64(r, "held_bytes", commit_held(&a->pr->commit));
 	json_add_u64(r, "console_offset", outbuf_stream_pos(&a->pr->out, outbuf_mark(&a->pr->out)));
 	json_add_u64(r, "sessions", st->sessions);
 	json_add_str(r, "quorum", ftd_cluster_quorum(&a->pr->fc));

@@ -112,7 +112,7 @@ static void on_ack(struct primary *p, const uint8_t *payload, size_t len, uint64
 		return;
 	}
 	/* The secondary holds this checkpoint: its output may leave. */
-	outbuf_allow(p->out, u->mark);
+	commit_acked(p->commit, &u->marks);
 	p->st.acked++;
 	p->st.last_ack_ns = now;
 	samples_add(&p->st.ack_us, (now - u->start_ns) / 1000);
@@ -369,7 +369,7 @@ void session_end(struct primary *p, const char *why, bool flush)
 			    was_protected ? " (output is released without waiting)" : "");
 	if (p->state >= PRIMARY_SYNCING) {
 		p->lost_ns = clock_now_ns();
-		p->release_ok = false; /* the daemon decides again, knowing of the loss */
+		commit_session_lost(p->commit); /* the daemon decides again, knowing of it */
 	}
 	p->state = PRIMARY_UNPROTECTED;
 	for (unsigned int i = 0; i < PRIMARY_SLOTS; i++) {
@@ -383,9 +383,8 @@ void session_end(struct primary *p, const char *why, bool flush)
 	p->unacked_head = 0;
 	p->first_checkpoint = UINT64_MAX;
 	p->console_started = false;
-	/* Unprotected from now on, but output of a stopping or frozen guest stays held. */
-	if (!p->stopping && !p->frozen && (!p->hold_output || p->release_ok))
-		outbuf_allow(p->out, outbuf_mark(p->out));
+	/* Unprotected from now on (output of a stopping or frozen guest stays held). */
+	commit_unprotected(p->commit);
 	if (flush) {
 		/* Released at once when nothing is queued; else primary_free may cut it short. */
 		if (p->flushing && !p->flushing->link->reported)
@@ -408,6 +407,7 @@ void primary_goodbye(struct primary *p, const char *reason)
 	size_t len = 0;
 
 	p->stopping = true;
+	commit_shutdown(p->commit);
 	if (!p->conn || p->state < PRIMARY_HANDSHAKE)
 		return;
 	int r = goodbye_frame(reason, UINT64_MAX, &buf, &len);

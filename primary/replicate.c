@@ -121,6 +121,7 @@ static void slot_paused(void *opaque, uint64_t epoch)
 	uint64_t n;
 
 	/* Output produced up to this instant belongs to this checkpoint. */
+	commit_mark(p->commit, &s->marks);
 	s->mark = outbuf_mark(p->out);
 	n = s->mark - from;
 	if (n > EPOCH_CONSOLE_MAX)
@@ -141,7 +142,7 @@ void slot_ship(struct primary *p, struct primary_slot *s, bool sync, uint64_t st
 	struct unacked *u = &p->unacked[(p->unacked_head + p->nr_unacked) % PRIMARY_MAX_UNACKED];
 
 	*u = (struct unacked){
-		.epoch = p->next_epoch, .mark = s->mark, .start_ns = start_ns, .sync = sync
+		.epoch = p->next_epoch, .marks = s->marks, .start_ns = start_ns, .sync = sync
 	};
 	p->nr_unacked++;
 	p->next_epoch++;
@@ -393,23 +394,29 @@ void primary_tick(struct primary *p, uint64_t now)
 		handover_capture(p);
 	if (now >= p->live_due_ns)
 		live_harvest(p);
-	if ((p->state < PRIMARY_SYNCING ||
-	     (p->state == PRIMARY_SYNCING && p->first_checkpoint == UINT64_MAX)) &&
-	    (!p->hold_output || p->release_ok))
-		outbuf_allow(p->out, outbuf_mark(p->out)); /* nothing to wait for */
+	if (p->state < PRIMARY_SYNCING ||
+	    (p->state == PRIMARY_SYNCING && p->first_checkpoint == UINT64_MAX))
+		commit_unprotected(p->commit); /* no checkpoint to wait for */
 }
 
 /* ---- setup ----------------------------------------------------------------- */
 
-int primary_init(struct primary *p, struct vm *vm, struct netloop *nl, struct outbuf *out,
-		 const struct primary_config *cfg)
+void primary_freeze(struct primary *p, bool frozen)
+{
+	p->frozen = frozen;
+	commit_freeze(p->commit, frozen);
+}
+
+int primary_init(struct primary *p, struct vm *vm, struct netloop *nl, struct outbuf *console,
+		 struct commit *commit, const struct primary_config *cfg)
 {
 	int r;
 
 	memset(p, 0, sizeof(*p));
 	p->vm = vm;
 	p->nl = nl;
-	p->out = out;
+	p->out = console;
+	p->commit = commit;
 	p->cfg = *cfg;
 	p->first_checkpoint = UINT64_MAX;
 	p->live_due_ns = UINT64_MAX;

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "primary/checkpoint.h"
+#include "primary/commit.h"
 #include "primary/outbuf.h"
 #include "primary/stats.h"
 #include "proto/epoch.h"
@@ -71,13 +72,14 @@ struct primary_slot {
 	struct ckpt ck;
 	struct epoch_tx tx;
 	struct link_msg msg;
-	bool busy; /* captured or filled, until its send completes */
+	bool busy;		  /* captured or filled, until its send completes */
+	struct commit_mark marks; /* output before the checkpoint, every channel */
 	/* The next capture's live batch, sent ahead of it while the guest runs. */
 	struct epoch_tx live_tx;
 	struct epoch_sum sum;
 	struct link_msg live_msg;
-	bool live_busy; /* until the live batch's send completes */
-	uint64_t mark;
+	bool live_busy;	  /* until the live batch's send completes */
+	uint64_t mark;	  /* console bytes produced before the checkpoint */
 	uint8_t *console; /* the checkpoint's console bytes (EPOCH_CONSOLE_MAX) */
 	size_t console_len;
 	uint64_t console_offset;
@@ -87,9 +89,9 @@ struct primary_slot {
 
 struct unacked {
 	uint64_t epoch;
-	uint64_t mark;	   /* console bytes produced before the checkpoint */
-	uint64_t start_ns; /* pause start, for pause-to-ACK */
-	bool sync;	   /* initial-sync pages, not a checkpoint */
+	struct commit_mark marks; /* output produced before the checkpoint */
+	uint64_t start_ns;	  /* pause start, for pause-to-ACK */
+	bool sync;		  /* initial-sync pages, not a checkpoint */
 };
 
 enum primary_part {
@@ -148,7 +150,8 @@ struct pconn;
 struct primary {
 	struct vm *vm;
 	struct netloop *nl;
-	struct outbuf *out;
+	struct outbuf *out;    /* the console: its bytes go in every checkpoint */
+	struct commit *commit; /* output commit: what is held, and when it leaves */
 	struct primary_config cfg;
 	enum primary_state state;
 	struct pconn *conn;
@@ -161,16 +164,10 @@ struct primary {
 	int last_connect_err;
 	bool stopping; /* shutting down: held output stays held */
 	/*
-	 * The guest is stopped because this node lost quorum (daemon's doing):
+	 * The guest is stopped because this node lost quorum (primary_freeze):
 	 * no checkpoints, no sync, no connection attempts, held output stays held.
 	 */
 	bool frozen;
-	/*
-	 * With a cluster, output of an unprotected guest leaves only while the
-	 * daemon says no one else can promote (release_ok), set before each tick.
-	 */
-	bool hold_output;
-	bool release_ok;
 	uint64_t lost_ns;  /* when the last session past the handshake ended, or 0 */
 	uint64_t attempts; /* connection attempts that ended (refused, failed, lost) */
 	/*
@@ -208,8 +205,18 @@ struct primary {
 	uint64_t last_ckpt_pages;
 };
 
-int primary_init(struct primary *p, struct vm *vm, struct netloop *nl, struct outbuf *out,
-		 const struct primary_config *cfg);
+/*
+ * `console` is the guest's console output, one of `commit`'s channels: its
+ * bytes travel in every checkpoint, so a promoted secondary continues it.
+ */
+int primary_init(struct primary *p, struct vm *vm, struct netloop *nl, struct outbuf *console,
+		 struct commit *commit, const struct primary_config *cfg);
+/*
+ * The daemon stopped the guest for want of quorum (true; it paused the
+ * vCPUs), or runs it again (false): no checkpoints, sync or connection
+ * attempts meanwhile, and unprotected output stays held.
+ */
+void primary_freeze(struct primary *p, bool frozen);
 /* Says goodbye to a connected secondary and releases everything. */
 void primary_free(struct primary *p);
 

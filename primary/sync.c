@@ -148,6 +148,7 @@ static void sync_fill(struct primary *p, struct primary_slot *s)
 		return;
 	}
 	s->mark = 0;
+	memset(&s->marks, 0, sizeof(s->marks)); /* a sync batch releases nothing */
 	slot_ship(p, s, true, clock_now_ns());
 }
 

@@ -16,6 +16,7 @@
 #include "daemon/failover.h"
 #include "daemon/options.h"
 #include "daemon/request.h"
+#include "primary/commit.h"
 #include "primary/outbuf.h"
 #include "primary/replicate.h"
 #include "primary/stats.h"
@@ -445,6 +446,90 @@ static void test_outbuf_slow_sink(void **state)
 	close(p[0]);
 }
 
+/* Output commit over two channels (console and, say, packets): one rule for both. */
+static void append_n(struct outbuf *ob, size_t n)
+{
+	static const uint8_t bytes[64];
+
+	outbuf_append(ob, bytes, n);
+}
+
+static void test_commit_release_rule(void **state)
+{
+	struct outbuf con, net, extra[COMMIT_MAX_CHANNELS];
+	struct commit c;
+	struct commit_mark m1, m2;
+
+	assert_int_equal(outbuf_init(&con, 4096), 0);
+	assert_int_equal(outbuf_init(&net, 4096), 0);
+	commit_init(&c);
+	assert_int_equal(commit_add_channel(&c, &con), 0);
+	assert_int_equal(commit_add_channel(&c, &net), 0);
+
+	/* Protected: a checkpoint's output leaves on its ACK, up to its marks only. */
+	append_n(&con, 10);
+	append_n(&net, 20);
+	commit_mark(&c, &m1);
+	append_n(&con, 5);
+	append_n(&net, 7);
+	commit_mark(&c, &m2);
+	append_n(&con, 1);
+	assert_int_equal(commit_held(&c), 43);
+	commit_acked(&c, &m1);
+	assert_int_equal(outbuf_allowed(&con), 10);
+	assert_int_equal(outbuf_allowed(&net), 20);
+	assert_int_equal(commit_held(&c), 13);
+	commit_acked(&c, &m2);
+	assert_int_equal(commit_held(&c), 1);
+	/* An old ACK never takes anything back. */
+	commit_acked(&c, &m1);
+	assert_int_equal(outbuf_allowed(&con), 15);
+
+	/* Unprotected: everything leaves at once... */
+	commit_unprotected(&c);
+	assert_int_equal(commit_held(&c), 0);
+	/* ...unless the daemon's gate is closed (a cluster, another node may promote)... */
+	append_n(&net, 3);
+	commit_gate(&c, true, false);
+	commit_unprotected(&c);
+	assert_int_equal(commit_held(&c), 3);
+	commit_gate(&c, true, true);
+	commit_unprotected(&c);
+	assert_int_equal(commit_held(&c), 0);
+	/* ...a lost session closes it until the daemon decides again... */
+	append_n(&con, 2);
+	commit_session_lost(&c);
+	commit_unprotected(&c);
+	assert_int_equal(commit_held(&c), 2);
+	commit_gate(&c, false, false); /* no cluster: nothing to wait for */
+	commit_unprotected(&c);
+	assert_int_equal(commit_held(&c), 0);
+	/* ...the guest is frozen for want of quorum... */
+	append_n(&con, 4);
+	commit_freeze(&c, true);
+	commit_unprotected(&c);
+	assert_int_equal(commit_held(&c), 4);
+	commit_freeze(&c, false);
+	commit_unprotected(&c);
+	assert_int_equal(commit_held(&c), 0);
+	/* ...or ftd is stopping: held for good, but an ACK still releases its checkpoint. */
+	append_n(&net, 6);
+	commit_mark(&c, &m1);
+	append_n(&net, 1);
+	commit_shutdown(&c);
+	commit_unprotected(&c);
+	assert_int_equal(commit_held(&c), 7);
+	commit_acked(&c, &m1);
+	assert_int_equal(commit_held(&c), 1);
+
+	/* A bounded number of channels. */
+	for (unsigned int i = 2; i < COMMIT_MAX_CHANNELS; i++)
+		assert_int_equal(commit_add_channel(&c, &extra[i]), 0);
+	assert_int_equal(commit_add_channel(&c, &extra[0]), -ENOSPC);
+	outbuf_free(&con);
+	outbuf_free(&net);
+}
+
 /*
  * Issue 10: a quorum flap must not resume a guest that a switchover stopped.
  * Once GOODBYE(switchover) is out (ANSWER) the other side may run it; with the
@@ -774,6 +859,7 @@ int main(void)
 		cmocka_unit_test(test_options_run),
 		cmocka_unit_test(test_options_defaults),
 		cmocka_unit_test(test_options_errors),
+		cmocka_unit_test(test_commit_release_rule),
 		cmocka_unit_test(test_samples),
 		cmocka_unit_test(test_histogram),
 		cmocka_unit_test(test_requests),
