@@ -3,17 +3,20 @@
  * bench/epoch: the CPU cost of the wire format, without a network. For 100,
  * 1000 and 10000 pages it frames an epoch (epoch_pack: headers, messages, XXH3
  * over every byte) and parses it back (epoch_rx: checks, copy into staging,
- * XXH3 again), and prints p50/p99 and throughput. Writes CSV.
+ * XXH3 again; then the state into a struct machine_state, as the secondary
+ * does), and prints p50/p99 and throughput. Writes CSV.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/clock.h"
+#include "primary/checkpoint.h"
 #include "primary/stats.h"
 #include "proto/epoch.h"
 #include "proto/wire.h"
-#include "vmm/clock.h"
+#include "secondary/receiver.h"
 
 #define GUEST_PAGES (1u << 18) /* 1 GiB */
 
@@ -21,17 +24,27 @@ int main(int argc, char **argv)
 {
 	static const uint64_t counts[] = { 100, 1000, 10000 };
 	const char *csv_path = argc > 1 ? argv[1] : "epoch.csv";
-	struct machine_state *ms = calloc(1, sizeof(*ms));
+	struct machine_state *ms = calloc(1, sizeof(*ms)), *back = calloc(1, sizeof(*back));
+	struct epoch_shape shape;
+	struct epoch_state st;
 	uint8_t *data = malloc(10000ULL * WIRE_PAGE_SIZE);
 	uint64_t *pages = malloc(10000 * sizeof(*pages));
 	FILE *csv = fopen(csv_path, "w");
 
-	if (!ms || !data || !pages || !csv) {
+	if (!ms || !back || !data || !pages || !csv) {
 		fprintf(stderr, "epoch: setup failed: %s\n", strerror(errno));
 		return 1;
 	}
 	ms->nr_vcpus = 2;
 	ms->nr_devices = 1;
+	ckpt_epoch_state(ms, &st);
+	/* The shape a secondary's receiver is given (secondary_state_shape). */
+	shape = (struct epoch_shape){ .nr_vcpus = 2,
+				      .nr_devices = 1,
+				      .vcpu_size = sizeof(struct vcpu_state),
+				      .vm_size = sizeof(struct vm_state),
+				      .device_max = DEVICE_STATE_MAX,
+				      .device_name_max = sizeof(ms->dev[0].name) };
 	for (size_t i = 0; i < 10000ULL * WIRE_PAGE_SIZE; i++)
 		data[i] = (uint8_t)(i * 2654435761u >> 13);
 	for (uint64_t i = 0; i < 10000; i++)
@@ -44,13 +57,13 @@ int main(int argc, char **argv)
 		struct epoch_rx rx;
 		uint64_t bytes = 0;
 
-		if (epoch_rx_init(&rx, GUEST_PAGES, 2, 1) < 0)
+		if (epoch_rx_init(&rx, GUEST_PAGES, &shape) < 0)
 			return 1;
 		for (int rep = 0; rep < 60; rep++) {
 			uint64_t t0 = clock_now_ns(), t1;
 			int epochs = 0;
 
-			if (epoch_pack(&tx, (uint64_t)rep, pages, counts[c], data, ms, NULL) < 0)
+			if (epoch_pack(&tx, (uint64_t)rep, pages, counts[c], data, &st, NULL) < 0)
 				return 1;
 			t1 = clock_now_ns();
 			for (unsigned int i = 0; i < tx.nr_iov; i++) {
@@ -69,7 +82,8 @@ int main(int argc, char **argv)
 					left -= used;
 				}
 			}
-			if (epochs != 1)
+			/* The receiver's copy of the state, as the secondary makes it. */
+			if (epochs != 1 || secondary_state_load(&rx.state, back) < 0)
 				return 1;
 			bytes = tx.bytes;
 			if (rep >= 10) { /* warm-up: staging faults in */
@@ -97,6 +111,7 @@ int main(int argc, char **argv)
 	}
 	fclose(csv);
 	free(ms);
+	free(back);
 	free(data);
 	free(pages);
 	printf("CSV written to %s\n", csv_path);

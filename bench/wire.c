@@ -21,8 +21,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "proto/link.h"
-#include "vmm/clock.h"
 
 #define BUF_BYTES  (64u << 20)
 #define MSG_IOVS   256u

@@ -21,12 +21,12 @@
 #include "daemon/events.h"
 #include "daemon/genstore.h"
 #include "daemon/hooks.h"
-#include "daemon/log.h"
 #include "daemon/replication.h"
 #include "daemon/role.h"
 #include "daemon/run.h"
 #include "daemon/status.h"
-#include "vmm/clock.h"
+#include "lib/clock.h"
+#include "lib/log.h"
 #include "vmm/vm.h"
 
 /* A last checkpoint, acknowledged, so that the output up to now can leave. */
@@ -44,7 +44,7 @@ static void primary_final_checkpoint(struct primary *p)
 		    p->st.skipped == skipped || clock_now_ns() >= deadline)
 			break;
 		/* Both slots were busy: wait for one. */
-		netloop_wait(p->nl, 1000000ULL);
+		netloop_wait(p->nl, NS_PER_MS);
 	}
 	while (p->state == PRIMARY_PROTECTED && p->nr_unacked && clock_now_ns() < deadline)
 		netloop_wait(p->nl, 5000000ULL);
@@ -504,7 +504,7 @@ int ftd_primary(const struct ftd_options *o)
 	log_info("primary: running %s (%llu MiB, %u vCPUs, %s tracking), checkpoint every "
 		 "%.3f ms, secondary %s%s",
 		 o->guest, (unsigned long long)(o->mem_size >> 20), o->vcpus,
-		 dirty_mode_name(o->tracking), (double)o->interval_ns / 1e6, o->peer,
+		 dirty_mode_name(o->tracking), (double)o->interval_ns / NS_PER_MS, o->peer,
 		 o->verify ? ", verifying memory" : "");
 	sd_notifyf(0, "READY=1\nSTATUS=primary: running %s, connecting to %s", o->guest, o->peer);
 	status = active_run(&a, o->peer);

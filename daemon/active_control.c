@@ -9,10 +9,10 @@
 #include <string.h>
 
 #include "daemon/events.h"
-#include "daemon/log.h"
 #include "daemon/role.h"
 #include "daemon/run.h"
 #include "daemon/status.h"
+#include "lib/log.h"
 
 /* The timer at ns from the next tick on; 0 or -errno (with r's "error" when r). */
 static int active_retime(struct active *a, uint64_t ns, struct json_object *r)
@@ -41,16 +41,17 @@ static int active_set_interval(struct active *a, const struct request *req, stru
 		auto_interval_init(&a->auto_iv, a->o->auto_overhead_pct, a->o->auto_max_hold_ns);
 		log_info("checkpoint interval: auto (overhead budget %u%%%s), from %.3f ms",
 			 a->auto_iv.overhead_pct,
-			 a->auto_iv.max_hold_ns ? ", output hold budget" : "", (double)was / 1e6);
+			 a->auto_iv.max_hold_ns ? ", output hold budget" : "",
+			 (double)was / NS_PER_MS);
 	} else {
 		e = active_retime(a, req->interval_ns, r);
 		if (e < 0)
 			return e;
 		a->auto_iv.enabled = false;
 		log_info("checkpoint interval set to %.3f ms (was %.3f ms)",
-			 (double)a->interval_ns / 1e6, (double)was / 1e6);
+			 (double)a->interval_ns / NS_PER_MS, (double)was / NS_PER_MS);
 	}
-	json_add_u64(r, "interval_us", a->interval_ns / 1000);
+	json_add_u64(r, "interval_us", a->interval_ns / NS_PER_US);
 	json_object_object_add(r, "interval_auto", json_object_new_boolean(a->auto_iv.enabled));
 	return 0;
 }
@@ -62,16 +63,17 @@ void active_auto_interval(struct active *a)
 
 	if (!a->auto_iv.enabled || a->p->state != PRIMARY_PROTECTED || !st->pause_us.n)
 		return;
-	next = auto_interval_next(&a->auto_iv, a->interval_ns,
-				  samples_percentile(&st->pause_us, 50) * 1000,
-				  st->ack_us.n ? samples_percentile(&st->ack_us, 99) * 1000 : 0);
+	next = auto_interval_next(
+		&a->auto_iv, a->interval_ns, samples_percentile(&st->pause_us, 50) * NS_PER_US,
+		st->ack_us.n ? samples_percentile(&st->ack_us, 99) * NS_PER_US : 0);
 	if (next == a->interval_ns)
 		return;
 	if (active_retime(a, next, NULL) < 0) {
 		log_warning("interval auto: cannot set the timer: %s", strerror(errno));
 		return;
 	}
-	log_info("interval auto: %.3f ms (bound by %s%s)", (double)next / 1e6, a->auto_iv.bound,
+	log_info("interval auto: %.3f ms (bound by %s%s)", (double)next / NS_PER_MS,
+		 a->auto_iv.bound,
 		 a->auto_iv.overhead_exceeded ? ", overhead budget exceeded" : "");
 }
 

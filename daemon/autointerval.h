@@ -23,9 +23,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define AUTO_INTERVAL_MIN_NS  1000000ULL    /* 1 ms */
-#define AUTO_INTERVAL_MAX_NS  1000000000ULL /* 1 s */
-#define AUTO_OVERHEAD_DEFAULT 5		    /* percent */
+#include "lib/clock.h"
+
+#define AUTO_INTERVAL_MIN_NS  NS_PER_MS
+#define AUTO_INTERVAL_MAX_NS  NS_PER_S
+#define AUTO_OVERHEAD_DEFAULT 5 /* percent */
 
 struct auto_interval {
 	bool enabled;

@@ -19,6 +19,7 @@
 #include <corosync/votequorum.h>
 
 #include "daemon/cluster.h"
+#include "lib/clock.h"
 
 /* cpg_join answers CS_ERR_TRY_AGAIN while a membership sync runs: retry this long. */
 #define CLUSTER_JOIN_RETRY_MS 2000
@@ -250,7 +251,7 @@ int cluster_send(struct cluster *c, const void *buf, size_t len)
 
 static void msleep(unsigned int ms)
 {
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)((ms % 1000) * NS_PER_MS) };
 
 	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
 		;

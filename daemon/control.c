@@ -10,15 +10,15 @@
 #include <unistd.h>
 
 #include "daemon/control.h"
-#include "daemon/log.h"
+#include "lib/clock.h"
+#include "lib/log.h"
 #include "proto/link.h"
-#include "vmm/clock.h"
 
 #define REQUEST_MAX	  512
 #define CLIENTS_MAX	  32
 #define EVENTS_QUEUED_MAX 1024 /* lines an `events` client may leave unread */
 /* A client that has not sent its request within this long gives its slot up. */
-#define CLIENT_IDLE_NS (5ULL * 1000000000ULL)
+#define CLIENT_IDLE_NS (5 * NS_PER_S)
 
 struct client;
 
@@ -117,7 +117,7 @@ static int client_received(void *opaque, uint8_t *buf, size_t n)
 		cl->events = true;
 		json_object_object_add(hello, "time_ms",
 				       json_object_new_uint64((uint64_t)ts.tv_sec * 1000 +
-							      (uint64_t)ts.tv_nsec / 1000000));
+							      (uint64_t)ts.tv_nsec / NS_PER_MS));
 		json_object_object_add(hello, "event", json_object_new_string("subscribed"));
 		client_send_line(cl, hello);
 		json_object_put(hello);
@@ -190,7 +190,7 @@ static void control_sweep(struct control *ctl, uint64_t now)
 		    now - cl->accepted_ns < CLIENT_IDLE_NS)
 			continue;
 		log_warning("control: closed a client (%s) that sent no request within %llu s",
-			    cl->link->peer, CLIENT_IDLE_NS / 1000000000ULL);
+			    cl->link->peer, CLIENT_IDLE_NS / NS_PER_S);
 		cl->answered = true;
 		client_forget(cl);
 		link_close(cl->link); /* may free cl */

@@ -12,8 +12,8 @@
 
 #include "daemon/events.h"
 #include "daemon/hooks.h"
-#include "daemon/log.h"
 #include "daemon/role.h"
+#include "lib/log.h"
 
 /* --notify-command, told about every event but sync progress. */
 static const char *notify_command;
@@ -36,7 +36,7 @@ void event_emit(struct control *ctl, const char *event, ...)
 	const char *k;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	json_add_u64(ev, "time_ms", (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+	json_add_u64(ev, "time_ms", (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / NS_PER_MS);
 	json_add_str(ev, "event", event);
 	snprintf(env[n++], sizeof(env[0]), "FTD_EVENT=%s", event);
 	va_start(ap, event);

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include "daemon/failover.h"
+#include "lib/clock.h"
 
 static struct failover_decision decided(enum failover_action action, enum failover_reason why,
 					int error, const char *fmt, ...)
@@ -32,9 +33,9 @@ void failover_rollback_text(const struct failover_view *v, char *buf, size_t len
 		 "the primary ran on without it for at least %.1f s (generation %llu there, %u "
 		 "generation%s ahead of this checkpoint %llu of generation %llu): promoting it "
 		 "takes the guest back that far, and output released since is lost",
-		 (double)v->stale_for_ns / 1e9, (unsigned long long)v->stale_by, v->stale_behind,
-		 v->stale_behind == 1 ? "" : "s", (unsigned long long)v->checkpoint,
-		 (unsigned long long)v->generation);
+		 (double)v->stale_for_ns / NS_PER_S, (unsigned long long)v->stale_by,
+		 v->stale_behind, v->stale_behind == 1 ? "" : "s",
+		 (unsigned long long)v->checkpoint, (unsigned long long)v->generation);
 }
 
 /*
@@ -134,7 +135,7 @@ static struct failover_decision decide_auto(const struct failover_view *v)
 		return decided(FAILOVER_WAIT, FAILOVER_WHY_CLUSTER_WAIT, -EAGAIN,
 			       "node %u left the membership: giving its primary %.1f s to stop its "
 			       "guest",
-			       v->peer_nodeid, (double)v->cluster_wait_ns / 1e9);
+			       v->peer_nodeid, (double)v->cluster_wait_ns / NS_PER_S);
 	if (v->peer_node_left)
 		return fence_then(v, FAILOVER_WHY_NODE_LEFT, "cluster: the primary's node left");
 	return fence_then(v, FAILOVER_WHY_PEER_ENDED, "cluster: the primary's ftd ended");

@@ -3,10 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "daemon/log.h"
 #include "daemon/options.h"
 #include "daemon/replication.h"
 #include "daemon/run.h"
+#include "lib/log.h"
 
 #define FTD_EXIT_USAGE 2
 

@@ -11,9 +11,9 @@
 
 #include "daemon/events.h"
 #include "daemon/ftd_cluster.h"
-#include "daemon/log.h"
 #include "daemon/run.h"
-#include "vmm/clock.h"
+#include "lib/clock.h"
+#include "lib/log.h"
 
 /* A CPG message: this line, then the gen_serialize() text. */
 #define GEN_MSG "ftd-generation 1\n"

@@ -12,7 +12,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "daemon/hooks.h"
-#include "vmm/clock.h"
+#include "lib/clock.h"
 
 extern char **environ;
 
@@ -81,7 +81,7 @@ int hook_run(const char *cmd, const char *const *env, uint64_t timeout_ns)
 		 * watchdog once a second that the wait is bounded, not a hang.
 		 */
 		sd_notify(0, "WATCHDOG=1");
-		wait_ms = (deadline - now) / 1000000 + 1;
+		wait_ms = (deadline - now) / NS_PER_MS + 1;
 		/* Without a pidfd (old kernel), look again every 10 ms. */
 		if (pfd < 0 || poll(&p, 1, wait_ms < 1000 ? (int)wait_ms : 1000) < 0)
 			usleep(10000);

@@ -9,100 +9,10 @@
 #include <string.h>
 
 #include "daemon/options.h"
+#include "lib/clock.h"
+#include "lib/parse.h"
 #include "vmm/loader.h"
 #include "vmm/vm.h"
-
-/* Decimal digits at the start of s (no sign, no space); *ret_end after them. */
-static int parse_leading_number(const char *s, unsigned long long *ret, char **ret_end)
-{
-	if (!s || !isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	*ret = strtoull(s, ret_end, 10);
-	return errno ? -ERANGE : 0;
-}
-
-int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
-{
-	unsigned long long v;
-	char *end;
-	int r = parse_leading_number(s, &v, &end);
-
-	if (r < 0)
-		return r;
-	if (*end)
-		return -EINVAL;
-	if (v < min || v > max)
-		return -ERANGE;
-	*ret = v;
-	return 0;
-}
-
-/* "4096", "64K", "512M", "1G", "16GiB", "2T": binary units. */
-int parse_size(const char *s, uint64_t *ret_bytes)
-{
-	unsigned long long v;
-	unsigned int shift = 0;
-	char *end;
-	int r = parse_leading_number(s, &v, &end);
-
-	if (r < 0)
-		return r;
-	switch (toupper((unsigned char)*end)) {
-	case '\0':
-		break;
-	case 'K':
-		shift = 10;
-		break;
-	case 'M':
-		shift = 20;
-		break;
-	case 'G':
-		shift = 30;
-		break;
-	case 'T':
-		shift = 40;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (*end) {
-		end++;
-		if (!strcmp(end, "iB") || !strcmp(end, "B"))
-			end += strlen(end);
-		if (*end)
-			return -EINVAL;
-	}
-	if (shift && v > (UINT64_MAX >> shift))
-		return -ERANGE;
-	*ret_bytes = (uint64_t)v << shift;
-	return 0;
-}
-
-/* "500us", "10ms", "2s", "1500ns"; a bare number means milliseconds. */
-int parse_duration(const char *s, uint64_t *ret_ns)
-{
-	static const struct {
-		const char *unit;
-		uint64_t ns;
-	} units[] = { { "ns", 1 },     { "us", 1000 },	    { "ms", 1000000 },
-		      { "", 1000000 }, { "s", 1000000000 }, { "m", 60000000000ULL } };
-	unsigned long long v;
-	char *end;
-	int r = parse_leading_number(s, &v, &end);
-
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(end, units[i].unit))
-			continue;
-		if (v > UINT64_MAX / units[i].ns)
-			return -ERANGE;
-		*ret_ns = (uint64_t)v * units[i].ns;
-		return 0;
-	}
-	return -EINVAL;
-}
 
 enum {
 	OPT_GUEST = 256,
@@ -381,7 +291,7 @@ static void options_defaults(struct ftd_options *o)
 	o->vcpus = 2;
 	o->tracking = DIRTY_RING;
 	o->ring_entries = VM_DEFAULT_RING_ENTRIES;
-	o->interval_ns = 10 * 1000000ULL;
+	o->interval_ns = 10 * NS_PER_MS;
 	o->realtime = -1;
 	o->timeout_ns = 2000000000ULL;
 	o->fence_timeout_ns = 60000000000ULL;
@@ -434,7 +344,7 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		if (parse_duration(arg, &v) < 0)
 			return fail(err, errlen, "--interval: '%s' is not a duration (e.g. 10ms)",
 				    arg);
-		if (v < 1000000ULL || v > 60000000000ULL)
+		if (v < NS_PER_MS || v > 60 * NS_PER_S)
 			return fail(err, errlen, "--interval: %s is outside 1ms..60s", arg);
 		o->interval_ns = v;
 		break;
@@ -530,7 +440,7 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		if (parse_duration(arg, &v) < 0)
 			return fail(err, errlen,
 				    "--auto-max-hold: '%s' is not a duration (e.g. 50ms)", arg);
-		if (v < 2000000ULL || v > 10000000000ULL)
+		if (v < 2 * NS_PER_MS || v > 10 * NS_PER_S)
 			return fail(err, errlen, "--auto-max-hold: %s is outside 2ms..10s", arg);
 		o->auto_max_hold_ns = v;
 		break;
@@ -789,7 +699,7 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 			"--timeout %.3gs is longer than --cluster-wait %.3gs: with --cluster the "
 			"active side must drop a silent peer before that peer may promote "
 			"(make --timeout at most --cluster-wait)",
-			(double)o->timeout_ns / 1e9, (double)o->cluster_wait_ns / 1e9);
+			(double)o->timeout_ns / NS_PER_S, (double)o->cluster_wait_ns / NS_PER_S);
 	if (!o->control[0] && o->role != FTD_ROLE_RUN)
 		snprintf(o->control, sizeof(o->control), "/run/ftd/%s.sock",
 			 o->role == FTD_ROLE_PRIMARY ? "primary" : "secondary");

@@ -60,11 +60,6 @@ struct ftd_options {
 
 enum { FTD_LIVE_AUTO = 0, FTD_LIVE_OFF = 1, FTD_LIVE_ON = 2 };
 
-/* Pure parsers, exported for the unit tests. 0 or -EINVAL / -ERANGE. */
-int parse_size(const char *s, uint64_t *ret_bytes);
-int parse_duration(const char *s, uint64_t *ret_ns);
-int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
-
 /*
  * Fills *o from argv (argv[1] is the subcommand). On error returns -EINVAL and
  * writes a one-line message naming the option and the value into err.

@@ -19,9 +19,9 @@
 #include <linux/kvm.h>
 
 #include "daemon/events.h"
-#include "daemon/log.h"
 #include "daemon/role.h"
 #include "daemon/run.h"
+#include "lib/log.h"
 #include "vmm/vm.h"
 
 #define OUTBUF_BYTES (16u << 20)

@@ -5,6 +5,8 @@
 
 #include "daemon/options.h"
 #include "daemon/request.h"
+#include "lib/clock.h"
+#include "lib/parse.h"
 #include "proto/link.h"
 
 #define KNOWN                                                                                      \
@@ -69,7 +71,7 @@ int request_parse(const char *line, size_t len, struct request *req, char *err, 
 		req->kind = REQ_SET_INTERVAL;
 		req->interval_auto = !strcmp(arg, "auto");
 		if (!req->interval_auto &&
-		    (parse_duration(arg, &req->interval_ns) < 0 || req->interval_ns < 1000000ULL ||
+		    (parse_duration(arg, &req->interval_ns) < 0 || req->interval_ns < NS_PER_MS ||
 		     req->interval_ns > 60000000000ULL)) {
 			snprintf(err, errlen,
 				 "interval '%.32s' is not auto or a duration between 1ms and 60s",

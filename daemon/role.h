@@ -22,12 +22,12 @@
 #include "daemon/control.h"
 #include "daemon/ftd_cluster.h"
 #include "daemon/options.h"
+#include "lib/clock.h"
 #include "primary/replicate.h"
 #include "proto/generation.h"
 #include "proto/tls.h"
 #include "secondary/receiver.h"
 
-#define NS_PER_S     1000000000ULL
 #define RECONNECT_NS NS_PER_S
 
 /*

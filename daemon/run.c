@@ -18,9 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vmm/clock.h"
-#include "daemon/log.h"
 #include "daemon/run.h"
+#include "lib/clock.h"
+#include "lib/log.h"
 #include "primary/checkpoint.h"
 #include "primary/stats.h"
 #include "vmm/loader.h"
@@ -69,7 +69,7 @@ int ftd_open_console(const char *path)
 
 static void print_stats(struct run_stats *rs, uint64_t now)
 {
-	double secs = (double)(now - rs->window_start_ns) / 1e9;
+	double secs = (double)(now - rs->window_start_ns) / NS_PER_S;
 	uint64_t n = rs->window_checkpoints;
 
 	fprintf(stderr,
@@ -90,7 +90,7 @@ static void print_summary(struct run_stats *rs, uint64_t elapsed_ns)
 {
 	log_info("summary: %llu checkpoints in %.1fs (%llu early), %.0f dirty pages/checkpoint, "
 		 "pause us p50=%llu p99=%llu max=%llu",
-		 (unsigned long long)rs->checkpoints, (double)elapsed_ns / 1e9,
+		 (unsigned long long)rs->checkpoints, (double)elapsed_ns / NS_PER_S,
 		 (unsigned long long)rs->early,
 		 rs->checkpoints ? (double)rs->pages_total / (double)rs->checkpoints : 0.0,
 		 (unsigned long long)histogram_percentile(&rs->all_pause_us, 50),
@@ -144,8 +144,8 @@ int ftd_signalfd(void)
 int ftd_timer_set(int fd, uint64_t interval_ns)
 {
 	struct itimerspec its = {
-		.it_interval = { .tv_sec = (time_t)(interval_ns / 1000000000ULL),
-				 .tv_nsec = (long)(interval_ns % 1000000000ULL) },
+		.it_interval = { .tv_sec = (time_t)(interval_ns / NS_PER_S),
+				 .tv_nsec = (long)(interval_ns % NS_PER_S) },
 	};
 
 	its.it_value = its.it_interval;
@@ -290,8 +290,8 @@ static int checkpoint_once(struct ckpt *c, struct run_stats *rs)
 	rs->window_pages += t.pages;
 	if (t.pages > rs->pages_max)
 		rs->pages_max = t.pages;
-	samples_add(&rs->pause_us, t.pause_ns / 1000);
-	histogram_add(&rs->all_pause_us, t.pause_ns / 1000);
+	samples_add(&rs->pause_us, t.pause_ns / NS_PER_US);
+	histogram_add(&rs->all_pause_us, t.pause_ns / NS_PER_US);
 	return 0;
 }
 
@@ -299,7 +299,7 @@ static int run_loop(struct vm *vm, struct ckpt *c, const struct ftd_options *o, 
 		    int timer_fd)
 {
 	struct run_stats rs = { 0 };
-	uint64_t start = clock_now_ns(), next_stats = start + 1000000000ULL;
+	uint64_t start = clock_now_ns(), next_stats = start + NS_PER_S;
 	int status = 0, r;
 
 	rs.window_start_ns = start;
@@ -340,9 +340,9 @@ static int run_loop(struct vm *vm, struct ckpt *c, const struct ftd_options *o, 
 		now = clock_now_ns();
 		if (!o->quiet && now >= next_stats) {
 			print_stats(&rs, now);
-			next_stats += 1000000000ULL;
+			next_stats += NS_PER_S;
 			if (next_stats < now)
-				next_stats = now + 1000000000ULL;
+				next_stats = now + NS_PER_S;
 		}
 		if (o->duration_ns && now - start >= o->duration_ns)
 			break;
@@ -389,7 +389,7 @@ int ftd_run(const struct ftd_options *o)
 		 o->guest, (unsigned long long)(o->mem_size >> 20), o->vcpus,
 		 dirty_mode_name(o->tracking),
 		 o->tracking == DIRTY_RING && vm->ring_acq_rel ? " (acq_rel)" : "",
-		 (double)o->interval_ns / 1e6);
+		 (double)o->interval_ns / NS_PER_MS);
 	status = run_loop(vm, &ckpt, o, sig_fd, timer_fd);
 out:
 	ckpt_free(&ckpt);

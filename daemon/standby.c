@@ -18,12 +18,12 @@
 #include "daemon/failover.h"
 #include "daemon/genstore.h"
 #include "daemon/hooks.h"
-#include "daemon/log.h"
 #include "daemon/replication.h"
 #include "daemon/role.h"
 #include "daemon/run.h"
 #include "daemon/status.h"
-#include "vmm/clock.h"
+#include "lib/clock.h"
+#include "lib/log.h"
 #include "vmm/vm.h"
 
 /*
@@ -108,7 +108,7 @@ static int standby_fence(struct standby *sb, char *msg, size_t msglen)
 	if (e != 0) {
 		if (e == -ETIMEDOUT)
 			snprintf(msg, msglen, "the fence command did not finish within %.0f s",
-				 (double)sb->o->fence_timeout_ns / 1e9);
+				 (double)sb->o->fence_timeout_ns / NS_PER_S);
 		else if (e < 0)
 			snprintf(msg, msglen, "the fence command could not run: %s", strerror(-e));
 		else
@@ -118,7 +118,7 @@ static int standby_fence(struct standby *sb, char *msg, size_t msglen)
 		return -EHOSTUNREACH;
 	}
 	log_info("Fenced the primary %s in %.1f ms", s->last_peer,
-		 (double)(clock_now_ns() - t0) / 1e6);
+		 (double)(clock_now_ns() - t0) / NS_PER_MS);
 	event_emit(sb->pr->ctl, "fenced", "peer", s->last_peer, NULL);
 	return 0;
 }

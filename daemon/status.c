@@ -8,15 +8,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "daemon/log.h"
 #include "daemon/role.h"
 #include "daemon/status.h"
-#include "vmm/clock.h"
+#include "lib/clock.h"
+#include "lib/log.h"
 
 void active_stats_line(struct primary *p, struct pwindow *w, uint64_t now)
 {
 	struct primary_stats *st = &p->st;
-	double secs = (double)(now - w->start_ns) / 1e9;
+	double secs = (double)(now - w->start_ns) / NS_PER_S;
 	uint64_t bytes = primary_bytes_sent(p);
 	uint64_t n = st->checkpoints - w->checkpoints;
 
@@ -50,7 +50,7 @@ void active_stats_line(struct primary *p, struct pwindow *w, uint64_t now)
 
 void standby_stats_line(struct secondary *s, struct swindow *w, uint64_t now)
 {
-	double secs = (double)(now - w->start_ns) / 1e9;
+	double secs = (double)(now - w->start_ns) / NS_PER_S;
 	uint64_t bytes = secondary_bytes_received(s), n = s->st.epochs - w->epochs;
 
 	fprintf(stderr,
@@ -63,8 +63,8 @@ void standby_stats_line(struct secondary *s, struct swindow *w, uint64_t now)
 		(unsigned long long)s->st.verified, (unsigned long long)s->st.mismatches,
 		(unsigned long long)s->st.refused,
 		secs > 0 && bytes >= w->bytes ? (double)(bytes - w->bytes) / secs / 1e6 : 0.0,
-		(unsigned long long)(n ? (s->st.apply_ns - w->apply_ns) / n / 1000 : 0),
-		(unsigned long long)(s->st.apply_max_ns / 1000),
+		(unsigned long long)(n ? (s->st.apply_ns - w->apply_ns) / n / NS_PER_US : 0),
+		(unsigned long long)(s->st.apply_max_ns / NS_PER_US),
 		(unsigned long long)s->st.sync_pages);
 	s->st.apply_max_ns = 0;
 	w->start_ns = now;
@@ -109,7 +109,7 @@ void active_metrics(struct active *a, struct json_object *r)
 		(unsigned long long)st->checkpoints, (unsigned long long)st->acked,
 		(unsigned long long)primary_bytes_sent(a->p), (unsigned long long)st->mismatches,
 		(unsigned long long)commit_held(&a->pr->commit), a->p->state == PRIMARY_PROTECTED,
-		(double)a->interval_ns / 1e9, a->auto_iv.enabled,
+		(double)a->interval_ns / NS_PER_S, a->auto_iv.enabled,
 		(unsigned long long)st->live_harvests);
 	for (size_t i = 0; i < sizeof(bounds_us) / sizeof(bounds_us[0]); i++)
 		fprintf(f, "ftd_checkpoint_pause_seconds_bucket{le=\"%g\"} %llu\n",
@@ -162,16 +162,16 @@ void active_status(struct active *a, struct json_object *r)
 	json_add_u64(r, "checkpoints", st->checkpoints);
 	json_add_u64(r, "acked", st->acked);
 	if (st->last_ack_ns && p->state == PRIMARY_PROTECTED)
-		json_add_u64(r, "last_ack_age_ms", (now - st->last_ack_ns) / 1000000);
+		json_add_u64(r, "last_ack_age_ms", (now - st->last_ack_ns) / NS_PER_MS);
 	else
 		json_object_object_add(r, "last_ack_age_ms", NULL);
-	json_add_u64(r, "interval_us", a->interval_ns / 1000);
+	json_add_u64(r, "interval_us", a->interval_ns / NS_PER_US);
 	json_object_object_add(r, "interval_auto", json_object_new_boolean(a->auto_iv.enabled));
 	if (a->auto_iv.enabled) {
 		struct json_object *ai = json_object_new_object();
 
 		json_add_u64(ai, "overhead_pct", a->auto_iv.overhead_pct);
-		json_add_u64(ai, "max_hold_us", a->auto_iv.max_hold_ns / 1000);
+		json_add_u64(ai, "max_hold_us", a->auto_iv.max_hold_ns / NS_PER_US);
 		json_add_str(ai, "bound", a->auto_iv.bound);
 		json_object_object_add(ai, "overhead_exceeded",
 				       json_object_new_boolean(a->auto_iv.overhead_exceeded));
@@ -216,7 +216,7 @@ void standby_status(struct standby *sb, uint64_t now, struct json_object *r)
 	else
 		json_object_object_add(r, "checkpoint", NULL);
 	if (s->st.last_apply_ns && s->state == SECONDARY_REPLICATING)
-		json_add_u64(r, "last_apply_age_ms", (now - s->st.last_apply_ns) / 1000000);
+		json_add_u64(r, "last_apply_age_ms", (now - s->st.last_apply_ns) / NS_PER_MS);
 	else
 		json_object_object_add(r, "last_apply_age_ms", NULL);
 	json_add_u64(r, "epochs_applied", s->st.epochs);
@@ -240,7 +240,7 @@ void active_summary(struct active *a)
 		 "mismatches), %llu sessions, pause us p50=%llu p99=%llu max=%llu, ack us "
 		 "p50=%llu p99=%llu",
 		 (unsigned long long)p->st.checkpoints,
-		 (double)(clock_now_ns() - a->start_ns) / 1e9, (unsigned long long)p->st.acked,
+		 (double)(clock_now_ns() - a->start_ns) / NS_PER_S, (unsigned long long)p->st.acked,
 		 (unsigned long long)p->st.verified, (unsigned long long)p->st.mismatches,
 		 (unsigned long long)p->st.sessions,
 		 (unsigned long long)histogram_percentile(&p->st.all_pause_us, 50),

@@ -4,7 +4,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "vmm/clock.h"
+#include "lib/clock.h"
 #include "primary/checkpoint.h"
 #include "vmm/machine.h"
 #include "vmm/memhash.h"
@@ -203,4 +203,26 @@ requeue:
 	machine_collect_vcpus(vm, c->state);
 	c->epoch++;
 	return 0;
+}
+
+_Static_assert(sizeof(((struct machine_state *)0)->vcpu) / sizeof(struct vcpu_state) <=
+		       EPOCH_MAX_VCPUS,
+	       "an epoch carries every vCPU");
+_Static_assert(sizeof(((struct machine_state *)0)->dev) / sizeof(struct device_state) <=
+		       EPOCH_MAX_DEVICES,
+	       "an epoch carries every device");
+
+void ckpt_epoch_state(const struct machine_state *ms, struct epoch_state *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->nr_vcpus = ms->nr_vcpus;
+	ret->nr_devices = ms->nr_devices;
+	ret->vm = (struct epoch_blob){ &ms->vm, sizeof(ms->vm) };
+	for (uint32_t i = 0; i < ms->nr_vcpus; i++)
+		ret->vcpu[i] = (struct epoch_blob){ &ms->vcpu[i], sizeof(ms->vcpu[i]) };
+	for (uint32_t i = 0; i < ms->nr_devices; i++)
+		ret->dev[i] = (struct epoch_device){
+			.name = ms->dev[i].name,
+			.state = { ms->dev[i].data, ms->dev[i].len },
+		};
 }

@@ -81,4 +81,10 @@ int ckpt_live_harvest(struct ckpt *c);
 /* Hands live-harvested pages back to the VM: they will not be captured here. */
 void ckpt_live_forget(struct ckpt *c);
 
+/*
+ * A captured machine state as the wire carries it (proto/epoch.h): blobs that
+ * point into ms, so valid while ms is (for c->state: until the next capture).
+ */
+void ckpt_epoch_state(const struct machine_state *ms, struct epoch_state *ret);
+
 #endif

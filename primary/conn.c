@@ -11,10 +11,10 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "daemon/log.h"
+#include "lib/clock.h"
+#include "lib/log.h"
 #include "primary/replicate_internal.h"
 #include "proto/wire.h"
-#include "vmm/clock.h"
 #include "vmm/vm.h"
 
 void session_drop(struct primary *p, const char *why)
@@ -115,8 +115,8 @@ static void on_ack(struct primary *p, const uint8_t *payload, size_t len, uint64
 	commit_acked(p->commit, &u->marks);
 	p->st.acked++;
 	p->st.last_ack_ns = now;
-	samples_add(&p->st.ack_us, (now - u->start_ns) / 1000);
-	histogram_add(&p->st.all_ack_us, (now - u->start_ns) / 1000);
+	samples_add(&p->st.ack_us, (now - u->start_ns) / NS_PER_US);
+	histogram_add(&p->st.all_ack_us, (now - u->start_ns) / NS_PER_US);
 	if (verify == 1)
 		p->st.verified++;
 	if (p->state == PRIMARY_SYNCING && epoch == p->first_checkpoint) {
@@ -126,7 +126,7 @@ static void on_ack(struct primary *p, const uint8_t *payload, size_t len, uint64
 			 "sync took %.2f s, %llu pages (%llu of them zero, sent as a list) in %u "
 			 "rounds)",
 			 p->cfg.peer_name, (unsigned long long)epoch,
-			 (double)(now - p->sync_start_ns) / 1e9,
+			 (double)(now - p->sync_start_ns) / NS_PER_S,
 			 (unsigned long long)p->st.sync_pages,
 			 (unsigned long long)p->st.sync_zero_pages, p->st.sync_round + 1);
 	}
@@ -261,7 +261,7 @@ static void pconn_connected(void *opaque, int err)
 		if (err != p->last_connect_err)
 			log_warning("Cannot reach the secondary at %s: %s (retrying every %.1f s)",
 				    p->cfg.peer_name, strerror(-err),
-				    (double)p->cfg.reconnect_ns / 1e9);
+				    (double)p->cfg.reconnect_ns / NS_PER_S);
 		p->last_connect_err = err;
 		return; /* closed() follows */
 	}

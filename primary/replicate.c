@@ -23,10 +23,10 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "daemon/log.h"
+#include "lib/clock.h"
+#include "lib/log.h"
 #include "primary/replicate_internal.h"
 #include "proto/wire.h"
-#include "vmm/clock.h"
 #include "vmm/vm.h"
 
 const char *const primary_part_names[PRIMARY_PARTS] = {
@@ -225,6 +225,7 @@ int take_checkpoint(struct primary *p, struct primary_slot *s, bool early)
 {
 	struct ckpt_timing t;
 	struct epoch_opts opts = { 0 };
+	struct epoch_state state;
 	uint64_t start = clock_now_ns();
 	int r;
 
@@ -239,9 +240,10 @@ int take_checkpoint(struct primary *p, struct primary_slot *s, bool early)
 	opts.console_offset = s->console_offset;
 	opts.console_end = s->console_end;
 	opts.sum = &s->sum;
+	ckpt_epoch_state(s->ck.state, &state);
 	/* The pause's pages; the live batch before them went out already. */
 	r = epoch_pack(&s->tx, p->next_epoch, s->ck.list + s->ck.batch, s->ck.staged - s->ck.batch,
-		       s->ck.staging + s->ck.batch * VM_PAGE_SIZE, s->ck.state, &opts);
+		       s->ck.staging + s->ck.batch * VM_PAGE_SIZE, &state, &opts);
 	if (r < 0) {
 		/* Captured but unsendable: the secondary can no longer follow. */
 		vm_requeue_dirty(p->vm, &s->ck.dirty);
@@ -259,15 +261,15 @@ int take_checkpoint(struct primary *p, struct primary_slot *s, bool early)
 	p->st.pages_total += t.pages;
 	p->st.live_pages += t.live_pages;
 	live_schedule(p, start, t.pages);
-	samples_add(&p->st.pause_us, t.pause_ns / 1000);
+	samples_add(&p->st.pause_us, t.pause_ns / NS_PER_US);
 	samples_add(&p->st.pages, t.pages);
-	histogram_add(&p->st.all_pause_us, t.pause_ns / 1000);
-	histogram_add(&p->st.part_us[PART_KICK], t.kick_ns / 1000);
-	histogram_add(&p->st.part_us[PART_HARVEST], t.harvest_ns / 1000);
-	histogram_add(&p->st.part_us[PART_RESET], t.reset_ns / 1000);
-	histogram_add(&p->st.part_us[PART_COPY], t.copy_ns / 1000);
-	histogram_add(&p->st.part_us[PART_HASH], t.hash_ns / 1000);
-	histogram_add(&p->st.part_us[PART_VMSTATE], t.vmstate_ns / 1000);
+	histogram_add(&p->st.all_pause_us, t.pause_ns / NS_PER_US);
+	histogram_add(&p->st.part_us[PART_KICK], t.kick_ns / NS_PER_US);
+	histogram_add(&p->st.part_us[PART_HARVEST], t.harvest_ns / NS_PER_US);
+	histogram_add(&p->st.part_us[PART_RESET], t.reset_ns / NS_PER_US);
+	histogram_add(&p->st.part_us[PART_COPY], t.copy_ns / NS_PER_US);
+	histogram_add(&p->st.part_us[PART_HASH], t.hash_ns / NS_PER_US);
+	histogram_add(&p->st.part_us[PART_VMSTATE], t.vmstate_ns / NS_PER_US);
 	slot_ship(p, s, false, start);
 	return 0;
 }
@@ -363,8 +365,8 @@ void primary_tick(struct primary *p, uint64_t now)
 		if (p->last_connect_err != -ETIMEDOUT)
 			log_warning("Cannot reach the secondary at %s: no answer within %.1f s "
 				    "(retrying every %.1f s)",
-				    p->cfg.peer_name, (double)p->cfg.timeout_ns / 1e9,
-				    (double)p->cfg.reconnect_ns / 1e9);
+				    p->cfg.peer_name, (double)p->cfg.timeout_ns / NS_PER_S,
+				    (double)p->cfg.reconnect_ns / NS_PER_S);
 		p->last_connect_err = -ETIMEDOUT;
 		session_drop(p, NULL);
 		return;
@@ -374,7 +376,7 @@ void primary_tick(struct primary *p, uint64_t now)
 			char why[96];
 
 			snprintf(why, sizeof(why), "the secondary has been silent for %.1f s",
-				 (double)(now - l->last_recv_ns) / 1e9);
+				 (double)(now - l->last_recv_ns) / NS_PER_S);
 			session_drop(p, why);
 		} else if (now - l->last_send_ns > p->cfg.timeout_ns / 4 && !link_queued(l)) {
 			uint8_t hb[SMALL_FRAME_MAX];

@@ -9,10 +9,10 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "daemon/log.h"
+#include "lib/clock.h"
+#include "lib/log.h"
 #include "primary/replicate_internal.h"
 #include "proto/wire.h"
-#include "vmm/clock.h"
 #include "vmm/vm.h"
 
 /* The switchover's final checkpoint: the guest stays stopped after it. */

@@ -10,10 +10,10 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "daemon/log.h"
+#include "lib/clock.h"
+#include "lib/log.h"
 #include "primary/replicate_internal.h"
 #include "proto/wire.h"
-#include "vmm/clock.h"
 #include "vmm/vm.h"
 
 /* ---- initial sync ---------------------------------------------------------- */
@@ -74,7 +74,7 @@ int take_checkpoint(struct primary *p, struct primary_slot *s, bool early);
 static void sync_round_end(struct primary *p)
 {
 	uint64_t now = clock_now_ns(), n;
-	double secs = (double)(now - p->sync_round_start_ns) / 1e9;
+	double secs = (double)(now - p->sync_round_start_ns) / NS_PER_S;
 	int r = harvest_now(p, &p->sync_dirty);
 
 	if (r < 0) {

@@ -143,16 +143,15 @@ void epoch_sum_free(struct epoch_sum *sum)
 }
 
 int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
-	       const uint8_t *data, const struct machine_state *state,
-	       const struct epoch_opts *opts)
+	       const uint8_t *data, const struct epoch_state *state, const struct epoch_opts *opts)
 {
-	static const struct machine_state no_state;
+	static const struct epoch_state no_state;
 	static const struct epoch_opts no_opts;
 	Ringft__EpochBegin begin = RINGFT__EPOCH_BEGIN__INIT;
 	Ringft__State st = RINGFT__STATE__INIT;
 	Ringft__EpochEnd end = RINGFT__EPOCH_END__INIT;
-	ProtobufCBinaryData vcpus[8];
-	Ringft__DeviceState devs[8], *devp[8];
+	ProtobufCBinaryData vcpus[EPOCH_MAX_VCPUS];
+	Ringft__DeviceState devs[EPOCH_MAX_DEVICES], *devp[EPOCH_MAX_DEVICES];
 	struct epoch_sum *sum;
 	size_t need;
 	XXH3_state_t *h;
@@ -163,7 +162,7 @@ int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint6
 	if (!state)
 		state = &no_state;
 	sum = opts->sum && opts->sum->open ? opts->sum : NULL;
-	if (state->nr_vcpus > 8 || state->nr_devices > 8 ||
+	if (state->nr_vcpus > EPOCH_MAX_VCPUS || state->nr_devices > EPOCH_MAX_DEVICES ||
 	    (!opts->initial_sync && !state->nr_vcpus) ||
 	    (sum && (sum->epoch != epoch || opts->initial_sync)))
 		return -EINVAL;
@@ -177,18 +176,18 @@ int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint6
 	begin.pages = (uint64_t *)pages;
 	for (uint32_t i = 0; i < state->nr_vcpus; i++)
 		vcpus[i] =
-			(ProtobufCBinaryData){ sizeof(state->vcpu[i]), (uint8_t *)&state->vcpu[i] };
+			(ProtobufCBinaryData){ state->vcpu[i].len, (uint8_t *)state->vcpu[i].data };
 	for (uint32_t i = 0; i < state->nr_devices; i++) {
 		ringft__device_state__init(&devs[i]);
-		devs[i].name = (char *)state->dev[i].name;
-		devs[i].data =
-			(ProtobufCBinaryData){ state->dev[i].len, (uint8_t *)state->dev[i].data };
+		devs[i].name = (char *)(state->dev[i].name ? state->dev[i].name : "");
+		devs[i].data = (ProtobufCBinaryData){ state->dev[i].state.len,
+						      (uint8_t *)state->dev[i].state.data };
 		devp[i] = &devs[i];
 	}
 	st.n_vcpu = state->nr_vcpus;
 	st.vcpu = vcpus;
 	if (!opts->initial_sync)
-		st.vm = (ProtobufCBinaryData){ sizeof(state->vm), (uint8_t *)&state->vm };
+		st.vm = (ProtobufCBinaryData){ state->vm.len, (uint8_t *)state->vm.data };
 	st.n_device = state->nr_devices;
 	st.device = devp;
 	if (opts->console_len > EPOCH_CONSOLE_MAX || (opts->console_len && opts->initial_sync))
@@ -259,17 +258,17 @@ static int rx_fail(struct epoch_rx *rx, int err, const char *fmt, ...)
 	return err;
 }
 
-int epoch_rx_init(struct epoch_rx *rx, uint64_t guest_pages, uint32_t nr_vcpus, uint32_t nr_devices)
+int epoch_rx_init(struct epoch_rx *rx, uint64_t guest_pages, const struct epoch_shape *shape)
 {
 	void *data;
 
 	memset(rx, 0, sizeof(*rx));
+	if (shape->nr_vcpus > EPOCH_MAX_VCPUS || shape->nr_devices > EPOCH_MAX_DEVICES)
+		return -EINVAL;
 	rx->guest_pages = guest_pages;
-	rx->nr_vcpus = nr_vcpus;
-	rx->nr_devices = nr_devices;
+	rx->shape = *shape;
 	rx->msg = malloc(WIRE_MAX_MSG);
 	rx->msg_cap = WIRE_MAX_MSG;
-	rx->state = calloc(1, sizeof(*rx->state));
 	rx->console = malloc(EPOCH_CONSOLE_MAX);
 	rx->hash = XXH3_createState();
 	/*
@@ -279,7 +278,7 @@ int epoch_rx_init(struct epoch_rx *rx, uint64_t guest_pages, uint32_t nr_vcpus, 
 	data = mmap(NULL, EPOCH_MAX_COPIES * guest_pages * WIRE_PAGE_SIZE, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	rx->data = data == MAP_FAILED ? NULL : data;
-	if (!rx->msg || !rx->state || !rx->console || !rx->hash || !rx->data) {
+	if (!rx->msg || !rx->console || !rx->hash || !rx->data) {
 		epoch_rx_free(rx);
 		return -ENOMEM;
 	}
@@ -291,7 +290,8 @@ void epoch_rx_free(struct epoch_rx *rx)
 	if (!rx)
 		return;
 	free(rx->msg);
-	free(rx->state);
+	if (rx->state_msg)
+		ringft__state__free_unpacked(rx->state_msg, NULL);
 	free(rx->console);
 	free(rx->pages);
 	free(rx->zero_pages);
@@ -390,7 +390,8 @@ static int rx_begin(struct epoch_rx *rx)
 static int rx_state(struct epoch_rx *rx)
 {
 	Ringft__State *m = ringft__state__unpack(NULL, rx->length, rx->msg);
-	struct machine_state *ms = rx->state;
+	const struct epoch_shape *shape = &rx->shape;
+	struct epoch_state *st = &rx->state;
 	int r = 0;
 
 	if (!m)
@@ -402,16 +403,16 @@ static int rx_state(struct epoch_rx *rx)
 		ringft__state__free_unpacked(m, NULL);
 		return r;
 	}
-	if (m->n_vcpu != rx->nr_vcpus || m->n_device != rx->nr_devices)
+	if (m->n_vcpu != shape->nr_vcpus || m->n_device != shape->nr_devices)
 		r = rx_fail(rx, -EPROTO, "%zu vCPUs and %zu devices, expected %u and %u", m->n_vcpu,
-			    m->n_device, rx->nr_vcpus, rx->nr_devices);
-	else if (m->vm.len != sizeof(ms->vm))
+			    m->n_device, shape->nr_vcpus, shape->nr_devices);
+	else if (m->vm.len != shape->vm_size)
 		r = rx_fail(rx, -EPROTO, "VM state of %zu bytes, expected %zu", m->vm.len,
-			    sizeof(ms->vm));
+			    shape->vm_size);
 	for (size_t i = 0; !r && i < m->n_vcpu; i++)
-		if (m->vcpu[i].len != sizeof(ms->vcpu[i]))
+		if (m->vcpu[i].len != shape->vcpu_size)
 			r = rx_fail(rx, -EPROTO, "vCPU %zu state of %zu bytes, expected %zu", i,
-				    m->vcpu[i].len, sizeof(ms->vcpu[i]));
+				    m->vcpu[i].len, shape->vcpu_size);
 	if (!r && m->console.len > EPOCH_CONSOLE_MAX)
 		r = rx_fail(rx, -EPROTO, "%zu console bytes, at most %u allowed", m->console.len,
 			    EPOCH_CONSOLE_MAX);
@@ -421,32 +422,37 @@ static int rx_state(struct epoch_rx *rx)
 			    (unsigned long long)m->console_end, m->console.len,
 			    (unsigned long long)m->console_offset);
 	for (size_t i = 0; !r && i < m->n_device; i++)
-		if (m->device[i]->data.len > DEVICE_STATE_MAX || !m->device[i]->name ||
-		    strlen(m->device[i]->name) >= sizeof(ms->dev[i].name))
+		if (m->device[i]->data.len > shape->device_max || !m->device[i]->name ||
+		    strlen(m->device[i]->name) >= shape->device_name_max)
 			r = rx_fail(rx, -EPROTO, "device %zu state does not fit", i);
-	if (!r) {
-		ms->nr_vcpus = (uint32_t)m->n_vcpu;
-		ms->nr_devices = (uint32_t)m->n_device;
-		memcpy(&ms->vm, m->vm.data, sizeof(ms->vm));
-		for (size_t i = 0; i < m->n_vcpu; i++)
-			memcpy(&ms->vcpu[i], m->vcpu[i].data, sizeof(ms->vcpu[i]));
-		for (size_t i = 0; i < m->n_device; i++) {
-			memset(&ms->dev[i], 0, sizeof(ms->dev[i]));
-			snprintf(ms->dev[i].name, sizeof(ms->dev[i].name), "%s",
-				 m->device[i]->name);
-			ms->dev[i].len = (uint32_t)m->device[i]->data.len;
-			if (ms->dev[i].len) /* empty bytes may be NULL */
-				memcpy(ms->dev[i].data, m->device[i]->data.data, ms->dev[i].len);
-		}
-		rx->console_len = m->console.len;
-		rx->console_offset = m->console_offset;
-		rx->console_end =
-			m->console_end ? m->console_end : m->console_offset + m->console.len;
-		if (rx->console_len)
-			memcpy(rx->console, m->console.data, rx->console_len);
+	if (r) {
+		ringft__state__free_unpacked(m, NULL);
+		return r;
 	}
-	ringft__state__free_unpacked(m, NULL);
-	return r;
+	/*
+	 * The blobs stay in the unpacked message, kept until the next state:
+	 * the caller copies them once, into its own machine state.
+	 */
+	if (rx->state_msg)
+		ringft__state__free_unpacked(rx->state_msg, NULL);
+	rx->state_msg = m;
+	memset(st, 0, sizeof(*st));
+	st->nr_vcpus = (uint32_t)m->n_vcpu;
+	st->nr_devices = (uint32_t)m->n_device;
+	st->vm = (struct epoch_blob){ m->vm.data, m->vm.len };
+	for (size_t i = 0; i < m->n_vcpu; i++)
+		st->vcpu[i] = (struct epoch_blob){ m->vcpu[i].data, m->vcpu[i].len };
+	for (size_t i = 0; i < m->n_device; i++)
+		st->dev[i] = (struct epoch_device){
+			.name = m->device[i]->name,
+			.state = { m->device[i]->data.data, m->device[i]->data.len },
+		};
+	rx->console_len = m->console.len;
+	rx->console_offset = m->console_offset;
+	rx->console_end = m->console_end ? m->console_end : m->console_offset + m->console.len;
+	if (rx->console_len)
+		memcpy(rx->console, m->console.data, rx->console_len);
+	return 0;
 }
 
 static int rx_end(struct epoch_rx *rx)

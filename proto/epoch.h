@@ -27,10 +27,48 @@
 #define RINGFT_PROTO_EPOCH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "vmm/state.h"
+/*
+ * Machine state crosses the wire as opaque blobs: the layout of a vCPU's, the
+ * VM's and a device's state belongs to the VMM (vmm/state.h), which both ends
+ * share; proto frames the blobs and checks each against the exact size the
+ * receiving VM expects (struct epoch_shape), so a peer built with another
+ * layout is refused, not misread.
+ */
+#define EPOCH_MAX_VCPUS	  8u
+#define EPOCH_MAX_DEVICES 8u
+
+struct epoch_blob {
+	const void *data;
+	size_t len;
+};
+
+struct epoch_device {
+	const char *name;
+	struct epoch_blob state;
+};
+
+/* A checkpoint's state, blobs pointing at the caller's (epoch_pack) or the receiver's memory. */
+struct epoch_state {
+	uint32_t nr_vcpus;
+	uint32_t nr_devices;
+	struct epoch_blob vm;
+	struct epoch_blob vcpu[EPOCH_MAX_VCPUS];
+	struct epoch_device dev[EPOCH_MAX_DEVICES];
+};
+
+/* What a receiver accepts: exactly these counts and sizes, device state up to a bound. */
+struct epoch_shape {
+	uint32_t nr_vcpus;
+	uint32_t nr_devices;
+	size_t vcpu_size;
+	size_t vm_size;
+	size_t device_max;	/* bytes of one device's state, at most */
+	size_t device_name_max; /* a device's name is shorter than this */
+};
 
 struct epoch_tx {
 	struct iovec *iov;
@@ -80,13 +118,13 @@ struct epoch_opts {
 
 /*
  * Frames epoch `epoch`: nr_pages pages (indexes in pages[], data at
- * data[k * 4096]) and the state. The iovecs stay valid until the next
- * epoch_pack() or epoch_tx_free() and until the data buffer changes.
- * opts may be NULL (a checkpoint, no memory hash).
+ * data[k * 4096]) and the state (NULL for initial-sync pages). The iovecs
+ * stay valid until the next epoch_pack() or epoch_tx_free() and until the
+ * data buffer changes; the state is copied. opts may be NULL (a checkpoint,
+ * no memory hash).
  */
 int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
-	       const uint8_t *data, const struct machine_state *state,
-	       const struct epoch_opts *opts);
+	       const uint8_t *data, const struct epoch_state *state, const struct epoch_opts *opts);
 void epoch_tx_free(struct epoch_tx *tx);
 
 /*
@@ -110,8 +148,7 @@ enum epoch_rx_phase {
 struct epoch_rx {
 	/* Limits of the receiving VM. */
 	uint64_t guest_pages;
-	uint32_t nr_vcpus;
-	uint32_t nr_devices;
+	struct epoch_shape shape;
 
 	enum epoch_rx_phase phase;
 	uint64_t next_epoch; /* the only epoch number accepted next */
@@ -133,7 +170,12 @@ struct epoch_rx {
 	uint64_t nr_pages;   /* announced so far */
 	uint64_t pages_have; /* arrived so far (page k at data[k * 4096]) */
 	uint8_t *data;
-	struct machine_state *state;
+	/*
+	 * The checkpoint's state, shaped as epoch_rx_init() was told: blobs in
+	 * state_msg, valid until the next epoch's state arrives or epoch_rx_free().
+	 */
+	struct epoch_state state;
+	void *state_msg;
 	void *hash;
 	bool initial_sync;    /* the staged epoch is initial-sync pages: no state */
 	uint64_t *zero_pages; /* initial sync: pages to be zeroed, no data */
@@ -155,8 +197,8 @@ struct epoch_rx {
 #define EPOCH_RX_READY	 1 /* an epoch is staged and verified */
 #define EPOCH_RX_GOODBYE 2 /* the peer said goodbye (between epochs) */
 
-int epoch_rx_init(struct epoch_rx *rx, uint64_t guest_pages, uint32_t nr_vcpus,
-		  uint32_t nr_devices);
+/* A receiver for a VM of guest_pages pages whose state has this shape. 0, -EINVAL or -ENOMEM. */
+int epoch_rx_init(struct epoch_rx *rx, uint64_t guest_pages, const struct epoch_shape *shape);
 void epoch_rx_free(struct epoch_rx *rx);
 
 /*

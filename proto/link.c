@@ -12,11 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "proto/link.h"
 #include "proto/link_internal.h"
 #include "proto/tls.h"
 #include "proto/wire.h"
-#include "vmm/clock.h"
 
 #define LINK_COPY_MAX (WIRE_HDR_SIZE + WIRE_MAX_MSG)
 
@@ -397,7 +397,7 @@ void link_send(struct link *l, struct link_msg *m)
 
 void link_set_user_timeout(struct link *l, uint64_t ns)
 {
-	unsigned int ms = (unsigned int)(ns / 1000000ULL);
+	unsigned int ms = (unsigned int)(ns / NS_PER_MS);
 
 	setsockopt(l->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
 }

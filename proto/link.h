@@ -27,8 +27,8 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "lib/netaddr.h"
 #include "proto/listener.h"
-#include "proto/netaddr.h"
 #include "proto/netloop.h"
 
 struct link;

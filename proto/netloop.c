@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "lib/clock.h"
 #include "proto/link_internal.h"
 #include "proto/netloop.h"
 
@@ -92,8 +93,8 @@ int netloop_dispatch(struct netloop *nl)
 
 int netloop_wait(struct netloop *nl, uint64_t timeout_ns)
 {
-	struct __kernel_timespec ts = { .tv_sec = (long long)(timeout_ns / 1000000000ULL),
-					.tv_nsec = (long long)(timeout_ns % 1000000000ULL) };
+	struct __kernel_timespec ts = { .tv_sec = (long long)(timeout_ns / NS_PER_S),
+					.tv_nsec = (long long)(timeout_ns % NS_PER_S) };
 	struct io_uring_cqe *cqe;
 	int r = io_uring_submit_and_wait_timeout(&nl->ring, &cqe, 1, &ts, NULL);
 

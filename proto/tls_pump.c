@@ -12,9 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "lib/clock.h"
 #include "proto/link_internal.h"
 #include "proto/tls.h"
-#include "vmm/clock.h"
 
 /* TLS state and buffers for a new link; 0 or -ENOMEM (nothing to undo then). */
 int tls_pump_init(struct link *l, SSL_CTX *ctx, bool server)

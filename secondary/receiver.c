@@ -6,12 +6,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/log.h"
+#include "lib/clock.h"
+#include "lib/log.h"
 #include "proto/epoch.h"
 #include "proto/wire.h"
 #include "secondary/receiver.h"
-#include "vmm/clock.h"
 #include "vmm/memhash.h"
+#include "vmm/state.h"
 #include "vmm/vm.h"
 
 #define BOUNCE_SIZE 65536
@@ -136,6 +137,7 @@ static bool hello_generation_ok(struct sconn *c, const struct hello_info *h)
 static void on_hello(struct sconn *c, const uint8_t *payload, size_t len)
 {
 	struct secondary *s = c->s;
+	struct epoch_shape shape;
 	struct hello_decoded d;
 	struct hello_mismatch mm;
 	uint8_t *buf = NULL;
@@ -173,7 +175,8 @@ static void on_hello(struct sconn *c, const uint8_t *payload, size_t len)
 		hello_decoded_free(&d);
 		return;
 	}
-	r = epoch_rx_init(&c->rx, s->vm->nr_pages, s->vm->nr_vcpus, s->vm->nr_devices);
+	secondary_state_shape(s->vm, &shape);
+	r = epoch_rx_init(&c->rx, s->vm->nr_pages, &shape);
 	if (r < 0) {
 		hello_decoded_free(&d);
 		peer_reject(c, "out of memory for staging");
@@ -195,6 +198,46 @@ static void on_hello(struct sconn *c, const uint8_t *payload, size_t len)
 	free(buf);
 }
 
+void secondary_state_shape(const struct vm *vm, struct epoch_shape *ret)
+{
+	*ret = (struct epoch_shape){
+		.nr_vcpus = vm->nr_vcpus,
+		.nr_devices = vm->nr_devices,
+		.vcpu_size = sizeof(struct vcpu_state),
+		.vm_size = sizeof(struct vm_state),
+		.device_max = DEVICE_STATE_MAX,
+		.device_name_max = sizeof(((struct device_state *)0)->name),
+	};
+}
+
+int secondary_state_load(const struct epoch_state *st, struct machine_state *ms)
+{
+	/* epoch_rx checked the shape already; this keeps the copy safe on its own. */
+	if (st->nr_vcpus > sizeof(ms->vcpu) / sizeof(ms->vcpu[0]) ||
+	    st->nr_devices > sizeof(ms->dev) / sizeof(ms->dev[0]) || st->vm.len != sizeof(ms->vm))
+		return -EINVAL;
+	for (uint32_t i = 0; i < st->nr_vcpus; i++)
+		if (st->vcpu[i].len != sizeof(ms->vcpu[i]))
+			return -EINVAL;
+	for (uint32_t i = 0; i < st->nr_devices; i++)
+		if (st->dev[i].state.len > sizeof(ms->dev[i].data) || !st->dev[i].name ||
+		    strlen(st->dev[i].name) >= sizeof(ms->dev[i].name))
+			return -EINVAL;
+	ms->nr_vcpus = st->nr_vcpus;
+	ms->nr_devices = st->nr_devices;
+	memcpy(&ms->vm, st->vm.data, sizeof(ms->vm));
+	for (uint32_t i = 0; i < st->nr_vcpus; i++)
+		memcpy(&ms->vcpu[i], st->vcpu[i].data, sizeof(ms->vcpu[i]));
+	for (uint32_t i = 0; i < st->nr_devices; i++) {
+		memset(&ms->dev[i], 0, sizeof(ms->dev[i]));
+		snprintf(ms->dev[i].name, sizeof(ms->dev[i].name), "%s", st->dev[i].name);
+		ms->dev[i].len = (uint32_t)st->dev[i].state.len;
+		if (ms->dev[i].len) /* empty bytes may be NULL */
+			memcpy(ms->dev[i].data, st->dev[i].state.data, ms->dev[i].len);
+	}
+	return 0;
+}
+
 /* A complete, verified epoch: apply it, check the memory hash, ACK. */
 static int apply_epoch(struct sconn *c)
 {
@@ -210,8 +253,10 @@ static int apply_epoch(struct sconn *c)
 				       rx->zero_pages, rx->nr_zero);
 		s->st.sync_pages += rx->nr_pages + rx->nr_zero;
 	} else {
-		r = replica_apply(&s->replica, rx->epoch, rx->pages, rx->nr_pages, rx->data,
-				  rx->state);
+		r = secondary_state_load(&rx->state, s->incoming);
+		if (r == 0)
+			r = replica_apply(&s->replica, rx->epoch, rx->pages, rx->nr_pages, rx->data,
+					  s->incoming);
 	}
 	if (r < 0) {
 		char why[96];
@@ -452,7 +497,7 @@ static void on_accept(void *opaque, int fd, const struct sockaddr *sa)
 		uint64_t now = clock_now_ns();
 
 		/* A peer that reconnects at once must not flood the log either. */
-		if (now - s->accept_log_ns >= 1000000000ULL) {
+		if (now - s->accept_log_ns >= NS_PER_S) {
 			log_error("Refusing connection from %s: %s%s", peer,
 				  slot < 0 ? "too many connections"
 				  : pending >= SECONDARY_MAX_PER_SOURCE
@@ -498,12 +543,17 @@ int secondary_init(struct secondary *s, struct vm *vm, struct netloop *nl,
 	s->nl = nl;
 	s->hello = *hello;
 	s->timeout_ns = timeout_ns;
+	s->incoming = calloc(1, sizeof(*s->incoming));
+	if (!s->incoming)
+		return -ENOMEM;
 	r = replica_init(&s->replica, vm);
-	if (r < 0)
-		return r;
-	r = listener_open(nl, listen_addr, listen_len, on_accept, s, &s->listener);
-	if (r < 0)
+	if (r == 0)
+		r = listener_open(nl, listen_addr, listen_len, on_accept, s, &s->listener);
+	if (r < 0) {
 		replica_free(&s->replica);
+		free(s->incoming);
+		s->incoming = NULL;
+	}
 	return r;
 }
 
@@ -528,6 +578,8 @@ void secondary_free(struct secondary *s)
 	/* Receives still in flight write into per-connection staging, which goes
 	 * with its connection once the ring has returned them (netloop_drain). */
 	replica_free(&s->replica);
+	free(s->incoming);
+	s->incoming = NULL;
 }
 
 void secondary_tick(struct secondary *s, uint64_t now)
@@ -549,13 +601,13 @@ void secondary_tick(struct secondary *s, uint64_t now)
 			char why[96];
 
 			snprintf(why, sizeof(why), "no HELLO within %.1f s",
-				 (double)hello_ns / 1e9);
+				 (double)hello_ns / NS_PER_S);
 			peer_reject(c, why);
 			continue;
 		}
 		if (c == s->session && now - l->last_recv_ns > s->timeout_ns) {
 			log_warning("The primary %s has been silent for %.1f s: dropping it",
-				    l->peer, (double)(now - l->last_recv_ns) / 1e9);
+				    l->peer, (double)(now - l->last_recv_ns) / NS_PER_S);
 			peer_drop(c, false);
 			continue;
 		}

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "lib/clock.h"
+#include "proto/epoch.h"
 #include "proto/link.h"
 #include "proto/session.h"
 #include "secondary/replica.h"
@@ -29,7 +31,7 @@
  */
 #define SECONDARY_MAX_PEERS	 32
 #define SECONDARY_MAX_PER_SOURCE 4
-#define SECONDARY_HELLO_NS	 1000000000ULL
+#define SECONDARY_HELLO_NS	 NS_PER_S
 
 struct sconn;
 
@@ -62,6 +64,7 @@ struct secondary {
 	struct listener *listener;
 	SSL_CTX *tls;
 	struct replica replica;
+	struct machine_state *incoming; /* a received checkpoint's state, for replica_apply */
 	struct hello_info hello;
 	uint64_t timeout_ns;
 	struct sconn *peers[SECONDARY_MAX_PEERS];
@@ -100,6 +103,15 @@ struct secondary {
 	uint64_t accept_quiet;
 	struct secondary_stats st;
 };
+
+/*
+ * Machine state between the wire's blobs (proto/epoch.h) and struct
+ * machine_state: the shape epoch_rx must accept for this VM (vmm/state.h's
+ * layout, the VM's vCPUs and devices), and a received state converted, 0 or
+ * -EINVAL if it is not of that layout.
+ */
+void secondary_state_shape(const struct vm *vm, struct epoch_shape *ret);
+int secondary_state_load(const struct epoch_state *st, struct machine_state *ms);
 
 /* tls: a mutual-TLS context every primary must pass first, or NULL. */
 int secondary_init(struct secondary *s, struct vm *vm, struct netloop *nl,

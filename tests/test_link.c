@@ -32,11 +32,11 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "lib/clock.h"
 #include "primary/outbuf.h"
 #include "proto/link.h"
 #include "proto/session.h"
 #include "proto/wire.h"
-#include "vmm/clock.h"
 
 #define MiB	    (1024u * 1024u)
 #define DEADLINE_NS (20ULL * 1000000000ULL)

@@ -16,11 +16,13 @@
  * memory are refused untouched.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "primary/checkpoint.h"
 #include "proto/epoch.h"
+#include "secondary/receiver.h"
 #include "secondary/replica.h"
 #include "tests/kvm_helpers.h"
 #include "vmm/loader.h"
@@ -80,6 +82,9 @@ int main(void)
 	struct epoch_tx tx = { 0 };
 	struct epoch_sum sum = { 0 };
 	struct epoch_rx rx;
+	struct epoch_shape shape;
+	struct epoch_state st;
+	struct machine_state *incoming = calloc(1, sizeof(*incoming));
 	uint64_t twice = 0, live_epochs = 0;
 	int epochs, n;
 	struct vm *primary, *secondary;
@@ -95,9 +100,10 @@ int main(void)
 	gp.bank_check_ms = 2;
 	primary = t_vm_new(&cfg, "builtin:bank", &gp, &pconsole);
 	secondary = t_vm_new(&cfg, NULL, NULL, &sconsole);
+	CHECK(incoming, "out of memory");
 	CHECK_OK(replica_init(&rep, secondary));
-	CHECK_OK(epoch_rx_init(&rx, secondary->nr_pages, secondary->nr_vcpus,
-			       secondary->nr_devices));
+	secondary_state_shape(secondary, &shape);
+	CHECK_OK(epoch_rx_init(&rx, secondary->nr_pages, &shape));
 	commit.vm = primary;
 	commit.snapshot = mmap(NULL, cfg.mem_size, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -147,14 +153,16 @@ int main(void)
 		/* Through the wire format: framed, parsed, verified, then applied. */
 		CHECK(ckpt.batch == live_pages, "epoch %llu: the pause's pages start at slot %llu",
 		      (unsigned long long)e, (unsigned long long)ckpt.batch);
+		ckpt_epoch_state(ckpt.state, &st);
 		CHECK_OK(epoch_pack(&tx, e, ckpt.list + ckpt.batch, ckpt.staged - ckpt.batch,
-				    ckpt.staging + ckpt.batch * VM_PAGE_SIZE, ckpt.state,
+				    ckpt.staging + ckpt.batch * VM_PAGE_SIZE, &st,
 				    &(struct epoch_opts){ .sum = &sum }));
 		epochs = feed(&rx, &tx, e);
 		twice += rx.nr_pages - ckpt.dirty.count;
 		CHECK(epochs == 1 && rx.epoch == e, "epoch %llu did not arrive whole",
 		      (unsigned long long)e);
-		CHECK_OK(replica_apply(&rep, rx.epoch, rx.pages, rx.nr_pages, rx.data, rx.state));
+		CHECK_OK(secondary_state_load(&rx.state, incoming));
+		CHECK_OK(replica_apply(&rep, rx.epoch, rx.pages, rx.nr_pages, rx.data, incoming));
 	}
 	released = commit.boundary[EPOCHS - 1];
 
@@ -205,6 +213,7 @@ int main(void)
 	epoch_sum_free(&sum);
 	epoch_rx_free(&rx);
 	replica_free(&rep);
+	free(incoming);
 	vm_free(secondary);
 	munmap(commit.snapshot, cfg.mem_size);
 	t_console_free(&pconsole);

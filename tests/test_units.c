@@ -16,6 +16,7 @@
 #include "daemon/failover.h"
 #include "daemon/options.h"
 #include "daemon/request.h"
+#include "lib/parse.h"
 #include "primary/commit.h"
 #include "primary/outbuf.h"
 #include "primary/replicate.h"

@@ -11,7 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
-#include "vmm/clock.h"
+#include "lib/clock.h"
 #include "vmm/dirty.h"
 #include "vmm/vm.h"
 

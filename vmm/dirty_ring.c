@@ -11,7 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "vmm/clock.h"
+#include "lib/clock.h"
 #include "vmm/dirty.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"

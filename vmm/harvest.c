@@ -32,7 +32,7 @@
 #include <signal.h>
 #include <string.h>
 
-#include "vmm/clock.h"
+#include "lib/clock.h"
 #include "vmm/pause.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"

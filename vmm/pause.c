@@ -50,7 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vmm/clock.h"
+#include "lib/clock.h"
 #include "vmm/pause.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
@@ -343,9 +343,9 @@ int vm_pause(struct vm *vm, unsigned int flags, struct vm_pause_stats *st)
 
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_nsec += VM_PAUSE_REKICK_NS;
-		if (ts.tv_nsec >= 1000000000L) {
+		if (ts.tv_nsec >= (long)NS_PER_S) {
 			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
+			ts.tv_nsec -= (long)NS_PER_S;
 		}
 		if (pthread_cond_timedwait(&vm->parked_cond, &vm->lock, &ts) != ETIMEDOUT)
 			continue;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "proto/epoch.h"
+#include "vmm/state.h"
 
 #define GUEST_PAGES 64
 #define VCPUS	    2
@@ -17,11 +18,20 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	/* The shape the secondary gives its receiver (secondary_state_shape). */
+	static const struct epoch_shape shape = {
+		.nr_vcpus = VCPUS,
+		.nr_devices = DEVICES,
+		.vcpu_size = sizeof(struct vcpu_state),
+		.vm_size = sizeof(struct vm_state),
+		.device_max = DEVICE_STATE_MAX,
+		.device_name_max = sizeof(((struct device_state *)0)->name),
+	};
 	struct epoch_rx rx;
 	uint8_t chunking;
 	size_t at = 1;
 
-	if (size < 1 || epoch_rx_init(&rx, GUEST_PAGES, VCPUS, DEVICES) < 0)
+	if (size < 1 || epoch_rx_init(&rx, GUEST_PAGES, &shape) < 0)
 		return 0;
 	chunking = data[0];
 	while (at < size) {
@@ -41,7 +51,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (r < 0)
 			break; /* refused: the connection would close */
-		if (r == EPOCH_RX_READY && !rx.initial_sync && rx.state->nr_vcpus != VCPUS)
+		if (r == EPOCH_RX_READY && !rx.initial_sync &&
+		    (rx.state.nr_vcpus != VCPUS || rx.state.vcpu[0].len != shape.vcpu_size ||
+		     rx.state.vm.len != shape.vm_size))
 			__builtin_trap(); /* a checkpoint of the wrong shape got through */
 		if (r == EPOCH_RX_GOODBYE)
 			break;

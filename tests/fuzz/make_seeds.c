@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "primary/checkpoint.h"
 #include "proto/epoch.h"
 #include "proto/session.h"
 
@@ -53,6 +54,7 @@ int main(int argc, char **argv)
 						"switchover",	   "protect --peer 127.0.0.1:7410",
 						"set interval 5ms" };
 	struct machine_state *ms = calloc(1, sizeof(*ms));
+	struct epoch_state st;
 	struct epoch_tx tx = { 0 };
 	struct epoch_opts sync = { .initial_sync = true }, ck = { 0 };
 	struct hello_info h = { 0 };
@@ -75,11 +77,12 @@ int main(int argc, char **argv)
 	ms->nr_devices = 1;
 	snprintf(ms->dev[0].name, sizeof(ms->dev[0].name), "serial");
 	ms->dev[0].len = 8;
+	ckpt_epoch_state(ms, &st); /* as the primary sends it */
 	ck.console = (const uint8_t *)"bank ok\n";
 	ck.console_len = 8;
 	ck.console_offset = 4096;
 	ck.memory_hash = 0x1234;
-	if (epoch_pack(&tx, 0, pages, 2, data, ms, &ck) < 0)
+	if (epoch_pack(&tx, 0, pages, 2, data, &st, &ck) < 0)
 		return 1;
 	put_epoch(argv[1], "checkpoint-whole", 0x00, &tx);
 	put_epoch(argv[1], "checkpoint-pieces", 0x87, &tx);
@@ -91,7 +94,7 @@ int main(int argc, char **argv)
 
 		ck.sum = &sum;
 		if (epoch_pack_live(&live, &sum, 0, pages, 2, data) < 0 ||
-		    epoch_pack(&tx, 0, pages + 1, 2, data, ms, &ck) < 0)
+		    epoch_pack(&tx, 0, pages + 1, 2, data, &st, &ck) < 0)
 			return 1;
 		both = malloc(live.bytes + tx.bytes + 1);
 		if (!both)

@@ -4,8 +4,8 @@
  * set) lines carry a syslog priority prefix ("<3>") so journald classifies them;
  * on a terminal they start with "ftd: ".
  */
-#ifndef RINGFT_DAEMON_LOG_H
-#define RINGFT_DAEMON_LOG_H
+#ifndef RINGFT_LIB_LOG_H
+#define RINGFT_LIB_LOG_H
 
 #include <syslog.h>
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto/netaddr.h"
+#include "lib/netaddr.h"
 
 int net_parse_addr(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len, char *err,
 		   size_t errlen)

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "daemon/log.h"
+#include "lib/log.h"
 
 void log_msg(int priority, const char *fmt, ...)
 {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Socket addresses as the configuration and the messages write them: "HOST:PORT". */
-#ifndef RINGFT_PROTO_NETADDR_H
-#define RINGFT_PROTO_NETADDR_H
+#ifndef RINGFT_LIB_NETADDR_H
+#define RINGFT_LIB_NETADDR_H
 
 #include <stdbool.h>
 #include <stddef.h>
