@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include "daemon/events.h"
 #include "daemon/genstore.h"
 #include "daemon/hooks.h"
+#include "daemon/loop.h"
 #include "daemon/replication.h"
 #include "daemon/role.h"
 #include "daemon/run.h"
@@ -232,111 +232,133 @@ static void active_quorum(struct active *a)
 	}
 }
 
-static int active_loop(struct active *a)
+/* The loop's: the statistics line's window beside the active side. */
+struct active_loop_ctx {
+	struct active *a;
+	struct pwindow w;
+};
+
+/* Cluster, network, the VM's events and the timer: a checkpoint when they ask. */
+static int active_io(void *opaque)
 {
+	struct active *a = ((struct active_loop_ctx *)opaque)->a;
 	struct ftd_process *pr = a->pr;
 	struct primary *p = a->p;
-	struct vm *vm = pr->vm;
-	uint64_t start = clock_now_ns(), next_stats = start + NS_PER_S;
-	struct pwindow w = { .start_ns = start };
-	int r;
+	uint64_t expirations;
+	unsigned int events;
+	int r = 0;
+
+	ftd_cluster_dispatch(&pr->fc);
+	active_quorum(a);
+	if (a->first_contact) /* nothing leaves before the peer has answered */
+		commit_gate(&pr->commit, true, false);
+	netloop_dispatch(&pr->nl);
+	events = vm_take_events(pr->vm);
+	if (events & VM_EVENT_STOPPED)
+		return ftd_report_stopped(pr->vm);
+	if (events & VM_EVENT_RING_FULL)
+		r = primary_checkpoint(p, true);
+	if (r == 0 && read(a->timer_fd, &expirations, sizeof(expirations)) > 0) {
+		r = primary_checkpoint(p, false);
+		/* Ticks that passed while this thread was busy are checkpoints not taken. */
+		p->st.skipped += expirations - 1;
+	}
+	if (r == -ESRCH)
+		return ftd_report_stopped(pr->vm);
+	if (r < 0) {
+		log_error("Checkpoint failed: %s", strerror(-r));
+		event_emit(a->pr->ctl, "checkpoint-failed", "error", strerror(-r), NULL);
+		return 1;
+	}
+	return FTD_LOOP_ON;
+}
+
+/* The engine's timed work, generations, output release, events, a handover's end. */
+static int active_tick(void *opaque, uint64_t now)
+{
+	struct active *a = ((struct active_loop_ctx *)opaque)->a;
+	struct ftd_process *pr = a->pr;
+	struct primary *p = a->p;
+
+	primary_tick(p, now);
+	netloop_dispatch(&pr->nl);
+	hook_reap();
+	if (a->sec)
+		secondary_tick(a->sec, now);
+	active_generation(a);
+	if (a->stop_why) {
+		vm_pause(pr->vm, 0, NULL);
+		log_error("Stopping the guest: %s%s%s%s", a->stop_why,
+			  p->refused_desc[0] ? " (" : "", p->refused_desc,
+			  p->refused_desc[0] ? ")" : "");
+		event_emit(a->pr->ctl, "refused", "reason", a->stop_why, NULL);
+		return 1;
+	}
+	if (outbuf_flush(&pr->out, pr->console_fd) < 0)
+		log_warning("Writing the console failed: %s (output is kept)", strerror(errno));
+	active_events(a, now);
+	if (p->handover == HANDOVER_DONE || p->handover == HANDOVER_UNKNOWN) {
+		/* Let the answer and the last output leave before the guest goes. */
+		for (int i = 0; i < 20 && pr->nl.inflight; i++)
+			netloop_wait(&pr->nl, 5000000ULL);
+		return p->handover == HANDOVER_DONE ? 0 : 1;
+	}
+	return FTD_LOOP_ON;
+}
+
+static void active_second(void *opaque, uint64_t now)
+{
+	struct active_loop_ctx *al = opaque;
+	struct active *a = al->a;
+	struct primary *p = a->p;
+	uint64_t sent = primary_bytes_sent(p);
+
+	active_auto_interval(a);
+	a->bytes_per_s = (sent - a->rate_bytes) * NS_PER_S / (now - a->rate_ns);
+	a->rate_bytes = sent;
+	a->rate_ns = now;
+	/* systemd: a one-line status, and the loop is alive (WatchdogSec=). */
+	sd_notifyf(0, "WATCHDOG=1\nSTATUS=primary: %s, epoch %llu, %llu acknowledged",
+		   primary_state_name(p->state), (unsigned long long)p->next_epoch,
+		   (unsigned long long)p->st.acked);
+	if (!a->o->quiet)
+		active_stats_line(p, &al->w, now);
+}
+
+/* A live harvest is timed work of the engine's: the wait ends for it. */
+static uint64_t active_next_due(void *opaque)
+{
+	struct active_loop_ctx *al = opaque;
+
+	return primary_next_due(al->a->p);
+}
+
+static int active_loop(struct active *a)
+{
+	static const struct ftd_loop_ops ops = {
+		.io = active_io,
+		.tick = active_tick,
+		.second = active_second,
+		.next_due = active_next_due,
+	};
+	struct ftd_process *pr = a->pr;
+	uint64_t start = clock_now_ns();
+	struct active_loop_ctx al = { .a = a, .w = { .start_ns = start } };
+	struct ftd_loop l = {
+		.ops = &ops,
+		.opaque = &al,
+		.sig_fd = pr->sig_fd,
+		.fds = { pr->vm->event_fd, a->timer_fd, netloop_fd(&pr->nl) },
+		.nr_fds = 3,
+		.fc = &pr->fc,
+		.max_wait_ns = 100 * NS_PER_MS,
+		.next_second_ns = start + NS_PER_S,
+		.end_ns = a->o->duration_ns ? a->start_ns + a->o->duration_ns : 0,
+	};
 
 	a->rate_ns = start;
-	a->rate_bytes = primary_bytes_sent(p);
-	for (;;) {
-		struct pollfd pfd[7] = {
-			{ .fd = pr->sig_fd, .events = POLLIN },
-			{ .fd = vm->event_fd, .events = POLLIN },
-			{ .fd = a->timer_fd, .events = POLLIN },
-			{ .fd = netloop_fd(&pr->nl), .events = POLLIN },
-		};
-		int npfd = ftd_cluster_pollfds(&pr->fc, pfd, 4, 7);
-		uint64_t now, expirations, due = primary_next_due(p), wait_ns = 100000000ULL;
-		struct timespec wait_ts;
-		unsigned int events;
-
-		/* At most 100 ms, or until the engine's next timed work (a live harvest). */
-		now = clock_now_ns();
-		if (due != UINT64_MAX)
-			wait_ns = due <= now ? 0 : due - now < wait_ns ? due - now : wait_ns;
-		wait_ts = (struct timespec){ .tv_sec = (time_t)(wait_ns / NS_PER_S),
-					     .tv_nsec = (long)(wait_ns % NS_PER_S) };
-
-		if (ppoll(pfd, (nfds_t)npfd, &wait_ts, NULL) < 0 && errno != EINTR) {
-			log_error("poll failed: %s", strerror(errno));
-			return 1;
-		}
-		if ((pfd[0].revents & POLLIN) && ftd_read_signal(pr->sig_fd))
-			break;
-		ftd_cluster_dispatch(&pr->fc);
-		active_quorum(a);
-		if (a->first_contact) /* nothing leaves before the peer has answered */
-			commit_gate(&pr->commit, true, false);
-		netloop_dispatch(&pr->nl);
-		events = vm_take_events(vm);
-		if (events & VM_EVENT_STOPPED)
-			return ftd_report_stopped(vm);
-		r = 0;
-		if (events & VM_EVENT_RING_FULL)
-			r = primary_checkpoint(p, true);
-		if (r == 0 && read(a->timer_fd, &expirations, sizeof(expirations)) > 0) {
-			r = primary_checkpoint(p, false);
-			/* Ticks that passed while this thread was busy are checkpoints not taken.
-			 */
-			p->st.skipped += expirations - 1;
-		}
-		if (r == -ESRCH)
-			return ftd_report_stopped(vm);
-		if (r < 0) {
-			log_error("Checkpoint failed: %s", strerror(-r));
-			event_emit(a->pr->ctl, "checkpoint-failed", "error", strerror(-r), NULL);
-			return 1;
-		}
-		now = clock_now_ns();
-		primary_tick(p, now);
-		netloop_dispatch(&pr->nl);
-		hook_reap();
-		if (a->sec)
-			secondary_tick(a->sec, now);
-		active_generation(a);
-		if (a->stop_why) {
-			vm_pause(vm, 0, NULL);
-			log_error("Stopping the guest: %s%s%s%s", a->stop_why,
-				  p->refused_desc[0] ? " (" : "", p->refused_desc,
-				  p->refused_desc[0] ? ")" : "");
-			event_emit(a->pr->ctl, "refused", "reason", a->stop_why, NULL);
-			return 1;
-		}
-		if (outbuf_flush(&pr->out, pr->console_fd) < 0)
-			log_warning("Writing the console failed: %s (output is kept)",
-				    strerror(errno));
-		active_events(a, now);
-		if (p->handover == HANDOVER_DONE || p->handover == HANDOVER_UNKNOWN) {
-			/* Let the answer and the last output leave before the guest goes. */
-			for (int i = 0; i < 20 && pr->nl.inflight; i++)
-				netloop_wait(&pr->nl, 5000000ULL);
-			return p->handover == HANDOVER_DONE ? 0 : 1;
-		}
-		if (now >= next_stats) {
-			uint64_t sent = primary_bytes_sent(p);
-
-			active_auto_interval(a);
-			a->bytes_per_s = (sent - a->rate_bytes) * NS_PER_S / (now - a->rate_ns);
-			a->rate_bytes = sent;
-			a->rate_ns = now;
-			/* systemd: a one-line status, and the loop is alive (WatchdogSec=). */
-			sd_notifyf(0,
-				   "WATCHDOG=1\nSTATUS=primary: %s, epoch %llu, %llu acknowledged",
-				   primary_state_name(p->state), (unsigned long long)p->next_epoch,
-				   (unsigned long long)p->st.acked);
-			if (!a->o->quiet)
-				active_stats_line(p, &w, now);
-			next_stats = now + NS_PER_S;
-		}
-		if (a->o->duration_ns && now - a->start_ns >= a->o->duration_ns)
-			break;
-	}
-	return 0;
+	a->rate_bytes = primary_bytes_sent(a->p);
+	return ftd_loop_run(&l);
 }
 
 static void active_on_gen(void *opaque, const struct gen_state *g, bool from_self, uint32_t nodeid);

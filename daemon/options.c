@@ -1,67 +1,25 @@
 // SPDX-License-Identifier: MIT
-#include <ctype.h>
+/*
+ * ftd's command line: the option table, the defaults, every option's checks
+ * (options_apply, which the configuration file uses too), and the parse: the
+ * file (options_config.c) first, then the subcommand and the options, then
+ * the checks across options. The --help text is in options_usage.c.
+ */
 #include <errno.h>
 #include <getopt.h>
-#include <ini.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "daemon/options.h"
+#include "daemon/options_internal.h"
 #include "lib/clock.h"
 #include "lib/parse.h"
 #include "vmm/loader.h"
 #include "vmm/vm.h"
 
-enum {
-	OPT_GUEST = 256,
-	OPT_MEM,
-	OPT_VCPUS,
-	OPT_TRACKING,
-	OPT_RING_ENTRIES,
-	OPT_INTERVAL,
-	OPT_DURATION,
-	OPT_CONSOLE,
-	OPT_QUIET,
-	OPT_REALTIME,
-	OPT_NO_REALTIME,
-	OPT_SEED,
-	OPT_BANK_PAGES,
-	OPT_BANK_ACCOUNTS,
-	OPT_BANK_CHECK_MS,
-	OPT_DIRTY_PAGES_PER_MS,
-	OPT_DIRTY_WSS,
-	OPT_DIRTY_ORDER,
-	OPT_DIRTY_REPORT_MS,
-	OPT_PEER,
-	OPT_LISTEN,
-	OPT_VERIFY,
-	OPT_PREALLOC,
-	OPT_TIMEOUT,
-	OPT_SEND_ZC,
-	OPT_LIVE_HARVEST,
-	OPT_AUTO_OVERHEAD,
-	OPT_AUTO_MAX_HOLD,
-	OPT_CONTROL,
-	OPT_FENCE_COMMAND,
-	OPT_FENCE_TIMEOUT,
-	OPT_NOTIFY_COMMAND,
-	OPT_CLUSTER,
-	OPT_CLUSTER_WAIT,
-	OPT_TLS_CERT,
-	OPT_TLS_KEY,
-	OPT_TLS_CA,
-	OPT_TLS_PEER,
-	OPT_INSECURE,
-	OPT_STATE_DIR,
-	OPT_CONFIG,
-	OPT_CHECK_CONFIG,
-	OPT_HELP,
-	OPT_VERSION,
-};
-
-static const struct option long_options[] = {
+const struct option options_long[] = {
 	{ "guest", required_argument, NULL, OPT_GUEST },
 	{ "mem", required_argument, NULL, OPT_MEM },
 	{ "vcpus", required_argument, NULL, OPT_VCPUS },
@@ -109,145 +67,7 @@ static const struct option long_options[] = {
 	{ 0 },
 };
 
-void ftd_usage(FILE *out)
-{
-	fputs("Usage: ftd primary --peer HOST:PORT [OPTIONS]\n"
-	      "       ftd secondary --listen HOST:PORT [OPTIONS]\n"
-	      "       ftd run [OPTIONS]\n"
-	      "       ftd --help | --version\n"
-	      "\n"
-	      "Runs a KVM guest and checkpoints it every interval: pause the vCPUs, harvest\n"
-	      "the dirty pages, copy them and the vCPU/VM/device state to a staging buffer,\n"
-	      "resume. `primary` ships every checkpoint to a `secondary`, which keeps an\n"
-	      "exact replica in its own VM and acknowledges each one; guest console output\n"
-	      "leaves the primary only once its checkpoint is acknowledged. `run` keeps\n"
-	      "checkpoints local (no peer). Both sides must be given the same --mem,\n"
-	      "--vcpus, --tracking and --ring-entries: the handshake refuses a mismatch.\n"
-	      "\n"
-	      "Replication:\n"
-	      "  --peer HOST:PORT        primary: the secondary to connect to (IPv4, [IPv6]\n"
-	      "                          or localhost); retried every second while absent\n"
-	      "  --listen HOST:PORT      secondary: where to wait for the primary\n"
-	      "  --verify                primary: hash all guest memory at every checkpoint;\n"
-	      "                          the secondary compares it with its replica\n"
-	      "  --timeout DURATION      a peer silent this long is gone (default 2s);\n"
-	      "                          heartbeats go out every quarter of it\n"
-	      "  --send-zc               primary: send page data with IORING_OP_SENDMSG_ZC\n"
-	      "  --control PATH          control socket for ftctl (default\n"
-	      "                          /run/ftd/primary.sock or /run/ftd/secondary.sock)\n"
-	      "  --tls-cert FILE, --tls-key FILE, --tls-ca FILE\n"
-	      "                          mutual TLS 1.3 (docs/security.md): this side's\n"
-	      "                          certificate and key (mode 0600 or stricter), the\n"
-	      "                          CA that signs the peer's. Needed for any address\n"
-	      "                          but loopback\n"
-	      "  --tls-peer NAME         the peer's certificate must name NAME (DNS\n"
-	      "                          subjectAltName, else its common name)\n"
-	      "  --insecure              replicate in the clear beyond loopback (warned at\n"
-	      "                          every start)\n"
-	      "\n"
-	      "Failover (docs/failover.md):\n"
-	      "  --cluster NAME          fail over automatically, on Corosync quorum: join\n"
-	      "                          CPG group ftd-NAME; the guest runs only while this\n"
-	      "                          node is quorate, and a secondary promotes when the\n"
-	      "                          primary's ftd left the group (or its node left and\n"
-	      "                          --cluster-wait passed). Without it a lost primary\n"
-	      "                          waits for `ftctl failover`\n"
-	      "  --cluster-wait DURATION after the primary's node left the membership, wait\n"
-	      "                          this long before promoting, unless the fence\n"
-	      "                          command confirmed it is off; at least corosync's\n"
-	      "                          quorum.device.sync_timeout + totem token (default\n"
-	      "                          35s, for qdevice's default sync_timeout of 30s)\n"
-	      "  --fence-command CMD     secondary: run `sh -c CMD` before any promotion;\n"
-	      "                          promotion is refused unless it exits 0\n"
-	      "  --fence-timeout DURATION  kill the fence command after this (default 60s)\n"
-	      "  --notify-command CMD    run `sh -c CMD` on every role change (FTD_EVENT,\n"
-	      "                          FTD_ROLE, FTD_PEER, FTD_CHECKPOINT in its environment)\n"
-	      "  --state-dir DIR         where this node keeps the guest's UUID and data\n"
-	      "                          generation (default /var/lib/ftd/NAME, NAME the\n"
-	      "                          control socket's name)\n"
-	      "\n"
-	      "Machine:\n"
-	      "  --guest SPEC            guest to run: builtin:bank (default), builtin:dirty,\n"
-	      "                          builtin:touch (see guest/README.md)\n"
-	      "  --mem SIZE              guest RAM, 64M..64G, a multiple of 2M (default 1G)\n"
-	      "  --vcpus N               vCPUs, 1..8, one thread each (default 2)\n"
-	      "  --prealloc              allocate all guest RAM at start, not at first\n"
-	      "                          touch: a host short of memory fails now rather than\n"
-	      "                          at failover, and a secondary takes its first sync\n"
-	      "                          faster\n"
-	      "  --console PATH          guest serial console output: a file, or - for\n"
-	      "                          stdout (default -)\n"
-	      "\n"
-	      "Checkpointing:\n"
-	      "  --tracking ring|bitmap  dirty tracking: KVM dirty ring (default) or the\n"
-	      "                          dirty bitmap baseline\n"
-	      "  --ring-entries N        dirty ring entries per vCPU, a power of two,\n"
-	      "                          256..65536 (default 4096)\n"
-	      "  --interval DURATION     time between checkpoints, 1ms..60s (default 10ms);\n"
-	      "                          a full dirty ring checkpoints early. `auto`\n"
-	      "                          (primary): chosen from the budgets below, adapted\n"
-	      "                          every second\n"
-	      "  --auto-overhead PCT     --interval auto: the share of time the guest may\n"
-	      "                          spend paused, 1..50 (default 5)\n"
-	      "  --auto-max-hold DURATION\n"
-	      "                          --interval auto: guest output waits at most this\n"
-	      "                          long (interval + ACK p99); wins over the overhead\n"
-	      "  --live-harvest auto|on|off\n"
-	      "                          primary: half-way through each interval, harvest\n"
-	      "                          and copy the pages dirtied so far while the guest\n"
-	      "                          runs, so the pause copies only the rest. auto\n"
-	      "                          (default): when the last checkpoint had 512 pages\n"
-	      "                          or more and the interval is 2ms or longer\n"
-	      "  --duration DURATION     stop after this long (default: until SIGINT/SIGTERM)\n"
-	      "  --quiet                 no statistics line every second\n"
-	      "  --realtime              run the checkpoint thread SCHED_FIFO priority 1\n"
-	      "                          (needs CAP_SYS_NICE, else a warning): a pause then\n"
-	      "                          never waits a scheduler tick for a CPU. Default:\n"
-	      "                          on when the vCPUs leave no CPU to spare. On the\n"
-	      "                          secondary (the thread that applies and ACKs):\n"
-	      "                          only when given\n"
-	      "  --no-realtime           keep the checkpoint thread at normal priority\n"
-	      "\n"
-	      "Guest workload (builtin guests):\n"
-	      "  --seed N                PRNG seed (default 1)\n"
-	      "  --bank-pages N          bank: pages of accounts per vCPU (default 256)\n"
-	      "  --bank-accounts N       bank: accounts per vCPU (default 4096)\n"
-	      "  --bank-check-ms N       bank: sum check and console line period (default 10)\n"
-	      "  --dirty-pages-per-ms N  dirty: distinct pages dirtied per ms per vCPU\n"
-	      "                          (default 100)\n"
-	      "  --dirty-wss SIZE        dirty: working set per vCPU (default 64M)\n"
-	      "  --dirty-order seq|random  dirty: page order (default seq)\n"
-	      "  --dirty-report-ms N     dirty: console line period (default 1000)\n"
-	      "\n"
-	      "Configuration:\n"
-	      "  --config FILE           read options from FILE first (e.g.\n"
-	      "                          /etc/ftd/NAME.conf): one `key = value` per line, the\n"
-	      "                          keys are the long options without dashes, plus\n"
-	      "                          `role = primary|secondary|run`; flags take true or\n"
-	      "                          false. Options on the command line win.\n"
-	      "  --check-config          check the configuration and the options, say what\n"
-	      "                          is wrong (file and line) or `ok`, and exit\n"
-	      "\n"
-	      "  --help                  this text\n"
-	      "  --version               version\n"
-	      "\n"
-	      "SIZE takes K, M, G, T suffixes (binary). DURATION takes ns, us, ms, s, m;\n"
-	      "a bare number is milliseconds.\n"
-	      "\n"
-	      "Every second (unless --quiet) a statistics line goes to stderr: state,\n"
-	      "checkpoints taken and acknowledged, dirty pages per checkpoint, pause time\n"
-	      "and pause-to-ACK time p50/p99/max in microseconds, wire throughput, verified\n"
-	      "checkpoints and mismatches, console bytes held back.\n"
-	      "\n"
-	      "Exit status: 0 stopped as asked, 1 runtime failure (KVM error, guest crash),\n"
-	      "2 bad command line.\n",
-	      out);
-}
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+int options_fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -263,14 +83,14 @@ static int opt_uint(const char *name, const char *arg, uint64_t min, uint64_t ma
 	int r = parse_uint(arg, min, max, ret);
 
 	if (r == -ERANGE)
-		return fail(err, errlen, "--%s: %s is out of range %llu..%llu", name, arg,
-			    (unsigned long long)min, (unsigned long long)max);
+		return options_fail(err, errlen, "--%s: %s is out of range %llu..%llu", name, arg,
+				    (unsigned long long)min, (unsigned long long)max);
 	if (r < 0)
-		return fail(err, errlen, "--%s: '%s' is not a number", name, arg);
+		return options_fail(err, errlen, "--%s: '%s' is not a number", name, arg);
 	return 0;
 }
 
-static int parse_role(const char *word, enum ftd_role *ret)
+int options_parse_role(const char *word, enum ftd_role *ret)
 {
 	if (!strcmp(word, "run"))
 		*ret = FTD_ROLE_RUN;
@@ -300,7 +120,7 @@ static void options_defaults(struct ftd_options *o)
 	loader_default_params(&o->gp);
 }
 
-static int apply_option(struct ftd_options *o, int c, const char *arg, char *err, size_t errlen)
+int options_apply(struct ftd_options *o, int c, const char *arg, char *err, size_t errlen)
 {
 	uint64_t v = 0;
 	int r = 0;
@@ -308,17 +128,19 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 	switch (c) {
 	case OPT_GUEST:
 		if (strncmp(arg, "builtin:", 8) || strlen(arg) >= sizeof(o->guest))
-			return fail(err, errlen, "--guest: '%s' is not a guest (use builtin:NAME)",
-				    arg);
+			return options_fail(err, errlen,
+					    "--guest: '%s' is not a guest (use builtin:NAME)", arg);
 		snprintf(o->guest, sizeof(o->guest), "%s", arg);
 		break;
 	case OPT_MEM:
 		if (parse_size(arg, &v) < 0)
-			return fail(err, errlen,
-				    "--mem: '%s' is not a size (use e.g. 512M, 1G, 16G)", arg);
+			return options_fail(err, errlen,
+					    "--mem: '%s' is not a size (use e.g. 512M, 1G, 16G)",
+					    arg);
 		if (v < VM_MIN_MEM || v > VM_MAX_MEM || v % (2ULL << 20))
-			return fail(err, errlen,
-				    "--mem: %s is not a multiple of 2M between 64M and 64G", arg);
+			return options_fail(err, errlen,
+					    "--mem: %s is not a multiple of 2M between 64M and 64G",
+					    arg);
 		o->mem_size = v;
 		break;
 	case OPT_VCPUS:
@@ -327,12 +149,14 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		break;
 	case OPT_TRACKING:
 		if (dirty_mode_parse(arg, &o->tracking) < 0)
-			return fail(err, errlen, "--tracking: '%s' is not ring or bitmap", arg);
+			return options_fail(err, errlen, "--tracking: '%s' is not ring or bitmap",
+					    arg);
 		break;
 	case OPT_RING_ENTRIES:
 		r = opt_uint("ring-entries", arg, 256, 65536, &v, err, errlen);
 		if (!r && (v & (v - 1)))
-			return fail(err, errlen, "--ring-entries: %s is not a power of two", arg);
+			return options_fail(err, errlen, "--ring-entries: %s is not a power of two",
+					    arg);
 		o->ring_entries = (uint32_t)v;
 		break;
 	case OPT_INTERVAL:
@@ -342,21 +166,22 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		}
 		o->interval_auto = false;
 		if (parse_duration(arg, &v) < 0)
-			return fail(err, errlen, "--interval: '%s' is not a duration (e.g. 10ms)",
-				    arg);
+			return options_fail(err, errlen,
+					    "--interval: '%s' is not a duration (e.g. 10ms)", arg);
 		if (v < NS_PER_MS || v > 60 * NS_PER_S)
-			return fail(err, errlen, "--interval: %s is outside 1ms..60s", arg);
+			return options_fail(err, errlen, "--interval: %s is outside 1ms..60s", arg);
 		o->interval_ns = v;
 		break;
 	case OPT_DURATION:
 		if (parse_duration(arg, &v) < 0)
-			return fail(err, errlen, "--duration: '%s' is not a duration (e.g. 30s)",
-				    arg);
+			return options_fail(err, errlen,
+					    "--duration: '%s' is not a duration (e.g. 30s)", arg);
 		o->duration_ns = v;
 		break;
 	case OPT_CONSOLE:
 		if (!*arg || strlen(arg) >= sizeof(o->console))
-			return fail(err, errlen, "--console: '%s' is not a usable path", arg);
+			return options_fail(err, errlen, "--console: '%s' is not a usable path",
+					    arg);
 		snprintf(o->console, sizeof(o->console), "%s", arg);
 		break;
 	case OPT_QUIET:
@@ -389,8 +214,8 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		break;
 	case OPT_DIRTY_WSS:
 		if (parse_size(arg, &v) < 0 || v < VM_PAGE_SIZE)
-			return fail(err, errlen, "--dirty-wss: '%s' is not a size of at least 4K",
-				    arg);
+			return options_fail(err, errlen,
+					    "--dirty-wss: '%s' is not a size of at least 4K", arg);
 		o->gp.dirty_wss_bytes = v;
 		break;
 	case OPT_DIRTY_ORDER:
@@ -399,7 +224,8 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		else if (!strcmp(arg, "random"))
 			o->gp.dirty_order = GUEST_ORDER_RANDOM;
 		else
-			return fail(err, errlen, "--dirty-order: '%s' is not seq or random", arg);
+			return options_fail(err, errlen, "--dirty-order: '%s' is not seq or random",
+					    arg);
 		break;
 	case OPT_DIRTY_REPORT_MS:
 		r = opt_uint("dirty-report-ms", arg, 1, 3600000, &v, err, errlen);
@@ -410,8 +236,8 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		char *dst = c == OPT_PEER ? o->peer : o->listen;
 
 		if (!*arg || strlen(arg) >= sizeof(o->peer))
-			return fail(err, errlen, "--%s: '%s' is not HOST:PORT",
-				    c == OPT_PEER ? "peer" : "listen", arg);
+			return options_fail(err, errlen, "--%s: '%s' is not HOST:PORT",
+					    c == OPT_PEER ? "peer" : "listen", arg);
 		snprintf(dst, sizeof(o->peer), "%s", arg);
 		break;
 	}
@@ -423,10 +249,11 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		break;
 	case OPT_TIMEOUT:
 		if (parse_duration(arg, &v) < 0)
-			return fail(err, errlen, "--timeout: '%s' is not a duration (e.g. 2s)",
-				    arg);
+			return options_fail(err, errlen,
+					    "--timeout: '%s' is not a duration (e.g. 2s)", arg);
 		if (v < 100000000ULL || v > 600000000000ULL)
-			return fail(err, errlen, "--timeout: %s is outside 100ms..10m", arg);
+			return options_fail(err, errlen, "--timeout: %s is outside 100ms..10m",
+					    arg);
 		o->timeout_ns = v;
 		break;
 	case OPT_SEND_ZC:
@@ -438,10 +265,12 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		break;
 	case OPT_AUTO_MAX_HOLD:
 		if (parse_duration(arg, &v) < 0)
-			return fail(err, errlen,
-				    "--auto-max-hold: '%s' is not a duration (e.g. 50ms)", arg);
+			return options_fail(err, errlen,
+					    "--auto-max-hold: '%s' is not a duration (e.g. 50ms)",
+					    arg);
 		if (v < 2 * NS_PER_MS || v > 10 * NS_PER_S)
-			return fail(err, errlen, "--auto-max-hold: %s is outside 2ms..10s", arg);
+			return options_fail(err, errlen, "--auto-max-hold: %s is outside 2ms..10s",
+					    arg);
 		o->auto_max_hold_ns = v;
 		break;
 	case OPT_LIVE_HARVEST:
@@ -452,14 +281,14 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		else if (!strcmp(arg, "off"))
 			o->live_harvest = FTD_LIVE_OFF;
 		else
-			return fail(err, errlen, "--live-harvest: '%s' is not auto, on or off",
-				    arg);
+			return options_fail(err, errlen,
+					    "--live-harvest: '%s' is not auto, on or off", arg);
 		break;
 	case OPT_CONTROL:
 		if (*arg != '/' || strlen(arg) >= sizeof(o->control))
-			return fail(err, errlen,
-				    "--control: '%s' is not an absolute path of under 108 bytes",
-				    arg);
+			return options_fail(
+				err, errlen,
+				"--control: '%s' is not an absolute path of under 108 bytes", arg);
 		snprintf(o->control, sizeof(o->control), "%s", arg);
 		break;
 	case OPT_FENCE_COMMAND:
@@ -467,8 +296,9 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		char *dst = c == OPT_FENCE_COMMAND ? o->fence_command : o->notify_command;
 
 		if (!*arg || strlen(arg) >= sizeof(o->fence_command))
-			return fail(err, errlen, "--%s: the command must be 1..511 bytes",
-				    c == OPT_FENCE_COMMAND ? "fence-command" : "notify-command");
+			return options_fail(err, errlen, "--%s: the command must be 1..511 bytes",
+					    c == OPT_FENCE_COMMAND ? "fence-command"
+								   : "notify-command");
 		snprintf(dst, sizeof(o->fence_command), "%s", arg);
 		break;
 	}
@@ -477,10 +307,11 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		const char *name = c == OPT_FENCE_TIMEOUT ? "fence-timeout" : "cluster-wait";
 
 		if (parse_duration(arg, &v) < 0)
-			return fail(err, errlen, "--%s: '%s' is not a duration (e.g. 5s)", name,
-				    arg);
+			return options_fail(err, errlen, "--%s: '%s' is not a duration (e.g. 5s)",
+					    name, arg);
 		if (v > 3600000000000ULL)
-			return fail(err, errlen, "--%s: %s is more than an hour", name, arg);
+			return options_fail(err, errlen, "--%s: %s is more than an hour", name,
+					    arg);
 		if (c == OPT_FENCE_TIMEOUT)
 			o->fence_timeout_ns = v;
 		else
@@ -492,9 +323,10 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		    strspn(arg, "abcdefghijklmnopqrstuvwxyz"
 				"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 				"0123456789_.-") != strlen(arg))
-			return fail(err, errlen,
-				    "--cluster: '%s' is not a name of 1..48 letters, digits, _ . -",
-				    arg);
+			return options_fail(
+				err, errlen,
+				"--cluster: '%s' is not a name of 1..48 letters, digits, _ . -",
+				arg);
 		snprintf(o->cluster, sizeof(o->cluster), "%s", arg);
 		break;
 	case OPT_TLS_CERT:
@@ -505,16 +337,17 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 					       : o->tls_ca;
 
 		if (!*arg || strlen(arg) >= sizeof(o->tls_cert))
-			return fail(err, errlen, "--%s: the path must be 1..255 bytes",
-				    c == OPT_TLS_CERT  ? "tls-cert"
-				    : c == OPT_TLS_KEY ? "tls-key"
-						       : "tls-ca");
+			return options_fail(err, errlen, "--%s: the path must be 1..255 bytes",
+					    c == OPT_TLS_CERT  ? "tls-cert"
+					    : c == OPT_TLS_KEY ? "tls-key"
+							       : "tls-ca");
 		snprintf(dst, sizeof(o->tls_cert), "%s", arg);
 		break;
 	}
 	case OPT_TLS_PEER:
 		if (!*arg || strlen(arg) >= sizeof(o->tls_peer))
-			return fail(err, errlen, "--tls-peer: the name must be 1..127 bytes");
+			return options_fail(err, errlen,
+					    "--tls-peer: the name must be 1..127 bytes");
 		snprintf(o->tls_peer, sizeof(o->tls_peer), "%s", arg);
 		break;
 	case OPT_INSECURE:
@@ -522,9 +355,10 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 		break;
 	case OPT_STATE_DIR:
 		if (*arg != '/' || strlen(arg) >= sizeof(o->state_dir))
-			return fail(err, errlen,
-				    "--state-dir: '%s' is not an absolute path of under 200 bytes",
-				    arg);
+			return options_fail(
+				err, errlen,
+				"--state-dir: '%s' is not an absolute path of under 200 bytes",
+				arg);
 		snprintf(o->state_dir, sizeof(o->state_dir), "%s", arg);
 		break;
 	case OPT_CONFIG:
@@ -542,89 +376,6 @@ static int apply_option(struct ftd_options *o, int c, const char *arg, char *err
 	return r;
 }
 
-struct config_ctx {
-	struct ftd_options *o;
-	char err[256]; /* the first error */
-};
-
-static int config_flag(const char *value, bool *ret)
-{
-	if (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "1"))
-		*ret = true;
-	else if (!strcmp(value, "false") || !strcmp(value, "no") || !strcmp(value, "0"))
-		*ret = false;
-	else
-		return -EINVAL;
-	return 0;
-}
-
-/* inih handler: one key. Returns 1 to go on, 0 for an error (the first is kept). */
-static int config_key(void *user, const char *section, const char *name, const char *value)
-{
-	struct config_ctx *ctx = user;
-	char err[256] = "";
-	bool flag;
-	int r = 0;
-
-	if (ctx->err[0])
-		return 0;
-	if (section[0]) {
-		snprintf(err, sizeof(err), "sections are not used ([%s])", section);
-	} else if (!strcmp(name, "role")) {
-		if (parse_role(value, &ctx->o->role) < 0)
-			snprintf(err, sizeof(err), "role '%s' is not run, primary or secondary",
-				 value);
-	} else {
-		const struct option *opt = NULL;
-
-		for (const struct option *l = long_options; l->name; l++)
-			if (!strcmp(l->name, name))
-				opt = l;
-		if (!opt || opt->val == OPT_HELP || opt->val == OPT_VERSION ||
-		    opt->val == OPT_CONFIG || opt->val == OPT_CHECK_CONFIG) {
-			snprintf(err, sizeof(err), "unknown key '%s'", name);
-		} else if (opt->has_arg == no_argument) {
-			if (config_flag(value, &flag) < 0)
-				snprintf(err, sizeof(err), "%s: '%s' is not true or false", name,
-					 value);
-			else if (flag)
-				r = apply_option(ctx->o, opt->val, NULL, err, sizeof(err));
-			else if (opt->val == OPT_REALTIME)
-				ctx->o->realtime = 0;
-			else if (opt->val == OPT_QUIET)
-				ctx->o->quiet = false;
-			else if (opt->val == OPT_VERIFY)
-				ctx->o->verify = false;
-			else if (opt->val == OPT_PREALLOC)
-				ctx->o->prealloc = false;
-			else if (opt->val == OPT_SEND_ZC)
-				ctx->o->send_zc = false;
-		} else {
-			r = apply_option(ctx->o, opt->val, value, err, sizeof(err));
-		}
-	}
-	if (r < 0 || err[0]) {
-		snprintf(ctx->err, sizeof(ctx->err), "%s", err);
-		return 0;
-	}
-	return 1;
-}
-
-static int load_config(const char *path, struct ftd_options *o, char *err, size_t errlen)
-{
-	struct config_ctx ctx = { .o = o };
-	int line = ini_parse(path, config_key, &ctx);
-
-	if (line == -1)
-		return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-	if (line == -2)
-		return fail(err, errlen, "%s: out of memory", path);
-	if (line > 0)
-		return fail(err, errlen, "%s:%d: %s", path, line,
-			    ctx.err[0] ? ctx.err : "not a `key = value` line");
-	return 0;
-}
-
 int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, size_t errlen)
 {
 	int c, r, first = 1;
@@ -638,63 +389,69 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 			path = argv[i + 1];
 		else if (!strncmp(argv[i], "--config=", 9))
 			path = argv[i] + 9;
-		if (path && (r = load_config(path, o, err, errlen)) < 0)
+		if (path && (r = options_load_config(path, o, err, errlen)) < 0)
 			return r;
 	}
 	if (argc > 1 && argv[1][0] != '-') {
 		/* The subcommand, if given, wins over the file's role. */
-		if (parse_role(argv[1], &o->role) < 0)
-			return fail(err, errlen,
-				    "unknown command '%s' (expected run, primary or secondary)",
-				    argv[1]);
+		if (options_parse_role(argv[1], &o->role) < 0)
+			return options_fail(
+				err, errlen,
+				"unknown command '%s' (expected run, primary or secondary)",
+				argv[1]);
 		first = 2;
 	}
 	/* getopt_long parses argv[0 ..]: hand it a view that starts before the options. */
 	optind = 0; /* a full getopt reset: options may be parsed more than once */
 	opterr = 0;
-	while ((c = getopt_long(argc - first + 1, argv + first - 1, "+:h", long_options, NULL)) !=
+	while ((c = getopt_long(argc - first + 1, argv + first - 1, "+:h", options_long, NULL)) !=
 	       -1) {
 		const char *bad = argv[first - 1 + optind - 1];
 
 		if (c == 'h')
 			c = OPT_HELP;
 		if (c == '?')
-			return fail(err, errlen, "unknown option '%s' (see ftd --help)", bad);
+			return options_fail(err, errlen, "unknown option '%s' (see ftd --help)",
+					    bad);
 		if (c == ':')
-			return fail(err, errlen, "option %s needs a value", bad);
-		r = apply_option(o, c, optarg, err, errlen);
+			return options_fail(err, errlen, "option %s needs a value", bad);
+		r = options_apply(o, c, optarg, err, errlen);
 		if (r < 0)
 			return r;
 	}
 	if (optind < argc - first + 1)
-		return fail(err, errlen, "unexpected argument '%s'", argv[first - 1 + optind]);
+		return options_fail(err, errlen, "unexpected argument '%s'",
+				    argv[first - 1 + optind]);
 	if (o->help || o->version)
 		return 0;
 	if (o->role == FTD_ROLE_NONE)
-		return fail(err, errlen, "no command given (try ftd run --help)");
+		return options_fail(err, errlen, "no command given (try ftd run --help)");
 	if (o->role == FTD_ROLE_PRIMARY && !o->peer[0])
-		return fail(err, errlen, "ftd primary needs --peer HOST:PORT (the secondary)");
+		return options_fail(err, errlen,
+				    "ftd primary needs --peer HOST:PORT (the secondary)");
 	if (o->role == FTD_ROLE_SECONDARY && !o->listen[0])
-		return fail(err, errlen, "ftd secondary needs --listen HOST:PORT");
+		return options_fail(err, errlen, "ftd secondary needs --listen HOST:PORT");
 	if (o->role != FTD_ROLE_PRIMARY && o->peer[0])
-		return fail(err, errlen, "--peer is an option of ftd primary");
+		return options_fail(err, errlen, "--peer is an option of ftd primary");
 	if (o->role != FTD_ROLE_SECONDARY && o->listen[0])
-		return fail(err, errlen, "--listen is an option of ftd secondary");
+		return options_fail(err, errlen, "--listen is an option of ftd secondary");
 	if ((o->tls_cert[0] || o->tls_key[0] || o->tls_ca[0]) &&
 	    !(o->tls_cert[0] && o->tls_key[0] && o->tls_ca[0]))
-		return fail(err, errlen, "TLS needs all of --tls-cert, --tls-key and --tls-ca");
+		return options_fail(err, errlen,
+				    "TLS needs all of --tls-cert, --tls-key and --tls-ca");
 	if (o->tls_peer[0] && !o->tls_cert[0])
-		return fail(err, errlen, "--tls-peer needs --tls-cert, --tls-key and --tls-ca");
+		return options_fail(err, errlen,
+				    "--tls-peer needs --tls-cert, --tls-key and --tls-ca");
 	if (o->role == FTD_ROLE_RUN && (o->cluster[0] || o->fence_command[0]))
-		return fail(err, errlen, "--%s is an option of ftd primary and secondary",
-			    o->cluster[0] ? "cluster" : "fence-command");
+		return options_fail(err, errlen, "--%s is an option of ftd primary and secondary",
+				    o->cluster[0] ? "cluster" : "fence-command");
 	/*
 	 * The active side must have dropped a silent secondary (--timeout) before
 	 * that secondary may promote (--cluster-wait after the node left): else a
 	 * quorum flap can resume a guest that runs elsewhere by then.
 	 */
 	if (o->cluster[0] && o->timeout_ns > o->cluster_wait_ns)
-		return fail(
+		return options_fail(
 			err, errlen,
 			"--timeout %.3gs is longer than --cluster-wait %.3gs: with --cluster the "
 			"active side must drop a silent peer before that peer may promote "

@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -18,7 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon/loop.h"
 #include "daemon/run.h"
+#include "daemon/status.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "primary/checkpoint.h"
@@ -71,16 +72,17 @@ static void print_stats(struct run_stats *rs, uint64_t now)
 {
 	double secs = (double)(now - rs->window_start_ns) / NS_PER_S;
 	uint64_t n = rs->window_checkpoints;
+	struct stats_line l;
 
-	fprintf(stderr,
-		"ftd: stats checkpoints=%llu rate=%.0f/s early=%llu dirty/ckpt avg=%llu max=%llu "
-		"pause_us p50=%llu p99=%llu max=%llu\n",
-		(unsigned long long)rs->checkpoints, secs > 0 ? (double)n / secs : 0.0,
-		(unsigned long long)rs->early, (unsigned long long)(n ? rs->window_pages / n : 0),
-		(unsigned long long)rs->pages_max,
-		(unsigned long long)samples_percentile(&rs->pause_us, 50),
-		(unsigned long long)samples_percentile(&rs->pause_us, 99),
-		(unsigned long long)samples_max(&rs->pause_us));
+	stats_begin(&l);
+	stats_u64(&l, "checkpoints", rs->checkpoints);
+	stats_rate(&l, "rate", n, secs);
+	stats_u64(&l, "early", rs->early);
+	stats_group(&l, "dirty/ckpt");
+	stats_u64(&l, "avg", n ? rs->window_pages / n : 0);
+	stats_u64(&l, "max", rs->pages_max);
+	stats_samples(&l, "pause_us", &rs->pause_us, STATS_P50 | STATS_P99 | STATS_MAX);
+	stats_end(&l);
 	samples_reset(&rs->pause_us);
 	rs->window_checkpoints = rs->window_pages = rs->pages_max = 0;
 	rs->window_start_ns = now;
@@ -295,60 +297,66 @@ static int checkpoint_once(struct ckpt *c, struct run_stats *rs)
 	return 0;
 }
 
+struct run_loop {
+	struct vm *vm;
+	struct ckpt *c;
+	int timer_fd;
+	struct run_stats rs;
+};
+
+/* The VM's events and the timer: a checkpoint when either asks for one. */
+static int run_io(void *opaque)
+{
+	struct run_loop *rl = opaque;
+	uint64_t expirations;
+	unsigned int events = vm_take_events(rl->vm);
+	bool take = false;
+	int r;
+
+	if (events & VM_EVENT_STOPPED)
+		return ftd_report_stopped(rl->vm);
+	if (events & VM_EVENT_RING_FULL) {
+		rl->rs.early++;
+		take = true;
+	}
+	if (read(rl->timer_fd, &expirations, sizeof(expirations)) == sizeof(expirations))
+		take = true;
+	if (take && (r = checkpoint_once(rl->c, &rl->rs)) < 0)
+		return r == -ESRCH ? ftd_report_stopped(rl->vm) : 1;
+	return FTD_LOOP_ON;
+}
+
+static void run_second(void *opaque, uint64_t now)
+{
+	struct run_loop *rl = opaque;
+
+	print_stats(&rl->rs, now);
+}
+
 static int run_loop(struct vm *vm, struct ckpt *c, const struct ftd_options *o, int sig_fd,
 		    int timer_fd)
 {
-	struct run_stats rs = { 0 };
-	uint64_t start = clock_now_ns(), next_stats = start + NS_PER_S;
-	int status = 0, r;
+	static const struct ftd_loop_ops ops = { .io = run_io, .second = run_second };
+	static const struct ftd_loop_ops quiet_ops = { .io = run_io };
+	struct run_loop rl = { .vm = vm, .c = c, .timer_fd = timer_fd };
+	uint64_t start = clock_now_ns();
+	struct ftd_loop l = {
+		.ops = o->quiet ? &quiet_ops : &ops,
+		.opaque = &rl,
+		.sig_fd = sig_fd,
+		.fds = { vm->event_fd, timer_fd },
+		.nr_fds = 2,
+		.max_wait_ns = NS_PER_S,
+		.next_second_ns = start + NS_PER_S,
+		.second_on_grid = true,
+		.end_ns = o->duration_ns ? start + o->duration_ns : 0,
+	};
+	int status;
 
-	rs.window_start_ns = start;
-	for (;;) {
-		struct pollfd pfd[3] = {
-			{ .fd = sig_fd, .events = POLLIN },
-			{ .fd = vm->event_fd, .events = POLLIN },
-			{ .fd = timer_fd, .events = POLLIN },
-		};
-		uint64_t now, expirations;
-		unsigned int events;
-		bool take = false;
-
-		if (poll(pfd, 3, 1000) < 0 && errno != EINTR) {
-			log_error("poll failed: %s", strerror(errno));
-			status = 1;
-			break;
-		}
-		if (pfd[0].revents & POLLIN) {
-			ftd_read_signal(sig_fd);
-			break;
-		}
-		events = vm_take_events(vm);
-		if (events & VM_EVENT_STOPPED) {
-			status = ftd_report_stopped(vm);
-			break;
-		}
-		if (events & VM_EVENT_RING_FULL) {
-			rs.early++;
-			take = true;
-		}
-		if (read(timer_fd, &expirations, sizeof(expirations)) == sizeof(expirations))
-			take = true;
-		if (take && (r = checkpoint_once(c, &rs)) < 0) {
-			status = r == -ESRCH ? ftd_report_stopped(vm) : 1;
-			break;
-		}
-		now = clock_now_ns();
-		if (!o->quiet && now >= next_stats) {
-			print_stats(&rs, now);
-			next_stats += NS_PER_S;
-			if (next_stats < now)
-				next_stats = now + NS_PER_S;
-		}
-		if (o->duration_ns && now - start >= o->duration_ns)
-			break;
-	}
-	print_summary(&rs, clock_now_ns() - start);
-	samples_free(&rs.pause_us);
+	rl.rs.window_start_ns = start;
+	status = ftd_loop_run(&l);
+	print_summary(&rl.rs, clock_now_ns() - start);
+	samples_free(&rl.rs.pause_us);
 	return status;
 }
 

@@ -7,7 +7,6 @@
  * in the same process as the active side (active_run).
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include "daemon/failover.h"
 #include "daemon/genstore.h"
 #include "daemon/hooks.h"
+#include "daemon/loop.h"
 #include "daemon/replication.h"
 #include "daemon/role.h"
 #include "daemon/run.h"
@@ -342,6 +342,63 @@ static void promoted_generation(struct standby *sb, struct active *a)
 	}
 }
 
+/* The loop's: what the standby side tracks from one pass to the next. */
+struct standby_loop_ctx {
+	struct standby *sb;
+	bool *ready;
+	enum secondary_state last_state;
+	struct swindow w;
+};
+
+static int standby_io(void *opaque)
+{
+	struct standby_loop_ctx *sl = opaque;
+	struct ftd_process *pr = sl->sb->pr;
+
+	netloop_dispatch(&pr->nl);
+	ftd_cluster_dispatch(&pr->fc);
+	return FTD_LOOP_ON;
+}
+
+/* The receiver's timed work, the automatic failover, output, events; ends once promoted. */
+static int standby_tick(void *opaque, uint64_t now)
+{
+	struct standby_loop_ctx *sl = opaque;
+	struct standby *sb = sl->sb;
+	struct ftd_process *pr = sb->pr;
+	struct secondary *s = sb->s;
+
+	secondary_tick(s, now);
+	netloop_dispatch(&pr->nl);
+	standby_auto(sb, now);
+	standby_store(sb);
+	hook_reap();
+	outbuf_flush(&pr->out, pr->console_fd);
+	standby_events(sb, sl->last_state);
+	if (s->state == SECONDARY_WAITING && sl->last_state != SECONDARY_WAITING)
+		log_replica(s, "primary gone", false);
+	sl->last_state = s->state;
+	if (s->state == SECONDARY_ACTIVE)
+		return 0;
+	/* systemd: ready once the replica is a checkpoint the guest could run from. */
+	if (!*sl->ready && s->state == SECONDARY_REPLICATING) {
+		*sl->ready = true;
+		sd_notify(0, "READY=1");
+	}
+	return FTD_LOOP_ON;
+}
+
+static void standby_second(void *opaque, uint64_t now)
+{
+	struct standby_loop_ctx *sl = opaque;
+	struct secondary *s = sl->sb->s;
+
+	sd_notifyf(0, "WATCHDOG=1\nSTATUS=secondary: %s, %llu checkpoints applied",
+		   secondary_state_name(s->state), (unsigned long long)s->st.checkpoints);
+	if (!sl->sb->o->quiet)
+		standby_stats_line(s, &sl->w, now);
+}
+
 /*
  * Keeps the replica until a signal, --duration (from `start`) or a promotion
  * (the state is then SECONDARY_ACTIVE). *ready: systemd was told READY=1.
@@ -349,57 +406,31 @@ static void promoted_generation(struct standby *sb, struct active *a)
  */
 static int standby_loop(struct standby *sb, uint64_t start, bool *ready)
 {
+	static const struct ftd_loop_ops ops = {
+		.io = standby_io,
+		.tick = standby_tick,
+		.second = standby_second,
+	};
 	struct ftd_process *pr = sb->pr;
-	struct secondary *s = sb->s;
-	uint64_t next_stats = start + NS_PER_S;
-	struct swindow w = { .start_ns = start };
-	enum secondary_state last_state = SECONDARY_WAITING;
+	struct standby_loop_ctx sl = {
+		.sb = sb,
+		.ready = ready,
+		.last_state = SECONDARY_WAITING,
+		.w = { .start_ns = start },
+	};
+	struct ftd_loop l = {
+		.ops = &ops,
+		.opaque = &sl,
+		.sig_fd = pr->sig_fd,
+		.fds = { netloop_fd(&pr->nl) },
+		.nr_fds = 1,
+		.fc = &pr->fc,
+		.max_wait_ns = 100 * NS_PER_MS,
+		.next_second_ns = start + NS_PER_S,
+		.end_ns = sb->o->duration_ns ? start + sb->o->duration_ns : 0,
+	};
 
-	for (;;) {
-		struct pollfd pfd[5] = {
-			{ .fd = pr->sig_fd, .events = POLLIN },
-			{ .fd = netloop_fd(&pr->nl), .events = POLLIN },
-		};
-		int npfd = ftd_cluster_pollfds(&pr->fc, pfd, 2, 5);
-		uint64_t now;
-
-		if (poll(pfd, (nfds_t)npfd, 100) < 0 && errno != EINTR) {
-			log_error("poll failed: %s", strerror(errno));
-			return 1;
-		}
-		if ((pfd[0].revents & POLLIN) && ftd_read_signal(pr->sig_fd))
-			return 0;
-		netloop_dispatch(&pr->nl);
-		ftd_cluster_dispatch(&pr->fc);
-		now = clock_now_ns();
-		secondary_tick(s, now);
-		netloop_dispatch(&pr->nl);
-		standby_auto(sb, now);
-		standby_store(sb);
-		hook_reap();
-		outbuf_flush(&pr->out, pr->console_fd);
-		standby_events(sb, last_state);
-		if (s->state == SECONDARY_WAITING && last_state != SECONDARY_WAITING)
-			log_replica(s, "primary gone", false);
-		last_state = s->state;
-		if (s->state == SECONDARY_ACTIVE)
-			return 0;
-		/* systemd: ready once the replica is a checkpoint the guest could run from. */
-		if (!*ready && s->state == SECONDARY_REPLICATING) {
-			*ready = true;
-			sd_notify(0, "READY=1");
-		}
-		if (now >= next_stats) {
-			sd_notifyf(0, "WATCHDOG=1\nSTATUS=secondary: %s, %llu checkpoints applied",
-				   secondary_state_name(s->state),
-				   (unsigned long long)s->st.checkpoints);
-			if (!sb->o->quiet)
-				standby_stats_line(s, &w, now);
-			next_stats = now + NS_PER_S;
-		}
-		if (sb->o->duration_ns && now - start >= sb->o->duration_ns)
-			return 0;
-	}
+	return ftd_loop_run(&l);
 }
 
 /* The guest runs here now: this process carries on as its primary (a). */

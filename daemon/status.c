@@ -5,6 +5,7 @@
  * exit summary. Reads the roles' state and changes nothing but the
  * statistics windows.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -13,33 +14,96 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 
+static void stats_add(struct stats_line *l, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void stats_add(struct stats_line *l, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (l->len >= sizeof(l->buf))
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(l->buf + l->len, sizeof(l->buf) - l->len, fmt, ap);
+	va_end(ap);
+	l->len = n < 0 ? l->len : l->len + (size_t)n;
+}
+
+void stats_begin(struct stats_line *l)
+{
+	l->len = 0;
+	stats_add(l, "ftd: stats");
+}
+
+void stats_str(struct stats_line *l, const char *key, const char *v)
+{
+	stats_add(l, " %s=%s", key, v);
+}
+
+void stats_u64(struct stats_line *l, const char *key, uint64_t v)
+{
+	stats_add(l, " %s=%llu", key, (unsigned long long)v);
+}
+
+void stats_rate(struct stats_line *l, const char *key, uint64_t n, double secs)
+{
+	stats_add(l, " %s=%.0f/s", key, secs > 0 ? (double)n / secs : 0.0);
+}
+
+void stats_mbps(struct stats_line *l, const char *key, double mbps)
+{
+	stats_add(l, " %s=%.1f", key, mbps);
+}
+
+void stats_group(struct stats_line *l, const char *name)
+{
+	stats_add(l, " %s", name);
+}
+
+void stats_samples(struct stats_line *l, const char *name, struct samples *s, unsigned int which)
+{
+	stats_group(l, name);
+	if (which & STATS_P50)
+		stats_u64(l, "p50", samples_percentile(s, 50));
+	if (which & STATS_P99)
+		stats_u64(l, "p99", samples_percentile(s, 99));
+	if (which & STATS_MAX)
+		stats_u64(l, "max", samples_max(s));
+}
+
+void stats_end(struct stats_line *l)
+{
+	/* One write, as one fprintf was: lines from other threads do not cut into it. */
+	fprintf(stderr, "%.*s\n", (int)(l->len < sizeof(l->buf) ? l->len : sizeof(l->buf) - 1),
+		l->buf);
+}
+
 void active_stats_line(struct primary *p, struct pwindow *w, uint64_t now)
 {
 	struct primary_stats *st = &p->st;
 	double secs = (double)(now - w->start_ns) / NS_PER_S;
 	uint64_t bytes = primary_bytes_sent(p);
-	uint64_t n = st->checkpoints - w->checkpoints;
+	struct stats_line l;
 
-	fprintf(stderr,
-		"ftd: stats state=%s epoch=%llu checkpoints=%llu acked=%llu rate=%.0f/s "
-		"skipped=%llu early=%llu dirty/ckpt p50=%llu max=%llu pause_us p50=%llu p99=%llu "
-		"max=%llu ack_us p50=%llu p99=%llu wire_MBps=%.1f verified=%llu mismatches=%llu "
-		"held_bytes=%llu sync_pages=%llu sync_remaining=%llu\n",
-		primary_state_name(p->state), (unsigned long long)p->next_epoch,
-		(unsigned long long)st->checkpoints, (unsigned long long)st->acked,
-		secs > 0 ? (double)n / secs : 0.0, (unsigned long long)st->skipped,
-		(unsigned long long)st->early,
-		(unsigned long long)samples_percentile(&st->pages, 50),
-		(unsigned long long)samples_max(&st->pages),
-		(unsigned long long)samples_percentile(&st->pause_us, 50),
-		(unsigned long long)samples_percentile(&st->pause_us, 99),
-		(unsigned long long)samples_max(&st->pause_us),
-		(unsigned long long)samples_percentile(&st->ack_us, 50),
-		(unsigned long long)samples_percentile(&st->ack_us, 99),
-		secs > 0 ? (double)(bytes - w->bytes) / secs / 1e6 : 0.0,
-		(unsigned long long)st->verified, (unsigned long long)st->mismatches,
-		(unsigned long long)commit_held(p->commit), (unsigned long long)st->sync_pages,
-		(unsigned long long)st->sync_remaining);
+	stats_begin(&l);
+	stats_str(&l, "state", primary_state_name(p->state));
+	stats_u64(&l, "epoch", p->next_epoch);
+	stats_u64(&l, "checkpoints", st->checkpoints);
+	stats_u64(&l, "acked", st->acked);
+	stats_rate(&l, "rate", st->checkpoints - w->checkpoints, secs);
+	stats_u64(&l, "skipped", st->skipped);
+	stats_u64(&l, "early", st->early);
+	stats_samples(&l, "dirty/ckpt", &st->pages, STATS_P50 | STATS_MAX);
+	stats_samples(&l, "pause_us", &st->pause_us, STATS_P50 | STATS_P99 | STATS_MAX);
+	stats_samples(&l, "ack_us", &st->ack_us, STATS_P50 | STATS_P99);
+	stats_mbps(&l, "wire_MBps", secs > 0 ? (double)(bytes - w->bytes) / secs / 1e6 : 0.0);
+	stats_u64(&l, "verified", st->verified);
+	stats_u64(&l, "mismatches", st->mismatches);
+	stats_u64(&l, "held_bytes", commit_held(p->commit));
+	stats_u64(&l, "sync_pages", st->sync_pages);
+	stats_u64(&l, "sync_remaining", st->sync_remaining);
+	stats_end(&l);
 	samples_reset(&st->pause_us);
 	samples_reset(&st->ack_us);
 	samples_reset(&st->pages);
@@ -52,20 +116,23 @@ void standby_stats_line(struct secondary *s, struct swindow *w, uint64_t now)
 {
 	double secs = (double)(now - w->start_ns) / NS_PER_S;
 	uint64_t bytes = secondary_bytes_received(s), n = s->st.epochs - w->epochs;
+	struct stats_line l;
 
-	fprintf(stderr,
-		"ftd: stats state=%s epoch=%llu checkpoints=%llu rate=%.0f/s verified=%llu "
-		"mismatches=%llu refused=%llu wire_MBps=%.1f apply_us avg=%llu max=%llu "
-		"sync_pages=%llu\n",
-		secondary_state_name(s->state),
-		(unsigned long long)(s->replica.epoch == UINT64_MAX ? 0 : s->replica.epoch),
-		(unsigned long long)s->st.checkpoints, secs > 0 ? (double)n / secs : 0.0,
-		(unsigned long long)s->st.verified, (unsigned long long)s->st.mismatches,
-		(unsigned long long)s->st.refused,
-		secs > 0 && bytes >= w->bytes ? (double)(bytes - w->bytes) / secs / 1e6 : 0.0,
-		(unsigned long long)(n ? (s->st.apply_ns - w->apply_ns) / n / NS_PER_US : 0),
-		(unsigned long long)(s->st.apply_max_ns / NS_PER_US),
-		(unsigned long long)s->st.sync_pages);
+	stats_begin(&l);
+	stats_str(&l, "state", secondary_state_name(s->state));
+	stats_u64(&l, "epoch", s->replica.epoch == UINT64_MAX ? 0 : s->replica.epoch);
+	stats_u64(&l, "checkpoints", s->st.checkpoints);
+	stats_rate(&l, "rate", n, secs);
+	stats_u64(&l, "verified", s->st.verified);
+	stats_u64(&l, "mismatches", s->st.mismatches);
+	stats_u64(&l, "refused", s->st.refused);
+	stats_mbps(&l, "wire_MBps",
+		   secs > 0 && bytes >= w->bytes ? (double)(bytes - w->bytes) / secs / 1e6 : 0.0);
+	stats_group(&l, "apply_us");
+	stats_u64(&l, "avg", n ? (s->st.apply_ns - w->apply_ns) / n / NS_PER_US : 0);
+	stats_u64(&l, "max", s->st.apply_max_ns / NS_PER_US);
+	stats_u64(&l, "sync_pages", s->st.sync_pages);
+	stats_end(&l);
 	s->st.apply_max_ns = 0;
 	w->start_ns = now;
 	w->bytes = bytes;

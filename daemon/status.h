@@ -7,14 +7,41 @@
 #ifndef RINGFT_DAEMON_STATUS_H
 #define RINGFT_DAEMON_STATUS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <json-c/json.h>
 
 struct active;
 struct primary;
+struct samples;
 struct secondary;
 struct standby;
+
+/*
+ * The statistics line, for every role: "ftd: stats" and then fields in order,
+ * each " key=value", a group of them under a name as " name k1=v1 k2=v2"
+ * ("pause_us p50=.. p99=.. max=.."). bench/checkpoint and the tests parse it:
+ * keys and units are part of the interface. Written with one write at the end.
+ */
+struct stats_line {
+	char buf[1024]; /* 21 fields of 20 digits fit */
+	size_t len;
+};
+
+void stats_begin(struct stats_line *l);
+void stats_str(struct stats_line *l, const char *key, const char *v);
+void stats_u64(struct stats_line *l, const char *key, uint64_t v);
+/* key=N/s, N over secs (0 without a window). */
+void stats_rate(struct stats_line *l, const char *key, uint64_t n, double secs);
+void stats_mbps(struct stats_line *l, const char *key, double mbps); /* key=%.1f */
+void stats_group(struct stats_line *l, const char *name);	     /* " name", keys follow */
+/* A group of percentiles of s, those of STATS_P50 | STATS_P99 | STATS_MAX in that order. */
+#define STATS_P50 1u
+#define STATS_P99 2u
+#define STATS_MAX 4u
+void stats_samples(struct stats_line *l, const char *name, struct samples *s, unsigned int which);
+void stats_end(struct stats_line *l); /* the line, on stderr */
 
 /* The statistics line's window: rates are over the time since the last line. */
 struct pwindow {

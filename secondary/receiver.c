@@ -1,4 +1,10 @@
 // SPDX-License-Identifier: MIT
+/*
+ * The receiver's connections: accepting peers (with per-source limits), the
+ * TLS and HELLO handshake and its refusals, feeding the session's bytes to
+ * epoch_rx, heartbeats and silent peers, goodbye and shutdown. What a
+ * verified epoch does is in apply.c, promotion in promote.c.
+ */
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -11,25 +17,8 @@
 #include "proto/epoch.h"
 #include "proto/wire.h"
 #include "secondary/receiver.h"
-#include "vmm/memhash.h"
-#include "vmm/state.h"
+#include "secondary/receiver_internal.h"
 #include "vmm/vm.h"
-
-#define BOUNCE_SIZE 65536
-
-struct sconn {
-	struct secondary *s;
-	struct link *link;
-	int slot;			/* index in s->peers */
-	struct sockaddr_storage source; /* the peer's address; its port is ignored */
-	uint64_t opened_ns;
-	bool hello_ok;
-	bool orderly; /* goodbye, shutdown or promotion: not a lost primary */
-	struct frame_rx fr;
-	struct epoch_rx rx;
-	bool rx_ready;
-	uint8_t bounce[BOUNCE_SIZE];
-};
 
 const char *secondary_state_name(enum secondary_state st)
 {
@@ -43,8 +32,7 @@ const char *secondary_state_name(enum secondary_state st)
 	return st <= SECONDARY_ACTIVE ? names[st] : "?";
 }
 
-/* Stops listening to a peer (its memory goes when the link is released). */
-static void peer_drop(struct sconn *c, bool flush)
+void sconn_drop(struct sconn *c, bool flush)
 {
 	struct secondary *s = c->s;
 
@@ -73,12 +61,11 @@ static void peer_drop(struct sconn *c, bool flush)
 		link_close(c->link);
 }
 
-/* Bad input: one log line naming the peer and what was wrong, then close. */
-static void peer_reject(struct sconn *c, const char *what)
+void sconn_reject(struct sconn *c, const char *what)
 {
 	c->s->st.refused++;
 	log_error("Closing connection from %s: %s", c->link->peer, what);
-	peer_drop(c, false);
+	sconn_drop(c, false);
 }
 
 static void send_refuse(struct sconn *c, const char *field, const char *local, const char *remote,
@@ -91,7 +78,7 @@ static void send_refuse(struct sconn *c, const char *field, const char *local, c
 		link_send_copy(c->link, buf, len);
 	free(buf);
 	c->s->st.refused++;
-	peer_drop(c, true);
+	sconn_drop(c, true);
 }
 
 /*
@@ -145,7 +132,7 @@ static void on_hello(struct sconn *c, const uint8_t *payload, size_t len)
 	int r;
 
 	if (hello_decode(payload, len, &d) < 0) {
-		peer_reject(c, "undecodable HELLO");
+		sconn_reject(c, "undecodable HELLO");
 		return;
 	}
 	if (hello_compare(&s->hello, &d.info, HELLO_PRIMARY, &mm) < 0) {
@@ -179,7 +166,7 @@ static void on_hello(struct sconn *c, const uint8_t *payload, size_t len)
 	r = epoch_rx_init(&c->rx, s->vm->nr_pages, &shape);
 	if (r < 0) {
 		hello_decoded_free(&d);
-		peer_reject(c, "out of memory for staging");
+		sconn_reject(c, "out of memory for staging");
 		return;
 	}
 	c->rx_ready = true;
@@ -196,164 +183,6 @@ static void on_hello(struct sconn *c, const uint8_t *payload, size_t len)
 	if (hello_frame(&s->hello, &buf, &blen) == 0)
 		link_send_copy(c->link, buf, blen);
 	free(buf);
-}
-
-void secondary_state_shape(const struct vm *vm, struct epoch_shape *ret)
-{
-	*ret = (struct epoch_shape){
-		.nr_vcpus = vm->nr_vcpus,
-		.nr_devices = vm->nr_devices,
-		.vcpu_size = sizeof(struct vcpu_state),
-		.vm_size = sizeof(struct vm_state),
-		.device_max = DEVICE_STATE_MAX,
-		.device_name_max = sizeof(((struct device_state *)0)->name),
-	};
-}
-
-int secondary_state_load(const struct epoch_state *st, struct machine_state *ms)
-{
-	/* epoch_rx checked the shape already; this keeps the copy safe on its own. */
-	if (st->nr_vcpus > sizeof(ms->vcpu) / sizeof(ms->vcpu[0]) ||
-	    st->nr_devices > sizeof(ms->dev) / sizeof(ms->dev[0]) || st->vm.len != sizeof(ms->vm))
-		return -EINVAL;
-	for (uint32_t i = 0; i < st->nr_vcpus; i++)
-		if (st->vcpu[i].len != sizeof(ms->vcpu[i]))
-			return -EINVAL;
-	for (uint32_t i = 0; i < st->nr_devices; i++)
-		if (st->dev[i].state.len > sizeof(ms->dev[i].data) || !st->dev[i].name ||
-		    strlen(st->dev[i].name) >= sizeof(ms->dev[i].name))
-			return -EINVAL;
-	ms->nr_vcpus = st->nr_vcpus;
-	ms->nr_devices = st->nr_devices;
-	memcpy(&ms->vm, st->vm.data, sizeof(ms->vm));
-	for (uint32_t i = 0; i < st->nr_vcpus; i++)
-		memcpy(&ms->vcpu[i], st->vcpu[i].data, sizeof(ms->vcpu[i]));
-	for (uint32_t i = 0; i < st->nr_devices; i++) {
-		memset(&ms->dev[i], 0, sizeof(ms->dev[i]));
-		snprintf(ms->dev[i].name, sizeof(ms->dev[i].name), "%s", st->dev[i].name);
-		ms->dev[i].len = (uint32_t)st->dev[i].state.len;
-		if (ms->dev[i].len) /* empty bytes may be NULL */
-			memcpy(ms->dev[i].data, st->dev[i].state.data, ms->dev[i].len);
-	}
-	return 0;
-}
-
-/* A complete, verified epoch: apply it, check the memory hash, ACK. */
-static int apply_epoch(struct sconn *c)
-{
-	struct secondary *s = c->s;
-	struct epoch_rx *rx = &c->rx;
-	uint64_t t0 = clock_now_ns(), hash = 0;
-	uint8_t ack[SMALL_FRAME_MAX];
-	uint32_t verify = 0;
-	int r;
-
-	if (rx->initial_sync) {
-		r = replica_apply_sync(&s->replica, rx->epoch, rx->pages, rx->nr_pages, rx->data,
-				       rx->zero_pages, rx->nr_zero);
-		s->st.sync_pages += rx->nr_pages + rx->nr_zero;
-	} else {
-		r = secondary_state_load(&rx->state, s->incoming);
-		if (r == 0)
-			r = replica_apply(&s->replica, rx->epoch, rx->pages, rx->nr_pages, rx->data,
-					  s->incoming);
-	}
-	if (r < 0) {
-		char why[96];
-
-		snprintf(why, sizeof(why), "epoch %llu cannot be applied: %s",
-			 (unsigned long long)rx->epoch, strerror(-r));
-		peer_reject(c, why);
-		return r;
-	}
-	s->st.epochs++;
-	s->replica_changed = true;
-	if (!rx->initial_sync) {
-		if (s->state != SECONDARY_REPLICATING)
-			log_info("Replica holds checkpoint %llu: the guest is protected",
-				 (unsigned long long)rx->epoch);
-		s->state = SECONDARY_REPLICATING;
-		s->st.checkpoints++;
-		if (s->console_fn) {
-			s->console_fn(s->console_opaque, rx->console_offset, rx->console,
-				      rx->console_len);
-			/*
-			 * Output the checkpoint could not carry: the stream goes on
-			 * from its true end (the console shows the jump).
-			 */
-			if (rx->console_end != rx->console_offset + rx->console_len)
-				s->console_fn(s->console_opaque, rx->console_end, rx->console, 0);
-		}
-		s->st.last_apply_ns = t0;
-		if (rx->memory_hash) {
-			r = vm_memory_hash(s->vm, false, &hash);
-			if (r == 0 && hash == rx->memory_hash) {
-				verify = 1;
-				s->st.verified++;
-			} else {
-				verify = 2;
-				s->st.mismatches++;
-				log_error("Checkpoint %llu: replica memory hash %016llx, primary's "
-					  "%016llx",
-					  (unsigned long long)rx->epoch, (unsigned long long)hash,
-					  (unsigned long long)rx->memory_hash);
-			}
-		}
-	}
-	link_send_copy(c->link, ack, ack_frame(ack, rx->epoch, verify));
-	t0 = clock_now_ns() - t0;
-	s->st.apply_ns += t0;
-	if (t0 > s->st.apply_max_ns)
-		s->st.apply_max_ns = t0;
-	return 0;
-}
-
-static int promote(struct secondary *s);
-
-/*
- * A planned hand-over: the primary's guest is stopped at the checkpoint it
- * names. Run it if that is exactly the replica's, and say so (the primary
- * waits for the answer before it lets go of its stopped guest).
- */
-static void on_switchover(struct sconn *c)
-{
-	struct secondary *s = c->s;
-	uint64_t ck = c->rx.switchover_checkpoint;
-	char why[160];
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	int r = -ESTALE;
-
-	c->orderly = true;
-	if (s->replica.has_checkpoint && s->replica.checkpoint == ck && s->replica.epoch == ck) {
-		snprintf(s->promoted_by, sizeof(s->promoted_by), "switchover from %s",
-			 c->link->peer);
-		r = promote(s);
-	}
-	if (r == 0) {
-		log_info("Switchover: %s handed over the guest at checkpoint %llu", c->link->peer,
-			 (unsigned long long)ck);
-		r = goodbye_frame("promoted: the guest runs here", ck, &buf, &len);
-	} else {
-		if (r == -ESTALE)
-			snprintf(why, sizeof(why),
-				 "switchover refused: it stops at checkpoint %llu, the replica "
-				 "holds %s%llu",
-				 (unsigned long long)ck,
-				 s->replica.has_checkpoint ? "" : "none, epoch ",
-				 (unsigned long long)(s->replica.has_checkpoint
-							      ? s->replica.checkpoint
-							      : s->replica.epoch));
-		else
-			snprintf(why, sizeof(why), "switchover refused: promotion failed: %s",
-				 strerror(-r));
-		log_error("%s", why);
-		r = goodbye_frame(why, UINT64_MAX, &buf, &len);
-	}
-	if (r == 0)
-		link_send_copy(c->link, buf, len);
-	free(buf);
-	peer_drop(c, true);
 }
 
 static void sconn_recv_buf(void *opaque, uint8_t **ret_buf, size_t *ret_len)
@@ -382,7 +211,7 @@ static int sconn_received(void *opaque, uint8_t *buf, size_t n)
 		buf += used;
 		n -= used;
 		if (r < 0) {
-			peer_reject(c, c->fr.error);
+			sconn_reject(c, c->fr.error);
 			return 0;
 		}
 		if (r == 0)
@@ -392,7 +221,7 @@ static int sconn_received(void *opaque, uint8_t *buf, size_t n)
 
 			snprintf(why, sizeof(why), "expected HELLO first, got %s",
 				 wire_type_name(c->fr.hdr.type));
-			peer_reject(c, why);
+			sconn_reject(c, why);
 			return 0;
 		}
 		on_hello(c, c->fr.payload, c->fr.hdr.length);
@@ -402,11 +231,11 @@ static int sconn_received(void *opaque, uint8_t *buf, size_t n)
 		buf += used;
 		n -= used;
 		if (r < 0) {
-			peer_reject(c, c->rx.error);
+			sconn_reject(c, c->rx.error);
 			return 0;
 		}
 		if (r == EPOCH_RX_GOODBYE && c->rx.switchover) {
-			on_switchover(c);
+			sconn_switchover(c);
 			return 0;
 		}
 		if (r == EPOCH_RX_GOODBYE) {
@@ -414,10 +243,10 @@ static int sconn_received(void *opaque, uint8_t *buf, size_t n)
 			/* The guest was stopped on purpose: its last checkpoint may be replaced. */
 			c->s->copy_released = true;
 			c->orderly = true;
-			peer_drop(c, false);
+			sconn_drop(c, false);
 			return 0;
 		}
-		if (r == EPOCH_RX_READY && apply_epoch(c) < 0)
+		if (r == EPOCH_RX_READY && sconn_apply(c) < 0)
 			return 0;
 	}
 	return 0;
@@ -444,7 +273,7 @@ static void sconn_closed(void *opaque, int err)
 			log_error("Closing connection from %s: %s before a complete HELLO",
 				  c->link->peer, err ? strerror(-err) : "closed");
 	}
-	peer_drop(c, false);
+	sconn_drop(c, false);
 }
 
 static void sconn_released(void *opaque)
@@ -568,11 +397,11 @@ void secondary_free(struct secondary *s)
 			link_send_copy(s->session->link, buf, len);
 		free(buf);
 		s->session->orderly = true;
-		peer_drop(s->session, true);
+		sconn_drop(s->session, true);
 	}
 	for (int i = 0; i < SECONDARY_MAX_PEERS; i++)
 		if (s->peers[i])
-			peer_drop(s->peers[i], false);
+			sconn_drop(s->peers[i], false);
 	listener_close(s->listener);
 	s->listener = NULL;
 	/* Receives still in flight write into per-connection staging, which goes
@@ -602,13 +431,13 @@ void secondary_tick(struct secondary *s, uint64_t now)
 
 			snprintf(why, sizeof(why), "no HELLO within %.1f s",
 				 (double)hello_ns / NS_PER_S);
-			peer_reject(c, why);
+			sconn_reject(c, why);
 			continue;
 		}
 		if (c == s->session && now - l->last_recv_ns > s->timeout_ns) {
 			log_warning("The primary %s has been silent for %.1f s: dropping it",
 				    l->peer, (double)(now - l->last_recv_ns) / NS_PER_S);
-			peer_drop(c, false);
+			sconn_drop(c, false);
 			continue;
 		}
 		if (c == s->session && now - l->last_send_ns > s->timeout_ns / 4 &&
@@ -618,13 +447,6 @@ void secondary_tick(struct secondary *s, uint64_t now)
 			link_send_copy(l, hb, heartbeat_frame(hb, now));
 		}
 	}
-}
-
-uint64_t secondary_replica_hash(struct secondary *s)
-{
-	uint64_t h = 0;
-
-	return vm_memory_hash(s->vm, false, &h) < 0 ? 0 : h;
 }
 
 uint64_t secondary_bytes_received(const struct secondary *s)
@@ -640,86 +462,4 @@ uint64_t secondary_bytes_received(const struct secondary *s)
 const char *secondary_peer(const struct secondary *s)
 {
 	return s->session ? s->session->link->peer : NULL;
-}
-
-int secondary_can_promote(const struct secondary *s, bool force)
-{
-	if (s->state == SECONDARY_ACTIVE)
-		return -EALREADY;
-	if (s->session && !force)
-		return -EBUSY;
-	if (!s->replica.has_checkpoint)
-		return -ENODATA;
-	if (s->stale && !force)
-		return -ESTALE;
-	return 0;
-}
-
-/* Runs the replica's checkpoint; the caller has checked it may. */
-static int promote(struct secondary *s)
-{
-	int r = replica_promote(&s->replica);
-
-	if (r < 0)
-		return r;
-	for (int i = 0; i < SECONDARY_MAX_PEERS; i++)
-		if (s->peers[i] && s->peers[i] != s->session)
-			peer_drop(s->peers[i], false);
-	/*
-	 * One copy of the guest: nobody may sync over it now. The listener stays
-	 * so that a primary that comes back (restarted with its old
-	 * configuration) is told this node runs the guest (on_hello refuses it).
-	 */
-	s->state = SECONDARY_ACTIVE;
-	log_info("Promoted (%s): the guest runs here from checkpoint %llu, unprotected",
-		 s->promoted_by[0] ? s->promoted_by : "?",
-		 (unsigned long long)s->replica.checkpoint);
-	return 0;
-}
-
-int secondary_promote(struct secondary *s, bool force)
-{
-	int r = secondary_can_promote(s, force);
-
-	if (r < 0)
-		return r;
-	if (s->session)
-		s->session->orderly = true;
-	for (int i = 0; i < SECONDARY_MAX_PEERS; i++)
-		if (s->peers[i])
-			peer_drop(s->peers[i], false);
-	if (!s->promoted_by[0])
-		snprintf(s->promoted_by, sizeof(s->promoted_by), "ftctl failover%s",
-			 force ? " --force" : "");
-	return promote(s);
-}
-
-int secondary_mark_stale(struct secondary *s, const struct gen_state *by, uint64_t now_ns)
-{
-	if (s->state == SECONDARY_ACTIVE || !s->replica.has_checkpoint ||
-	    gen_compare(&s->gen, by) != GEN_LOCAL_OLDER)
-		return 0;
-	if (s->stale && gen_compare(&s->stale_by, by) != GEN_LOCAL_OLDER)
-		return 0; /* already known */
-	if (!s->stale)
-		s->stale_ns = now_ns;
-	s->stale = true;
-	s->stale_by = *by;
-	return 1;
-}
-
-int secondary_discard(struct secondary *s)
-{
-	if (s->state == SECONDARY_ACTIVE)
-		return -EALREADY;
-	if (s->session)
-		return -EBUSY;
-	s->replica.has_checkpoint = false;
-	s->copy_released = false;
-	s->stale = false;
-	gen_clear(&s->gen);
-	s->gen_changed = true;
-	s->hello.gen = s->gen;
-	s->hello.holds = HOLDS_NOTHING;
-	return 0;
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * libFuzzer: the epoch receiver (proto/epoch.c) on arbitrary bytes, fed in
+ * libFuzzer: the epoch receiver (proto/epoch_rx.c) on arbitrary bytes, fed in
  * chunks whose sizes the input's first bytes choose, through both entry points
  * (epoch_rx_feed, and receiving page data in place via epoch_rx_direct). It
  * must never crash, read or write out of bounds, or report an epoch that did

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private to ftd's option parsing: the option table, which the command line
+ * (options.c) and the configuration file (options_config.c) share, and the
+ * calls between them.
+ */
+#ifndef RINGFT_DAEMON_OPTIONS_INTERNAL_H
+#define RINGFT_DAEMON_OPTIONS_INTERNAL_H
+
+#include <getopt.h>
+#include <stddef.h>
+
+#include "daemon/options.h"
+
+enum {
+	OPT_GUEST = 256,
+	OPT_MEM,
+	OPT_VCPUS,
+	OPT_TRACKING,
+	OPT_RING_ENTRIES,
+	OPT_INTERVAL,
+	OPT_DURATION,
+	OPT_CONSOLE,
+	OPT_QUIET,
+	OPT_REALTIME,
+	OPT_NO_REALTIME,
+	OPT_SEED,
+	OPT_BANK_PAGES,
+	OPT_BANK_ACCOUNTS,
+	OPT_BANK_CHECK_MS,
+	OPT_DIRTY_PAGES_PER_MS,
+	OPT_DIRTY_WSS,
+	OPT_DIRTY_ORDER,
+	OPT_DIRTY_REPORT_MS,
+	OPT_PEER,
+	OPT_LISTEN,
+	OPT_VERIFY,
+	OPT_PREALLOC,
+	OPT_TIMEOUT,
+	OPT_SEND_ZC,
+	OPT_LIVE_HARVEST,
+	OPT_AUTO_OVERHEAD,
+	OPT_AUTO_MAX_HOLD,
+	OPT_CONTROL,
+	OPT_FENCE_COMMAND,
+	OPT_FENCE_TIMEOUT,
+	OPT_NOTIFY_COMMAND,
+	OPT_CLUSTER,
+	OPT_CLUSTER_WAIT,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_TLS_CA,
+	OPT_TLS_PEER,
+	OPT_INSECURE,
+	OPT_STATE_DIR,
+	OPT_CONFIG,
+	OPT_CHECK_CONFIG,
+	OPT_HELP,
+	OPT_VERSION,
+};
+
+/* The long options; the configuration file's keys are their names. */
+extern const struct option options_long[];
+
+/* Writes the message into err; returns -EINVAL. */
+int options_fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* One option (OPT_*) and its value (NULL for a flag): 0, or -EINVAL with err set. */
+int options_apply(struct ftd_options *o, int c, const char *arg, char *err, size_t errlen);
+/* run, primary or secondary: 0, else -EINVAL. */
+int options_parse_role(const char *word, enum ftd_role *ret);
+/* --config FILE: applies its keys to *o; 0, or -EINVAL naming the file and line. */
+int options_load_config(const char *path, struct ftd_options *o, char *err, size_t errlen);
+
+#endif
