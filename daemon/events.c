@@ -64,7 +64,7 @@ void event_emit(struct control *ctl, const char *event, ...)
 		log_warning("Cannot run the notify command for %s: %s", event, strerror(errno));
 }
 
-void active_events(struct active *a, uint64_t now)
+void ftd_primary_events(struct ftd_primary *a, uint64_t now)
 {
 	struct primary *p = a->p;
 	char buf[32];
@@ -116,7 +116,7 @@ void active_events(struct active *a, uint64_t now)
 		p->handover = HANDOVER_NONE;
 }
 
-void standby_events(struct standby *sb, enum secondary_state was)
+void ftd_secondary_events(struct ftd_secondary *sb, enum secondary_state was)
 {
 	struct secondary *s = sb->s;
 	char ck[24];

@@ -11,9 +11,9 @@
 
 #include "secondary/receiver.h"
 
-struct active;
+struct ftd_primary;
 struct control;
-struct standby;
+struct ftd_secondary;
 
 /* --notify-command (NULL: none), told about every event but sync progress. */
 void event_set_notify(const char *cmd);
@@ -24,9 +24,9 @@ void event_set_notify(const char *cmd);
  */
 void event_emit(struct control *ctl, const char *event, ...);
 
-/* Events from what changed on the active side since the last look; answers a switchover. */
-void active_events(struct active *a, uint64_t now);
+/* Events from what changed on the primary since the last look; answers a switchover. */
+void ftd_primary_events(struct ftd_primary *a, uint64_t now);
 /* Secondary-side events from state changes since `was`. */
-void standby_events(struct standby *sb, enum secondary_state was);
+void ftd_secondary_events(struct ftd_secondary *sb, enum secondary_state was);
 
 #endif

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The owner thread's event loop, for every role (`ftd run`, the active side,
- * the standby side). Each pass:
+ * The owner thread's event loop, for every role (`ftd run`, the primary,
+ * the secondary). Each pass:
  *
  *   wait    ppoll on the signalfd, the role's fds (the VM's event fd, the
  *           checkpoint timer, the io_uring) and the cluster's, at most

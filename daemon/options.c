@@ -446,7 +446,7 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 		return options_fail(err, errlen, "--%s is an option of ftd primary and secondary",
 				    o->cluster[0] ? "cluster" : "fence-command");
 	/*
-	 * The active side must have dropped a silent secondary (--timeout) before
+	 * The primary must have dropped a silent secondary (--timeout) before
 	 * that secondary may promote (--cluster-wait after the node left): else a
 	 * quorum flap can resume a guest that runs elsewhere by then.
 	 */
@@ -454,7 +454,7 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 		return options_fail(
 			err, errlen,
 			"--timeout %.3gs is longer than --cluster-wait %.3gs: with --cluster the "
-			"active side must drop a silent peer before that peer may promote "
+			"primary must drop a silent peer before that peer may promote "
 			"(make --timeout at most --cluster-wait)",
 			(double)o->timeout_ns / NS_PER_S, (double)o->cluster_wait_ns / NS_PER_S);
 	if (!o->control[0] && o->role != FTD_ROLE_RUN)

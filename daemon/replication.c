@@ -3,8 +3,8 @@
  * `ftd primary` and `ftd secondary`: what one process holds whatever its role
  * (struct ftd_process: console, output buffer, signals, VM, io_uring, control
  * socket, cluster), set up and torn down in one place, and what both roles
- * say to their peer (HELLO, the TLS policy). The roles themselves: active.c
- * (the guest runs here), standby.c (a replica is kept here).
+ * say to their peer (HELLO, the TLS policy). The roles themselves: ftd_primary.c
+ * (the guest runs here), ftd_secondary.c (a replica is kept here).
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Private to `ftd primary` and `ftd secondary` (daemon/replication.c and the
- * files beside it): what one process holds whatever its role, the active side
- * (the guest runs here: active.c, active_control.c) and the standby side (a
- * replica: standby.c), so that events.c and status.c can render both.
+ * files beside it): what one process holds whatever its role, the primary
+ * (the guest runs here: ftd_primary.c, ftd_primary_control.c) and the secondary (a
+ * replica: ftd_secondary.c), so that events.c and status.c can render both.
  *
- * A secondary that is promoted becomes an active side in the same process: its
- * struct active borrows the same ftd_process, and its struct secondary stays
+ * A secondary that is promoted becomes a primary in the same process: its
+ * struct ftd_primary borrows the same ftd_process, and its struct secondary stays
  * alive (pr->sec) until the process ends.
  */
 #ifndef RINGFT_DAEMON_ROLE_H
@@ -83,7 +83,7 @@ int replication_tls(const struct ftd_options *o, const struct sockaddr *addr, co
  * The guest running here and its protection: `ftd primary`, and a secondary
  * once promoted (which can protect the guest again with `ftctl protect`).
  */
-struct active {
+struct ftd_primary {
 	const struct ftd_options *o;
 	struct ftd_process *pr; /* the VM, console, netloop, control socket, cluster */
 	struct primary *p;
@@ -115,7 +115,7 @@ struct active {
 };
 
 /* The replica kept here for the primary that connects: `ftd secondary` until promoted. */
-struct standby {
+struct ftd_secondary {
 	const struct ftd_options *o;
 	struct ftd_process *pr;
 	bool auto_blocked; /* an automatic promotion failed: the operator decides */
@@ -125,24 +125,24 @@ struct standby {
 	uint64_t committed_end; /* ...which is here: where a promoted guest continues */
 };
 
-/* The active side (active.c). */
+/* The primary (ftd_primary.c). */
 
 /*
  * Runs the started guest in a until the end: protected by `peer` (NULL: none
  * until `ftctl protect`). The control socket is a's from here on. Frees what
  * it set up; the process keeps the VM, output buffer, netloop and fds.
  */
-int active_run(struct active *a, const char *peer);
-/* --cluster: removes a qdevice marker (active_marker) an earlier ftd left behind. */
+int ftd_primary_run(struct ftd_primary *a, const char *peer);
+/* --cluster: removes a qdevice marker (ftd_primary_marker) an earlier ftd left behind. */
 void stale_marker_clear(const struct ftd_options *o);
 
-/* `ftctl` on the node that runs the guest (active_control.c). */
-int active_control(void *opaque, const struct request *req, struct json_object *r);
+/* `ftctl` on the node that runs the guest (ftd_primary_control.c). */
+int ftd_primary_control(void *opaque, const struct request *req, struct json_object *r);
 /*
  * --interval auto, once a second: from the last second's pauses and ACKs
  * (before the statistics line consumes them).
  */
-void active_auto_interval(struct active *a);
+void ftd_primary_auto_interval(struct ftd_primary *a);
 
 /* JSON members; a NULL string is null. */
 static inline void json_add_u64(struct json_object *o, const char *key, uint64_t v)

@@ -79,7 +79,7 @@ void stats_end(struct stats_line *l)
 		l->buf);
 }
 
-void active_stats_line(struct primary *p, struct pwindow *w, uint64_t now)
+void ftd_primary_stats_line(struct primary *p, struct pwindow *w, uint64_t now)
 {
 	struct primary_stats *st = &p->st;
 	double secs = (double)(now - w->start_ns) / NS_PER_S;
@@ -112,7 +112,7 @@ void active_stats_line(struct primary *p, struct pwindow *w, uint64_t now)
 	w->bytes = bytes;
 }
 
-void standby_stats_line(struct secondary *s, struct swindow *w, uint64_t now)
+void ftd_secondary_stats_line(struct secondary *s, struct swindow *w, uint64_t now)
 {
 	double secs = (double)(now - w->start_ns) / NS_PER_S;
 	uint64_t bytes = secondary_bytes_received(s), n = s->st.epochs - w->epochs;
@@ -140,7 +140,7 @@ void standby_stats_line(struct secondary *s, struct swindow *w, uint64_t now)
 	w->apply_ns = s->st.apply_ns;
 }
 
-void active_metrics(struct active *a, struct json_object *r)
+void ftd_primary_metrics(struct ftd_primary *a, struct json_object *r)
 {
 	static const uint64_t bounds_us[] = { 100,   250,   500,   1000,   2500,  5000,
 					      10000, 25000, 50000, 100000, 250000 };
@@ -210,7 +210,7 @@ static void status_generation(struct json_object *r, const struct gen_state *g)
 	json_object_object_add(r, "history", h);
 }
 
-void active_status(struct active *a, struct json_object *r)
+void ftd_primary_status(struct ftd_primary *a, struct json_object *r)
 {
 	struct primary *p = a->p;
 	struct primary_stats *st = &p->st;
@@ -267,7 +267,7 @@ void active_status(struct active *a, struct json_object *r)
 	}
 }
 
-void standby_status(struct standby *sb, uint64_t now, struct json_object *r)
+void ftd_secondary_status(struct ftd_secondary *sb, uint64_t now, struct json_object *r)
 {
 	struct secondary *s = sb->s;
 
@@ -299,7 +299,7 @@ void standby_status(struct standby *sb, uint64_t now, struct json_object *r)
 			     outbuf_stream_pos(&sb->pr->out, outbuf_mark(&sb->pr->out)));
 }
 
-void active_summary(struct active *a)
+void ftd_primary_summary(struct ftd_primary *a)
 {
 	struct primary *p = a->p;
 
@@ -333,7 +333,7 @@ void active_summary(struct active *a)
 	}
 }
 
-void standby_summary(const struct secondary *s)
+void ftd_secondary_summary(const struct secondary *s)
 {
 	log_info("summary: %llu epochs applied (%llu checkpoints, %llu verified, %llu "
 		 "mismatches), %llu sessions, %llu connections refused",

@@ -12,11 +12,11 @@
 
 #include <json-c/json.h>
 
-struct active;
+struct ftd_primary;
 struct primary;
 struct samples;
 struct secondary;
-struct standby;
+struct ftd_secondary;
 
 /*
  * The statistics line, for every role: "ftd: stats" and then fields in order,
@@ -58,17 +58,17 @@ struct swindow {
 };
 
 /* One "ftd: stats ..." line; starts the next window (and resets the samples). */
-void active_stats_line(struct primary *p, struct pwindow *w, uint64_t now);
-void standby_stats_line(struct secondary *s, struct swindow *w, uint64_t now);
+void ftd_primary_stats_line(struct primary *p, struct pwindow *w, uint64_t now);
+void ftd_secondary_stats_line(struct secondary *s, struct swindow *w, uint64_t now);
 
 /* `ftctl status`, into r. */
-void active_status(struct active *a, struct json_object *r);
-void standby_status(struct standby *sb, uint64_t now, struct json_object *r);
+void ftd_primary_status(struct ftd_primary *a, struct json_object *r);
+void ftd_secondary_status(struct ftd_secondary *sb, uint64_t now, struct json_object *r);
 /* `ftctl metrics`: Prometheus text exposition, in the reply's "text". */
-void active_metrics(struct active *a, struct json_object *r);
+void ftd_primary_metrics(struct ftd_primary *a, struct json_object *r);
 
 /* The "summary:" lines at exit. */
-void active_summary(struct active *a);
-void standby_summary(const struct secondary *s);
+void ftd_primary_summary(struct ftd_primary *a);
+void ftd_secondary_summary(const struct secondary *s);
 
 #endif

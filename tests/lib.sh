@@ -135,8 +135,8 @@ join_incarnations() {
 }
 
 # kill_active ACTIVE STANDBY: kill -9 of the active ftd; a third of the time
-# with its standby stopped around it, so that an epoch is in flight. Returns 0
-# when it stopped the standby.
+# with its secondary stopped around it, so that an epoch is in flight. Returns 0
+# when it stopped the secondary.
 kill_active() {
 	if [ $((RANDOM % 3)) -eq 0 ]; then
 		kill -STOP "$2"

@@ -5,7 +5,7 @@
 # (node1: role = primary, peer node2; node2: role = secondary). Every cycle:
 #   1. the active host's ftd is killed with kill -9 at a random moment (a third
 #      of the time with its secondary stopped, so an epoch is in flight);
-#   2. the standby promotes by itself (its primary's ftd left the CPG group);
+#   2. the secondary promotes by itself (its primary's ftd left the CPG group);
 #   3. the dead host's ftd starts again with its unchanged configuration. If
 #      that says primary, it must not boot its guest (another node runs it),
 #      exit 1 and show nothing; then it starts as a secondary. The active

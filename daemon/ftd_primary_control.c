@@ -15,7 +15,7 @@
 #include "lib/log.h"
 
 /* The timer at ns from the next tick on; 0 or -errno (with r's "error" when r). */
-static int active_retime(struct active *a, uint64_t ns, struct json_object *r)
+static int ftd_primary_retime(struct ftd_primary *a, uint64_t ns, struct json_object *r)
 {
 	char msg[128];
 
@@ -32,7 +32,8 @@ static int active_retime(struct active *a, uint64_t ns, struct json_object *r)
 }
 
 /* `ftctl set interval D|auto`: from the next tick on. */
-static int active_set_interval(struct active *a, const struct request *req, struct json_object *r)
+static int ftd_primary_set_interval(struct ftd_primary *a, const struct request *req,
+				    struct json_object *r)
 {
 	uint64_t was = a->interval_ns;
 	int e;
@@ -44,7 +45,7 @@ static int active_set_interval(struct active *a, const struct request *req, stru
 			 a->auto_iv.max_hold_ns ? ", output hold budget" : "",
 			 (double)was / NS_PER_MS);
 	} else {
-		e = active_retime(a, req->interval_ns, r);
+		e = ftd_primary_retime(a, req->interval_ns, r);
 		if (e < 0)
 			return e;
 		a->auto_iv.enabled = false;
@@ -56,7 +57,7 @@ static int active_set_interval(struct active *a, const struct request *req, stru
 	return 0;
 }
 
-void active_auto_interval(struct active *a)
+void ftd_primary_auto_interval(struct ftd_primary *a)
 {
 	struct primary_stats *st = &a->p->st;
 	uint64_t next;
@@ -68,7 +69,7 @@ void active_auto_interval(struct active *a)
 		st->ack_us.n ? samples_percentile(&st->ack_us, 99) * NS_PER_US : 0);
 	if (next == a->interval_ns)
 		return;
-	if (active_retime(a, next, NULL) < 0) {
+	if (ftd_primary_retime(a, next, NULL) < 0) {
 		log_warning("interval auto: cannot set the timer: %s", strerror(errno));
 		return;
 	}
@@ -82,7 +83,7 @@ void active_auto_interval(struct active *a)
  * peer it was started with: on a promoted node, its old primary, so a protect
  * there must name the new secondary itself. Returns 0 or -errno with "error".
  */
-static int protect_tls_name(struct active *a, const struct request *req, struct json_object *r)
+static int protect_tls_name(struct ftd_primary *a, const struct request *req, struct json_object *r)
 {
 	char err[384];
 	SSL_CTX *ctx = NULL;
@@ -127,7 +128,8 @@ static int protect_tls_name(struct active *a, const struct request *req, struct 
 }
 
 /* `ftctl protect --peer HOST:PORT`: sync to that secondary and protect the guest. */
-static int active_protect(struct active *a, const struct request *req, struct json_object *r)
+static int ftd_primary_protect(struct ftd_primary *a, const struct request *req,
+			       struct json_object *r)
 {
 	char msg[192];
 	int e = protect_tls_name(a, req, r);
@@ -162,18 +164,18 @@ static int active_protect(struct active *a, const struct request *req, struct js
 }
 
 /* The control socket of a running guest: the schema is documented in ctl/README.md. */
-int active_control(void *opaque, const struct request *req, struct json_object *r)
+int ftd_primary_control(void *opaque, const struct request *req, struct json_object *r)
 {
-	struct active *a = opaque;
+	struct ftd_primary *a = opaque;
 	int e;
 
 	switch (req->kind) {
 	case REQ_SET_INTERVAL:
-		return active_set_interval(a, req, r);
+		return ftd_primary_set_interval(a, req, r);
 	case REQ_PROTECT:
-		return active_protect(a, req, r);
+		return ftd_primary_protect(a, req, r);
 	case REQ_METRICS:
-		active_metrics(a, r);
+		ftd_primary_metrics(a, r);
 		return 0;
 	case REQ_SWITCHOVER:
 		e = primary_switchover(a->p);
@@ -198,6 +200,6 @@ int active_control(void *opaque, const struct request *req, struct json_object *
 	case REQ_EVENTS:
 		break;
 	}
-	active_status(a, r);
+	ftd_primary_status(a, r);
 	return 0;
 }

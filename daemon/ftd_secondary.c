@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * The standby side: `ftd secondary` keeps a replica for the primary that
+ * The secondary: `ftd secondary` keeps a replica for the primary that
  * connects, mirrors the committed console stream, and promotes it when an
  * operator or the automatic failover asks and failover_decide() agrees
  * (fencing the old primary first when configured). A promoted replica goes on
- * in the same process as the active side (active_run).
+ * in the same process as the primary (ftd_primary_run).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -32,7 +32,7 @@
  */
 static void mirror_console(void *opaque, uint64_t offset, const uint8_t *data, size_t len)
 {
-	struct standby *sb = opaque;
+	struct ftd_secondary *sb = opaque;
 	uint64_t pos = outbuf_stream_pos(&sb->pr->out, outbuf_mark(&sb->pr->out));
 
 	if (!sb->mirroring || offset != pos) {
@@ -51,8 +51,8 @@ static void mirror_console(void *opaque, uint64_t offset, const uint8_t *data, s
 }
 
 /* What the failover decision (daemon/failover.c) needs, as this secondary sees it now. */
-static void standby_view(const struct standby *sb, bool manual, bool force, uint64_t now,
-			 struct failover_view *ret_v)
+static void ftd_secondary_view(const struct ftd_secondary *sb, bool manual, bool force,
+			       uint64_t now, struct failover_view *ret_v)
 {
 	const struct ftd_cluster *fc = &sb->pr->fc;
 	const struct secondary *s = sb->s;
@@ -93,7 +93,7 @@ static void standby_view(const struct standby *sb, bool manual, bool force, uint
  * Runs the fence command before a promotion. Returns 0 once it exited 0, or
  * -EHOSTUNREACH with msg saying what went wrong (logged, and an event).
  */
-static int standby_fence(struct standby *sb, char *msg, size_t msglen)
+static int ftd_secondary_fence(struct ftd_secondary *sb, char *msg, size_t msglen)
 {
 	struct secondary *s = sb->s;
 	char peer[96], ck[48];
@@ -128,15 +128,16 @@ static int standby_fence(struct standby *sb, char *msg, size_t msglen)
  * then the decision again with the fence's result, then the promotion.
  * Returns 0, the decision's error (d->text says why), or secondary_promote's.
  */
-static int standby_failover(struct standby *sb, const struct failover_view *v,
-			    struct failover_decision *d)
+static int ftd_secondary_failover(struct ftd_secondary *sb, const struct failover_view *v,
+				  struct failover_decision *d)
 {
 	if (d->action == FAILOVER_PROMOTE && d->fence_first) {
 		struct failover_view fenced = *v;
 		char msg[160];
 
-		fenced.fence = standby_fence(sb, msg, sizeof(msg)) == 0 ? FAILOVER_FENCE_DONE
-									: FAILOVER_FENCE_FAILED;
+		fenced.fence = ftd_secondary_fence(sb, msg, sizeof(msg)) == 0
+				       ? FAILOVER_FENCE_DONE
+				       : FAILOVER_FENCE_FAILED;
 		fenced.fence_error = msg;
 		*d = failover_decide(&fenced);
 	}
@@ -146,7 +147,7 @@ static int standby_failover(struct standby *sb, const struct failover_view *v,
 }
 
 /* Logs why an automatic promotion waits, once per reason. */
-static void standby_wait(struct standby *sb, const char *why)
+static void ftd_secondary_wait(struct ftd_secondary *sb, const char *why)
 {
 	if (!strcmp(sb->waiting, why))
 		return;
@@ -155,23 +156,23 @@ static void standby_wait(struct standby *sb, const char *why)
 }
 
 /* --cluster: promote by ourselves once failover_decide() says it is safe. */
-static void standby_auto(struct standby *sb, uint64_t now)
+static void ftd_secondary_auto(struct ftd_secondary *sb, uint64_t now)
 {
 	struct failover_view v;
 	struct failover_decision d;
 	int e;
 
-	standby_view(sb, false, false, now, &v);
+	ftd_secondary_view(sb, false, false, now, &v);
 	d = failover_decide(&v);
 	if (d.action != FAILOVER_PROMOTE) {
 		if (!d.quiet)
-			standby_wait(sb, d.text);
+			ftd_secondary_wait(sb, d.text);
 		return;
 	}
 	/* Named first: secondary_promote() logs it ("Promoted (cluster: ...)"). */
 	snprintf(sb->s->promoted_by, sizeof(sb->s->promoted_by), "%.*s",
 		 (int)sizeof(sb->s->promoted_by) - 1, d.text);
-	e = standby_failover(sb, &v, &d);
+	e = ftd_secondary_failover(sb, &v, &d);
 	if (e < 0) {
 		sb->auto_blocked = true;
 		log_error("Automatic failover failed: %s; waiting for an operator",
@@ -180,7 +181,7 @@ static void standby_auto(struct standby *sb, uint64_t now)
 }
 
 /* Stores the replica's generation when it changed. */
-static void standby_store(struct standby *sb)
+static void ftd_secondary_store(struct ftd_secondary *sb)
 {
 	int r;
 
@@ -193,7 +194,7 @@ static void standby_store(struct standby *sb)
 }
 
 /* `ftctl discard`: the replica stops counting; any primary may sync over it. */
-static int standby_discard(struct standby *sb, struct json_object *r)
+static int ftd_secondary_discard(struct ftd_secondary *sb, struct json_object *r)
 {
 	struct secondary *s = sb->s;
 	char was[128];
@@ -209,7 +210,7 @@ static int standby_discard(struct standby *sb, struct json_object *r)
 					 : "already promoted: the guest runs here");
 		return e;
 	}
-	standby_store(sb);
+	ftd_secondary_store(sb);
 	if (had)
 		log_warning("Discarded the replica (checkpoint %llu of %s) on the operator's "
 			    "request: any primary may sync over it now",
@@ -222,9 +223,10 @@ static int standby_discard(struct standby *sb, struct json_object *r)
 }
 
 /* --cluster: a generation announced in the group; a newer one makes the replica stale. */
-static void standby_on_gen(void *opaque, const struct gen_state *g, bool from_self, uint32_t nodeid)
+static void ftd_secondary_on_gen(void *opaque, const struct gen_state *g, bool from_self,
+				 uint32_t nodeid)
 {
-	struct standby *sb = opaque;
+	struct ftd_secondary *sb = opaque;
 	struct secondary *s = sb->s;
 	char l[128], r[128], num[24];
 
@@ -241,23 +243,23 @@ static void standby_on_gen(void *opaque, const struct gen_state *g, bool from_se
 }
 
 /* `ftctl status` and `ftctl failover` on a secondary. */
-static int standby_control(void *opaque, const struct request *req, struct json_object *r)
+static int ftd_secondary_control(void *opaque, const struct request *req, struct json_object *r)
 {
-	struct standby *sb = opaque;
+	struct ftd_secondary *sb = opaque;
 	struct secondary *s = sb->s;
 	uint64_t now = clock_now_ns();
 
 	if (req->kind == REQ_DISCARD)
-		return standby_discard(sb, r);
+		return ftd_secondary_discard(sb, r);
 	if (req->kind == REQ_FAILOVER) {
 		struct failover_view v;
 		struct failover_decision d;
 		char msg[256];
 		int e;
 
-		standby_view(sb, true, req->force, now, &v);
+		ftd_secondary_view(sb, true, req->force, now, &v);
 		d = failover_decide(&v);
-		e = standby_failover(sb, &v, &d);
+		e = ftd_secondary_failover(sb, &v, &d);
 		if (e == 0) {
 			if (v.stale) {
 				failover_rollback_text(&v, msg, sizeof(msg));
@@ -284,7 +286,7 @@ static int standby_control(void *opaque, const struct request *req, struct json_
 				       "guest");
 		return -EPERM;
 	}
-	standby_status(sb, now, r);
+	ftd_secondary_status(sb, now, r);
 	return 0;
 }
 
@@ -308,7 +310,7 @@ static void log_replica(struct secondary *s, const char *when, bool always)
  * stayed at the replica's generation) is older from now on. Stored, and
  * announced to the cluster, before the promoted guest's output leaves.
  */
-static void promoted_generation(struct standby *sb, struct active *a)
+static void promoted_generation(struct ftd_secondary *sb, struct ftd_primary *a)
 {
 	struct secondary *s = sb->s;
 	char u[GEN_UUID_TEXT];
@@ -342,17 +344,17 @@ static void promoted_generation(struct standby *sb, struct active *a)
 	}
 }
 
-/* The loop's: what the standby side tracks from one pass to the next. */
-struct standby_loop_ctx {
-	struct standby *sb;
+/* The loop's: what the secondary tracks from one pass to the next. */
+struct ftd_secondary_loop_ctx {
+	struct ftd_secondary *sb;
 	bool *ready;
 	enum secondary_state last_state;
 	struct swindow w;
 };
 
-static int standby_io(void *opaque)
+static int ftd_secondary_io(void *opaque)
 {
-	struct standby_loop_ctx *sl = opaque;
+	struct ftd_secondary_loop_ctx *sl = opaque;
 	struct ftd_process *pr = sl->sb->pr;
 
 	netloop_dispatch(&pr->nl);
@@ -361,20 +363,20 @@ static int standby_io(void *opaque)
 }
 
 /* The receiver's timed work, the automatic failover, output, events; ends once promoted. */
-static int standby_tick(void *opaque, uint64_t now)
+static int ftd_secondary_tick(void *opaque, uint64_t now)
 {
-	struct standby_loop_ctx *sl = opaque;
-	struct standby *sb = sl->sb;
+	struct ftd_secondary_loop_ctx *sl = opaque;
+	struct ftd_secondary *sb = sl->sb;
 	struct ftd_process *pr = sb->pr;
 	struct secondary *s = sb->s;
 
 	secondary_tick(s, now);
 	netloop_dispatch(&pr->nl);
-	standby_auto(sb, now);
-	standby_store(sb);
+	ftd_secondary_auto(sb, now);
+	ftd_secondary_store(sb);
 	hook_reap();
 	outbuf_flush(&pr->out, pr->console_fd);
-	standby_events(sb, sl->last_state);
+	ftd_secondary_events(sb, sl->last_state);
 	if (s->state == SECONDARY_WAITING && sl->last_state != SECONDARY_WAITING)
 		log_replica(s, "primary gone", false);
 	sl->last_state = s->state;
@@ -388,15 +390,15 @@ static int standby_tick(void *opaque, uint64_t now)
 	return FTD_LOOP_ON;
 }
 
-static void standby_second(void *opaque, uint64_t now)
+static void ftd_secondary_second(void *opaque, uint64_t now)
 {
-	struct standby_loop_ctx *sl = opaque;
+	struct ftd_secondary_loop_ctx *sl = opaque;
 	struct secondary *s = sl->sb->s;
 
 	sd_notifyf(0, "WATCHDOG=1\nSTATUS=secondary: %s, %llu checkpoints applied",
 		   secondary_state_name(s->state), (unsigned long long)s->st.checkpoints);
 	if (!sl->sb->o->quiet)
-		standby_stats_line(s, &sl->w, now);
+		ftd_secondary_stats_line(s, &sl->w, now);
 }
 
 /*
@@ -404,15 +406,15 @@ static void standby_second(void *opaque, uint64_t now)
  * (the state is then SECONDARY_ACTIVE). *ready: systemd was told READY=1.
  * Returns 0, or 1 when polling failed.
  */
-static int standby_loop(struct standby *sb, uint64_t start, bool *ready)
+static int ftd_secondary_loop(struct ftd_secondary *sb, uint64_t start, bool *ready)
 {
 	static const struct ftd_loop_ops ops = {
-		.io = standby_io,
-		.tick = standby_tick,
-		.second = standby_second,
+		.io = ftd_secondary_io,
+		.tick = ftd_secondary_tick,
+		.second = ftd_secondary_second,
 	};
 	struct ftd_process *pr = sb->pr;
-	struct standby_loop_ctx sl = {
+	struct ftd_secondary_loop_ctx sl = {
 		.sb = sb,
 		.ready = ready,
 		.last_state = SECONDARY_WAITING,
@@ -434,7 +436,7 @@ static int standby_loop(struct standby *sb, uint64_t start, bool *ready)
 }
 
 /* The guest runs here now: this process carries on as its primary (a). */
-static int standby_promoted(struct standby *sb, struct active *a, bool ready)
+static int ftd_secondary_promoted(struct ftd_secondary *sb, struct ftd_primary *a, bool ready)
 {
 	struct secondary *s = sb->s;
 	char by[sizeof(s->promoted_by)];
@@ -449,11 +451,11 @@ static int standby_promoted(struct standby *sb, struct active *a, bool ready)
 	if (!ready)
 		sd_notify(0, "READY=1");
 	/* s stays until the process ends: freeing it waits out receives still in flight. */
-	return active_run(a, NULL);
+	return ftd_primary_run(a, NULL);
 }
 
 /* The replica lives in this process's memory: after a restart it holds nothing. */
-static void standby_forget(const struct ftd_options *o)
+static void ftd_secondary_forget(const struct ftd_options *o)
 {
 	struct gen_state old;
 	char d[128];
@@ -469,8 +471,8 @@ static void standby_forget(const struct ftd_options *o)
 int ftd_secondary(const struct ftd_options *o)
 {
 	struct ftd_process pr;
-	struct active a = { .o = o, .pr = &pr, .timer_fd = -1 };
-	struct standby sb = { .o = o, .pr = &pr };
+	struct ftd_primary a = { .o = o, .pr = &pr, .timer_fd = -1 };
+	struct ftd_secondary sb = { .o = o, .pr = &pr };
 	struct hello_info hello;
 	struct secondary *s;
 	uint8_t *cpuid = NULL;
@@ -498,8 +500,8 @@ int ftd_secondary(const struct ftd_options *o)
 		goto out;
 	}
 	sb.s = s;
-	standby_forget(o);
-	pr.fc.on_gen = standby_on_gen;
+	ftd_secondary_forget(o);
+	pr.fc.on_gen = ftd_secondary_on_gen;
 	pr.fc.gen_opaque = &sb;
 	s->console_fn = mirror_console;
 	s->console_opaque = &sb;
@@ -512,21 +514,21 @@ int ftd_secondary(const struct ftd_options *o)
 		ftd_owner_priority(o, pr.vm);
 	if (o->cluster[0])
 		s->auto_failover = true;
-	if (ftd_process_serve(&pr, standby_control, &sb) < 0)
+	if (ftd_process_serve(&pr, ftd_secondary_control, &sb) < 0)
 		goto out;
 	log_info("secondary: listening on %s for a primary (%llu MiB, %u vCPUs, %s tracking)",
 		 o->listen, (unsigned long long)(o->mem_size >> 20), o->vcpus,
 		 dirty_mode_name(o->tracking));
 	sd_notifyf(0, "STATUS=secondary: listening on %s", o->listen);
 	event_emit(pr.ctl, "role", "role", "secondary", "by", "start", NULL);
-	status = standby_loop(&sb, start, &ready);
+	status = ftd_secondary_loop(&sb, start, &ready);
 	if (s->state != SECONDARY_ACTIVE) {
 		sd_notify(0, "STOPPING=1");
 		log_replica(s, "stopping", true);
 	}
-	standby_summary(s);
+	ftd_secondary_summary(s);
 	if (s->state == SECONDARY_ACTIVE)
-		status = standby_promoted(&sb, &a, ready);
+		status = ftd_secondary_promoted(&sb, &a, ready);
 out:
 	ftd_process_close(&pr);
 	free(cpuid);

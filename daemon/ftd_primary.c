@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * The active side: the guest runs here, `ftd primary` from boot or a
+ * The primary: the guest runs here, `ftd primary` from boot or a
  * secondary once promoted. One owner thread polls the signalfd, the VM's
  * event fd, the checkpoint timer, the io_uring and the cluster; it drives
  * checkpoints, network completions, output release and the statistics line.
@@ -55,7 +55,7 @@ static void primary_final_checkpoint(struct primary *p)
  * a qdevice heuristics command (`exec_ftd: /usr/bin/test -e ...`): on a tie
  * after a cut, qnetd then prefers the side that runs the guest.
  */
-static void active_marker(struct active *a, bool on)
+static void ftd_primary_marker(struct ftd_primary *a, bool on)
 {
 	char path[128];
 	int fd;
@@ -95,7 +95,7 @@ void stale_marker_clear(const struct ftd_options *o)
 }
 
 /* The guest runs on without its replica: the next generation starts here. */
-static void active_gen_bump(struct active *a)
+static void ftd_primary_gen_bump(struct ftd_primary *a)
 {
 	char u[GEN_UUID_TEXT], num[24];
 	int r;
@@ -122,12 +122,12 @@ static void active_gen_bump(struct active *a)
 /*
  * Generations and the first contact, before output is flushed: a protected
  * session means the secondary holds this generation; once it is lost, output
- * that leaves without it starts the next (with a cluster, active_quorum does
+ * that leaves without it starts the next (with a cluster, ftd_primary_quorum does
  * it when output may leave). A primary that booted its guest holds all output
  * until the secondary first answered: told there that another node runs the
  * guest or holds a newer generation of it, it stops with nothing shown.
  */
-static void active_generation(struct active *a)
+static void ftd_primary_generation(struct ftd_primary *a)
 {
 	struct primary *p = a->p;
 	bool cluster = a->pr->fc.c;
@@ -136,7 +136,7 @@ static void active_generation(struct active *a)
 		a->gen_replicated = true;
 	else if (!cluster && a->gen_replicated && p->state < PRIMARY_SYNCING &&
 		 p->handover == HANDOVER_NONE)
-		active_gen_bump(a);
+		ftd_primary_gen_bump(a);
 	if (p->refused_field[0] && (!strcmp(p->refused_field, "generation") ||
 				    (a->first_contact && (!strcmp(p->refused_field, "guest") ||
 							  !strcmp(p->refused_field, "running")))))
@@ -176,7 +176,7 @@ static void active_generation(struct active *a)
  * guest (protected: it cannot have promoted). Otherwise it stays stopped for
  * an operator: the guest may run elsewhere now.
  */
-static void active_quorum(struct active *a)
+static void ftd_primary_quorum(struct ftd_primary *a)
 {
 	struct primary *p = a->p;
 	struct ftd_cluster *fc = &a->pr->fc;
@@ -206,7 +206,7 @@ static void active_quorum(struct active *a)
 	 */
 	if (open && !a->frozen && a->gen_replicated && p->state < PRIMARY_SYNCING &&
 	    p->handover == HANDOVER_NONE)
-		active_gen_bump(a);
+		ftd_primary_gen_bump(a);
 	if (a->announce_wait && !a->announce_sent && announce_gen(fc, &a->gen) == 0)
 		a->announce_sent = true;
 	if (a->announce_wait)
@@ -217,7 +217,7 @@ static void active_quorum(struct active *a)
 
 		a->frozen = true;
 		primary_freeze(p, true);
-		active_marker(a, false);
+		ftd_primary_marker(a, false);
 		log_error("Lost quorum: the guest is stopped here (the other side may take it "
 			  "over)%s",
 			  r < 0 ? "; pausing the vCPUs failed" : "");
@@ -226,22 +226,22 @@ static void active_quorum(struct active *a)
 		a->frozen = false;
 		primary_freeze(p, false);
 		vm_resume(a->pr->vm);
-		active_marker(a, true);
+		ftd_primary_marker(a, true);
 		log_info("Quorum is back and the secondary still follows this guest: it runs on");
 		event_emit(a->pr->ctl, "thawed", NULL);
 	}
 }
 
-/* The loop's: the statistics line's window beside the active side. */
-struct active_loop_ctx {
-	struct active *a;
+/* The loop's: the statistics line's window beside the primary. */
+struct ftd_primary_loop_ctx {
+	struct ftd_primary *a;
 	struct pwindow w;
 };
 
 /* Cluster, network, the VM's events and the timer: a checkpoint when they ask. */
-static int active_io(void *opaque)
+static int ftd_primary_io(void *opaque)
 {
-	struct active *a = ((struct active_loop_ctx *)opaque)->a;
+	struct ftd_primary *a = ((struct ftd_primary_loop_ctx *)opaque)->a;
 	struct ftd_process *pr = a->pr;
 	struct primary *p = a->p;
 	uint64_t expirations;
@@ -249,7 +249,7 @@ static int active_io(void *opaque)
 	int r = 0;
 
 	ftd_cluster_dispatch(&pr->fc);
-	active_quorum(a);
+	ftd_primary_quorum(a);
 	if (a->first_contact) /* nothing leaves before the peer has answered */
 		commit_gate(&pr->commit, true, false);
 	netloop_dispatch(&pr->nl);
@@ -274,9 +274,9 @@ static int active_io(void *opaque)
 }
 
 /* The engine's timed work, generations, output release, events, a handover's end. */
-static int active_tick(void *opaque, uint64_t now)
+static int ftd_primary_tick(void *opaque, uint64_t now)
 {
-	struct active *a = ((struct active_loop_ctx *)opaque)->a;
+	struct ftd_primary *a = ((struct ftd_primary_loop_ctx *)opaque)->a;
 	struct ftd_process *pr = a->pr;
 	struct primary *p = a->p;
 
@@ -285,7 +285,7 @@ static int active_tick(void *opaque, uint64_t now)
 	hook_reap();
 	if (a->sec)
 		secondary_tick(a->sec, now);
-	active_generation(a);
+	ftd_primary_generation(a);
 	if (a->stop_why) {
 		vm_pause(pr->vm, 0, NULL);
 		log_error("Stopping the guest: %s%s%s%s", a->stop_why,
@@ -296,7 +296,7 @@ static int active_tick(void *opaque, uint64_t now)
 	}
 	if (outbuf_flush(&pr->out, pr->console_fd) < 0)
 		log_warning("Writing the console failed: %s (output is kept)", strerror(errno));
-	active_events(a, now);
+	ftd_primary_events(a, now);
 	if (p->handover == HANDOVER_DONE || p->handover == HANDOVER_UNKNOWN) {
 		/* Let the answer and the last output leave before the guest goes. */
 		for (int i = 0; i < 20 && pr->nl.inflight; i++)
@@ -306,14 +306,14 @@ static int active_tick(void *opaque, uint64_t now)
 	return FTD_LOOP_ON;
 }
 
-static void active_second(void *opaque, uint64_t now)
+static void ftd_primary_second(void *opaque, uint64_t now)
 {
-	struct active_loop_ctx *al = opaque;
-	struct active *a = al->a;
+	struct ftd_primary_loop_ctx *al = opaque;
+	struct ftd_primary *a = al->a;
 	struct primary *p = a->p;
 	uint64_t sent = primary_bytes_sent(p);
 
-	active_auto_interval(a);
+	ftd_primary_auto_interval(a);
 	a->bytes_per_s = (sent - a->rate_bytes) * NS_PER_S / (now - a->rate_ns);
 	a->rate_bytes = sent;
 	a->rate_ns = now;
@@ -322,28 +322,28 @@ static void active_second(void *opaque, uint64_t now)
 		   primary_state_name(p->state), (unsigned long long)p->next_epoch,
 		   (unsigned long long)p->st.acked);
 	if (!a->o->quiet)
-		active_stats_line(p, &al->w, now);
+		ftd_primary_stats_line(p, &al->w, now);
 }
 
 /* A live harvest is timed work of the engine's: the wait ends for it. */
-static uint64_t active_next_due(void *opaque)
+static uint64_t ftd_primary_next_due(void *opaque)
 {
-	struct active_loop_ctx *al = opaque;
+	struct ftd_primary_loop_ctx *al = opaque;
 
 	return primary_next_due(al->a->p);
 }
 
-static int active_loop(struct active *a)
+static int ftd_primary_loop(struct ftd_primary *a)
 {
 	static const struct ftd_loop_ops ops = {
-		.io = active_io,
-		.tick = active_tick,
-		.second = active_second,
-		.next_due = active_next_due,
+		.io = ftd_primary_io,
+		.tick = ftd_primary_tick,
+		.second = ftd_primary_second,
+		.next_due = ftd_primary_next_due,
 	};
 	struct ftd_process *pr = a->pr;
 	uint64_t start = clock_now_ns();
-	struct active_loop_ctx al = { .a = a, .w = { .start_ns = start } };
+	struct ftd_primary_loop_ctx al = { .a = a, .w = { .start_ns = start } };
 	struct ftd_loop l = {
 		.ops = &ops,
 		.opaque = &al,
@@ -361,9 +361,10 @@ static int active_loop(struct active *a)
 	return ftd_loop_run(&l);
 }
 
-static void active_on_gen(void *opaque, const struct gen_state *g, bool from_self, uint32_t nodeid);
+static void ftd_primary_on_gen(void *opaque, const struct gen_state *g, bool from_self,
+			       uint32_t nodeid);
 
-int active_run(struct active *a, const char *peer)
+int ftd_primary_run(struct ftd_primary *a, const char *peer)
 {
 	struct primary_config cfg = { .timeout_ns = a->o->timeout_ns,
 				      .reconnect_ns = RECONNECT_NS,
@@ -400,24 +401,24 @@ int active_run(struct active *a, const char *peer)
 		a->p = NULL;
 		goto out;
 	}
-	control_set_handler(a->pr->ctl, active_control, a);
-	a->pr->fc.on_gen = active_on_gen;
+	control_set_handler(a->pr->ctl, ftd_primary_control, a);
+	a->pr->fc.on_gen = ftd_primary_on_gen;
 	a->pr->fc.gen_opaque = a;
 	a->pr->fc.running = &a->gen;
 	ftd_owner_priority(a->o, a->pr->vm);
 	event_emit(a->pr->ctl, "role", "role", "primary", "by",
 		   a->promoted_by ? a->promoted_by : "start", NULL);
-	active_marker(a, true);
-	status = active_loop(a);
+	ftd_primary_marker(a, true);
+	status = ftd_primary_loop(a);
 	a->pr->fc.running = NULL;
-	active_marker(a, false);
+	ftd_primary_marker(a, false);
 	sd_notify(0, "STOPPING=1");
 	if (status == 0 && a->p->handover == HANDOVER_NONE)
 		primary_final_checkpoint(a->p);
 	/* The guest ends at its last checkpoint: nothing it does after may show. */
 	if (!a->frozen && a->p->handover == HANDOVER_NONE)
 		vm_pause(a->pr->vm, 0, NULL);
-	active_summary(a);
+	ftd_primary_summary(a);
 out:
 	if (control_waiting(a->pr->ctl)) {
 		struct json_object *rep = json_object_new_object();
@@ -467,14 +468,15 @@ static int new_guest(const struct ftd_options *o, struct gen_state *g)
 	log_info("guest: booting %s from nothing: a new guest, UUID %s, generation 1 (this node "
 		 "held %sbefore)",
 		 o->guest, u, before[0] ? before : "nothing ");
-	/* Stored once its secondary has first answered (active_generation). */
+	/* Stored once its secondary has first answered (ftd_primary_generation). */
 	return 0;
 }
 
 /* --cluster: another ftd announced a generation of our guest. */
-static void active_on_gen(void *opaque, const struct gen_state *g, bool from_self, uint32_t nodeid)
+static void ftd_primary_on_gen(void *opaque, const struct gen_state *g, bool from_self,
+			       uint32_t nodeid)
 {
-	struct active *a = opaque;
+	struct ftd_primary *a = opaque;
 	char l[128], r[128];
 	enum gen_relation rel = gen_compare(&a->gen, g);
 
@@ -505,14 +507,14 @@ static void active_on_gen(void *opaque, const struct gen_state *g, bool from_sel
 int ftd_primary(const struct ftd_options *o)
 {
 	struct ftd_process pr;
-	struct active a = { .o = o, .pr = &pr, .timer_fd = -1 };
+	struct ftd_primary a = { .o = o, .pr = &pr, .timer_fd = -1 };
 	int status, r;
 
 	status = ftd_process_open(&pr, o, "peer", o->peer, true, o->send_zc);
 	if (status)
 		goto out;
 	status = 1;
-	if (ftd_process_serve(&pr, active_control, &a) < 0 ||
+	if (ftd_process_serve(&pr, ftd_primary_control, &a) < 0 ||
 	    (o->cluster[0] && wait_quorum(&pr.fc, pr.sig_fd) < 0))
 		goto out;
 	if ((o->cluster[0] && cluster_boot_check(&pr.fc, pr.sig_fd) < 0) ||
@@ -529,7 +531,7 @@ int ftd_primary(const struct ftd_options *o)
 		 dirty_mode_name(o->tracking), (double)o->interval_ns / NS_PER_MS, o->peer,
 		 o->verify ? ", verifying memory" : "");
 	sd_notifyf(0, "READY=1\nSTATUS=primary: running %s, connecting to %s", o->guest, o->peer);
-	status = active_run(&a, o->peer);
+	status = ftd_primary_run(&a, o->peer);
 out:
 	ftd_process_close(&pr);
 	tls_ctx_free(a.tls_named);
