@@ -38,9 +38,6 @@ void send_built(struct primary *p, int r, uint8_t *buf, size_t len)
 	free(buf);
 }
 
-void sync_start(struct primary *p);
-void sync_pump(struct primary *p);
-
 static void on_hello(struct primary *p, const uint8_t *payload, size_t len)
 {
 	struct hello_decoded d;

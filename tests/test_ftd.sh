@@ -110,32 +110,35 @@ for tracking in ring bitmap; do
 	echo "ok: ftd run --tracking $tracking: $ckpts checkpoints, bank lines all ok"
 done
 
+# run_rss MEM VCPUS TAG [ARGS...]: `ftd run` of bank for 2 s, its VmRSS then
+# (RSS_KB, KiB) and its exit status after SIGTERM (RSS_RC); stderr in $TMP/err.TAG.
+run_rss() {
+	local mem=$1 vcpus=$2 tag=$3 pid
+	shift 3
+	"$FTD" run --guest builtin:bank --mem "$mem" --vcpus "$vcpus" --console /dev/null --quiet \
+		--duration 10s "$@" 2>"$TMP/err.$tag" &
+	pid=$!
+	sleep 2
+	RSS_KB=$(awk '/^VmRSS:/ {print $2}' /proc/$pid/status 2>/dev/null)
+	kill -TERM $pid
+	wait $pid
+	RSS_RC=$?
+}
+
 # A 16 GiB guest that touches little costs little RAM (MAP_NORESERVE memory,
 # staging and dirty sets): RSS stays far below the guest size.
-"$FTD" run --guest builtin:bank --mem 16G --vcpus 2 --console /dev/null --quiet \
-	--duration 10s 2>"$TMP/err.16g" &
-pid=$!
-sleep 2
-rss_kb=$(awk '/^VmRSS:/ {print $2}' /proc/$pid/status 2>/dev/null)
-kill -TERM $pid
-wait $pid
-rc=$?
-[ $rc -eq 0 ] || fail "16G guest: ftd exited $rc: $(cat "$TMP/err.16g")"
+run_rss 16G 2 16g
+[ "$RSS_RC" -eq 0 ] || fail "16G guest: ftd exited $RSS_RC: $(cat "$TMP/err.16g")"
+rss_kb=$RSS_KB
 [ -n "$rss_kb" ] || fail "16G guest: could not read its RSS"
 [ "$rss_kb" -lt 262144 ] || fail "16G guest: RSS ${rss_kb} KiB, expected under 256 MiB"
 echo "ok: 16 GiB guest runs with RSS ${rss_kb} KiB"
 
 # --prealloc: all guest RAM resident from the start, and a guest larger than
 # the host can back is refused before it runs (not OOM-killed later).
-"$FTD" run --guest builtin:bank --mem 512M --vcpus 1 --console /dev/null --quiet --prealloc \
-	--duration 10s 2>"$TMP/err.prealloc" &
-pid=$!
-sleep 2
-rss_kb=$(awk '/^VmRSS:/ {print $2}' /proc/$pid/status 2>/dev/null)
-kill -TERM $pid
-wait $pid
-rc=$?
-[ $rc -eq 0 ] || fail "--prealloc: ftd exited $rc: $(cat "$TMP/err.prealloc")"
+run_rss 512M 1 prealloc --prealloc
+[ "$RSS_RC" -eq 0 ] || fail "--prealloc: ftd exited $RSS_RC: $(cat "$TMP/err.prealloc")"
+rss_kb=$RSS_KB
 [ "${rss_kb:-0}" -ge 524288 ] || fail "--prealloc: RSS ${rss_kb:-?} KiB, expected all 512 MiB"
 avail_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
 big=$((avail_kb / 1048576 + 2)) # GiB: more than the host has
