@@ -296,6 +296,8 @@ static int ftd_primary_tick(void *opaque, uint64_t now)
 	}
 	if (outbuf_flush(&pr->out, pr->console_fd) < 0)
 		log_warning("Writing the console failed: %s (output is kept)", strerror(errno));
+	if (ftd_net_work(&pr->net, pr->vm, now) < 0)
+		return 1;
 	ftd_primary_events(a, now);
 	if (p->handover == HANDOVER_DONE || p->handover == HANDOVER_UNKNOWN) {
 		/* Let the answer and the last output leave before the guest goes. */
@@ -322,15 +324,16 @@ static void ftd_primary_second(void *opaque, uint64_t now)
 		   primary_state_name(p->state), (unsigned long long)p->next_epoch,
 		   (unsigned long long)p->st.acked);
 	if (!a->o->quiet)
-		ftd_primary_stats_line(p, &al->w, now);
+		ftd_primary_stats_line(p, a->pr->frames.buf ? &a->pr->frames : NULL, &al->w, now);
 }
 
 /* A live harvest is timed work of the engine's: the wait ends for it. */
 static uint64_t ftd_primary_next_due(void *opaque)
 {
 	struct ftd_primary_loop_ctx *al = opaque;
+	uint64_t engine = primary_next_due(al->a->p), net = ftd_net_next_due(&al->a->pr->net);
 
-	return primary_next_due(al->a->p);
+	return engine < net ? engine : net;
 }
 
 static int ftd_primary_loop(struct ftd_primary *a)
@@ -348,8 +351,8 @@ static int ftd_primary_loop(struct ftd_primary *a)
 		.ops = &ops,
 		.opaque = &al,
 		.sig_fd = pr->sig_fd,
-		.fds = { pr->vm->event_fd, a->timer_fd, netloop_fd(&pr->nl) },
-		.nr_fds = 3,
+		.fds = { pr->vm->event_fd, a->timer_fd, netloop_fd(&pr->nl), vm_device_fd(pr->vm) },
+		.nr_fds = 4,
 		.fc = &pr->fc,
 		.max_wait_ns = 100 * NS_PER_MS,
 		.next_second_ns = start + NS_PER_S,
@@ -401,6 +404,10 @@ int ftd_primary_run(struct ftd_primary *a, const char *peer)
 		a->p = NULL;
 		goto out;
 	}
+	/* A promoted guest's address moves here: the network must learn its port. */
+	if (ftd_net_attach(&a->pr->net, a->promoted_by != NULL) < 0)
+		goto out;
+	ftd_net_hold_in(&a->pr->net, &a->pr->frames);
 	control_set_handler(a->pr->ctl, ftd_primary_control, a);
 	a->pr->fc.on_gen = ftd_primary_on_gen;
 	a->pr->fc.gen_opaque = a;

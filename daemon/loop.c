@@ -11,8 +11,8 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 
-/* The signalfd, three of the role's, three of the cluster's. */
-#define LOOP_MAX_FDS 7
+/* The signalfd, four of the role's, three of the cluster's. */
+#define LOOP_MAX_FDS 8
 
 static struct timespec loop_wait(const struct ftd_loop *l)
 {

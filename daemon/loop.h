@@ -36,7 +36,7 @@ struct ftd_loop {
 	const struct ftd_loop_ops *ops;
 	void *opaque;
 	int sig_fd;
-	int fds[3]; /* besides the signalfd; only wake the loop, io looks at them */
+	int fds[4]; /* besides the signalfd; only wake the loop, io looks at them */
 	int nr_fds;
 	const struct ftd_cluster *fc; /* its fds too; NULL: none */
 	uint64_t max_wait_ns;

@@ -60,6 +60,12 @@ const struct option options_long[] = {
 	{ "tls-peer", required_argument, NULL, OPT_TLS_PEER },
 	{ "insecure", no_argument, NULL, OPT_INSECURE },
 	{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
+	{ "net", required_argument, NULL, OPT_NET },
+	{ "net-hold-max", required_argument, NULL, OPT_NET_HOLD_MAX },
+	{ "guest-ip", required_argument, NULL, OPT_GUEST_IP },
+	{ "guest-gateway", required_argument, NULL, OPT_GUEST_GATEWAY },
+	{ "kv-max-bytes", required_argument, NULL, OPT_KV_MAX_BYTES },
+	{ "debug-no-device-dirty", no_argument, NULL, OPT_DEBUG_NO_DEVICE_DIRTY },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -117,6 +123,7 @@ static void options_defaults(struct ftd_options *o)
 	o->fence_timeout_ns = 60000000000ULL;
 	o->cluster_wait_ns = 35000000000ULL;
 	snprintf(o->console, sizeof(o->console), "-");
+	o->net.hold_max = FTD_NET_DEFAULT_HOLD_MAX;
 	loader_default_params(&o->gp);
 }
 
@@ -361,6 +368,30 @@ int options_apply(struct ftd_options *o, int c, const char *arg, char *err, size
 				arg);
 		snprintf(o->state_dir, sizeof(o->state_dir), "%s", arg);
 		break;
+	case OPT_NET:
+		o->gp.net_present = 1;
+		return options_parse_net(arg, &o->net, err, errlen);
+	case OPT_NET_HOLD_MAX:
+		if (parse_size(arg, &v) < 0 || v < (64ULL << 10) || v > (1ULL << 30))
+			return options_fail(err, errlen,
+					    "--net-hold-max: '%s' is not a size between 64K and 1G",
+					    arg);
+		o->net.hold_max = v;
+		break;
+	case OPT_GUEST_IP:
+		return options_parse_guest_ip(arg, &o->gp, err, errlen);
+	case OPT_GUEST_GATEWAY:
+		return options_parse_guest_gateway(arg, &o->gp, err, errlen);
+	case OPT_KV_MAX_BYTES:
+		if (parse_size(arg, &v) < 0 || v < (64ULL << 10))
+			return options_fail(err, errlen,
+					    "--kv-max-bytes: '%s' is not a size of at least 64K",
+					    arg);
+		o->gp.kv_max_bytes = v;
+		break;
+	case OPT_DEBUG_NO_DEVICE_DIRTY:
+		o->no_device_dirty = true;
+		break;
 	case OPT_CONFIG:
 		break; /* read before the command line (ftd_options_parse) */
 	case OPT_CHECK_CONFIG:
@@ -426,6 +457,14 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 		return 0;
 	if (o->role == FTD_ROLE_NONE)
 		return options_fail(err, errlen, "no command given (try ftd run --help)");
+	if ((o->gp.net_ip || o->gp.net_gateway) && !o->net.enabled)
+		return options_fail(err, errlen, "--%s needs --net (the guest has no NIC without)",
+				    o->gp.net_ip ? "guest-ip" : "guest-gateway");
+	if (o->gp.net_gateway && o->gp.net_ip &&
+	    (o->gp.net_gateway & o->gp.net_mask) != (o->gp.net_ip & o->gp.net_mask))
+		return options_fail(err, errlen,
+				    "--guest-gateway is not in the subnet of --guest-ip (the "
+				    "guest could not reach it)");
 	if (o->role == FTD_ROLE_PRIMARY && !o->peer[0])
 		return options_fail(err, errlen,
 				    "ftd primary needs --peer HOST:PORT (the secondary)");

@@ -11,6 +11,22 @@
 #include "guest/guest_abi.h"
 #include "vmm/dirty.h"
 
+/* --net: the guest's virtio-net NIC on a TAP device. */
+struct ftd_net_options {
+	bool enabled;
+	char tap[16]; /* the TAP's name (IFNAMSIZ) */
+	uint8_t mac[6];
+	char mac_text[18]; /* the same, as text (the handshake compares it) */
+	bool vnet_hdr;	   /* IFF_VNET_HDR */
+	uint64_t hold_max; /* bytes of held frames before the guest's transmit queue stops */
+};
+
+#define FTD_NET_DEFAULT_MAC                                                                        \
+	{                                                                                          \
+		0x52, 0x54, 0x00, 0x12, 0x34, 0x56                                                 \
+	}
+#define FTD_NET_DEFAULT_HOLD_MAX (8ULL << 20)
+
 enum ftd_role {
 	FTD_ROLE_NONE = 0,
 	FTD_ROLE_RUN,
@@ -55,6 +71,8 @@ struct ftd_options {
 	bool insecure;		  /* replicate in the clear beyond loopback */
 	uint64_t cluster_wait_ns; /* after the primary's node left, before promoting */
 	char state_dir[200];	  /* guest UUID and data generation (daemon/genstore.h) */
+	struct ftd_net_options net;
+	bool no_device_dirty; /* --debug-no-device-dirty: tests prove --verify catches it */
 	struct guest_params gp;
 };
 

@@ -53,6 +53,12 @@ enum {
 	OPT_TLS_PEER,
 	OPT_INSECURE,
 	OPT_STATE_DIR,
+	OPT_NET,
+	OPT_NET_HOLD_MAX,
+	OPT_GUEST_IP,
+	OPT_GUEST_GATEWAY,
+	OPT_KV_MAX_BYTES,
+	OPT_DEBUG_NO_DEVICE_DIRTY,
 	OPT_CONFIG,
 	OPT_CHECK_CONFIG,
 	OPT_HELP,
@@ -67,6 +73,11 @@ int options_fail(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* One option (OPT_*) and its value (NULL for a flag): 0, or -EINVAL with err set. */
 int options_apply(struct ftd_options *o, int c, const char *arg, char *err, size_t errlen);
+/* options_net.c: --net tap=NAME[,mac=MAC][,vnet-hdr=on|off]; 0 or -EINVAL with err set. */
+int options_parse_net(const char *arg, struct ftd_net_options *n, char *err, size_t errlen);
+/* --guest-ip ADDR/PREFIX and --guest-gateway ADDR into guest_params. */
+int options_parse_guest_ip(const char *arg, struct guest_params *gp, char *err, size_t errlen);
+int options_parse_guest_gateway(const char *arg, struct guest_params *gp, char *err, size_t errlen);
 /* run, primary or secondary: 0, else -EINVAL. */
 int options_parse_role(const char *word, enum ftd_role *ret);
 /* --config FILE: applies its keys to *o; 0, or -EINVAL naming the file and line. */

@@ -52,6 +52,7 @@ int local_hello(const struct ftd_options *o, struct vm *vm, uint32_t role, struc
 	for (unsigned int i = 0; i < vm->nr_devices && i < HELLO_MAX_DEVICES; i++)
 		h->devices[h->nr_devices++] = vm->devices[i]->ops->name;
 	h->verify = o->verify;
+	h->net_mac = o->net.enabled ? o->net.mac_text : "";
 	return 0;
 }
 
@@ -135,13 +136,18 @@ int ftd_process_open(struct ftd_process *pr, const struct ftd_options *o, const 
 	commit_init(&pr->commit);
 	if (r == 0)
 		r = commit_add_channel(&pr->commit, &pr->out);
+	/* Room for the bound and the frame that finds it reached. */
+	if (r == 0 && o->net.enabled)
+		r = outbuf_init(&pr->frames, o->net.hold_max + 2 * OUTBUF_RECORD_MAX);
+	if (r == 0 && o->net.enabled)
+		r = commit_add_channel(&pr->commit, &pr->frames);
 	pr->sig_fd = ftd_signalfd();
 	if (r < 0 || pr->sig_fd < 0) {
 		log_error("Failed to set up the output buffer and signals");
 		return 1;
 	}
 	/* A secondary's replica writes the same buffer: the guest writes it once promoted. */
-	status = ftd_make_vm(o, outbuf_sink, &pr->out, load_guest, &pr->vm);
+	status = ftd_make_vm(o, outbuf_sink, &pr->out, load_guest, &pr->net, &pr->vm);
 	if (status)
 		return status;
 	r = netloop_init(&pr->nl, send_zc);
@@ -184,6 +190,12 @@ void ftd_process_close(struct ftd_process *pr)
 			log_info("%llu console bytes of unacknowledged checkpoints withheld",
 				 (unsigned long long)outbuf_held(&pr->out));
 		outbuf_free(&pr->out);
+	}
+	if (pr->frames.buf) {
+		if (pr->booted && outbuf_records_held(&pr->frames))
+			log_info("%llu frames of unacknowledged checkpoints withheld",
+				 (unsigned long long)outbuf_records_held(&pr->frames));
+		outbuf_free(&pr->frames);
 	}
 	if (pr->sig_fd >= 0)
 		close(pr->sig_fd);

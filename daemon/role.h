@@ -21,6 +21,7 @@
 #include "daemon/autointerval.h"
 #include "daemon/control.h"
 #include "daemon/ftd_cluster.h"
+#include "daemon/net.h"
 #include "daemon/options.h"
 #include "lib/clock.h"
 #include "primary/replicate.h"
@@ -40,8 +41,10 @@ struct ftd_process {
 	struct vm *vm;
 	struct netloop nl;
 	bool nl_ok;
-	struct outbuf out;    /* the guest console, output commit's one channel so far */
+	struct outbuf out;    /* the guest console: output commit's first channel */
+	struct outbuf frames; /* --net: the guest's frames, its second (records) */
 	struct commit commit; /* what is held and when it leaves (primary/commit.h) */
+	struct ftd_net net;   /* --net: the NIC (daemon/net.h) */
 	struct control *ctl;
 	struct ftd_cluster fc; /* --cluster; fc.c is NULL without */
 	/* `ftd secondary`: kept when promoted; freed before the netloop (it waits out receives). */

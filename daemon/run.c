@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "daemon/loop.h"
+#include "daemon/net.h"
 #include "daemon/run.h"
 #include "daemon/status.h"
 #include "lib/clock.h"
@@ -213,7 +214,7 @@ static uint64_t mem_available(void)
 }
 
 int ftd_make_vm(const struct ftd_options *o, serial_sink_fn sink, void *opaque, bool load_guest,
-		struct vm **ret_vm)
+		struct ftd_net *net, struct vm **ret_vm)
 {
 	struct vm_config cfg = {
 		.mem_size = o->mem_size,
@@ -259,6 +260,10 @@ int ftd_make_vm(const struct ftd_options *o, serial_sink_fn sink, void *opaque, 
 		vm_free(vm);
 		return 1;
 	}
+	if (ftd_net_create(net, vm, o) < 0) {
+		vm_free(vm);
+		return 1;
+	}
 	if (load_guest) {
 		r = loader_load(vm, o->guest, &o->gp);
 		if (r < 0) {
@@ -300,11 +305,12 @@ static int checkpoint_once(struct ckpt *c, struct run_stats *rs)
 struct run_loop {
 	struct vm *vm;
 	struct ckpt *c;
+	struct ftd_net *net;
 	int timer_fd;
 	struct run_stats rs;
 };
 
-/* The VM's events and the timer: a checkpoint when either asks for one. */
+/* The VM's events and the timer: a checkpoint when either asks for one (devices: tick). */
 static int run_io(void *opaque)
 {
 	struct run_loop *rl = opaque;
@@ -333,19 +339,37 @@ static void run_second(void *opaque, uint64_t now)
 	print_stats(&rl->rs, now);
 }
 
-static int run_loop(struct vm *vm, struct ckpt *c, const struct ftd_options *o, int sig_fd,
-		    int timer_fd)
+static int run_tick(void *opaque, uint64_t now)
 {
-	static const struct ftd_loop_ops ops = { .io = run_io, .second = run_second };
-	static const struct ftd_loop_ops quiet_ops = { .io = run_io };
-	struct run_loop rl = { .vm = vm, .c = c, .timer_fd = timer_fd };
+	struct run_loop *rl = opaque;
+
+	return ftd_net_work(rl->net, rl->vm, now) < 0 ? 1 : FTD_LOOP_ON;
+}
+
+static uint64_t run_next_due(void *opaque)
+{
+	struct run_loop *rl = opaque;
+
+	return ftd_net_next_due(rl->net);
+}
+
+static int run_loop(struct vm *vm, struct ckpt *c, struct ftd_net *net, const struct ftd_options *o,
+		    int sig_fd, int timer_fd)
+{
+	static const struct ftd_loop_ops ops = {
+		.io = run_io, .tick = run_tick, .second = run_second, .next_due = run_next_due
+	};
+	static const struct ftd_loop_ops quiet_ops = { .io = run_io,
+						       .tick = run_tick,
+						       .next_due = run_next_due };
+	struct run_loop rl = { .vm = vm, .c = c, .net = net, .timer_fd = timer_fd };
 	uint64_t start = clock_now_ns();
 	struct ftd_loop l = {
 		.ops = o->quiet ? &quiet_ops : &ops,
 		.opaque = &rl,
 		.sig_fd = sig_fd,
-		.fds = { vm->event_fd, timer_fd },
-		.nr_fds = 2,
+		.fds = { vm->event_fd, timer_fd, vm_device_fd(vm) },
+		.nr_fds = 3,
 		.max_wait_ns = NS_PER_S,
 		.next_second_ns = start + NS_PER_S,
 		.second_on_grid = true,
@@ -364,6 +388,7 @@ int ftd_run(const struct ftd_options *o)
 {
 	struct vm *vm = NULL;
 	struct ckpt ckpt = { 0 };
+	struct ftd_net net;
 	int console_fd = -1, sig_fd = -1, timer_fd = -1, status = 1, r;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -378,10 +403,12 @@ int ftd_run(const struct ftd_options *o)
 		log_error("Failed to set up signals and timer: %s", strerror(errno));
 		goto out;
 	}
-	status = ftd_make_vm(o, ftd_console_write, &console_fd, true, &vm);
+	status = ftd_make_vm(o, ftd_console_write, &console_fd, true, &net, &vm);
 	if (status)
 		goto out;
 	status = 1;
+	if (ftd_net_attach(&net, false) < 0)
+		goto out;
 	r = ckpt_init(&ckpt, vm);
 	if (r < 0) {
 		log_error("Failed to set up checkpoint staging: %s", strerror(-r));
@@ -398,7 +425,7 @@ int ftd_run(const struct ftd_options *o)
 		 dirty_mode_name(o->tracking),
 		 o->tracking == DIRTY_RING && vm->ring_acq_rel ? " (acq_rel)" : "",
 		 (double)o->interval_ns / NS_PER_MS);
-	status = run_loop(vm, &ckpt, o, sig_fd, timer_fd);
+	status = run_loop(vm, &ckpt, &net, o, sig_fd, timer_fd);
 out:
 	ckpt_free(&ckpt);
 	vm_free(vm);

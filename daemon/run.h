@@ -8,6 +8,7 @@
 
 #include "vmm/serial.h"
 
+struct ftd_net;
 struct vm;
 
 /* `ftd run`: one VM, the local checkpoint cycle, no peer. Returns the exit status. */
@@ -26,10 +27,11 @@ void ftd_owner_priority(const struct ftd_options *o, const struct vm *vm);
 /* Logs why each stopped vCPU stopped; returns the exit status (1). */
 int ftd_report_stopped(struct vm *vm);
 /*
- * The VM of the options with its serial console on `sink`, and the guest
- * loaded when load_guest. Logs failures; returns 0 or the exit status.
+ * The VM of the options with its serial console on `sink`, its NIC in *net
+ * (--net; TAP not opened yet), and the guest loaded when load_guest. Logs
+ * failures; returns 0 or the exit status.
  */
 int ftd_make_vm(const struct ftd_options *o, serial_sink_fn sink, void *opaque, bool load_guest,
-		struct vm **ret_vm);
+		struct ftd_net *net, struct vm **ret_vm);
 
 #endif

@@ -79,7 +79,8 @@ void stats_end(struct stats_line *l)
 		l->buf);
 }
 
-void ftd_primary_stats_line(struct primary *p, struct pwindow *w, uint64_t now)
+void ftd_primary_stats_line(struct primary *p, struct outbuf *frames, struct pwindow *w,
+			    uint64_t now)
 {
 	struct primary_stats *st = &p->st;
 	double secs = (double)(now - w->start_ns) / NS_PER_S;
@@ -101,6 +102,8 @@ void ftd_primary_stats_line(struct primary *p, struct pwindow *w, uint64_t now)
 	stats_u64(&l, "verified", st->verified);
 	stats_u64(&l, "mismatches", st->mismatches);
 	stats_u64(&l, "held_bytes", commit_held(p->commit));
+	if (frames)
+		stats_u64(&l, "held_frames", outbuf_records_held(frames));
 	stats_u64(&l, "sync_pages", st->sync_pages);
 	stats_u64(&l, "sync_remaining", st->sync_remaining);
 	stats_end(&l);
@@ -188,6 +191,7 @@ void ftd_primary_metrics(struct ftd_primary *a, struct json_object *r)
 		"ftd_checkpoint_pause_seconds_count %llu\n",
 		(unsigned long long)st->all_pause_us.n, (double)st->all_pause_us.sum / 1e6,
 		(unsigned long long)st->all_pause_us.n);
+	ftd_net_metrics(&a->pr->net, &a->pr->frames, f);
 	fclose(f);
 	json_add_str(r, "text", text);
 	free(text);
@@ -257,6 +261,8 @@ void ftd_primary_status(struct ftd_primary *a, struct json_object *r)
 	json_add_u64(r, "verified", st->verified);
 	json_add_u64(r, "mismatches", st->mismatches);
 	json_add_u64(r, "held_bytes", commit_held(&a->pr->commit));
+	if (a->pr->net.dev)
+		ftd_net_status(&a->pr->net, &a->pr->frames, r);
 	json_add_u64(r, "console_offset", outbuf_stream_pos(&a->pr->out, outbuf_mark(&a->pr->out)));
 	json_add_u64(r, "sessions", st->sessions);
 	json_add_str(r, "quorum", ftd_cluster_quorum(&a->pr->fc));

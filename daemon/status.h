@@ -58,7 +58,9 @@ struct swindow {
 };
 
 /* One "ftd: stats ..." line; starts the next window (and resets the samples). */
-void ftd_primary_stats_line(struct primary *p, struct pwindow *w, uint64_t now);
+/* frames: the guest's held frames (--net), or NULL. */
+void ftd_primary_stats_line(struct primary *p, struct outbuf *frames, struct pwindow *w,
+			    uint64_t now);
 void ftd_secondary_stats_line(struct secondary *s, struct swindow *w, uint64_t now);
 
 /* `ftctl status`, into r. */

@@ -34,6 +34,20 @@
 
 #define GUEST_MAX_VCPUS 8
 
+/*
+ * virtio-mmio devices (virtio 1.2, MMIO transport version 2), one 4 KiB window
+ * per slot from GUEST_VIRTIO_MMIO_GPA, in the hole below 4 GiB. Slot s uses IRQ
+ * line GUEST_VIRTIO_IRQ_BASE + s (reserved: today's guests poll). A Linux guest
+ * finds them with virtio_mmio.device=4K@0xd0000000:5 and so on. The loader maps
+ * the 2 MiB from GUEST_VIRTIO_MMIO_GPA as uncached user pages.
+ */
+#define GUEST_VIRTIO_MMIO_GPA	0xd0000000ULL
+#define GUEST_VIRTIO_MMIO_SIZE	0x1000ULL
+#define GUEST_VIRTIO_MMIO_SLOTS 8
+#define GUEST_VIRTIO_IRQ_BASE	5
+#define GUEST_VIRTIO_SLOT_NET	0 /* virtio-net (--net) */
+#define GUEST_VIRTIO_SLOT_BLK	1 /* virtio-blk (--disk, the disk issue) */
+
 /* Ports. 0x3f8..0x3ff is the 16550 console (COM1). */
 #define GUEST_PORT_COM1 0x3f8
 /*
@@ -85,6 +99,17 @@ struct guest_params {
 	uint32_t touch_span;	 /* power of two, pages */
 	uint32_t touch_stride;	 /* odd: page k of a round is (k * stride) mod span */
 	uint32_t touch_rounds;	 /* 0: forever */
+
+	/*
+	 * builtin:kv: IPv4 address, netmask and gateway in host byte order
+	 * (a.b.c.d is a << 24 | b << 16 | c << 8 | d); 0: not set. The NIC is the
+	 * virtio-net device in GUEST_VIRTIO_SLOT_NET (its MAC is in its config space).
+	 */
+	uint32_t net_ip;
+	uint32_t net_mask;
+	uint32_t net_gateway;
+	uint32_t net_present;  /* 1: the VMM has a virtio-net device in its slot */
+	uint64_t kv_max_bytes; /* bound of the key-value store's keys and values */
 
 	/*
 	 * Bumped by the VMM to start the next touch round. The guest spins reading it

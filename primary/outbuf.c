@@ -154,3 +154,76 @@ int outbuf_flush(struct outbuf *ob, int fd)
 		pthread_mutex_unlock(&ob->lock);
 	}
 }
+
+size_t outbuf_room(struct outbuf *ob)
+{
+	size_t room;
+
+	pthread_mutex_lock(&ob->lock);
+	room = ob->cap - (size_t)(ob->produced - ob->written);
+	pthread_mutex_unlock(&ob->lock);
+	return room;
+}
+
+int outbuf_put_record(struct outbuf *ob, const uint8_t *data, size_t len)
+{
+	uint32_t hdr = (uint32_t)len;
+	int r = 0;
+
+	if (len > OUTBUF_RECORD_MAX)
+		return -EMSGSIZE;
+	pthread_mutex_lock(&ob->lock);
+	if (sizeof(hdr) + len > ob->cap - (size_t)(ob->produced - ob->written)) {
+		r = -ENOSPC;
+	} else {
+		ring_put(ob, ob->produced, (const uint8_t *)&hdr, sizeof(hdr));
+		ring_put(ob, ob->produced + sizeof(hdr), data, len);
+		ob->produced += sizeof(hdr) + len;
+		ob->records_in++;
+	}
+	pthread_mutex_unlock(&ob->lock);
+	return r;
+}
+
+/*
+ * Owner thread only, like outbuf_flush: [written, allowed) cannot change under
+ * it. A record that wraps around the ring's end is copied out whole first.
+ */
+int outbuf_flush_records(struct outbuf *ob, outbuf_record_fn fn, void *opaque)
+{
+	static _Thread_local uint8_t frame[OUTBUF_RECORD_MAX];
+
+	for (;;) {
+		uint64_t from, upto;
+		uint32_t len;
+		int r;
+
+		pthread_mutex_lock(&ob->lock);
+		from = ob->written;
+		upto = ob->allowed;
+		pthread_mutex_unlock(&ob->lock);
+		if (upto - from < sizeof(len))
+			return 0;
+		ring_get(ob, from, (uint8_t *)&len, sizeof(len));
+		if (upto - from < sizeof(len) + len)
+			return 0; /* allowed ends inside a record: cannot happen with marks */
+		ring_get(ob, from + sizeof(len), frame, len);
+		r = fn(opaque, frame, len);
+		if (r < 0)
+			return r;
+		pthread_mutex_lock(&ob->lock);
+		ob->written += sizeof(len) + len;
+		ob->records_out++;
+		pthread_mutex_unlock(&ob->lock);
+	}
+}
+
+uint64_t outbuf_records_held(struct outbuf *ob)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&ob->lock);
+	n = ob->records_in - ob->records_out;
+	pthread_mutex_unlock(&ob->lock);
+	return n;
+}

@@ -32,6 +32,9 @@ struct outbuf {
 	 * checkpoint it runs from left it (positions wrap modulo 2^64).
 	 */
 	uint64_t stream_base;
+	/* Record channels (packets): records appended and written out. */
+	uint64_t records_in;
+	uint64_t records_out;
 };
 
 int outbuf_init(struct outbuf *ob, size_t cap);
@@ -57,6 +60,27 @@ uint64_t outbuf_allowed(struct outbuf *ob);
  * 0, or -ERANGE if some have already been written out or not produced yet.
  */
 int outbuf_copy(struct outbuf *ob, uint64_t from, size_t len, uint8_t *dst);
+/*
+ * Record channels (guest frames): each record is a 4-byte length and its
+ * bytes, appended and written whole. outbuf_put_record appends all or
+ * nothing: -ENOSPC when it does not fit in what is free (the caller applies
+ * backpressure; a held frame is never dropped), -EMSGSIZE beyond 64 KiB.
+ * Marks taken by the thread that appends always fall between records.
+ */
+#define OUTBUF_RECORD_MAX 65536
+int outbuf_put_record(struct outbuf *ob, const uint8_t *data, size_t len);
+/* Free bytes: records up to this size minus 4 fit now. */
+size_t outbuf_room(struct outbuf *ob);
+/*
+ * Hands every allowed whole record to fn, in order, and counts it written; fn
+ * returns 0, or a negative errno to stop there (the record stays, and is
+ * handed over again next time). One thread only. Returns 0 or fn's error.
+ */
+typedef int (*outbuf_record_fn)(void *opaque, const uint8_t *data, size_t len);
+int outbuf_flush_records(struct outbuf *ob, outbuf_record_fn fn, void *opaque);
+/* Records appended and not yet written out. */
+uint64_t outbuf_records_held(struct outbuf *ob);
+
 /* Makes the next byte produced sit at `stream_pos` in the guest's stream. */
 void outbuf_rebase(struct outbuf *ob, uint64_t stream_pos);
 /* Stream position of byte `pos` of this process. */

@@ -77,6 +77,7 @@ int hello_frame(const struct hello_info *h, uint8_t **ret_buf, size_t *ret_len)
 	}
 	m.holds = h->holds;
 	m.stale = h->stale;
+	m.net_mac = (char *)(h->net_mac ? h->net_mac : "");
 	return frame_alloc(WIRE_HELLO, 0, &m.base, ret_buf, ret_len);
 }
 
@@ -123,6 +124,7 @@ int hello_decode(const uint8_t *payload, size_t len, struct hello_decoded *ret)
 	}
 	h->holds = m->holds;
 	h->stale = m->stale;
+	h->net_mac = m->net_mac;
 	return 0;
 }
 
@@ -199,6 +201,14 @@ int hello_compare(const struct hello_info *local, const struct hello_info *remot
 			snprintf(ret->remote, sizeof(ret->remote), "%s", r);
 			return -EPROTO;
 		}
+	}
+	if (strcmp(local->net_mac ? local->net_mac : "", remote->net_mac ? remote->net_mac : "")) {
+		snprintf(ret->field, sizeof(ret->field), "net_mac");
+		snprintf(ret->local, sizeof(ret->local), "%s",
+			 local->net_mac && *local->net_mac ? local->net_mac : "no NIC");
+		snprintf(ret->remote, sizeof(ret->remote), "%.32s",
+			 remote->net_mac && *remote->net_mac ? remote->net_mac : "no NIC");
+		return -EPROTO;
 	}
 	if (local->cpuid_len != remote->cpuid_len ||
 	    (local->cpuid_len && memcmp(local->cpuid, remote->cpuid, local->cpuid_len))) {

@@ -57,6 +57,7 @@ struct hello_info {
 	struct gen_state gen; /* the guest run (primary) or held (secondary) */
 	uint32_t holds;	      /* enum hello_holds, secondary only */
 	bool stale;	      /* secondary: its checkpoint was moved past */
+	const char *net_mac;  /* "52:54:00:12:34:56", or NULL/"" without a NIC */
 };
 
 /* A decoded HELLO; hello_decoded_free() releases it. */

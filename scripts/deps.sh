@@ -12,6 +12,8 @@ PACKAGES=(
 	libjson-c-dev            # ftctl and the control socket: JSON
 	libinih-dev              # ftd --config files
 	libsystemd-dev systemd   # sd_notify; systemd-analyze verify in the tests
+	redis-tools python3-redis iperf  # real clients of the builtin:kv guest (tests/test_net.sh)
+	dpkg-dev                 # dpkg-source: scripts/lwip.sh unpacks Debian's lwIP source
 	libssl-dev openssl       # mutual TLS for replication; certificates in the tests
 	clang-format             # CI format check (.clang-format)
 	libcpg-dev libquorum-dev libvotequorum-dev libcorosync-common-dev  # --cluster

@@ -1106,6 +1106,7 @@ static void hello_base(struct hello_info *h, uint32_t role)
 		.devices = { "serial", "virtio-blk" },
 		.nr_devices = 2,
 		.verify = true,
+		.net_mac = "52:54:00:12:34:56",
 	};
 }
 
@@ -1182,6 +1183,12 @@ static void test_hello_compare(void **state)
 	remote.devices[1] = "virtio-net";
 	expect_mismatch(&local, &remote, "devices", "serial,virtio-blk", "serial,virtio-net");
 	remote.devices[1] = "virtio-blk";
+	/* The NIC's MAC is the VM's identity too. */
+	remote.net_mac = "52:54:00:12:34:57";
+	expect_mismatch(&local, &remote, "net_mac", "52:54:00:12:34:56", "52:54:00:12:34:57");
+	remote.net_mac = "";
+	expect_mismatch(&local, &remote, "net_mac", "52:54:00:12:34:56", "no NIC");
+	remote.net_mac = "52:54:00:12:34:56";
 	expect_mismatch(&local, &remote, "cpuid", "64 bytes", "64 bytes");
 	assert_int_equal(hello_compare(&local, &remote, HELLO_PRIMARY, &mm), -EPROTO);
 	assert_string_not_equal(mm.local, mm.remote); /* the hashes differ */
@@ -1224,6 +1231,7 @@ static void check_hello_equal(const struct hello_info *a, const struct hello_inf
 	for (uint32_t i = 0; i < a->nr_devices; i++)
 		assert_string_equal(a->devices[i], b->devices[i]);
 	assert_int_equal(a->verify, b->verify);
+	assert_string_equal(a->net_mac, b->net_mac);
 }
 
 /* hello_frame -> frame_rx_feed (whole, and a byte at a time) -> hello_decode -> compare. */

@@ -268,6 +268,74 @@ static void test_options_errors(void **state)
 	expect_error((const char *const[]){ "ftd", NULL }, "no command given");
 }
 
+/* --net and the guest's address: what they set, and every refusal with its reason. */
+static void test_options_net(void **state)
+{
+	struct ftd_options o;
+	char err[256] = "";
+	const char *args[] = { "ftd",
+			       "run",
+			       "--guest",
+			       "builtin:kv",
+			       "--net",
+			       "tap=ftap0,mac=02:00:00:aa:bb:cc,vnet-hdr=on",
+			       "--guest-ip",
+			       "10.77.0.2/24",
+			       "--guest-gateway",
+			       "10.77.0.1",
+			       NULL };
+	const char *plain[] = { "ftd", "run", "--net", "tap=t0", NULL };
+
+	assert_int_equal(parse(&o, err, args), 0);
+	assert_true(o.net.enabled);
+	assert_string_equal(o.net.tap, "ftap0");
+	assert_memory_equal(o.net.mac, ((uint8_t[]){ 2, 0, 0, 0xaa, 0xbb, 0xcc }), 6);
+	assert_string_equal(o.net.mac_text, "02:00:00:aa:bb:cc");
+	assert_true(o.net.vnet_hdr);
+	assert_int_equal(o.net.hold_max, FTD_NET_DEFAULT_HOLD_MAX);
+	assert_int_equal(o.gp.net_ip, 0x0a4d0002);
+	assert_int_equal(o.gp.net_mask, 0xffffff00);
+	assert_int_equal(o.gp.net_gateway, 0x0a4d0001);
+	assert_int_equal(parse(&o, err, plain), 0);
+	assert_string_equal(o.net.mac_text, "52:54:00:12:34:56");
+	assert_false(o.net.vnet_hdr);
+
+	expect_error((const char *const[]){ "ftd", "run", "--net", "mac=52:54:00:12:34:56", NULL },
+		     "--net: 'mac=52:54:00:12:34:56' names no TAP (use tap=NAME)");
+	expect_error(
+		(const char *const[]){ "ftd", "run", "--net", "tap=t0,mac=52:54:00:12:34", NULL },
+		"--net: mac '52:54:00:12:34' is not a MAC address");
+	expect_error((const char *const[]){ "ftd", "run", "--net", "tap=t0,mac=01:00:5e:00:00:01",
+					    NULL },
+		     "--net: mac 01:00:5e:00:00:01 is a multicast address");
+	expect_error((const char *const[]){ "ftd", "run", "--net", "tap=t0,speed=10G", NULL },
+		     "--net: unknown key 'speed' (expected tap, mac, vnet-hdr)");
+	expect_error(
+		(const char *const[]){ "ftd", "run", "--net", "tap=a-name-longer-than-15", NULL },
+		"--net: tap 'a-name-longer-than-15' is not an interface name of 1..15 bytes");
+	expect_error((const char *const[]){ "ftd", "run", "--net", "t0", NULL },
+		     "--net: 't0' is not KEY=VALUE");
+	expect_error((const char *const[]){ "ftd", "run", "--net", "tap=t0", "--guest-ip",
+					    "10.77.0.2", NULL },
+		     "--guest-ip: '10.77.0.2' is not ADDR/PREFIX");
+	expect_error((const char *const[]){ "ftd", "run", "--net", "tap=t0", "--guest-ip",
+					    "10.77.0.2/31", NULL },
+		     "--guest-ip: '10.77.0.2/31' is not ADDR/PREFIX with a prefix of 1..30");
+	expect_error((const char *const[]){ "ftd", "run", "--net", "tap=t0", "--guest-ip",
+					    "10.77.0.255/24", NULL },
+		     "is the network or broadcast address");
+	expect_error((const char *const[]){ "ftd", "run", "--guest-ip", "10.77.0.2/24", NULL },
+		     "--guest-ip needs --net");
+	expect_error((const char *const[]){ "ftd", "run", "--net", "tap=t0", "--guest-ip",
+					    "10.77.0.2/24", "--guest-gateway", "10.78.0.1", NULL },
+		     "--guest-gateway is not in the subnet of --guest-ip");
+	expect_error((const char *const[]){ "ftd", "run", "--net", "tap=t0", "--guest-gateway",
+					    "10.77.0.300", NULL },
+		     "--guest-gateway: '10.77.0.300' is not an IPv4 address");
+	expect_error((const char *const[]){ "ftd", "run", "--net-hold-max", "1K", NULL },
+		     "--net-hold-max: '1K' is not a size between 64K and 1G");
+}
+
 static void test_samples(void **state)
 {
 	struct samples s = { 0 };
@@ -860,6 +928,7 @@ int main(void)
 		cmocka_unit_test(test_options_run),
 		cmocka_unit_test(test_options_defaults),
 		cmocka_unit_test(test_options_errors),
+		cmocka_unit_test(test_options_net),
 		cmocka_unit_test(test_commit_release_rule),
 		cmocka_unit_test(test_samples),
 		cmocka_unit_test(test_histogram),

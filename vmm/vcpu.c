@@ -187,6 +187,28 @@ static void vcpu_io(struct vcpu *v)
 		memset(data, 0xff, (size_t)run->io.size * run->io.count);
 }
 
+static void vcpu_mmio(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	struct kvm_run *run = v->run;
+	uint64_t gpa = run->mmio.phys_addr;
+	uint32_t len = run->mmio.len;
+
+	v->exits.other++;
+	for (unsigned int i = 0; len <= sizeof(run->mmio.data) && i < vm->nr_devices; i++) {
+		struct device *d = vm->devices[i];
+
+		if (d->mmio_len && gpa >= d->mmio_base && gpa - d->mmio_base < d->mmio_len &&
+		    len <= d->mmio_len - (gpa - d->mmio_base)) {
+			d->ops->mmio(d, gpa, run->mmio.is_write, run->mmio.data, len);
+			return;
+		}
+	}
+	/* Unclaimed: reads return all ones, writes are dropped. */
+	if (!run->mmio.is_write)
+		memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
+}
+
 static void vcpu_crash(struct vcpu *v)
 {
 	ioctl(v->fd, KVM_GET_REGS, &v->crash_regs);
@@ -212,10 +234,7 @@ static enum exit_action vcpu_handle_exit(struct vcpu *v)
 		vcpu_io(v);
 		return v->status == VCPU_RUNNING ? EXIT_CONTINUE : EXIT_STOP;
 	case KVM_EXIT_MMIO:
-		/* No MMIO devices: reads return all ones, writes are dropped. */
-		if (!run->mmio.is_write)
-			memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
-		v->exits.other++;
+		vcpu_mmio(v);
 		return EXIT_CONTINUE;
 	case KVM_EXIT_DIRTY_RING_FULL:
 		/* Not an error: park until the owner harvested and reset the rings. */

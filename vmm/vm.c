@@ -96,7 +96,7 @@ int vm_create(const struct vm_config *cfg, struct vm **ret_vm)
 	vm = calloc(1, sizeof(*vm));
 	if (!vm)
 		return -ENOMEM;
-	vm->kvm_fd = vm->vm_fd = vm->event_fd = -1;
+	vm->kvm_fd = vm->vm_fd = vm->event_fd = vm->device_fd = -1;
 	vm->cfg = *cfg;
 	vm->mem_size = cfg->mem_size;
 	vm->nr_pages = cfg->mem_size / VM_PAGE_SIZE;
@@ -153,6 +153,11 @@ int vm_create(const struct vm_config *cfg, struct vm **ret_vm)
 		r = -errno;
 		goto fail;
 	}
+	vm->device_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->device_fd < 0) {
+		r = -errno;
+		goto fail;
+	}
 	r = vm_install_kick_handler();
 	if (r < 0)
 		goto fail;
@@ -203,6 +208,8 @@ void vm_free(struct vm *vm)
 		munmap(vm->mem, vm->mem_size);
 	if (vm->event_fd >= 0)
 		close(vm->event_fd);
+	if (vm->device_fd >= 0)
+		close(vm->device_fd);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
@@ -218,8 +225,55 @@ int vm_add_device(struct vm *vm, struct device *dev)
 		return -EBUSY;
 	if (vm->nr_devices == VM_MAX_DEVICES)
 		return -ENOSPC;
+	for (unsigned int i = 0; dev->mmio_len && i < vm->nr_devices; i++) {
+		const struct device *d = vm->devices[i];
+
+		if (d->mmio_len && dev->mmio_base < d->mmio_base + d->mmio_len &&
+		    d->mmio_base < dev->mmio_base + dev->mmio_len)
+			return -EEXIST;
+	}
 	vm->devices[vm->nr_devices++] = dev;
 	return 0;
+}
+
+int vm_device_fd(struct vm *vm)
+{
+	return vm->device_fd;
+}
+
+void vm_devices_kick(struct vm *vm)
+{
+	uint64_t one = 1;
+
+	/* Can only fail with EAGAIN at a counter of 2^64-2: readable anyway. */
+	if (write(vm->device_fd, &one, sizeof(one)) < 0)
+		return;
+}
+
+int vm_devices_poll(struct vm *vm)
+{
+	uint64_t n;
+	int ret = 0;
+
+	/* Drain first: work that arrives while the devices run wakes us again. */
+	if (read(vm->device_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		return -errno;
+	for (unsigned int i = 0; i < vm->nr_devices; i++) {
+		struct device *d = vm->devices[i];
+		int r;
+
+		if (!d->ops->poll)
+			continue;
+		r = d->ops->poll(d);
+		if (r < 0 && !ret)
+			ret = r;
+	}
+	return ret;
+}
+
+void vm_set_device_dirty_marking(struct vm *vm, bool on)
+{
+	vm->device_dirty_off = !on;
 }
 
 void vm_set_signal_hook(struct vm *vm, vm_signal_fn fn, void *opaque)

@@ -5,7 +5,17 @@
  * be paused (parked outside KVM_RUN, optionally saving their own state) and resumed.
  *
  * Threads: the owner (one thread) calls everything here; vCPU threads run guest
- * code and device emulation. Pause/resume (pause.h) and harvest are owner-only.
+ * code and device register emulation. Pause/resume (pause.h) and harvest are
+ * owner-only.
+ *
+ * Devices (device.h) split their work between the two: a vCPU thread only reads
+ * and writes device registers, and a register write that asks for work (a
+ * virtio QueueNotify) just records it and wakes the owner through
+ * vm_device_fd(). All guest-memory work of every device (popping descriptor
+ * chains, copying frames, pushing used entries) happens in vm_devices_poll() on
+ * the owner thread. The owner also takes checkpoints (between vm_pause and
+ * vm_resume), so a checkpoint is a consistent cut of vCPUs and devices without
+ * any device thread to stop.
  */
 #ifndef RINGFT_VMM_VM_H
 #define RINGFT_VMM_VM_H
@@ -94,6 +104,10 @@ struct vm {
 
 	struct device *devices[VM_MAX_DEVICES];
 	unsigned int nr_devices;
+	/* eventfd: readable when a device has work for vm_devices_poll(). */
+	int device_fd;
+	/* Test switch (vm_set_device_dirty_marking): devices skip vm_mark_dirty. */
+	bool device_dirty_off;
 	vm_signal_fn signal_fn;
 	void *signal_opaque;
 
@@ -138,6 +152,11 @@ int vm_create(const struct vm_config *cfg, struct vm **ret_vm);
 /* Stops and joins the vCPU threads, closes everything. Accepts NULL. */
 void vm_free(struct vm *vm);
 
+/*
+ * Registers a device (before vm_start); the VM owns it from then on and frees it
+ * in vm_free(). -EBUSY after start, -ENOSPC when full, -EEXIST if its MMIO range
+ * overlaps another device's.
+ */
 int vm_add_device(struct vm *vm, struct device *dev);
 void vm_set_signal_hook(struct vm *vm, vm_signal_fn fn, void *opaque);
 
@@ -190,6 +209,39 @@ static inline void vm_mark_touched(struct vm *vm, uint64_t page)
 /* Writes guest memory on behalf of the VMM and records the pages as dirty. */
 int vm_write_guest(struct vm *vm, uint64_t gpa, const void *src, uint64_t len);
 void vm_mark_dirty(struct vm *vm, uint64_t gpa, uint64_t len);
+
+/*
+ * Device work (see the head of this file). vm_device_fd() is an eventfd that
+ * becomes readable when any device has work: a vCPU wrote a queue notify, a
+ * backend's io_uring posted a completion (devices register this fd with
+ * io_uring_register_eventfd), or the owner resumed a stopped queue. The owner
+ * waits for it in its event loop and then calls vm_devices_poll(), which drains
+ * the fd and lets every device do its work: returns 0 or the first -errno a
+ * device reported (the others still ran).
+ *
+ * Owner only. Guest memory written here is marked dirty, so it belongs to the
+ * next harvest: never call it between the harvest and machine_save_vm() of one
+ * checkpoint (simplest: not while the VM is paused). A secondary calls it only
+ * after promotion.
+ */
+int vm_device_fd(struct vm *vm);
+int vm_devices_poll(struct vm *vm);
+/* Wakes the owner: makes vm_device_fd() readable. Any thread. */
+void vm_devices_kick(struct vm *vm);
+/*
+ * Device writes into guest memory: the pages go to the VMM dirty set, because
+ * KVM logs only what the vCPUs write. Devices use this, not vm_mark_dirty().
+ */
+static inline void vm_mark_device_dirty(struct vm *vm, uint64_t gpa, uint64_t len)
+{
+	if (!vm->device_dirty_off)
+		vm_mark_dirty(vm, gpa, len);
+}
+/*
+ * Test only: with false, devices write guest memory without marking it, so a
+ * test can prove that `ftd --verify` catches a missing mark. Default true.
+ */
+void vm_set_device_dirty_marking(struct vm *vm, bool on);
 
 /*
  * Collect every page dirtied since the last harvest (guest writes through the
