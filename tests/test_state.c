@@ -8,6 +8,11 @@
  * cut by the pause continues byte for byte in the next VM. Across that whole
  * stream every bank line says ok and each vCPU's iter goes up by exactly one, so
  * nothing was lost or repeated, and every new VM adds lines of its own.
+ *
+ * Every VM also has a virtio-net device (no TAP: the bank guest does not use
+ * it), which the test drives like a guest's driver through its registers before
+ * the first hop, so that its state (features, status, queue addresses and
+ * sizes, the MAC) is not a fresh device's and must travel through every hop.
  */
 #include <string.h>
 #include <sys/ioctl.h>
@@ -16,6 +21,8 @@
 #include "vmm/loader.h"
 #include "vmm/machine.h"
 #include "vmm/vcpu.h"
+#include "vmm/virtio_mmio.h"
+#include "vmm/virtio_net.h"
 
 #define HOPS 4
 
@@ -105,6 +112,86 @@ static void compare_state(const struct machine_state *a, const struct machine_st
  * guest (interrupts off, no debug registers, no rdtscp) does not notice, so a
  * load that skipped it shows in compare_state(). VM paused.
  */
+static struct device *net_device(struct vm *vm)
+{
+	for (unsigned int i = 0; i < vm->nr_devices; i++)
+		if (vm->devices[i]->mmio_len)
+			return vm->devices[i];
+	CHECK(0, "the VM has no virtio-net device");
+	return NULL;
+}
+
+static void mmio_write(struct device *d, uint64_t reg, uint32_t v)
+{
+	d->ops->mmio(d, d->mmio_base + reg, 1, (uint8_t *)&v, sizeof(v));
+}
+
+static uint32_t mmio_read(struct device *d, uint64_t reg)
+{
+	uint32_t v = 0;
+
+	d->ops->mmio(d, d->mmio_base + reg, 0, (uint8_t *)&v, sizeof(v));
+	return v;
+}
+
+static void add_net(struct vm *vm)
+{
+	struct virtio_net_config cfg = { .tap = "unused0", .mac = { 2, 0, 0, 0x12, 0x34, 0x56 } };
+	struct virtio_net *net;
+
+	CHECK_OK(virtio_net_create(vm, GUEST_VIRTIO_SLOT_NET, &cfg, &net));
+}
+
+/* A driver's set-up of both queues (virtio 1.2, 3.1.1), rings high in RAM. */
+static void drive_net(struct vm *vm)
+{
+	struct device *d = net_device(vm);
+
+	CHECK(mmio_read(d, VIRTIO_MMIO_MAGIC_VALUE) == VIRTIO_MMIO_MAGIC, "magic");
+	mmio_write(d, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	mmio_write(d, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+	mmio_write(d, VIRTIO_MMIO_DRIVER_FEATURES, 1); /* VIRTIO_F_VERSION_1 */
+	mmio_write(d, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	mmio_write(d, VIRTIO_MMIO_DRIVER_FEATURES, 1u << 5); /* VIRTIO_NET_F_MAC */
+	mmio_write(d, VIRTIO_MMIO_STATUS,
+		   VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
+	CHECK(mmio_read(d, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_FEATURES_OK, "FEATURES_OK");
+	for (uint32_t q = 0; q < 2; q++) {
+		uint64_t base = (96ULL << 20) + q * 0x10000;
+
+		mmio_write(d, VIRTIO_MMIO_QUEUE_SEL, q);
+		mmio_write(d, VIRTIO_MMIO_QUEUE_NUM, 64 >> q);
+		mmio_write(d, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)base);
+		mmio_write(d, VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)base + 0x1000);
+		mmio_write(d, VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)base + 0x2000);
+		mmio_write(d, VIRTIO_MMIO_QUEUE_READY, 1);
+	}
+	mmio_write(d, VIRTIO_MMIO_STATUS,
+		   VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+			   VIRTIO_STATUS_DRIVER_OK);
+}
+
+/* What the loaded device answers, register by register, against the original. */
+static void compare_net(struct vm *a, struct vm *b, unsigned int hop)
+{
+	static const uint64_t regs[] = { VIRTIO_MMIO_STATUS,	      VIRTIO_MMIO_QUEUE_NUM,
+					 VIRTIO_MMIO_QUEUE_READY,     VIRTIO_MMIO_QUEUE_DESC_LOW,
+					 VIRTIO_MMIO_QUEUE_AVAIL_LOW, VIRTIO_MMIO_QUEUE_USED_LOW,
+					 VIRTIO_MMIO_CONFIG,	      VIRTIO_MMIO_CONFIG + 4 };
+	struct device *da = net_device(a), *db = net_device(b);
+
+	for (uint32_t q = 0; q < 2; q++) {
+		mmio_write(da, VIRTIO_MMIO_QUEUE_SEL, q);
+		mmio_write(db, VIRTIO_MMIO_QUEUE_SEL, q);
+		for (size_t i = 0; i < sizeof(regs) / sizeof(regs[0]); i++)
+			CHECK(mmio_read(da, regs[i]) == mmio_read(db, regs[i]),
+			      "hop %u: virtio-net register 0x%llx of queue %u differs", hop,
+			      (unsigned long long)regs[i], q);
+	}
+	CHECK(mmio_read(db, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DRIVER_OK,
+	      "hop %u: the loaded device forgot DRIVER_OK", hop);
+}
+
 static void perturb(struct vm *vm)
 {
 	struct kvm_irqchip pic = { .chip_id = KVM_IRQCHIP_PIC_MASTER };
@@ -147,6 +234,7 @@ static void round_trip(enum dirty_mode mode, unsigned int vcpus)
 	gp.bank_check_ms = 2;
 	t_console_init(&console[0]);
 	vm = t_vm_new(&cfg, "builtin:bank", &gp, &console[0]);
+	add_net(vm);
 	CHECK_OK(vm_start(vm));
 	wait_progress(done, &console[0], vcpus, before, &b);
 
@@ -157,6 +245,7 @@ static void round_trip(enum dirty_mode mode, unsigned int vcpus)
 			/* The state then travels through every later hop. */
 			CHECK_OK(vm_pause(vm, 0, NULL));
 			perturb(vm);
+			drive_net(vm);
 		}
 		CHECK_OK(vm_pause(vm, VM_PAUSE_SAVE_STATE, NULL));
 		CHECK_OK(machine_save_vm(vm, ms));
@@ -169,6 +258,7 @@ static void round_trip(enum dirty_mode mode, unsigned int vcpus)
 		/* A fresh VM built like the first, no guest loaded: memory and state move. */
 		t_console_init(&console[hop]);
 		fresh = t_vm_new(&cfg, NULL, NULL, &console[hop]);
+		add_net(fresh);
 		memcpy(fresh->mem, vm->mem, vm->mem_size);
 		CHECK_OK(machine_load(fresh, ms));
 		/* Everything loaded reads back as saved, before the new VM runs. */
@@ -176,6 +266,7 @@ static void round_trip(enum dirty_mode mode, unsigned int vcpus)
 		CHECK_OK(machine_save_vm(fresh, back));
 		machine_collect_vcpus(fresh, back);
 		compare_state(ms, back, hop);
+		compare_net(vm, fresh, hop);
 		vm_free(vm);
 		vm = fresh;
 		CHECK_OK(vm_start(vm));
