@@ -11,20 +11,7 @@
 #include <string.h>
 
 #include "daemon/options_internal.h"
-
-static int parse_mac(const char *s, uint8_t mac[6])
-{
-	unsigned int b[6];
-	char end;
-
-	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
-		   &end) != 6 ||
-	    strlen(s) != 17)
-		return -EINVAL;
-	for (int i = 0; i < 6; i++)
-		mac[i] = (uint8_t)b[i];
-	return 0;
-}
+#include "vmm/virtio_net.h"
 
 int options_parse_net(const char *arg, struct ftd_net_options *n, char *err, size_t errlen)
 {
@@ -50,14 +37,11 @@ int options_parse_net(const char *arg, struct ftd_net_options *n, char *err, siz
 						    val);
 			snprintf(v.tap, sizeof(v.tap), "%s", val);
 		} else if (!strcmp(kv, "mac")) {
-			if (parse_mac(val, v.mac) < 0)
+			if (virtio_net_parse_mac(val, v.mac) < 0)
 				return options_fail(err, errlen,
-						    "--net: mac '%s' is not a MAC address like "
-						    "52:54:00:12:34:56",
+						    "--net: mac '%s' is not a unicast MAC address "
+						    "like 52:54:00:12:34:56",
 						    val);
-			if (v.mac[0] & 1)
-				return options_fail(err, errlen,
-						    "--net: mac %s is a multicast address", val);
 		} else if (!strcmp(kv, "vnet-hdr")) {
 			if (strcmp(val, "on") && strcmp(val, "off"))
 				return options_fail(err, errlen,

@@ -304,10 +304,10 @@ static void test_options_net(void **state)
 		     "--net: 'mac=52:54:00:12:34:56' names no TAP (use tap=NAME)");
 	expect_error(
 		(const char *const[]){ "ftd", "run", "--net", "tap=t0,mac=52:54:00:12:34", NULL },
-		"--net: mac '52:54:00:12:34' is not a MAC address");
+		"--net: mac '52:54:00:12:34' is not a unicast MAC address");
 	expect_error((const char *const[]){ "ftd", "run", "--net", "tap=t0,mac=01:00:5e:00:00:01",
 					    NULL },
-		     "--net: mac 01:00:5e:00:00:01 is a multicast address");
+		     "--net: mac '01:00:5e:00:00:01' is not a unicast MAC address");
 	expect_error((const char *const[]){ "ftd", "run", "--net", "tap=t0,speed=10G", NULL },
 		     "--net: unknown key 'speed' (expected tap, mac, vnet-hdr)");
 	expect_error(
