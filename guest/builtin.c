@@ -8,6 +8,7 @@
 extern const uint8_t guest_bank_image[];
 extern const uint8_t guest_dirty_image[];
 extern const uint8_t guest_touch_image[];
+extern const uint8_t guest_kv_image[];
 
 const struct builtin_guest builtin_guests[] = {
 	{ "bank", "accounts moving money between pages; prints and checks the sum",
@@ -16,6 +17,8 @@ const struct builtin_guest builtin_guests[] = {
 	  guest_dirty_image, GUEST_DIRTY_SIZE },
 	{ "touch", "touches an exact page set per round, synchronised by port signals",
 	  guest_touch_image, GUEST_TOUCH_SIZE },
+	{ "kv", "lwIP: a Redis-protocol key-value server (6379) and iperf (5001) on virtio-net",
+	  guest_kv_image, GUEST_KV_SIZE },
 };
 
 const unsigned int builtin_guests_count = sizeof(builtin_guests) / sizeof(builtin_guests[0]);

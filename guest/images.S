@@ -21,4 +21,9 @@ guest_dirty_image:
 guest_touch_image:
 	.incbin "touch.bin"
 
+	.balign 4096
+	.globl guest_kv_image
+guest_kv_image:
+	.incbin "kv.bin"
+
 	.section .note.GNU-stack, "", @progbits

@@ -9,6 +9,8 @@
  *   GUEST_DATA_GPA                     one page of shared locks (console lock)
  *   GUEST_WORK_GPA                     bank and dirty: vCPU 0's region, then vCPU 1's...
  *   touch_base_gpa                     touch: vCPU i at base + i * span pages
+ *   GUEST_KV_BSS_GPA                   kv: the image's .bss (lwIP, rings, clients)
+ *   GUEST_KV_STORE_GPA                 kv: the store (hash buckets, then the arena)
  */
 #ifndef RINGFT_GUEST_LAYOUT_H
 #define RINGFT_GUEST_LAYOUT_H
@@ -58,6 +60,34 @@ static inline uint64_t guest_dirty_base(const struct guest_params *p, unsigned i
 static inline uint64_t guest_touch_base(const struct guest_params *p, unsigned int vcpu)
 {
 	return p->touch_base_gpa + (uint64_t)vcpu * p->touch_span * GUEST_PAGE_SIZE;
+}
+
+/*
+ * builtin:kv. Its image has a .bss (lwIP's global state, the virtqueues and their
+ * buffers, the client buffers) linked at GUEST_KV_BSS_GPA (guest/kv/kv.ld) and
+ * zeroed by the guest; the store follows at GUEST_KV_STORE_GPA: the hash bucket
+ * array (guest_kv_buckets() pointers), then the arena of kv_max_bytes.
+ */
+#define GUEST_KV_BSS_GPA       0x800000ULL
+#define GUEST_KV_BSS_MAX       0x2800000ULL /* 40 MiB, up to the store */
+#define GUEST_KV_STORE_GPA     0x3000000ULL
+#define GUEST_KV_MIN_BYTES     (64ULL << 10) /* ftd --kv-max-bytes: at least 64K */
+#define GUEST_KV_DEFAULT_BYTES (64ULL << 20)
+
+/* Buckets of the store's hash table: a power of two, one per 256 bytes, >= 1024. */
+static inline uint64_t guest_kv_buckets(uint64_t max_bytes)
+{
+	uint64_t n = 1024;
+
+	while (n * 256 < max_bytes)
+		n <<= 1;
+	return n;
+}
+
+/* End of the store for kv_max_bytes: buckets (8 bytes each), then the arena. */
+static inline uint64_t guest_kv_store_end(const struct guest_params *p)
+{
+	return GUEST_KV_STORE_GPA + guest_kv_buckets(p->kv_max_bytes) * 8 + p->kv_max_bytes;
 }
 
 #endif

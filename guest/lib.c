@@ -83,21 +83,100 @@ void line_emit(struct line *l)
 	l->len = 0;
 }
 
+/* String instructions: fast on every CPU with ERMS, and short. */
 void *memset(void *dst, int c, size_t n)
 {
-	unsigned char *d = dst;
+	void *d = dst;
 
-	while (n--)
-		*d++ = (unsigned char)c;
+	asm volatile("cld; rep stosb" : "+D"(d), "+c"(n) : "a"(c) : "memory");
 	return dst;
 }
 
 void *memcpy(void *dst, const void *src, size_t n)
 {
+	void *d = dst;
+
+	asm volatile("cld; rep movsb" : "+D"(d), "+S"(src), "+c"(n) : : "memory");
+	return dst;
+}
+
+void *memmove(void *dst, const void *src, size_t n)
+{
 	unsigned char *d = dst;
 	const unsigned char *s = src;
 
-	while (n--)
-		*d++ = *s++;
+	if (d <= s || d >= s + n)
+		return memcpy(dst, src, n);
+	/* Overlapping with dst above src: copy backwards. */
+	d += n - 1;
+	s += n - 1;
+	asm volatile("std; rep movsb; cld" : "+D"(d), "+S"(s), "+c"(n) : : "memory");
 	return dst;
+}
+
+int memcmp(const void *a, const void *b, size_t n)
+{
+	const unsigned char *x = a, *y = b;
+
+	for (size_t i = 0; i < n; i++)
+		if (x[i] != y[i])
+			return x[i] < y[i] ? -1 : 1;
+	return 0;
+}
+
+size_t strlen(const char *s)
+{
+	size_t n = 0;
+
+	while (s[n])
+		n++;
+	return n;
+}
+
+int strncmp(const char *a, const char *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+
+		if (x != y)
+			return x < y ? -1 : 1;
+		if (!x)
+			break;
+	}
+	return 0;
+}
+
+int strcmp(const char *a, const char *b)
+{
+	return strncmp(a, b, (size_t)-1);
+}
+
+long strtol(const char *s, char **end, int base)
+{
+	unsigned long v = 0;
+	int neg = 0;
+
+	while (*s == ' ' || (*s >= '\t' && *s <= '\r'))
+		s++;
+	if (*s == '-' || *s == '+')
+		neg = *s++ == '-';
+	if ((base == 0 || base == 16) && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		s += 2;
+		base = 16;
+	} else if (base == 0) {
+		base = s[0] == '0' ? 8 : 10;
+	}
+	for (;; s++) {
+		int d = *s >= '0' && *s <= '9'	 ? *s - '0'
+			: *s >= 'a' && *s <= 'z' ? *s - 'a' + 10
+			: *s >= 'A' && *s <= 'Z' ? *s - 'A' + 10
+						 : 99;
+
+		if (d >= base)
+			break;
+		v = v * (unsigned long)base + (unsigned long)d;
+	}
+	if (end)
+		*end = (char *)s;
+	return neg ? -(long)v : (long)v;
 }

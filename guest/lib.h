@@ -4,7 +4,8 @@
  * lines and the console lock. Guests run at CPL 3 with IOPL 3 and IF 0, without an
  * IDT: no hlt, no cli/sti, no SSE (built with -mgeneral-regs-only). Guests keep no
  * state in the image (no .data/.bss): per-vCPU state lives in the vCPU's area or in
- * the data area, so that every bit of it travels with a checkpoint.
+ * the data area, so that every bit of it travels with a checkpoint. builtin:kv is
+ * the exception (lwIP has globals): its .bss is at a fixed GPA (guest/kv/kv.ld).
  */
 #ifndef RINGFT_GUEST_LIB_H
 #define RINGFT_GUEST_LIB_H
@@ -117,8 +118,14 @@ void line_u64(struct line *l, uint64_t v);
 /* Appends '\n' and writes the line to COM1 under the console lock. */
 void line_emit(struct line *l);
 
-/* Compilers may emit calls to these even in freestanding code. */
+/* Compilers may emit calls to these even in freestanding code; lwIP (kv) uses them. */
 void *memset(void *dst, int c, size_t n);
 void *memcpy(void *dst, const void *src, size_t n);
+void *memmove(void *dst, const void *src, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
+size_t strlen(const char *s);
+int strncmp(const char *a, const char *b, size_t n);
+int strcmp(const char *a, const char *b);
+long strtol(const char *s, char **end, int base);
 
 #endif

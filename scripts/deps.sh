@@ -38,3 +38,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# lwIP for the builtin:kv guest: Debian's source package, fetched and unpacked
+# into .deps/ (git-ignored) through a private apt configuration; a no-op once
+# the unpacked version matches.
+"$(dirname "$0")/lwip.sh"

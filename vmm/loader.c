@@ -61,13 +61,17 @@
 #define PTE_US	  (1ULL << 2)
 #define PTE_A	  (1ULL << 5)
 #define PTE_D	  (1ULL << 6)
+#define PTE_PWT	  (1ULL << 3)
+#define PTE_PCD	  (1ULL << 4)
 #define PTE_PS	  (1ULL << 7)
 #define PTE_TABLE (PTE_P | PTE_RW | PTE_US | PTE_A)
 #define PTE_2M	  (PTE_TABLE | PTE_D | PTE_PS)
+#define PTE_2M_UC (PTE_2M | PTE_PWT | PTE_PCD) /* uncached: the virtio-mmio window */
 
 #define PT_PML4_GPA GUEST_PT_GPA
 #define PT_PDPT_GPA (GUEST_PT_GPA + 0x1000)
-#define PT_PD_GPA   (GUEST_PT_GPA + 0x2000) /* one PD per GiB, up to 3 */
+#define PT_PD_GPA   (GUEST_PT_GPA + 0x2000) /* one PD per GiB: 3 for RAM, the 4th for MMIO */
+#define PT_NR_PDS   4ULL
 
 #define CR0_PE	     (1ULL << 0)
 #define CR0_MP	     (1ULL << 1)
@@ -102,6 +106,16 @@ void loader_default_params(struct guest_params *p)
 	p->touch_span = 1024;
 	p->touch_stride = (0x9e3779b1u & (1024 - 1)) | 1;
 	p->touch_rounds = 0;
+
+	p->kv_max_bytes = GUEST_KV_DEFAULT_BYTES;
+}
+
+/* A netmask is contiguous ones from the top (0 included): ~mask is 0...01...1. */
+static int mask_ok(uint32_t mask)
+{
+	uint32_t inv = ~mask;
+
+	return !(inv & (inv + 1));
 }
 
 /* RAM the guests may use: low RAM, identity mapped, below the PCI hole. */
@@ -139,10 +153,28 @@ static int check_workload(const char *name, const struct guest_params *p)
 		if (p->touch_base_gpa >= p->data_end)
 			return -E2BIG;
 		end = guest_touch_base(p, 0) + n * p->touch_span * GUEST_PAGE_SIZE;
+	} else if (!strcmp(name, "kv")) {
+		/* No NIC or no address is the guest's to report (a console line, a panic). */
+		if (p->kv_max_bytes < GUEST_KV_MIN_BYTES || p->kv_max_bytes > (2ULL << 30) ||
+		    !mask_ok(p->net_mask) || (p->net_ip && !p->net_mask))
+			return -EINVAL;
+		end = guest_kv_store_end(p);
 	} else {
 		return -ENOENT;
 	}
 	return end <= p->data_end ? 0 : -E2BIG;
+}
+
+/* Whether a device (added before loading) answers at guest-physical gpa. */
+static int has_mmio_device(const struct vm *vm, uint64_t gpa)
+{
+	for (unsigned int i = 0; i < vm->nr_devices; i++) {
+		const struct device *d = vm->devices[i];
+
+		if (d->mmio_len && d->mmio_base <= gpa && gpa - d->mmio_base < d->mmio_len)
+			return 1;
+	}
+	return 0;
 }
 
 static uint64_t gdt_entry(uint32_t base, uint32_t limit, uint16_t flags)
@@ -182,10 +214,14 @@ static int write_tss(struct vm *vm)
 	return ret;
 }
 
-/* Identity map [0, end) with 2 MiB user pages: PML4 -> PDPT -> one PD per GiB. */
+/*
+ * Identity map [0, end) with 2 MiB user pages: PML4 -> PDPT -> one PD per GiB,
+ * and the 2 MiB from GUEST_VIRTIO_MMIO_GPA (in the 4th GiB, the hole below 4 GiB)
+ * as uncached user pages, for every guest.
+ */
 static int write_page_tables(struct vm *vm, uint64_t end)
 {
-	uint64_t nr_pds = (end + (1ULL << 30) - 1) >> 30;
+	uint64_t nr_pds = PT_NR_PDS;
 	uint64_t words = (2 + nr_pds) * (GUEST_PAGE_SIZE / 8);
 	uint64_t *pt = calloc(words, sizeof(*pt));
 	uint64_t *pdpt = pt + 512, *pd = pt + 1024;
@@ -198,6 +234,13 @@ static int write_page_tables(struct vm *vm, uint64_t end)
 		pdpt[i] = (PT_PD_GPA + i * GUEST_PAGE_SIZE) | PTE_TABLE;
 	for (uint64_t gpa = 0; gpa < end; gpa += 2ULL << 20)
 		pd[gpa >> 21] = gpa | PTE_2M;
+	_Static_assert(GUEST_VIRTIO_MMIO_GPA >= VM_LOW_MEM_END &&
+			       GUEST_VIRTIO_MMIO_GPA < (PT_NR_PDS << 30) &&
+			       !(GUEST_VIRTIO_MMIO_GPA & ((2ULL << 20) - 1)) &&
+			       GUEST_VIRTIO_MMIO_SLOTS * GUEST_VIRTIO_MMIO_SIZE <= (2ULL << 20),
+		       "the virtio-mmio window is one 2 MiB page in the 4th GiB");
+	_Static_assert(PT_PD_GPA + PT_NR_PDS * GUEST_PAGE_SIZE <= GUEST_PT_END, "page tables fit");
+	pd[GUEST_VIRTIO_MMIO_GPA >> 21] = GUEST_VIRTIO_MMIO_GPA | PTE_2M_UC;
 	ret = vm_write_guest(vm, PT_PML4_GPA, pt, words * sizeof(*pt));
 	free(pt);
 	return ret;
@@ -288,6 +331,8 @@ int loader_load(struct vm *vm, const char *spec, const struct guest_params *para
 	p.mem_size = vm->mem_size;
 	p.data_gpa = GUEST_DATA_GPA;
 	p.data_end = end;
+	p.net_present = has_mmio_device(vm, GUEST_VIRTIO_MMIO_GPA +
+						    GUEST_VIRTIO_SLOT_NET * GUEST_VIRTIO_MMIO_SIZE);
 	ret = check_workload(g->name, &p);
 	if (ret < 0)
 		return ret;
