@@ -66,8 +66,10 @@ int ftd_net_attach(struct ftd_net *n, bool announce)
 static int net_record_sink(void *opaque, const uint8_t *frame, size_t len)
 {
 	struct ftd_net *n = opaque;
-	int r = outbuf_held(n->held) >= n->o->hold_max ? -ENOSPC
-						       : outbuf_put_record(n->held, frame, len);
+	uint64_t held = outbuf_held(n->held);
+	/* Records count whole (a 4-byte length each); a frame alone always fits. */
+	int r = held && held + 4 + len > n->o->hold_max ? -ENOSPC
+							: outbuf_put_record(n->held, frame, len);
 
 	if (r == -ENOSPC) {
 		if (!n->stalled)
