@@ -389,6 +389,7 @@ int ftd_primary_run(struct ftd_primary *a, const char *peer)
 	r = a->timer_fd < 0 ? -errno
 			    : local_hello(a->o, a->pr->vm, HELLO_PRIMARY, &cfg.hello, &a->cpuid);
 	cfg.hello.gen = a->gen;
+	cfg.hello.guest = a->pr->guest; /* a promoted secondary's is its old primary's */
 	/* A guest booted here says nothing until its secondary has first answered. */
 	a->first_contact = peer && !a->promoted_by;
 	if (r < 0) {

@@ -442,6 +442,8 @@ static int ftd_secondary_promoted(struct ftd_secondary *sb, struct ftd_primary *
 	char by[sizeof(s->promoted_by)];
 
 	snprintf(by, sizeof(by), "%s", s->promoted_by);
+	if (s->guest[0])
+		snprintf(sb->pr->guest, sizeof(sb->pr->guest), "%s", s->guest);
 	a->promoted_by = by;
 	promoted_generation(sb, a);
 	a->promoted_checkpoint = s->replica.checkpoint;

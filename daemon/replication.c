@@ -124,6 +124,7 @@ int ftd_process_open(struct ftd_process *pr, const struct ftd_options *o, const 
 	int status, r;
 
 	*pr = (struct ftd_process){ .o = o, .sig_fd = -1, .console_fd = -1, .booted = load_guest };
+	snprintf(pr->guest, sizeof(pr->guest), "%s", o->guest);
 	signal(SIGPIPE, SIG_IGN);
 	event_set_notify(o->notify_command[0] ? o->notify_command : NULL);
 	if (parse_addr_opt(addr_opt, addr, &pr->addr, &pr->addr_len) < 0 ||

@@ -55,6 +55,8 @@ struct ftd_process {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	bool booted; /* `ftd primary`: its exit says how much output was withheld */
+	/* The guest's name: --guest, or on a secondary what its primary ran. */
+	char guest[64];
 };
 
 /*

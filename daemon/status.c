@@ -224,7 +224,7 @@ void ftd_primary_status(struct ftd_primary *a, struct json_object *r)
 	json_add_str(r, "role", "primary");
 	json_add_str(r, "state", primary_state_name(p->state));
 	json_add_str(r, "peer", p->cfg.peer_len ? p->cfg.peer_name : NULL);
-	json_add_str(r, "guest", a->o->guest);
+	json_add_str(r, "guest", a->pr->guest);
 	json_add_str(r, "promoted_by", a->promoted_by);
 	status_generation(r, &a->gen);
 	if (a->promoted_by)

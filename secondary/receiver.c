@@ -177,6 +177,7 @@ static void on_hello(struct sconn *c, const uint8_t *payload, size_t len)
 	s->st.sessions++;
 	s->st.sync_pages = 0;
 	replica_new_session(&s->replica);
+	snprintf(s->guest, sizeof(s->guest), "%s", d.info.guest);
 	log_info("Primary %s connected (guest %s%s): receiving the initial sync", c->link->peer,
 		 d.info.guest[0] ? d.info.guest : "?", d.info.verify ? ", verifying" : "");
 	hello_decoded_free(&d);

@@ -80,6 +80,7 @@ struct secondary {
 	void (*console_fn)(void *opaque, uint64_t offset, const uint8_t *data, size_t len);
 	void *console_opaque;
 	char promoted_by[96]; /* "ftctl failover", "switchover from ADDR" */
+	char guest[64];	      /* what the primary runs (its HELLO), e.g. "builtin:kv" */
 	char last_peer[64];   /* the last primary whose HELLO matched */
 	bool auto_failover;   /* a cluster decides promotion (only the log wording) */
 	/*

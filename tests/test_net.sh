@@ -406,6 +406,9 @@ failover_round() {
 	sleep 2
 	ann=$(net_announce_count b rarp)
 	[ "${ann:-0}" -ge 1 ] || fail "round $r: no RARP frame from $MAC on B's switch port after the promotion"
+	ctl b status --json >"$TMP/out" 2>&1 || fail "round $r: ftctl status on B: $(cat "$TMP/out")"
+	grep -q '"guest": *"builtin:kv"' "$TMP/out" ||
+		fail "round $r: the promoted node does not name the guest it runs: $(cat "$TMP/out")"
 	touch "$TMP/stop"
 	wait "$jpid"
 	local rc=$?
