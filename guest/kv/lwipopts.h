@@ -67,7 +67,7 @@
 #define TCP_OVERSIZE	    TCP_MSS
 #define LWIP_TCP_TIMESTAMPS 0
 #define LWIP_CALLBACK_API   1
-#define TCP_TMR_INTERVAL    250
+#define TCP_TMR_INTERVAL    50
 
 /* Checksums in software (the device offers no offloads we accept). */
 #define CHECKSUM_GEN_IP	      1
