@@ -273,6 +273,20 @@ static int ftd_primary_io(void *opaque)
 	return FTD_LOOP_ON;
 }
 
+/*
+ * --output-interval: when the output no checkpoint covers yet may have its
+ * checkpoint (that long after the last one), UINT64_MAX: none waiting.
+ */
+static uint64_t ftd_primary_output_due(struct ftd_primary *a)
+{
+	struct primary *p = a->p;
+
+	if (!a->o->output_interval_ns || p->state != PRIMARY_PROTECTED ||
+	    !commit_unmarked(&a->pr->commit))
+		return UINT64_MAX;
+	return p->last_ckpt_ns + a->o->output_interval_ns;
+}
+
 /* The engine's timed work, generations, output release, events, a handover's end. */
 static int ftd_primary_tick(void *opaque, uint64_t now)
 {
@@ -298,6 +312,19 @@ static int ftd_primary_tick(void *opaque, uint64_t now)
 		log_warning("Writing the console failed: %s (output is kept)", strerror(errno));
 	if (ftd_net_work(&pr->net, pr->vm, now) < 0)
 		return 1;
+	if (ftd_primary_output_due(a) <= now) {
+		int r = primary_checkpoint_for_output(p);
+
+		if (r < 0 && r != -ESRCH) {
+			log_error("Checkpoint failed: %s", strerror(-r));
+			return 1;
+		}
+		if (r == -ESRCH)
+			return ftd_report_stopped(pr->vm);
+		/* Taken: the periodic one comes a whole interval after it. */
+		if (r == 1 && ftd_timer_set(a->timer_fd, a->interval_ns) < 0)
+			log_warning("Failed to re-arm the checkpoint timer: %s", strerror(errno));
+	}
 	ftd_primary_events(a, now);
 	if (p->handover == HANDOVER_DONE || p->handover == HANDOVER_UNKNOWN) {
 		/* Let the answer and the last output leave before the guest goes. */
@@ -332,8 +359,10 @@ static uint64_t ftd_primary_next_due(void *opaque)
 {
 	struct ftd_primary_loop_ctx *al = opaque;
 	uint64_t engine = primary_next_due(al->a->p), net = ftd_net_next_due(&al->a->pr->net);
+	uint64_t output = ftd_primary_output_due(al->a);
 
-	return engine < net ? engine : net;
+	engine = engine < net ? engine : net;
+	return engine < output ? engine : output;
 }
 
 static int ftd_primary_loop(struct ftd_primary *a)

@@ -61,6 +61,7 @@ const struct option options_long[] = {
 	{ "insecure", no_argument, NULL, OPT_INSECURE },
 	{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 	{ "net", required_argument, NULL, OPT_NET },
+	{ "output-interval", required_argument, NULL, OPT_OUTPUT_INTERVAL },
 	{ "net-hold-max", required_argument, NULL, OPT_NET_HOLD_MAX },
 	{ "guest-ip", required_argument, NULL, OPT_GUEST_IP },
 	{ "guest-gateway", required_argument, NULL, OPT_GUEST_GATEWAY },
@@ -371,6 +372,18 @@ int options_apply(struct ftd_options *o, int c, const char *arg, char *err, size
 	case OPT_NET:
 		o->gp.net_present = 1;
 		return options_parse_net(arg, &o->net, err, errlen);
+	case OPT_OUTPUT_INTERVAL:
+		if (!strcmp(arg, "off")) {
+			o->output_interval_ns = 0;
+			break;
+		}
+		if (parse_duration(arg, &v) < 0 || v < 100 * NS_PER_US || v > 60 * NS_PER_S)
+			return options_fail(err, errlen,
+					    "--output-interval: '%s' is not off or a duration of "
+					    "100us..60s",
+					    arg);
+		o->output_interval_ns = v;
+		break;
 	case OPT_NET_HOLD_MAX:
 		if (parse_size(arg, &v) < 0 || v < (64ULL << 10) || v > (1ULL << 30))
 			return options_fail(err, errlen,
@@ -468,6 +481,13 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 	if (o->role == FTD_ROLE_PRIMARY && !o->peer[0])
 		return options_fail(err, errlen,
 				    "ftd primary needs --peer HOST:PORT (the secondary)");
+	if (o->output_interval_ns && !o->interval_auto && o->output_interval_ns >= o->interval_ns)
+		return options_fail(
+			err, errlen,
+			"--output-interval %.3gms is not shorter than --interval %.3gms "
+			"(it would never take a checkpoint sooner)",
+			(double)o->output_interval_ns / NS_PER_MS,
+			(double)o->interval_ns / NS_PER_MS);
 	if (o->role == FTD_ROLE_SECONDARY && !o->listen[0])
 		return options_fail(err, errlen, "ftd secondary needs --listen HOST:PORT");
 	if (o->role != FTD_ROLE_PRIMARY && o->peer[0])

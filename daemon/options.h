@@ -45,22 +45,24 @@ struct ftd_options {
 	enum dirty_mode tracking;
 	uint32_t ring_entries;
 	uint64_t interval_ns;
-	bool interval_auto;	    /* --interval auto: from the budgets below */
-	uint32_t auto_overhead_pct; /* pause share of wall time, percent */
-	uint64_t auto_max_hold_ns;  /* output held at most this long; 0: no bound */
-	uint64_t duration_ns;	    /* 0: until SIGINT/SIGTERM */
-	char console[256];	    /* "-": stdout */
-	bool quiet;		    /* no per-second statistics line */
-	int realtime;		    /* SCHED_FIFO checkpoint thread: 1 on, 0 off, -1 auto */
-	char peer[128];		    /* primary: the secondary's HOST:PORT */
-	char listen[128];	    /* secondary: HOST:PORT to listen on */
-	bool verify;		    /* primary: hash all memory at every checkpoint */
-	bool prealloc;		    /* allocate all guest RAM at start */
-	uint64_t timeout_ns;	    /* a silent peer is gone after this long */
-	bool send_zc;		    /* primary: IORING_OP_SENDMSG_ZC for page data */
-	int live_harvest;	    /* primary: FTD_LIVE_* (enum primary_live's values) */
-	char control[108];	    /* control socket path; default /run/ftd/ROLE.sock */
-	char fence_command[512];    /* secondary: must succeed before a promotion */
+	uint64_t output_interval_ns; /* primary: output waits at most this for its checkpoint; 0:
+					off */
+	bool interval_auto;	     /* --interval auto: from the budgets below */
+	uint32_t auto_overhead_pct;  /* pause share of wall time, percent */
+	uint64_t auto_max_hold_ns;   /* output held at most this long; 0: no bound */
+	uint64_t duration_ns;	     /* 0: until SIGINT/SIGTERM */
+	char console[256];	     /* "-": stdout */
+	bool quiet;		     /* no per-second statistics line */
+	int realtime;		     /* SCHED_FIFO checkpoint thread: 1 on, 0 off, -1 auto */
+	char peer[128];		     /* primary: the secondary's HOST:PORT */
+	char listen[128];	     /* secondary: HOST:PORT to listen on */
+	bool verify;		     /* primary: hash all memory at every checkpoint */
+	bool prealloc;		     /* allocate all guest RAM at start */
+	uint64_t timeout_ns;	     /* a silent peer is gone after this long */
+	bool send_zc;		     /* primary: IORING_OP_SENDMSG_ZC for page data */
+	int live_harvest;	     /* primary: FTD_LIVE_* (enum primary_live's values) */
+	char control[108];	     /* control socket path; default /run/ftd/ROLE.sock */
+	char fence_command[512];     /* secondary: must succeed before a promotion */
 	uint64_t fence_timeout_ns;
 	char notify_command[512]; /* told about role changes */
 	char cluster[64];	  /* Corosync CPG group: automatic failover */

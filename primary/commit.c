@@ -22,6 +22,7 @@ void commit_mark(struct commit *c, struct commit_mark *ret)
 	memset(ret, 0, sizeof(*ret));
 	for (unsigned int i = 0; i < c->nr_chan; i++)
 		ret->pos[i] = outbuf_mark(c->chan[i]);
+	c->last = *ret;
 	c->marks++;
 }
 
@@ -68,4 +69,13 @@ uint64_t commit_held(struct commit *c)
 	for (unsigned int i = 0; i < c->nr_chan; i++)
 		held += outbuf_held(c->chan[i]);
 	return held;
+}
+
+uint64_t commit_unmarked(struct commit *c)
+{
+	uint64_t n = 0;
+
+	for (unsigned int i = 0; i < c->nr_chan; i++)
+		n += outbuf_mark(c->chan[i]) - c->last.pos[i];
+	return n;
 }

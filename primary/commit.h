@@ -38,12 +38,13 @@ struct commit_mark {
 struct commit {
 	struct outbuf *chan[COMMIT_MAX_CHANNELS];
 	unsigned int nr_chan;
-	bool stopping;	/* shutting down: unprotected output stays held */
-	bool frozen;	/* the guest is stopped for want of quorum: likewise */
-	bool gated;	/* the daemon's gate is in force... */
-	bool gate_open; /* ...and open: no other node can promote now */
-	uint64_t marks; /* checkpoints marked */
-	uint64_t acked; /* of them, released on their ACK */
+	bool stopping;		 /* shutting down: unprotected output stays held */
+	bool frozen;		 /* the guest is stopped for want of quorum: likewise */
+	bool gated;		 /* the daemon's gate is in force... */
+	bool gate_open;		 /* ...and open: no other node can promote now */
+	struct commit_mark last; /* the last checkpoint's marks */
+	uint64_t marks;		 /* checkpoints marked */
+	uint64_t acked;		 /* of them, released on their ACK */
 };
 
 void commit_init(struct commit *c);
@@ -68,5 +69,7 @@ void commit_gate(struct commit *c, bool gated, bool open);
 void commit_session_lost(struct commit *c);
 /* Bytes produced but not yet allowed out, over every channel. */
 uint64_t commit_held(struct commit *c);
+/* Bytes produced since the last checkpoint's marks: output no checkpoint covers yet. */
+uint64_t commit_unmarked(struct commit *c);
 
 #endif

@@ -354,6 +354,20 @@ int primary_checkpoint(struct primary *p, bool early)
 	return relieve_rings(p, NULL, false);
 }
 
+int primary_checkpoint_for_output(struct primary *p)
+{
+	struct primary_slot *s;
+	int r;
+
+	if (p->frozen || p->handover != HANDOVER_NONE || p->state != PRIMARY_PROTECTED)
+		return 0;
+	s = slot_free(p);
+	if (!s)
+		return 0;
+	r = tracking_failed(p, take_checkpoint(p, s, false));
+	return r < 0 ? r : 1;
+}
+
 void primary_tick(struct primary *p, uint64_t now)
 {
 	struct link *l = p->conn ? p->conn->link : NULL;

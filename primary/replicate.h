@@ -226,6 +226,13 @@ void primary_free(struct primary *p);
  * when the guest has stopped, or another -errno that ends the run.
  */
 int primary_checkpoint(struct primary *p, bool early);
+/*
+ * Guest output is waiting (--output-interval): a checkpoint now if one can be
+ * taken at once (protected, a staging slot free), else nothing (the next one
+ * carries it; not counted as skipped). Returns 1 if taken, 0 if not, or as
+ * primary_checkpoint.
+ */
+int primary_checkpoint_for_output(struct primary *p);
 /* Connection attempts, heartbeats, silence, initial sync progress, output, live harvests. */
 void primary_tick(struct primary *p, uint64_t now_ns);
 /* When primary_tick() next has timed work (a live harvest), or UINT64_MAX. */

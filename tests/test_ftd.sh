@@ -21,7 +21,7 @@ for opt in --guest --mem --vcpus --console --tracking --ring-entries --interval 
 	--dirty-wss --dirty-order --dirty-report-ms --peer --listen --verify --timeout --send-zc --control --config --check-config \
 	--cluster --cluster-wait --fence-command --fence-timeout --notify-command \
 	--tls-cert --tls-key --tls-ca --tls-peer --insecure \
-	--net --net-hold-max --guest-ip --guest-gateway --kv-max-bytes --debug-no-device-dirty \
+	--output-interval --net --net-hold-max --guest-ip --guest-gateway --kv-max-bytes --debug-no-device-dirty \
 	--help --version; do
 	grep -qF -- "$opt" "$TMP/help" || fail "--help does not document $opt"
 done

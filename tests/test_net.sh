@@ -367,6 +367,27 @@ case_redis() {
 	kv_commands "protected, interval $INTERVAL"
 	ctl a status >"$TMP/out" 2>&1 || fail "ftctl status: $(cat "$TMP/out")"
 	grep -q protected "$TMP/out" || fail "the primary is not protected after the clients: $(cat "$TMP/out")"
+
+	# --output-interval: with a whole second between periodic checkpoints, each
+	# reply gets a checkpoint of its own right after it instead of waiting for
+	# the next tick (20 round trips: about 20 s without, well under 5 s with).
+	stop a
+	stop b
+	net_up || fail "cannot build the topology again"
+	local saved=$INTERVAL t0 t1 i
+	INTERVAL=1s
+	PRIMARY_EXTRA=(--output-interval 1ms)
+	start_pair
+	INTERVAL=$saved
+	PRIMARY_EXTRA=()
+	t0=$(now_ms)
+	for ((i = 0; i < 20; i++)); do
+		[ "$(cli PING)" = PONG ] || fail "--output-interval: PING $i got no PONG"
+	done
+	t1=$(now_ms)
+	[ $((t1 - t0)) -lt 5000 ] ||
+		fail "--output-interval 1ms: 20 PINGs took $((t1 - t0)) ms at --interval 1s: replies waited for the interval"
+	echo "ok: --output-interval 1ms at --interval 1s: 20 PINGs in $((t1 - t0)) ms"
 }
 
 # ---- failover ---------------------------------------------------------------------------

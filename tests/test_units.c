@@ -332,6 +332,11 @@ static void test_options_net(void **state)
 	expect_error((const char *const[]){ "ftd", "run", "--net", "tap=t0", "--guest-gateway",
 					    "10.77.0.300", NULL },
 		     "--guest-gateway: '10.77.0.300' is not an IPv4 address");
+	expect_error((const char *const[]){ "ftd", "run", "--output-interval", "50us", NULL },
+		     "--output-interval: '50us' is not off or a duration of 100us..60s");
+	expect_error((const char *const[]){ "ftd", "run", "--interval", "5ms", "--output-interval",
+					    "5ms", NULL },
+		     "--output-interval 5ms is not shorter than --interval 5ms");
 	expect_error((const char *const[]){ "ftd", "run", "--net-hold-max", "1K", NULL },
 		     "--net-hold-max: '1K' is not a size between 64K and 1G");
 }
