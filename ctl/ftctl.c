@@ -237,6 +237,22 @@ static void print_status(struct json_object *r)
 		       " bytes, %" PRIu64 " sessions\n",
 		       u64(r, "verified"), u64(r, "mismatches"), u64(r, "held_bytes"),
 		       u64(r, "sessions"));
+		if (has(r, "net")) {
+			struct json_object *n = json_object_object_get(r, "net");
+
+			printf("  net %s on TAP %s%s: %" PRIu64 " frames held (%" PRIu64
+			       " bytes)%s; rx %" PRIu64 " frames (%" PRIu64 " dropped), tx %" PRIu64
+			       " frames\n",
+			       str(n, "mac"), str(n, "tap"),
+			       json_object_get_boolean(json_object_object_get(n, "attached"))
+				       ? ""
+				       : " (not open)",
+			       u64(n, "held_frames"), u64(n, "held_bytes"),
+			       json_object_get_boolean(json_object_object_get(n, "backpressured"))
+				       ? ", guest transmit stopped (backpressure)"
+				       : "",
+			       u64(n, "rx_frames"), u64(n, "rx_dropped"), u64(n, "tx_frames"));
+		}
 		return;
 	}
 	printf("secondary: %s, primary %s\n", str(r, "state"), str(r, "peer"));

@@ -367,6 +367,8 @@ case_redis() {
 	kv_commands "protected, interval $INTERVAL"
 	ctl a status >"$TMP/out" 2>&1 || fail "ftctl status: $(cat "$TMP/out")"
 	grep -q protected "$TMP/out" || fail "the primary is not protected after the clients: $(cat "$TMP/out")"
+	grep -Eq "^  net $MAC on TAP $NET_TAP: [0-9]+ frames held \([0-9]+ bytes\); rx [1-9][0-9]* frames \([0-9]+ dropped\), tx [1-9][0-9]* frames$" "$TMP/out" ||
+		fail "ftctl status does not show the NIC: $(cat "$TMP/out")"
 
 	# --output-interval: with a whole second between periodic checkpoints, each
 	# reply gets a checkpoint of its own right after it instead of waiting for
