@@ -34,13 +34,7 @@ unsigned long kv_rand(void);
 	} while (0)
 #define LWIP_PLATFORM_ASSERT(x) kv_lwip_assert((x), __FILE__, __LINE__)
 
-/* The few libc functions lwIP calls, from guest/lib.c. */
-void *memset(void *dst, int c, size_t n);
-void *memcpy(void *dst, const void *src, size_t n);
-void *memmove(void *dst, const void *src, size_t n);
-int memcmp(const void *a, const void *b, size_t n);
-size_t strlen(const char *s);
-int strncmp(const char *a, const char *b, size_t n);
-int strcmp(const char *a, const char *b);
+/* The few libc functions lwIP calls (memcpy, strlen, ...) are guest/lib.c's. */
+#include "guest/lib.h"
 
 #endif
