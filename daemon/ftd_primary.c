@@ -281,8 +281,9 @@ static uint64_t ftd_primary_output_due(struct ftd_primary *a)
 {
 	struct primary *p = a->p;
 
-	if (!a->o->output_interval_ns || p->state != PRIMARY_PROTECTED ||
-	    !commit_unmarked(&a->pr->commit))
+	/* Without a free slot the ACK that frees one wakes the loop. */
+	if (!a->o->output_interval_ns || !commit_unmarked(&a->pr->commit) ||
+	    !primary_output_checkpoint_possible(p))
 		return UINT64_MAX;
 	return p->last_ckpt_ns + a->o->output_interval_ns;
 }
@@ -321,9 +322,13 @@ static int ftd_primary_tick(void *opaque, uint64_t now)
 		}
 		if (r == -ESRCH)
 			return ftd_report_stopped(pr->vm);
-		/* Taken: the periodic one comes a whole interval after it. */
-		if (r == 1 && ftd_timer_set(a->timer_fd, a->interval_ns) < 0)
-			log_warning("Failed to re-arm the checkpoint timer: %s", strerror(errno));
+		/* Taken: it leaves now, and the periodic one comes a whole interval after it. */
+		if (r == 1) {
+			netloop_dispatch(&pr->nl);
+			if (ftd_timer_set(a->timer_fd, a->interval_ns) < 0)
+				log_warning("Failed to re-arm the checkpoint timer: %s",
+					    strerror(errno));
+		}
 	}
 	ftd_primary_events(a, now);
 	if (p->handover == HANDOVER_DONE || p->handover == HANDOVER_UNKNOWN) {

@@ -354,12 +354,18 @@ int primary_checkpoint(struct primary *p, bool early)
 	return relieve_rings(p, NULL, false);
 }
 
+bool primary_output_checkpoint_possible(struct primary *p)
+{
+	return !p->frozen && p->handover == HANDOVER_NONE && p->state == PRIMARY_PROTECTED &&
+	       slot_free(p);
+}
+
 int primary_checkpoint_for_output(struct primary *p)
 {
 	struct primary_slot *s;
 	int r;
 
-	if (p->frozen || p->handover != HANDOVER_NONE || p->state != PRIMARY_PROTECTED)
+	if (!primary_output_checkpoint_possible(p))
 		return 0;
 	s = slot_free(p);
 	if (!s)

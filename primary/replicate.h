@@ -233,6 +233,8 @@ int primary_checkpoint(struct primary *p, bool early);
  * primary_checkpoint.
  */
 int primary_checkpoint_for_output(struct primary *p);
+/* Whether primary_checkpoint_for_output() could take one now (else an ACK frees a slot). */
+bool primary_output_checkpoint_possible(struct primary *p);
 /* Connection attempts, heartbeats, silence, initial sync progress, output, live harvests. */
 void primary_tick(struct primary *p, uint64_t now_ns);
 /* When primary_tick() next has timed work (a live harvest), or UINT64_MAX. */
