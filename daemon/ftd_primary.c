@@ -440,8 +440,11 @@ int ftd_primary_run(struct ftd_primary *a, const char *peer)
 		goto out;
 	}
 	/* A promoted guest's address moves here: the network must learn its port. */
-	if (ftd_net_attach(&a->pr->net, a->promoted_by != NULL) < 0)
-		goto out;
+	if (ftd_net_attach(&a->pr->net, a->promoted_by != NULL) < 0) {
+		if (!a->promoted_by)
+			goto out; /* a guest booted here: its configuration is wrong */
+		ftd_net_attach_later(&a->pr->net);
+	}
 	ftd_net_hold_in(&a->pr->net, &a->pr->frames);
 	control_set_handler(a->pr->ctl, ftd_primary_control, a);
 	a->pr->fc.on_gen = ftd_primary_on_gen;

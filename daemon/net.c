@@ -63,6 +63,18 @@ int ftd_net_attach(struct ftd_net *n, bool announce)
 }
 
 /* Output commit's sink: a frame waits for its checkpoint's ACK, or the queue stops. */
+#define ATTACH_RETRY NS_PER_S
+
+void ftd_net_attach_later(struct ftd_net *n)
+{
+	if (!n->dev || n->attached)
+		return;
+	log_error("The guest runs on WITHOUT its network: TAP %s would not open; trying again "
+		  "every second",
+		  n->o->tap);
+	n->retry_ns = clock_now_ns() + ATTACH_RETRY;
+}
+
 static int net_record_sink(void *opaque, const uint8_t *frame, size_t len)
 {
 	struct ftd_net *n = opaque;
@@ -99,6 +111,18 @@ int ftd_net_work(struct ftd_net *n, struct vm *vm, uint64_t now)
 
 	if (!n->dev)
 		return 0;
+	if (n->retry_ns && now >= n->retry_ns) {
+		/* Quiet while it keeps failing: the first failure was logged. */
+		n->retry_ns = virtio_net_attach(n->dev) < 0 ? now + ATTACH_RETRY : 0;
+		if (!n->retry_ns) {
+			n->attached = true;
+			log_info("net: the guest's NIC %s is on TAP %s at last; announcing it",
+				 n->o->mac_text, n->o->tap);
+			n->announce_left = ANNOUNCE_ROUNDS;
+			n->announce_next_ns = now;
+			n->announce_gap_ns = ANNOUNCE_FIRST_GAP;
+		}
+	}
 	r = vm_devices_poll(vm);
 	if (r < 0) {
 		log_error("Guest devices failed: %s", strerror(-r));
@@ -130,7 +154,9 @@ int ftd_net_work(struct ftd_net *n, struct vm *vm, uint64_t now)
 
 uint64_t ftd_net_next_due(const struct ftd_net *n)
 {
-	return n->announce_left ? n->announce_next_ns : UINT64_MAX;
+	uint64_t due = n->announce_left ? n->announce_next_ns : UINT64_MAX;
+
+	return n->retry_ns && n->retry_ns < due ? n->retry_ns : due;
 }
 
 void ftd_net_status(const struct ftd_net *n, struct outbuf *frames, struct json_object *r)

@@ -42,6 +42,7 @@ struct ftd_net {
 	struct outbuf *held; /* the commit channel frames wait in; NULL: they leave at once */
 	bool stalled;	     /* the channel was full: the guest's transmit queue is stopped */
 	uint64_t stalls;     /* times the guest was backpressured */
+	uint64_t retry_ns;   /* a promoted guest whose TAP would not open: try again then */
 	unsigned int announce_left;
 	uint64_t announce_next_ns;
 	uint64_t announce_gap_ns;
@@ -51,6 +52,12 @@ struct ftd_net {
 int ftd_net_create(struct ftd_net *n, struct vm *vm, const struct ftd_options *o);
 /* Opens the TAP; announce: also tell the network the MAC moved here. Logs; 0 or -errno. */
 int ftd_net_attach(struct ftd_net *n, bool announce);
+/*
+ * A promoted guest is the only running copy: a TAP that will not open must not
+ * stop it. It runs on without its network (frames wait, up to the bound) and
+ * ftd_net_work tries the TAP again every second, announcing once it opens.
+ */
+void ftd_net_attach_later(struct ftd_net *n);
 /* From now on frames wait in ob (a commit channel) until output commit lets them go. */
 void ftd_net_hold_in(struct ftd_net *n, struct outbuf *ob);
 /*

@@ -16,6 +16,9 @@
 #             guest's MAC must move to B's switch port at once (its announce),
 #             and the checker must find every acknowledged write, no reset, no
 #             retracted reply.
+#  tapbusy    a promoted guest whose TAP another process holds runs on without
+#             its network (it must not stop), then attaches and announces once
+#             the TAP is free; the checker finds nothing lost, no reset.
 #  failover-cluster
 #             the same with --cluster (automatic, Corosync in the namespaces
 #             of tests/cluster.sh, whose node1 and node2 are hosts A and B):
@@ -47,7 +50,7 @@
 set -u
 FTD=$(readlink -f "${1:?usage: test_net.sh FTD FTCTL CASE}")
 FTCTL=$(readlink -f "${2:?usage: test_net.sh FTD FTCTL CASE}")
-CASE=${3:?usage: test_net.sh FTD FTCTL redis|failover|failover-cluster|stall|verify|selfcheck}
+CASE=${3:?usage: test_net.sh FTD FTCTL redis|failover|failover-cluster|stall|verify|selfcheck|tapbusy}
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 . "$HERE/netns.sh"
@@ -83,8 +86,8 @@ skip_or_fail() {
 }
 
 case $CASE in
-redis | failover | failover-cluster | stall | verify | selfcheck) ;;
-*) echo "usage: test_net.sh FTD FTCTL redis|failover|failover-cluster|stall|verify|selfcheck" >&2 && exit 2 ;;
+redis | failover | failover-cluster | stall | verify | selfcheck | tapbusy) ;;
+*) echo "usage: test_net.sh FTD FTCTL redis|failover|failover-cluster|stall|verify|selfcheck|tapbusy" >&2 && exit 2 ;;
 esac
 
 # ---- prerequisites ---------------------------------------------------------------------
@@ -691,8 +694,64 @@ case_selfcheck() {
 	stop b
 }
 
+# ---- tapbusy ------------------------------------------------------------------
+# A promoted guest whose TAP will not open (another process holds it) must
+# not stop: it runs on without its network, the clients wait, and once the
+# TAP is free the NIC attaches, announces, and the clients carry on with
+# nothing lost and no reset.
+case_tapbusy() {
+	# shellcheck disable=SC2034 # lib.sh's pki_* read it
+	C=$TMP/pki
+	pki_ca ca
+	pki_cert hosta ca
+	pki_cert hostb ca
+	net_up || fail "cannot build the topology"
+	start_pair
+	rm -f "$TMP/stop"
+	jepsen --stop-file "$TMP/stop" --save "$TMP/hist" --progress 0.5 >"$TMP/jep" 2>&1 &
+	local jpid=$! hpid before after
+	PIDS+=("$jpid")
+	wait_for "$TMP/jep" "kv_jepsen: started" 20 || fail "checker: $(cat "$TMP/jep")"
+	# Hold B's TAP (TUNSETIFF: IFF_TAP | IFF_NO_PI): B's ftd cannot attach it.
+	ip netns exec "$(net_ns b)" "$PY" -c '
+import fcntl, os, struct, sys, time
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, 0x400454ca, struct.pack("16sH22x", sys.argv[1].encode(), 0x1002))
+print("held", flush=True)
+time.sleep(600)' "$NET_TAP" >"$TMP/holder" 2>&1 &
+	hpid=$!
+	PIDS+=("$hpid")
+	wait_for "$TMP/holder" held 10 || fail "cannot hold B's TAP: $(cat "$TMP/holder")"
+	sleep 1
+	kill -KILL "${PID[a]}"
+	wait "${PID[a]}" 2>/dev/null
+	wait_log b "Primary lost: waiting for an operator" 15
+	ctl b failover >"$TMP/out" 2>&1 || fail "ftctl failover: $(cat "$TMP/out")"
+	wait_log b "runs on WITHOUT its network: TAP $NET_TAP would not open" 5
+	sleep 2
+	kill -0 "${PID[b]}" 2>/dev/null || fail "B stopped the guest when its TAP would not open: $(tail -3 "$TMP/log.b")"
+	ctl b status >"$TMP/out" 2>&1 || fail "ftctl status on B: $(cat "$TMP/out")"
+	grep -q "(not open)" "$TMP/out" || fail "B's status does not say its TAP is not open: $(cat "$TMP/out")"
+	before=$(grep -c progress "$TMP/jep")
+	kill "$hpid"
+	wait "$hpid" 2>/dev/null
+	wait_log b "is on TAP $NET_TAP at last; announcing it" 5
+	net_wait_mac_host "$MAC" b 3 || fail "the guest's MAC did not move to B's port once its TAP opened"
+	sleep 3
+	touch "$TMP/stop"
+	wait "$jpid"
+	local rc=$?
+	after=$(grep -c progress "$TMP/jep")
+	grep -v progress "$TMP/jep"
+	[ $rc = 0 ] || fail "the checker failed (exit $rc)"
+	[ "$after" -gt "$((before + 1))" ] || fail "the clients made no progress once B's TAP opened"
+	echo "ok: a promoted guest whose TAP was busy ran on without its network, attached when it was free; nothing lost, no reset"
+	stop b
+}
+
 case $CASE in
 redis) case_redis ;;
+tapbusy) case_tapbusy ;;
 failover) case_failover ;;
 failover-cluster) case_failover_cluster ;;
 stall) case_stall ;;
