@@ -420,14 +420,17 @@ int ftd_primary_run(struct ftd_primary *a, const char *peer)
 	a->interval_ns = a->o->interval_ns;
 	if (a->o->interval_auto)
 		auto_interval_init(&a->auto_iv, a->o->auto_overhead_pct, a->o->auto_max_hold_ns);
-	r = a->timer_fd < 0 ? -errno
-			    : local_hello(a->o, a->pr->vm, HELLO_PRIMARY, &cfg.hello, &a->cpuid);
+	if (a->timer_fd < 0) {
+		log_error("Failed to set up the checkpoint timer: %s", strerror(errno));
+		goto out;
+	}
+	r = local_hello(a->o, a->pr->vm, HELLO_PRIMARY, &cfg.hello, &a->cpuid);
 	cfg.hello.gen = a->gen;
 	cfg.hello.guest = a->pr->guest; /* a promoted secondary's is its old primary's */
 	/* A guest booted here says nothing until its secondary has first answered. */
 	a->first_contact = peer && !a->promoted_by;
 	if (r < 0) {
-		log_error("Failed to set up the checkpoint timer: %s", strerror(-r));
+		log_error("Failed to read the VM's CPUID for the handshake: %s", strerror(-r));
 		goto out;
 	}
 	a->p = calloc(1, sizeof(*a->p));

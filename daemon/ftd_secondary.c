@@ -488,7 +488,7 @@ int ftd_secondary(const struct ftd_options *o)
 	status = 1;
 	r = local_hello(o, pr.vm, HELLO_SECONDARY, &hello, &cpuid);
 	if (r < 0) {
-		log_error("Failed to set up io_uring: %s", strerror(-r));
+		log_error("Failed to read the VM's CPUID for the handshake: %s", strerror(-r));
 		goto out;
 	}
 	s = pr.sec = calloc(1, sizeof(*s));
