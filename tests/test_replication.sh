@@ -214,7 +214,10 @@ lines2=$(wc -l <"$TMP/con.k")
 [ "$lines2" -gt "$lines1" ] || fail "kill: the guest stopped printing while unprotected"
 worst=$(sed -n "$((lines1 + 1)),${lines2}p" "$TMP/con.k" |
 	sed -n 's/.* maxstall_us=\([0-9]*\) .*/\1/p' | sort -n | tail -1)
-[ -n "$worst" ] && [ "$worst" -lt 20000 ] ||
+# A primary still waiting for its dead peer stalls the guest for its --timeout
+# (2 s); host noise (a compiler on the other core) can stretch a 20 ms interval's
+# pause by tens of ms. 200 ms tells the two apart (CI failed once at 27 ms).
+[ -n "$worst" ] && [ "$worst" -lt 200000 ] ||
 	fail "kill: the guest stalled ${worst:-?} us while unprotected (interval 20 ms)"
 before=$(last_stat "$TMP/pri.k" verified)
 start_secondary "$port" "$TMP/sec.k2"
