@@ -67,6 +67,10 @@ const struct option options_long[] = {
 	{ "guest-gateway", required_argument, NULL, OPT_GUEST_GATEWAY },
 	{ "kv-max-bytes", required_argument, NULL, OPT_KV_MAX_BYTES },
 	{ "debug-no-device-dirty", no_argument, NULL, OPT_DEBUG_NO_DEVICE_DIRTY },
+	{ "kernel", required_argument, NULL, OPT_KERNEL },
+	{ "initrd", required_argument, NULL, OPT_INITRD },
+	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+	{ "boot-protocol", required_argument, NULL, OPT_BOOT_PROTOCOL },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -128,6 +132,30 @@ static void options_defaults(struct ftd_options *o)
 	loader_default_params(&o->gp);
 }
 
+/*
+ * --kernel and --initrd: the path as given (the daemon opens it when it boots the
+ * guest, so a relative path is relative to where ftd started). The guest's name,
+ * which the handshake and status show, is linux:BASENAME.
+ */
+static int options_kernel_file(struct ftd_options *o, int c, const char *arg, char *err,
+			       size_t errlen)
+{
+	const char *name = c == OPT_KERNEL ? "kernel" : "initrd";
+	char *dst = c == OPT_KERNEL ? o->kern.kernel : o->kern.initrd;
+	const char *base;
+
+	if (!arg[0] || strlen(arg) >= sizeof(o->kern.kernel))
+		return options_fail(err, errlen, "--%s: '%s' is not a file name of 1..%zu bytes",
+				    name, arg, sizeof(o->kern.kernel) - 1);
+	snprintf(dst, sizeof(o->kern.kernel), "%s", arg);
+	if (c == OPT_KERNEL) {
+		base = strrchr(arg, '/');
+		base = base ? base + 1 : arg;
+		snprintf(o->guest, sizeof(o->guest), "linux:%.57s", base);
+	}
+	return 0;
+}
+
 int options_apply(struct ftd_options *o, int c, const char *arg, char *err, size_t errlen)
 {
 	uint64_t v = 0;
@@ -139,6 +167,23 @@ int options_apply(struct ftd_options *o, int c, const char *arg, char *err, size
 			return options_fail(err, errlen,
 					    "--guest: '%s' is not a guest (use builtin:NAME)", arg);
 		snprintf(o->guest, sizeof(o->guest), "%s", arg);
+		o->guest_set = true;
+		break;
+	case OPT_KERNEL:
+	case OPT_INITRD:
+		return options_kernel_file(o, c, arg, err, errlen);
+	case OPT_CMDLINE:
+		if (strlen(arg) >= sizeof(o->kern.cmdline))
+			return options_fail(err, errlen, "--cmdline: longer than %zu bytes",
+					    sizeof(o->kern.cmdline) - 1);
+		snprintf(o->kern.cmdline, sizeof(o->kern.cmdline), "%s", arg);
+		o->kern.cmdline_set = true;
+		break;
+	case OPT_BOOT_PROTOCOL:
+		if (strcmp(arg, "64bit") && strcmp(arg, "pvh"))
+			return options_fail(err, errlen,
+					    "--boot-protocol: '%s' is not 64bit or pvh", arg);
+		o->kern.pvh = !strcmp(arg, "pvh");
 		break;
 	case OPT_MEM:
 		if (parse_size(arg, &v) < 0)
@@ -470,6 +515,14 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 		return 0;
 	if (o->role == FTD_ROLE_NONE)
 		return options_fail(err, errlen, "no command given (try ftd run --help)");
+	if (o->kern.kernel[0] && o->guest_set)
+		return options_fail(err, errlen,
+				    "--guest and --kernel both name the guest: give one of them");
+	if (!o->kern.kernel[0] && (o->kern.initrd[0] || o->kern.cmdline_set || o->kern.pvh))
+		return options_fail(err, errlen, "--%s needs --kernel",
+				    o->kern.initrd[0]	  ? "initrd"
+				    : o->kern.cmdline_set ? "cmdline"
+							  : "boot-protocol");
 	if ((o->gp.net_ip || o->gp.net_gateway) && !o->net.enabled)
 		return options_fail(err, errlen, "--%s needs --net (the guest has no NIC without)",
 				    o->gp.net_ip ? "guest-ip" : "guest-gateway");

@@ -27,6 +27,15 @@ struct ftd_net_options {
 	}
 #define FTD_NET_DEFAULT_HOLD_MAX (8ULL << 20)
 
+/* --kernel: a Linux guest instead of a built-in one (vmm/linux_boot.h). */
+struct ftd_kernel_options {
+	char kernel[256]; /* "": a built-in guest */
+	char initrd[256];
+	char cmdline[1024];
+	bool cmdline_set;
+	bool pvh; /* --boot-protocol pvh; default: the 64-bit boot protocol */
+};
+
 enum ftd_role {
 	FTD_ROLE_NONE = 0,
 	FTD_ROLE_RUN,
@@ -74,6 +83,8 @@ struct ftd_options {
 	uint64_t cluster_wait_ns; /* after the primary's node left, before promoting */
 	char state_dir[200];	  /* guest UUID and data generation (daemon/genstore.h) */
 	struct ftd_net_options net;
+	struct ftd_kernel_options kern;
+	bool guest_set;	      /* --guest given: conflicts with --kernel */
 	bool no_device_dirty; /* --debug-no-device-dirty: tests prove --verify catches it */
 	struct guest_params gp;
 };

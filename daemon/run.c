@@ -25,6 +25,8 @@
 #include "lib/log.h"
 #include "primary/checkpoint.h"
 #include "primary/stats.h"
+#include "vmm/cmos.h"
+#include "vmm/linux_boot.h"
 #include "vmm/loader.h"
 #include "vmm/serial.h"
 #include "vmm/vcpu.h"
@@ -213,6 +215,13 @@ static uint64_t mem_available(void)
 	return avail;
 }
 
+/* vm_notice_once(): one line per kind, from a vCPU thread. */
+static void vm_notice(void *opaque, const char *msg)
+{
+	(void)opaque;
+	log_info("Guest: %s", msg);
+}
+
 int ftd_make_vm(const struct ftd_options *o, serial_sink_fn sink, void *opaque, bool load_guest,
 		struct ftd_net *net, struct vm **ret_vm)
 {
@@ -222,7 +231,7 @@ int ftd_make_vm(const struct ftd_options *o, serial_sink_fn sink, void *opaque, 
 		.tracking = o->tracking,
 		.ring_entries = o->ring_entries,
 	};
-	struct device *serial = NULL;
+	struct device *serial = NULL, *cmos = NULL;
 	struct vm *vm = NULL;
 	int r;
 
@@ -260,11 +269,47 @@ int ftd_make_vm(const struct ftd_options *o, serial_sink_fn sink, void *opaque, 
 		vm_free(vm);
 		return 1;
 	}
+	vm_set_notice_hook(vm, vm_notice, NULL);
+	serial_set_irq(serial, vm, GUEST_IRQ_COM1);
+	r = cmos_new(&cmos);
+	if (r < 0 || (r = vm_add_device(vm, cmos)) < 0) {
+		log_error("Failed to add the CMOS clock: %s", strerror(-r));
+		if (cmos)
+			cmos->ops->free(cmos);
+		vm_free(vm);
+		return 1;
+	}
 	if (ftd_net_create(net, vm, o) < 0) {
 		vm_free(vm);
 		return 1;
 	}
-	if (load_guest) {
+	if (load_guest && o->kern.kernel[0] && o->tracking == DIRTY_RING &&
+	    access("/sys/module/kvm_pvm", F_OK) == 0) {
+		/* docs/linux.md, "The dirty ring and an emulated kernel". */
+		log_error("A Linux guest needs --tracking bitmap on this host (kvm_pvm): its "
+			  "kernel runs emulated, every emulated store is a dirty ring entry "
+			  "(about 2 million a second) and an emulation batch overruns the "
+			  "ring's reserve, which loses entries and stops the vCPU for good");
+		vm_free(vm);
+		return 2;
+	}
+	if (load_guest && o->kern.kernel[0]) {
+		struct linux_boot_config lc = {
+			.kernel = o->kern.kernel,
+			.initrd = o->kern.initrd[0] ? o->kern.initrd : NULL,
+			.cmdline = o->kern.cmdline,
+			.protocol = o->kern.pvh ? LINUX_BOOT_PVH : LINUX_BOOT_64BIT,
+		};
+		char err[256] = "";
+
+		r = linux_boot_load(vm, &lc, err, sizeof(err));
+		if (r < 0) {
+			log_error("Failed to load Linux kernel %s: %s", o->kern.kernel,
+				  err[0] ? err : strerror(-r));
+			vm_free(vm);
+			return 2;
+		}
+	} else if (load_guest) {
 		r = loader_load(vm, o->guest, &o->gp);
 		if (r < 0) {
 			log_error("Failed to load guest %s: %s", o->guest,

@@ -50,6 +50,7 @@
 
 /* Ports. 0x3f8..0x3ff is the 16550 console (COM1). */
 #define GUEST_PORT_COM1 0x3f8
+#define GUEST_IRQ_COM1	4 /* ISA IRQ of COM1 (interrupt-driven guests: Linux) */
 /*
  * Writing a 32-bit value to GUEST_PORT_SIGNAL tells the VMM's owner something (the
  * VMM passes it to a hook with the vCPU index). Tests use it as a sync point.

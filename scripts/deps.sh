@@ -13,6 +13,7 @@ PACKAGES=(
 	libinih-dev              # ftd --config files
 	libsystemd-dev systemd   # sd_notify; systemd-analyze verify in the tests
 	redis-tools python3-redis iperf  # real clients of the builtin:kv guest (tests/test_net.sh)
+	curl                     # ... and of the Linux guest's httpd (tests/test_linux.sh)
 	dpkg-dev                 # dpkg-source: scripts/lwip.sh unpacks Debian's lwIP source
 	libssl-dev openssl       # mutual TLS for replication; certificates in the tests
 	clang-format             # CI format check (.clang-format)

@@ -125,14 +125,26 @@ static int ring_harvest(struct vm *vm, struct dirty_set *out, struct dirty_stats
 {
 	uint64_t t0 = clock_now_ns(), t1, collected = 0, reset_total = 0;
 	struct dirty_stats local = { 0 };
+	unsigned int overflowed = 0; /* 1 + the first vCPU whose ring overflowed */
 	int reset = 0;
 
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = vm->vcpus[i];
-
-		collected += dirty_ring_collect(v->ring, vm->ring_entries, &v->ring_fetch,
+		uint32_t n = dirty_ring_collect(v->ring, vm->ring_entries, &v->ring_fetch,
 						vm->slot_first_page, vm->slot_pages, vm->nr_slots,
 						out, &local);
+
+		/*
+		 * KVM asks for a harvest (soft full) with a reserve left for the
+		 * instruction in flight, so a whole ring of entries means it pushed
+		 * past the end: entries were overwritten before we read them. That
+		 * happens when the host emulates more writes between two checks than
+		 * the reserve holds (each emulated write is an entry; KVM warns
+		 * "kvm_dirty_ring_push" in the host's log).
+		 */
+		if (n == vm->ring_entries)
+			overflowed = overflowed ? overflowed : i + 1;
+		collected += n;
 	}
 	t1 = clock_now_ns();
 	/*
@@ -160,6 +172,13 @@ static int ring_harvest(struct vm *vm, struct dirty_set *out, struct dirty_stats
 	}
 	if (reset < 0 && errno != EINTR)
 		return -errno;
+	if (overflowed) {
+		snprintf(vm->dirty_error, sizeof(vm->dirty_error),
+			 "the dirty ring of vCPU %u overflowed (%u entries between two "
+			 "harvests): entries were lost",
+			 overflowed - 1, vm->ring_entries);
+		return -EIO;
+	}
 	/*
 	 * Fewer or more entries reset than collected, or entries naming no page of
 	 * ours: the rings no longer describe the guest. Tracking is lost.

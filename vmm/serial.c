@@ -3,11 +3,12 @@
  * A 16550A UART, transmit side only: the transmitter is always ready (every byte
  * written to THR goes to the sink at once), nothing is ever received.
  *
- * No interrupt is raised: the built-in guests run with IF=0 and poll LSR. IIR still
- * reports a THR-empty interrupt when IER enables it, with the 8250 rules (pending
- * after THR is written or ETBEI is set, cleared by reading IIR or writing THR), so
- * a driver that probes or polls IIR sees a consistent UART; wiring an IRQ line
- * (KVM_IRQ_LINE 4) is all that interrupt-driven guests would additionally need.
+ * IIR reports a THR-empty interrupt when IER enables it, with the 8250 rules
+ * (pending after THR is written or ETBEI is set, cleared by reading IIR). With an
+ * IRQ line (serial_set_irq) the line follows IIR: high while an interrupt is
+ * pending, through KVM_IRQ_LINE to the in-kernel PIC and IOAPIC. Linux needs it:
+ * its 8250 driver writes userspace's console output from the THR-empty interrupt.
+ * The built-in guests run with IF=0 and poll LSR, so for them the line is inert.
  *
  * Threads: io() runs on any vCPU thread, save/load/reset on the owner while the
  * vCPUs are parked. One mutex covers the registers and the sink call, so bytes from
@@ -21,6 +22,7 @@
 #include <string.h>
 
 #include "vmm/serial.h"
+#include "vmm/vm.h"
 
 #define SERIAL_NR_PORTS 8
 
@@ -75,6 +77,10 @@ struct serial {
 	/* Under lock. */
 	uint8_t dll, dlm, ier, fcr, lcr, mcr, scr;
 	bool thri_pending;
+	/* The IRQ line (serial_set_irq): vm NULL means none. level: last driven, -1 unknown. */
+	struct vm *vm;
+	unsigned int irq;
+	int level;
 };
 
 static struct serial *to_serial(struct device *dev)
@@ -101,6 +107,18 @@ static uint8_t iir_locked(const struct serial *s)
 	if (s->fcr & FCR_FIFO_ENABLE)
 		iir |= IIR_FIFO_ENABLED;
 	return iir;
+}
+
+/* Drives the IRQ line to match IIR, only on a change (one ioctl per edge). */
+static void update_irq_locked(struct serial *s)
+{
+	int level = (iir_locked(s) & IIR_NO_INT) ? 0 : 1;
+
+	if (!s->vm || level == s->level)
+		return;
+	/* Cannot fail for a valid GSI on a VM with an in-kernel irqchip. */
+	vm_irq_line(s->vm, s->irq, level);
+	s->level = level;
 }
 
 static uint8_t msr_locked(const struct serial *s)
@@ -242,6 +260,7 @@ static void serial_io(struct device *dev, uint16_t port, int is_write, uint8_t *
 	}
 	if (run_len)
 		s->sink(s->opaque, data + run_start, run_len);
+	update_irq_locked(s);
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -251,6 +270,7 @@ static void serial_reset(struct device *dev)
 
 	pthread_mutex_lock(&s->lock);
 	serial_reset_locked(s);
+	update_irq_locked(s);
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -297,6 +317,9 @@ static int serial_load(struct device *dev, const uint8_t *buf, size_t len)
 	s->mcr = v.mcr & MCR_MASK;
 	s->scr = v.scr;
 	s->thri_pending = v.thri_pending != 0;
+	/* The irqchip's state came with the checkpoint; drive the line to match it. */
+	s->level = -1;
+	update_irq_locked(s);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
@@ -344,7 +367,20 @@ int serial_new(uint16_t port_base, serial_sink_fn sink, void *opaque, struct dev
 		.port_len = SERIAL_NR_PORTS,
 		.priv = s,
 	};
+	s->level = -1;
 	serial_reset_locked(s);
 	*ret_dev = &s->dev;
 	return 0;
+}
+
+void serial_set_irq(struct device *dev, struct vm *vm, unsigned int irq)
+{
+	struct serial *s = to_serial(dev);
+
+	pthread_mutex_lock(&s->lock);
+	s->vm = vm;
+	s->irq = irq;
+	s->level = -1;
+	update_irq_locked(s);
+	pthread_mutex_unlock(&s->lock);
 }

@@ -17,4 +17,11 @@ typedef void (*serial_sink_fn)(void *opaque, const uint8_t *buf, size_t len);
 
 int serial_new(uint16_t port_base, serial_sink_fn sink, void *opaque, struct device **ret_dev);
 
+/*
+ * Wires the UART's interrupt to GSI `irq` of `vm` (4 for COM1): the line is high
+ * while IIR reports a pending interrupt. Without it no line is driven.
+ */
+struct vm;
+void serial_set_irq(struct device *dev, struct vm *vm, unsigned int irq);
+
 #endif

@@ -219,6 +219,92 @@ static void vcpu_crash(struct vcpu *v)
 		  (unsigned long long)v->crash_sregs.cr2);
 }
 
+static unsigned long long vcpu_rip(struct vcpu *v)
+{
+	struct kvm_regs regs;
+
+	if (v->run_state_fresh)
+		return v->run->s.regs.regs.rip;
+	return ioctl(v->fd, KVM_GET_REGS, &regs) == 0 ? regs.rip : 0;
+}
+
+/* The instruction at the guest's RIP, from the exit or from guest memory. */
+static int vcpu_insn_byte(struct vcpu *v, const struct kvm_regs *regs, uint8_t *ret)
+{
+	struct kvm_run *run = v->run;
+	struct kvm_translation tr = { .linear_address = regs->rip };
+	const uint8_t *p;
+
+	if (run->emulation_failure.ndata >= 3 &&
+	    (run->emulation_failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) &&
+	    run->emulation_failure.insn_size >= 1) {
+		*ret = run->emulation_failure.insn_bytes[0];
+		return 0;
+	}
+	if (ioctl(v->fd, KVM_TRANSLATE, &tr) < 0)
+		return -errno;
+	if (!tr.valid)
+		return -EFAULT;
+	p = vm_gpa_to_hva(v->vm, tr.physical_address, 1);
+	if (!p)
+		return -EFAULT;
+	*ret = *p;
+	return 0;
+}
+
+/*
+ * Instructions this host's emulator fails on, done here instead (kvm_pvm emulates
+ * all CPL-0 code and has no case for these; ordinary VMX/SVM never exits for them,
+ * so this never runs there):
+ * - int3 at CPL 0 (Linux executes one in its boot self-test and while patching
+ *   code): skip it and inject #BP, a trap, so the handler sees RIP after the int3
+ *   exactly as if the CPU had executed it;
+ * - fwait (0x9b) with no x87 exception pending: a no-op.
+ * Returns true if the vCPU can go on.
+ */
+static bool vcpu_emulation_fallback(struct vcpu *v)
+{
+	struct kvm_vcpu_events ev;
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	uint8_t insn = 0;
+
+	if (v->run->internal.suberror != KVM_INTERNAL_ERROR_EMULATION ||
+	    ioctl(v->fd, KVM_GET_REGS, &regs) < 0 || ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0 ||
+	    vcpu_insn_byte(v, &regs, &insn) < 0)
+		return false;
+	v->run_state_fresh = false; /* KVM_RUN's copy of the registers is about to be stale */
+	if (insn == 0xcc && (sregs.cs.selector & 3) == 0) {
+		if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0 || ev.exception.injected ||
+		    ev.exception.pending)
+			return false;
+		regs.rip++;
+		ev.exception.injected = 1;
+		ev.exception.nr = 3; /* #BP */
+		ev.exception.has_error_code = 0;
+		ev.flags = 0;
+		if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0 ||
+		    ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
+			return false;
+		v->exits.int3_fallback++;
+		vm_notice_once(v->vm, VM_NOTICE_INT3,
+			       "the host could not emulate a kernel int3: injecting #BP "
+			       "(instruction fallback)");
+		return true;
+	}
+	if (insn == 0x9b) {
+		regs.rip++;
+		if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
+			return false;
+		v->exits.fwait_fallback++;
+		vm_notice_once(v->vm, VM_NOTICE_FWAIT,
+			       "the host could not emulate fwait: skipping it (instruction "
+			       "fallback)");
+		return true;
+	}
+	return false;
+}
+
 enum exit_action {
 	EXIT_CONTINUE,
 	EXIT_PARK, /* wait for the owner (full dirty ring) */
@@ -255,8 +341,10 @@ static enum exit_action vcpu_handle_exit(struct vcpu *v)
 			  (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
 		return EXIT_STOP;
 	case KVM_EXIT_INTERNAL_ERROR:
-		vcpu_stop(v, VCPU_FAILED, "KVM internal error, suberror %u",
-			  run->internal.suberror);
+		if (vcpu_emulation_fallback(v))
+			return EXIT_CONTINUE;
+		vcpu_stop(v, VCPU_FAILED, "KVM internal error, suberror %u at rip=0x%llx",
+			  run->internal.suberror, (unsigned long long)vcpu_rip(v));
 		return EXIT_STOP;
 	default:
 		vcpu_stop(v, VCPU_FAILED, "unhandled exit reason %u", run->exit_reason);

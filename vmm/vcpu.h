@@ -24,6 +24,8 @@ struct vcpu_exit_stats {
 	uint64_t ring_full;
 	uint64_t intr;
 	uint64_t other;
+	uint64_t int3_fallback;	 /* CPL-0 int3 the host could not emulate: #BP injected */
+	uint64_t fwait_fallback; /* fwait the host could not emulate: skipped */
 };
 
 struct vcpu {

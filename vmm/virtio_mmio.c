@@ -31,12 +31,11 @@ bool virtio_dev_live(const struct virtio_dev *vdev)
 static void virtio_update_irq(struct virtio_dev *vdev)
 {
 	bool level = vdev->isr != 0;
-	struct kvm_irq_level irq = { .irq = vdev->irq, .level = level };
 
 	if (level == vdev->irq_level)
 		return;
 	/* Fails only without an irqchip: our VMs always have one. */
-	if (ioctl(vdev->vm->vm_fd, KVM_IRQ_LINE, &irq) == 0)
+	if (vm_irq_line(vdev->vm, vdev->irq, level) == 0)
 		vdev->irq_level = level;
 }
 

@@ -276,6 +276,20 @@ void vm_set_device_dirty_marking(struct vm *vm, bool on)
 	vm->device_dirty_off = !on;
 }
 
+void vm_set_notice_hook(struct vm *vm, vm_notice_fn fn, void *opaque)
+{
+	vm->notice_fn = fn;
+	vm->notice_opaque = opaque;
+}
+
+void vm_notice_once(struct vm *vm, enum vm_notice kind, const char *msg)
+{
+	unsigned int before = __atomic_fetch_or(&vm->notices_sent, kind, __ATOMIC_RELAXED);
+
+	if (!(before & kind) && vm->notice_fn)
+		vm->notice_fn(vm->notice_opaque, msg);
+}
+
 void vm_set_signal_hook(struct vm *vm, vm_signal_fn fn, void *opaque)
 {
 	vm->signal_fn = fn;
@@ -294,6 +308,13 @@ int vm_prealloc(struct vm *vm)
 	for (uint64_t off = 0; off < vm->mem_size; off += VM_PAGE_SIZE)
 		mem[off] = mem[off];
 	return 0;
+}
+
+int vm_irq_line(struct vm *vm, unsigned int gsi, int level)
+{
+	struct kvm_irq_level irq = { .irq = gsi, .level = level ? 1 : 0 };
+
+	return ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0 ? -errno : 0;
 }
 
 int vm_start(struct vm *vm)

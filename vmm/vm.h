@@ -61,6 +61,17 @@ struct vm_slot {
 
 /* Owner hook for writes to GUEST_PORT_SIGNAL, called on the vCPU thread. */
 typedef void (*vm_signal_fn)(void *opaque, unsigned int vcpu, uint32_t value);
+/*
+ * Owner hook for things worth one log line that are not errors (an instruction
+ * fallback the host needed), called on the vCPU thread, once per kind per VM.
+ */
+typedef void (*vm_notice_fn)(void *opaque, const char *msg);
+
+/* Kinds of notice (vm->notices_sent bits). */
+enum vm_notice {
+	VM_NOTICE_INT3 = 1u << 0,
+	VM_NOTICE_FWAIT = 1u << 1,
+};
 
 struct vm {
 	int kvm_fd;
@@ -110,6 +121,9 @@ struct vm {
 	bool device_dirty_off;
 	vm_signal_fn signal_fn;
 	void *signal_opaque;
+	vm_notice_fn notice_fn;
+	void *notice_opaque;
+	unsigned int notices_sent; /* enum vm_notice bits, atomic */
 
 	unsigned int nr_vcpus;
 	struct vcpu *vcpus[VM_MAX_VCPUS];
@@ -159,6 +173,15 @@ void vm_free(struct vm *vm);
  */
 int vm_add_device(struct vm *vm, struct device *dev);
 void vm_set_signal_hook(struct vm *vm, vm_signal_fn fn, void *opaque);
+void vm_set_notice_hook(struct vm *vm, vm_notice_fn fn, void *opaque);
+/* Passes msg to the notice hook unless a notice of this kind was passed before. */
+void vm_notice_once(struct vm *vm, enum vm_notice kind, const char *msg);
+
+/*
+ * Drives interrupt line `gsi` of the in-kernel PIC and IOAPIC to `level` (0 or 1):
+ * KVM_IRQ_LINE. Any thread. Returns 0 or -errno.
+ */
+int vm_irq_line(struct vm *vm, unsigned int gsi, int level);
 
 /* Start one thread per vCPU running KVM_RUN (after the loader set up state). */
 int vm_start(struct vm *vm);
