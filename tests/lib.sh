@@ -149,3 +149,17 @@ kill_active() {
 	kill -KILL "$1"
 	return 1
 }
+
+# stop NAME: SIGTERM to the process ${PID[NAME]} (the caller's associative
+# array), then wait for it (KILL after 10 s).
+stop() {
+	local p=${PID[$1]} i
+	kill -TERM "$p" 2>/dev/null
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$p" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$p" 2>/dev/null
+	wait "$p" 2>/dev/null
+	return 0
+}

@@ -148,17 +148,6 @@ guest_args() {
 	echo --kernel "$KERNEL" --initrd "$INITRD" --mem "$MEM" --vcpus 1 --tracking "$TRACKING"
 }
 
-stop() { # NAME: SIGTERM, then wait (KILL after 10 s)
-	local p=${PID[$1]} i
-	kill -TERM "$p" 2>/dev/null
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$p" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$p" 2>/dev/null
-	wait "$p" 2>/dev/null
-	return 0
-}
 
 base() { sed -n 's/.*committed output from stream offset \([0-9]*\).*/\1/p' "$TMP/log.$1" | head -1; }
 

@@ -177,18 +177,6 @@ start_pair() {
 	wait_service 30
 }
 
-# stop NAME: SIGTERM, then wait (KILL after 10 s).
-stop() {
-	local p=${PID[$1]} i
-	kill -TERM "$p" 2>/dev/null
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$p" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$p" 2>/dev/null
-	wait "$p" 2>/dev/null
-	return 0
-}
 
 cli() { net_exec client timeout 20 redis-cli -h "$GUEST_IP" "$@"; }
 
