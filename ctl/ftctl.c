@@ -253,6 +253,19 @@ static void print_status(struct json_object *r)
 				       : "",
 			       u64(n, "rx_frames"), u64(n, "rx_dropped"), u64(n, "tx_frames"));
 		}
+		if (has(r, "disk")) {
+			struct json_object *d = json_object_object_get(r, "disk");
+
+			printf("  disk %s (%" PRIu64 " MiB): %" PRIu64 " reads, %" PRIu64
+			       " writes (%.1f MB), %" PRIu64 " flushes, %" PRIu64
+			       " errors, %" PRIu64 " in flight; last sync sent %" PRIu64
+			       " blocks (%.1f MB) in %" PRIu64 " ms\n",
+			       str(d, "path"), u64(d, "size") >> 20, u64(d, "reads"),
+			       u64(d, "writes"), (double)u64(d, "write_bytes") / 1e6,
+			       u64(d, "flushes"), u64(d, "errors"), u64(d, "inflight"),
+			       u64(d, "sync_blocks"), (double)u64(d, "sync_bytes") / 1e6,
+			       u64(d, "sync_ms"));
+		}
 		return;
 	}
 	printf("secondary: %s, primary %s\n", str(r, "state"), str(r, "peer"));

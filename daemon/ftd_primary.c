@@ -406,6 +406,7 @@ int ftd_primary_run(struct ftd_primary *a, const char *peer)
 	struct primary_config cfg = { .timeout_ns = a->o->timeout_ns,
 				      .reconnect_ns = RECONNECT_NS,
 				      .verify = a->o->verify,
+				      .disk = a->pr->disk,
 				      .live = (enum primary_live)a->o->live_harvest,
 				      .tls = a->pr->tls };
 	int status = 1, r;
@@ -424,7 +425,7 @@ int ftd_primary_run(struct ftd_primary *a, const char *peer)
 		log_error("Failed to set up the checkpoint timer: %s", strerror(errno));
 		goto out;
 	}
-	r = local_hello(a->o, a->pr->vm, HELLO_PRIMARY, &cfg.hello, &a->cpuid);
+	r = local_hello(a->o, a->pr->vm, a->pr->disk, HELLO_PRIMARY, &cfg.hello, &a->cpuid);
 	cfg.hello.gen = a->gen;
 	cfg.hello.guest = a->pr->guest; /* a promoted secondary's is its old primary's */
 	/* A guest booted here says nothing until its secondary has first answered. */

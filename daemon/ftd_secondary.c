@@ -486,7 +486,7 @@ int ftd_secondary(const struct ftd_options *o)
 	if (status)
 		goto out;
 	status = 1;
-	r = local_hello(o, pr.vm, HELLO_SECONDARY, &hello, &cpuid);
+	r = local_hello(o, pr.vm, pr.disk, HELLO_SECONDARY, &hello, &cpuid);
 	if (r < 0) {
 		log_error("Failed to read the VM's CPUID for the handshake: %s", strerror(-r));
 		goto out;
@@ -500,6 +500,13 @@ int ftd_secondary(const struct ftd_options *o)
 		free(s);
 		pr.sec = NULL;
 		goto out;
+	}
+	if (o->disk[0]) {
+		r = secondary_set_disk(s, o->disk);
+		if (r < 0) {
+			log_error("Cannot use disk image %s: %s", o->disk, strerror(-r));
+			goto out;
+		}
 	}
 	sb.s = s;
 	ftd_secondary_forget(o);

@@ -71,6 +71,7 @@ const struct option options_long[] = {
 	{ "initrd", required_argument, NULL, OPT_INITRD },
 	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
 	{ "boot-protocol", required_argument, NULL, OPT_BOOT_PROTOCOL },
+	{ "disk", required_argument, NULL, OPT_DISK },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -172,6 +173,13 @@ int options_apply(struct ftd_options *o, int c, const char *arg, char *err, size
 	case OPT_KERNEL:
 	case OPT_INITRD:
 		return options_kernel_file(o, c, arg, err, errlen);
+	case OPT_DISK:
+		if (!arg[0] || strlen(arg) >= sizeof(o->disk))
+			return options_fail(err, errlen,
+					    "--disk: '%s' is not a path of 1..%zu bytes", arg,
+					    sizeof(o->disk) - 1);
+		snprintf(o->disk, sizeof(o->disk), "%s", arg);
+		break;
 	case OPT_CMDLINE:
 		if (strlen(arg) >= sizeof(o->kern.cmdline))
 			return options_fail(err, errlen, "--cmdline: longer than %zu bytes",

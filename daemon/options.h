@@ -84,6 +84,7 @@ struct ftd_options {
 	char state_dir[200];	  /* guest UUID and data generation (daemon/genstore.h) */
 	struct ftd_net_options net;
 	struct ftd_kernel_options kern;
+	char disk[256];	      /* --disk: the guest's virtio-blk image, "": none */
 	bool guest_set;	      /* --guest given: conflicts with --kernel */
 	bool no_device_dirty; /* --debug-no-device-dirty: tests prove --verify catches it */
 	struct guest_params gp;

@@ -22,12 +22,13 @@
 #include "daemon/role.h"
 #include "daemon/run.h"
 #include "lib/log.h"
+#include "vmm/virtio_blk.h"
 #include "vmm/vm.h"
 
 #define OUTBUF_BYTES (16u << 20)
 
-int local_hello(const struct ftd_options *o, struct vm *vm, uint32_t role, struct hello_info *h,
-		uint8_t **ret_cpuid)
+int local_hello(const struct ftd_options *o, struct vm *vm, const struct virtio_blk *disk,
+		uint32_t role, struct hello_info *h, uint8_t **ret_cpuid)
 {
 	size_t len = 0;
 	int r = vm_get_cpuid(vm, ret_cpuid, &len);
@@ -53,6 +54,7 @@ int local_hello(const struct ftd_options *o, struct vm *vm, uint32_t role, struc
 		h->devices[h->nr_devices++] = vm->devices[i]->ops->name;
 	h->verify = o->verify;
 	h->net_mac = o->net.enabled ? o->net.mac_text : "";
+	h->disk_size = disk ? virtio_blk_size(disk) : 0;
 	return 0;
 }
 
@@ -148,7 +150,7 @@ int ftd_process_open(struct ftd_process *pr, const struct ftd_options *o, const 
 		return 1;
 	}
 	/* A secondary's replica writes the same buffer: the guest writes it once promoted. */
-	status = ftd_make_vm(o, outbuf_sink, &pr->out, load_guest, &pr->net, &pr->vm);
+	status = ftd_make_vm(o, outbuf_sink, &pr->out, load_guest, &pr->net, &pr->disk, &pr->vm);
 	if (status)
 		return status;
 	r = netloop_init(&pr->nl, send_zc);

@@ -41,10 +41,11 @@ struct ftd_process {
 	struct vm *vm;
 	struct netloop nl;
 	bool nl_ok;
-	struct outbuf out;    /* the guest console: output commit's first channel */
-	struct outbuf frames; /* --net: the guest's frames, its second (records) */
-	struct commit commit; /* what is held and when it leaves (primary/commit.h) */
-	struct ftd_net net;   /* --net: the NIC (daemon/net.h) */
+	struct outbuf out;	 /* the guest console: output commit's first channel */
+	struct outbuf frames;	 /* --net: the guest's frames, its second (records) */
+	struct commit commit;	 /* what is held and when it leaves (primary/commit.h) */
+	struct ftd_net net;	 /* --net: the NIC (daemon/net.h) */
+	struct virtio_blk *disk; /* --disk: the guest's disk, owned by the VM, or NULL */
 	struct control *ctl;
 	struct ftd_cluster fc; /* --cluster; fc.c is NULL without */
 	/* `ftd secondary`: kept when promoted; freed before the netloop (it waits out receives). */
@@ -72,8 +73,8 @@ int ftd_process_serve(struct ftd_process *pr, control_fn fn, void *opaque);
 void ftd_process_close(struct ftd_process *pr);
 
 /* What both sides put in HELLO; cpuid is malloc'ed. */
-int local_hello(const struct ftd_options *o, struct vm *vm, uint32_t role, struct hello_info *h,
-		uint8_t **ret_cpuid);
+int local_hello(const struct ftd_options *o, struct vm *vm, const struct virtio_blk *disk,
+		uint32_t role, struct hello_info *h, uint8_t **ret_cpuid);
 /* The address of option --opt; logs what is wrong with it. 0 or -EINVAL. */
 int parse_addr_opt(const char *opt, const char *value, struct sockaddr_storage *ss, socklen_t *len);
 /*

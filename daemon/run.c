@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon/disk.h"
 #include "daemon/loop.h"
 #include "daemon/net.h"
 #include "daemon/run.h"
@@ -223,7 +224,7 @@ static void vm_notice(void *opaque, const char *msg)
 }
 
 int ftd_make_vm(const struct ftd_options *o, serial_sink_fn sink, void *opaque, bool load_guest,
-		struct ftd_net *net, struct vm **ret_vm)
+		struct ftd_net *net, struct virtio_blk **ret_disk, struct vm **ret_vm)
 {
 	struct vm_config cfg = {
 		.mem_size = o->mem_size,
@@ -279,7 +280,7 @@ int ftd_make_vm(const struct ftd_options *o, serial_sink_fn sink, void *opaque, 
 		vm_free(vm);
 		return 1;
 	}
-	if (ftd_net_create(net, vm, o) < 0) {
+	if (ftd_net_create(net, vm, o) < 0 || ftd_disk_create(vm, o, ret_disk) < 0) {
 		vm_free(vm);
 		return 1;
 	}
@@ -434,6 +435,7 @@ int ftd_run(const struct ftd_options *o)
 	struct vm *vm = NULL;
 	struct ckpt ckpt = { 0 };
 	struct ftd_net net;
+	struct virtio_blk *disk = NULL;
 	int console_fd = -1, sig_fd = -1, timer_fd = -1, status = 1, r;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -448,7 +450,7 @@ int ftd_run(const struct ftd_options *o)
 		log_error("Failed to set up signals and timer: %s", strerror(errno));
 		goto out;
 	}
-	status = ftd_make_vm(o, ftd_console_write, &console_fd, true, &net, &vm);
+	status = ftd_make_vm(o, ftd_console_write, &console_fd, true, &net, &disk, &vm);
 	if (status)
 		goto out;
 	status = 1;

@@ -8,6 +8,8 @@
 
 #include "vmm/serial.h"
 
+struct virtio_blk;
+
 struct ftd_net;
 struct vm;
 
@@ -28,10 +30,11 @@ void ftd_owner_priority(const struct ftd_options *o, const struct vm *vm);
 int ftd_report_stopped(struct vm *vm);
 /*
  * The VM of the options with its serial console on `sink`, its NIC in *net
- * (--net; TAP not opened yet), and the guest loaded when load_guest. Logs
+ * (--net; TAP not opened yet), its disk in *ret_disk (--disk, else NULL; the
+ * VM owns it), and the guest loaded when load_guest. Logs
  * failures; returns 0 or the exit status.
  */
 int ftd_make_vm(const struct ftd_options *o, serial_sink_fn sink, void *opaque, bool load_guest,
-		struct ftd_net *net, struct vm **ret_vm);
+		struct ftd_net *net, struct virtio_blk **ret_disk, struct vm **ret_vm);
 
 #endif

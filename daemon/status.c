@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "daemon/disk.h"
 #include "daemon/role.h"
 #include "daemon/status.h"
 #include "lib/clock.h"
@@ -192,6 +193,7 @@ void ftd_primary_metrics(struct ftd_primary *a, struct json_object *r)
 		(unsigned long long)st->all_pause_us.n, (double)st->all_pause_us.sum / 1e6,
 		(unsigned long long)st->all_pause_us.n);
 	ftd_net_metrics(&a->pr->net, &a->pr->frames, f);
+	ftd_disk_metrics(a->pr->disk, f);
 	fclose(f);
 	json_add_str(r, "text", text);
 	free(text);
@@ -263,6 +265,8 @@ void ftd_primary_status(struct ftd_primary *a, struct json_object *r)
 	json_add_u64(r, "held_bytes", commit_held(&a->pr->commit));
 	if (a->pr->net.dev)
 		ftd_net_status(&a->pr->net, &a->pr->frames, r);
+	if (a->pr->disk)
+		ftd_disk_status(a->pr->disk, st, r);
 	json_add_u64(r, "console_offset", outbuf_stream_pos(&a->pr->out, outbuf_mark(&a->pr->out)));
 	json_add_u64(r, "sessions", st->sessions);
 	json_add_str(r, "quorum", ftd_cluster_quorum(&a->pr->fc));

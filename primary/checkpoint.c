@@ -9,6 +9,7 @@
 #include "vmm/machine.h"
 #include "vmm/memhash.h"
 #include "vmm/vcpu.h"
+#include "vmm/virtio_blk.h"
 #include "vmm/vm.h"
 
 int ckpt_init(struct ckpt *c, struct vm *vm)
@@ -59,6 +60,7 @@ void ckpt_free(struct ckpt *c)
 	if (c->list)
 		munmap(c->list, c->list_bytes);
 	free(c->state);
+	disk_log_free(&c->disk_log);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -162,6 +164,18 @@ int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
 			r = -ESRCH;
 	if (r < 0)
 		goto requeue;
+	if (c->disk && c->hash_memory) {
+		/*
+		 * --verify hashes the image, which must then hold every write the
+		 * log holds: complete the requests in flight, and collect the pages
+		 * their completions wrote (status bytes, used ring, read data).
+		 */
+		r = virtio_blk_drain(c->disk);
+		if (r == 0)
+			r = vm_harvest(vm, &c->fresh, NULL);
+		if (r < 0)
+			goto requeue;
+	}
 	t1 = clock_now_ns();
 	before = c->dirty.count;
 	place_fresh(c);
@@ -176,12 +190,20 @@ int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
 		r = vm_memory_hash(vm, true, &c->memory_hash);
 		if (r < 0)
 			goto requeue;
+		if (c->disk)
+			r = virtio_blk_hash(c->disk, &c->disk_hash);
+		if (r < 0)
+			goto requeue;
 		t->hash_ns = clock_now_ns() - t2;
 		t2 = clock_now_ns();
 	}
 	r = machine_save_vm(vm, c->state);
 	if (r == 0 && c->paused_fn)
 		c->paused_fn(c->paused_opaque, c->epoch + 1);
+	/* Last, so a failed capture leaves the writes with the device for the next. */
+	disk_log_clear(&c->disk_log);
+	if (r == 0 && c->disk)
+		virtio_blk_take_log(c->disk, &c->disk_log);
 	t3 = clock_now_ns();
 	t->harvest_ns = ds.harvest_ns;
 	t->reset_ns = ds.reset_ns;

@@ -10,11 +10,13 @@
 
 #include <stdint.h>
 
+#include "lib/disklog.h"
 #include "proto/epoch.h"
 #include "vmm/dirty.h"
 #include "vmm/state.h"
 
 struct vm;
+struct virtio_blk;
 
 /* Called by ckpt_capture while the guest is paused (e.g. to mark output boundaries). */
 typedef void (*ckpt_paused_fn)(void *opaque, uint64_t epoch);
@@ -42,6 +44,15 @@ struct ckpt {
 	bool hash_memory;     /* --verify: hash all guest memory while paused */
 	bool keep_paused;     /* the guest stays paused after a successful capture (switchover) */
 	uint64_t memory_hash; /* of the last capture, when hash_memory */
+	/*
+	 * --disk: the guest's disk. A capture takes the writes it logged since the
+	 * last one (virtio_blk_take_log) into disk_log, which ships with the
+	 * epoch; with hash_memory it also waits for the requests in flight and
+	 * hashes the image (disk_hash).
+	 */
+	struct virtio_blk *disk;
+	struct disk_log disk_log;
+	uint64_t disk_hash;
 };
 
 struct ckpt_timing {

@@ -15,6 +15,7 @@
 #include "lib/log.h"
 #include "primary/replicate_internal.h"
 #include "proto/wire.h"
+#include "vmm/virtio_blk.h"
 #include "vmm/vm.h"
 
 void session_drop(struct primary *p, const char *why)
@@ -186,6 +187,9 @@ static int pconn_received(void *opaque, uint8_t *buf, size_t n)
 			on_ack(p, c->fr.payload, c->fr.hdr.length, now);
 			break;
 		case WIRE_HEARTBEAT:
+			break;
+		case WIRE_DISK_SUMS:
+			disk_sums_received(p, c->fr.payload, c->fr.hdr.length);
 			break;
 		case WIRE_REFUSE: {
 			char desc[200];
@@ -369,6 +373,9 @@ void session_end(struct primary *p, const char *why, bool flush)
 		commit_session_lost(p->commit); /* the daemon decides again, knowing of it */
 	}
 	p->state = PRIMARY_UNPROTECTED;
+	/* Nobody to ship disk writes to: the next session compares blocks again. */
+	if (p->cfg.disk)
+		virtio_blk_set_logging(p->cfg.disk, false);
 	for (unsigned int i = 0; i < PRIMARY_SLOTS; i++) {
 		ckpt_live_forget(&p->slot[i].ck);
 		p->slot[i].sum.open = false; /* the next session's epochs start afresh */

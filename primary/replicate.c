@@ -235,6 +235,8 @@ int take_checkpoint(struct primary *p, struct primary_slot *s, bool early)
 	if (r < 0)
 		return r;
 	opts.memory_hash = p->cfg.verify ? s->ck.memory_hash : 0;
+	opts.disk = &s->ck.disk_log;
+	opts.disk_hash = p->cfg.verify && p->cfg.disk ? s->ck.disk_hash : 0;
 	opts.console = s->console;
 	opts.console_len = s->console_len;
 	opts.console_offset = s->console_offset;
@@ -453,6 +455,7 @@ int primary_init(struct primary *p, struct vm *vm, struct netloop *nl, struct ou
 			goto fail;
 		}
 		p->slot[i].p = p;
+		p->slot[i].ck.disk = cfg->disk;
 		p->slot[i].ck.paused_fn = slot_paused;
 		p->slot[i].ck.paused_opaque = &p->slot[i];
 	}
@@ -486,6 +489,7 @@ static void sends_wait(struct primary *p, uint64_t ns)
 
 void primary_free(struct primary *p)
 {
+	free(p->disk_sums);
 	if (p->conn) {
 		primary_goodbye(p, "primary shutting down");
 		session_drop(p, NULL);

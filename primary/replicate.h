@@ -54,11 +54,12 @@ struct primary_config {
 	struct sockaddr_storage peer; /* peer_len 0: none yet (ftctl protect sets one) */
 	socklen_t peer_len;
 	char peer_name[64];
-	uint64_t timeout_ns;	/* a peer silent this long is gone */
-	uint64_t reconnect_ns;	/* between connection attempts */
-	bool verify;		/* hash guest memory at every checkpoint */
-	enum primary_live live; /* live harvest: off, on, or where it pays */
-	SSL_CTX *tls;		/* mutual TLS with the secondary, or NULL (loopback, --insecure) */
+	uint64_t timeout_ns;	 /* a peer silent this long is gone */
+	uint64_t reconnect_ns;	 /* between connection attempts */
+	bool verify;		 /* hash guest memory at every checkpoint */
+	struct virtio_blk *disk; /* --disk: replicated with every epoch, or NULL */
+	enum primary_live live;	 /* live harvest: off, on, or where it pays */
+	SSL_CTX *tls;		 /* mutual TLS with the secondary, or NULL (loopback, --insecure) */
 	struct hello_info hello;
 };
 
@@ -123,11 +124,14 @@ struct primary_stats {
 	uint64_t sync_remaining;
 	uint32_t sync_round;
 	uint64_t pages_total;
-	uint64_t live_harvests;	 /* live harvests taken */
-	uint64_t live_pages;	 /* checkpoint pages copied by them and not again in a pause */
-	struct samples pause_us; /* since the last stats line */
-	struct samples ack_us;	 /* pause start to ACK */
-	struct samples pages;	 /* dirty pages per checkpoint */
+	uint64_t disk_sync_blocks; /* blocks the disk sync sent (data or zero), this session */
+	uint64_t disk_sync_bytes;  /* data bytes of those */
+	uint64_t disk_sync_ms;	   /* how long the disk sync took, this session */
+	uint64_t live_harvests;	   /* live harvests taken */
+	uint64_t live_pages;	   /* checkpoint pages copied by them and not again in a pause */
+	struct samples pause_us;   /* since the last stats line */
+	struct samples ack_us;	   /* pause start to ACK */
+	struct samples pages;	   /* dirty pages per checkpoint */
 	struct histogram all_pause_us; /* whole run */
 	struct histogram all_ack_us;
 	/* Where the pause goes (ckpt_timing), whole run. */
@@ -198,6 +202,18 @@ struct primary {
 	uint64_t sync_round_start_ns;
 	uint64_t sync_start_ns;
 	struct dirty_set scratch;
+
+	/*
+	 * Disk sync (--disk): the secondary's block sums arrive after its HELLO;
+	 * then every block is compared and those that differ are logged, before
+	 * the memory sync starts (sync.c).
+	 */
+	uint64_t *disk_sums;	 /* the secondary's, one per DISK_BLOCK */
+	uint64_t disk_blocks;	 /* blocks of the image */
+	uint64_t disk_sums_have; /* sums received so far (they arrive in order) */
+	uint64_t disk_pos;	 /* next block to compare */
+	bool disk_synced;	 /* every block compared: the memory sync may start */
+	uint64_t disk_sync_start_ns;
 
 	struct primary_stats st;
 	/* Live harvest: the last checkpoint, the gap before it, the next one due. */

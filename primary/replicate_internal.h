@@ -49,6 +49,12 @@ void sync_start(struct primary *p);
 /* Sends sync batches while slots are free; then checkpoint 0. */
 void sync_pump(struct primary *p);
 int harvest_now(struct primary *p, struct dirty_set *into);
+/*
+ * A DISK_SUMS frame's payload: the secondary's sums of the next blocks of its
+ * image, which the disk sync compares against. Anything out of order or
+ * beyond the image ends the session.
+ */
+void disk_sums_received(struct primary *p, const uint8_t *payload, size_t len);
 
 /* switchover.c */
 void handover_capture(struct primary *p);

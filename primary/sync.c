@@ -13,8 +13,128 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "primary/replicate_internal.h"
+#include "proto/disk_wire.h"
 #include "proto/wire.h"
+#include "lib/diskimg.h"
+#include "vmm/virtio_blk.h"
 #include "vmm/vm.h"
+
+/* ---- disk sync --------------------------------------------------------------- */
+
+/*
+ * The disk part of the initial sync, before the memory part: every block of
+ * the image is compared with the secondary's sum of it, and the blocks that
+ * differ are logged as writes (or zero ranges) by the device, in the same log
+ * as the guest's own writes, which the device records from here on. So the
+ * secondary receives the blocks and the guest's writes in the order they
+ * happened, and its image equals this one at every later checkpoint: a fresh
+ * all-zero secondary is sent the allocated non-zero blocks, a returning old
+ * copy only what changed (virtio_blk_sync_block explains the in-flight rule).
+ */
+#define DISK_SYNC_SENT_MAX  64u	  /* blocks sent per sync epoch (4 MiB of data) */
+#define DISK_SYNC_CHECK_MAX 4096u /* blocks compared per sync epoch */
+
+static int disk_sync_begin(struct primary *p)
+{
+	uint64_t n = diskimg_blocks(virtio_blk_size(p->cfg.disk));
+	uint64_t *sums = realloc(p->disk_sums, n * sizeof(uint64_t));
+
+	if (!sums)
+		return -ENOMEM;
+	p->disk_sums = sums;
+	p->disk_blocks = n;
+	p->disk_sums_have = 0;
+	p->disk_pos = 0;
+	p->disk_synced = false;
+	p->disk_sync_start_ns = clock_now_ns();
+	p->st.disk_sync_blocks = 0;
+	p->st.disk_sync_bytes = 0;
+	p->st.disk_sync_ms = 0;
+	/* Before any block is read: a write after the read is logged after it. */
+	virtio_blk_set_logging(p->cfg.disk, true);
+	return 0;
+}
+
+void disk_sums_received(struct primary *p, const uint8_t *payload, size_t len)
+{
+	char why[160] = "", drop[224];
+	uint32_t n = 0;
+	int r = -EPROTO;
+
+	if (p->state == PRIMARY_SYNCING && p->cfg.disk && !p->disk_synced)
+		r = disk_sums_parse(payload, len, p->disk_blocks, p->disk_sums_have,
+				    p->disk_sums + p->disk_sums_have, &n, why, sizeof(why));
+	else
+		snprintf(why, sizeof(why), "disk sums outside a disk sync");
+	if (r < 0) {
+		snprintf(drop, sizeof(drop), "bad DISK_SUMS from the secondary: %s", why);
+		session_drop(p, drop);
+		return;
+	}
+	p->disk_sums_have += n;
+	sync_pump(p);
+}
+
+/*
+ * One disk sync epoch: compares blocks until DISK_SYNC_SENT_MAX of them differ,
+ * and ships what the device logged meanwhile. False when it has to wait (for
+ * sums, or for a write in flight to the next block): the next tick retries.
+ */
+static bool disk_fill(struct primary *p, struct primary_slot *s)
+{
+	struct epoch_opts opts = { .initial_sync = true, .disk = &s->ck.disk_log };
+	uint64_t checked = 0, sent = 0;
+	bool stuck = false;
+	int r = 0;
+
+	while (p->disk_pos < p->disk_sums_have && sent < DISK_SYNC_SENT_MAX &&
+	       checked < DISK_SYNC_CHECK_MAX) {
+		bool differs = false;
+
+		r = virtio_blk_sync_block(p->cfg.disk, p->disk_pos, p->disk_sums[p->disk_pos],
+					  &differs);
+		if (r == -EBUSY) {
+			stuck = true;
+			break;
+		}
+		if (r < 0) {
+			log_error("Cannot read block %llu of disk image %s for the sync: %s",
+				  (unsigned long long)p->disk_pos, virtio_blk_path(p->cfg.disk),
+				  strerror(-r));
+			session_drop(p, "the disk sync failed");
+			return false;
+		}
+		p->disk_pos++;
+		checked++;
+		sent += differs;
+	}
+	disk_log_clear(&s->ck.disk_log);
+	virtio_blk_take_log(p->cfg.disk, &s->ck.disk_log);
+	p->st.disk_sync_blocks += sent;
+	p->st.disk_sync_bytes += disk_log_bytes(&s->ck.disk_log);
+	if (p->disk_pos == p->disk_blocks) {
+		p->disk_synced = true;
+		p->st.disk_sync_ms = (clock_now_ns() - p->disk_sync_start_ns) / NS_PER_MS;
+		log_info("sync: disk image %s compared in %.2f s: %llu of %llu blocks of %u KiB "
+			 "differed (%llu MiB of data sent)",
+			 virtio_blk_path(p->cfg.disk),
+			 (double)(clock_now_ns() - p->disk_sync_start_ns) / NS_PER_S,
+			 (unsigned long long)p->st.disk_sync_blocks,
+			 (unsigned long long)p->disk_blocks, DISK_BLOCK >> 10,
+			 (unsigned long long)(p->st.disk_sync_bytes >> 20));
+	}
+	if (!s->ck.disk_log.nr)
+		return p->disk_synced || (checked && !stuck);
+	r = epoch_pack(&s->tx, p->next_epoch, NULL, 0, s->ck.staging, NULL, &opts);
+	if (r < 0) {
+		session_drop(p, "packing a disk sync batch failed");
+		return false;
+	}
+	s->mark = 0;
+	memset(&s->marks, 0, sizeof(s->marks)); /* a sync batch releases nothing */
+	slot_ship(p, s, true, clock_now_ns());
+	return !stuck;
+}
 
 /* ---- initial sync ---------------------------------------------------------- */
 
@@ -47,6 +167,10 @@ void sync_start(struct primary *p)
 	p->st.sync_zero_pages = 0;
 	p->st.sync_round = 0;
 	p->sync_start_ns = p->sync_round_start_ns = clock_now_ns();
+	if (p->cfg.disk && disk_sync_begin(p) < 0) {
+		session_drop(p, "out of memory for the disk sync");
+		return;
+	}
 	/* Reset the log before reading a page: any later write is logged again. */
 	dirty_set_clear(&p->sync_dirty);
 	r = harvest_now(p, NULL);
@@ -142,6 +266,11 @@ static void sync_fill(struct primary *p, struct primary_slot *s)
 	p->st.sync_pages += n + opts.nr_zero;
 	p->st.sync_zero_pages += opts.nr_zero;
 	p->st.sync_remaining = p->sync_len - p->sync_pos;
+	/* The guest's disk writes since the last epoch travel with these pages. */
+	disk_log_clear(&s->ck.disk_log);
+	if (p->cfg.disk)
+		virtio_blk_take_log(p->cfg.disk, &s->ck.disk_log);
+	opts.disk = &s->ck.disk_log;
 	r = epoch_pack(&s->tx, p->next_epoch, d->pages, n, s->ck.staging, NULL, &opts);
 	if (r < 0) {
 		session_drop(p, "packing a sync batch failed");
@@ -158,7 +287,10 @@ void sync_pump(struct primary *p)
 
 	while (p->state == PRIMARY_SYNCING && p->first_checkpoint == UINT64_MAX &&
 	       (s = slot_free(p))) {
-		if (p->sync_pos < p->sync_len)
+		if (p->cfg.disk && !p->disk_synced) {
+			if (!disk_fill(p, s))
+				break;
+		} else if (p->sync_pos < p->sync_len)
 			sync_fill(p, s);
 		else
 			sync_round_end(p);

@@ -6,6 +6,7 @@
  *   PAGES * n    raw pages             /  collected while the guest ran
  *   EPOCH_BEGIN  {epoch, page list}
  *   PAGES * n    raw pages in page-list order, at most 256 per frame
+ *   DISK * n     the epoch's disk records in log order (proto/disk_wire.h)
  *   STATE        {vCPU, VM and device state}
  *   EPOCH_END    {epoch, page count, XXH3-64 over every byte before it}
  *
@@ -15,6 +16,12 @@
  * arrival order, so applying the list in order leaves the last copy, which is
  * the page's content at the checkpoint. Heartbeats may come between batches;
  * they are not part of the epoch.
+ *
+ * DISK frames (protocol 4) carry the virtio-blk writes the guest made since
+ * the previous epoch, one record each, in the order the device logged them,
+ * also in initial-sync epochs (the disk's initial copy, which may have no
+ * pages at all). The receiver stages them whole into a struct disk_log; the
+ * secondary writes them to its image only once the epoch is verified.
  *
  * epoch_pack() describes the frames as an iovec list whose page data points
  * straight into the sender's staging buffer. The epoch receiver (epoch_rx)
@@ -30,6 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
+
+#include "lib/disklog.h"
 
 /*
  * Machine state crosses the wire as opaque blobs: the layout of a vCPU's, the
@@ -77,8 +86,17 @@ struct epoch_tx {
 	uint8_t *owned; /* headers and packed messages, one allocation per epoch */
 	size_t owned_len;
 	size_t owned_cap;
-	uint64_t bytes;
+	uint64_t bytes;	     /* every byte of the frames */
+	uint64_t disk_bytes; /* of which disk record data (DISK frames' payload past the header) */
 };
+
+/*
+ * What one epoch's disk records may hold: data bytes (writes) and records.
+ * The receiver stages all of it before applying, so this bounds its memory; a
+ * sender splits a larger backlog over several epochs.
+ */
+#define EPOCH_DISK_MAX	    (256u << 20)
+#define EPOCH_DISK_RECS_MAX (1u << 18)
 
 /*
  * An epoch, at most, carries every page this many times: once in a live batch
@@ -109,6 +127,13 @@ struct epoch_opts {
 	uint64_t console_offset;
 	uint64_t console_end;  /* stream position after the checkpoint's output */
 	struct epoch_sum *sum; /* live batches of this epoch sent before, or NULL */
+	/*
+	 * The epoch's disk writes (NULL or empty: none), sent from the log's own
+	 * buffer: it must stay unchanged until the epoch is sent. At most
+	 * EPOCH_DISK_MAX data bytes and EPOCH_DISK_RECS_MAX records.
+	 */
+	const struct disk_log *disk;
+	uint64_t disk_hash; /* --verify: XXH3 of the whole image at the checkpoint, or 0 */
 };
 
 /* Console bytes one checkpoint may carry; a guest that writes more loses the
@@ -118,10 +143,11 @@ struct epoch_opts {
 
 /*
  * Frames epoch `epoch`: nr_pages pages (indexes in pages[], data at
- * data[k * 4096]) and the state (NULL for initial-sync pages). The iovecs
- * stay valid until the next epoch_pack() or epoch_tx_free() and until the
- * data buffer changes; the state is copied. opts may be NULL (a checkpoint,
- * no memory hash).
+ * data[k * 4096]), the disk records of opts->disk and the state (NULL for
+ * initial-sync pages). The iovecs stay valid until the next epoch_pack() or
+ * epoch_tx_free() and until the data buffer or the disk log changes; the state
+ * is copied. opts may be NULL (a checkpoint, no memory hash, no disk). Returns
+ * 0, -EINVAL, -EMSGSIZE (a disk log beyond the epoch bounds) or -ENOMEM.
  */
 int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
 	       const uint8_t *data, const struct epoch_state *state, const struct epoch_opts *opts);
@@ -141,7 +167,7 @@ enum epoch_rx_phase {
 	EPOCH_RX_LIVE,	/* PAGES of a live batch until its list is complete */
 	EPOCH_RX_OPEN,	/* after live batches: LIVE_PAGES, EPOCH_BEGIN or HEARTBEAT */
 	EPOCH_RX_PAGES, /* PAGES until the page list is complete */
-	EPOCH_RX_STATE, /* STATE */
+	EPOCH_RX_STATE, /* DISK records, then STATE */
 	EPOCH_RX_END,	/* EPOCH_END */
 };
 
@@ -185,6 +211,13 @@ struct epoch_rx {
 	size_t console_len;
 	uint64_t console_offset;
 	uint64_t console_end; /* >= console_offset + console_len */
+	/*
+	 * The epoch's disk records, checked against the image (epoch_rx_set_disk)
+	 * and staged whole; cleared when the next epoch begins.
+	 */
+	uint64_t disk_size; /* bytes of the receiver's image, 0: no disk */
+	struct disk_log disk;
+	uint64_t disk_hash; /* from EPOCH_END, 0 if none */
 
 	char goodbye[128]; /* the peer's reason, after EPOCH_RX_GOODBYE */
 	bool switchover;   /* ... a hand-over at checkpoint switchover_checkpoint */
@@ -200,6 +233,11 @@ struct epoch_rx {
 /* A receiver for a VM of guest_pages pages whose state has this shape. 0, -EINVAL or -ENOMEM. */
 int epoch_rx_init(struct epoch_rx *rx, uint64_t guest_pages, const struct epoch_shape *shape);
 void epoch_rx_free(struct epoch_rx *rx);
+/*
+ * The receiver's disk image is disk_size bytes (0: none, the default, and a
+ * DISK frame is refused). Call after epoch_rx_init(), before the first epoch.
+ */
+void epoch_rx_set_disk(struct epoch_rx *rx, uint64_t disk_size);
 
 /*
  * Consumes len bytes. Returns EPOCH_RX_MORE, EPOCH_RX_READY (it stops after an

@@ -2,7 +2,8 @@
 /*
  * The receiving side of an epoch's framing (see proto/epoch.h): epoch_rx
  * consumes bytes as they arrive, checks each frame against the phase and the
- * receiving VM's shape, stages pages in place and verifies the checksum.
+ * receiving VM's shape, stages pages in place and disk records in a disk log,
+ * and verifies the checksum.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <sys/mman.h>
 #include <xxhash.h>
 
+#include "proto/disk_wire.h"
 #include "proto/epoch.h"
 #include "proto/ringft.pb-c.h"
 #include "proto/wire.h"
@@ -21,7 +23,7 @@ static int rx_fail(struct epoch_rx *rx, int err, const char *fmt, ...)
 
 static int rx_fail(struct epoch_rx *rx, int err, const char *fmt, ...)
 {
-	char what[128];
+	char what[160];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -70,11 +72,64 @@ void epoch_rx_free(struct epoch_rx *rx)
 	free(rx->console);
 	free(rx->pages);
 	free(rx->zero_pages);
+	disk_log_free(&rx->disk);
 	if (rx->hash)
 		XXH3_freeState(rx->hash);
 	if (rx->data)
 		munmap(rx->data, EPOCH_MAX_COPIES * rx->guest_pages * WIRE_PAGE_SIZE);
 	memset(rx, 0, sizeof(*rx));
+}
+
+void epoch_rx_set_disk(struct epoch_rx *rx, uint64_t disk_size)
+{
+	rx->disk_size = disk_size;
+}
+
+/*
+ * A DISK frame: its record checked against the image and the epoch's bounds,
+ * then staged (copied into the epoch's disk log: disk writes are a small part
+ * of an epoch's bytes, so they take the bounce copy that pages avoid).
+ */
+static int rx_disk(struct epoch_rx *rx)
+{
+	static const char *const what[] = { "write", "zeroing", "flush" };
+	struct disk_rec_hdr h;
+	uint32_t data = rx->length - WIRE_DISK_HDR;
+	const char *kind;
+	int r;
+
+	if (!rx->disk_size)
+		return rx_fail(rx, -EPROTO, "a disk record, but no disk here");
+	disk_rec_hdr_decode(rx->msg, &h);
+	if (h.flags != 0 && h.flags != DISK_REC_ZERO && h.flags != DISK_REC_FLUSH)
+		return rx_fail(rx, -EPROTO, "disk record flags 0x%x", h.flags);
+	kind = what[h.flags];
+	if (h.flags == DISK_REC_FLUSH
+		    ? h.len || data
+		    : !h.len || h.len > DISK_REC_MAX || data != (h.flags ? 0 : h.len))
+		return rx_fail(rx, -EPROTO, "%s of %u bytes with %u bytes of data", kind, h.len,
+			       data);
+	if (h.flags != DISK_REC_FLUSH && (h.offset % DISK_SECTOR || h.len % DISK_SECTOR))
+		return rx_fail(rx, -EPROTO,
+			       "%s of %u bytes at %llu is not in whole %u-byte sectors", kind,
+			       h.len, (unsigned long long)h.offset, DISK_SECTOR);
+	if (h.flags != DISK_REC_FLUSH &&
+	    (h.offset > rx->disk_size || h.len > rx->disk_size - h.offset))
+		return rx_fail(rx, -ERANGE,
+			       "%s of %u bytes at %llu is beyond the image (%llu bytes)", kind,
+			       h.len, (unsigned long long)h.offset,
+			       (unsigned long long)rx->disk_size);
+	if (rx->disk.nr >= EPOCH_DISK_RECS_MAX || data > EPOCH_DISK_MAX - disk_log_bytes(&rx->disk))
+		return rx_fail(rx, -EMSGSIZE,
+			       "more than %u disk records or %u bytes of disk writes in one epoch",
+			       EPOCH_DISK_RECS_MAX, EPOCH_DISK_MAX);
+	/* A flush is a point in the log, not a range: staged at offset 0. */
+	r = disk_log_append(&rx->disk, h.flags == DISK_REC_FLUSH ? 0 : h.offset,
+			    rx->msg + WIRE_DISK_HDR, h.len, h.flags);
+	if (r < 0)
+		return rx_fail(rx, r, "cannot stage a %s of %u bytes: %s", kind, h.len,
+			       strerror(-r));
+	return 0;
 }
 
 /* Appends a batch's page list to the epoch's (its data follows in PAGES frames). */
@@ -245,6 +300,7 @@ static int rx_end(struct epoch_rx *rx)
 		r = rx_fail(rx, -EILSEQ, "checksum %016llx, computed %016llx",
 			    (unsigned long long)m->checksum, (unsigned long long)sum);
 	rx->memory_hash = m->memory_hash;
+	rx->disk_hash = m->disk_hash;
 	ringft__epoch_end__free_unpacked(m, NULL);
 	return r;
 }
@@ -273,15 +329,15 @@ static int rx_header(struct epoch_rx *rx)
 			return rx_fail(rx, -EMSGSIZE,
 				       "%u bytes of page lists for a guest of %llu pages", h.length,
 				       (unsigned long long)rx->guest_pages);
-		if (h.length > rx->msg_cap) {
-			uint8_t *m = realloc(rx->msg, h.length);
+	}
+	/* Long page lists and a DISK frame's record do not fit the usual message buffer. */
+	if (h.type != WIRE_PAGES && h.length > rx->msg_cap) {
+		uint8_t *m = realloc(rx->msg, h.length);
 
-			if (!m)
-				return rx_fail(rx, -ENOMEM, "no memory for %u bytes of page lists",
-					       h.length);
-			rx->msg = m;
-			rx->msg_cap = h.length;
-		}
+		if (!m)
+			return rx_fail(rx, -ENOMEM, "no memory for a %u-byte frame", h.length);
+		rx->msg = m;
+		rx->msg_cap = h.length;
 	}
 	switch (rx->phase) {
 	case EPOCH_RX_IDLE:
@@ -298,6 +354,7 @@ static int rx_header(struct epoch_rx *rx)
 		rx->epoch = h.epoch;
 		rx->nr_pages = 0;
 		rx->pages_have = 0;
+		disk_log_clear(&rx->disk);
 		break;
 	case EPOCH_RX_OPEN:
 		if (h.type == WIRE_HEARTBEAT || h.type == WIRE_GOODBYE)
@@ -314,7 +371,8 @@ static int rx_header(struct epoch_rx *rx)
 			return rx_fail(rx, -EMSGSIZE, "more pages than the page list holds");
 		break;
 	case EPOCH_RX_STATE:
-		if (h.type != WIRE_STATE)
+		/* Disk records come after the epoch's last page, before its state. */
+		if (h.type != WIRE_STATE && h.type != WIRE_DISK)
 			return rx_fail(rx, -EPROTO, "out of order: expected state");
 		break;
 	case EPOCH_RX_END:
@@ -361,6 +419,9 @@ static int rx_frame(struct epoch_rx *rx)
 		rx->pages_have += rx->length / WIRE_PAGE_SIZE;
 		if (rx->pages_have == rx->nr_pages)
 			rx->phase = rx->phase == EPOCH_RX_LIVE ? EPOCH_RX_OPEN : EPOCH_RX_STATE;
+		break;
+	case WIRE_DISK:
+		r = rx_disk(rx);
 		break;
 	case WIRE_STATE:
 		r = rx_state(rx);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "proto/disk_wire.h"
 #include "proto/epoch.h"
 #include "proto/ringft.pb-c.h"
 #include "proto/wire.h"
@@ -73,6 +74,7 @@ static int tx_start(struct epoch_tx *tx, size_t need, unsigned int iovs)
 	tx->nr_iov = 0;
 	tx->owned_len = 0;
 	tx->bytes = 0;
+	tx->disk_bytes = 0;
 	return tx_reserve(tx, iovs, need);
 }
 
@@ -90,6 +92,41 @@ static void tx_pages(struct epoch_tx *tx, uint64_t epoch, uint64_t nr_pages, con
 
 		tx_frame(tx, WIRE_PAGES, epoch, (uint32_t)(n * WIRE_PAGE_SIZE));
 		tx_add(tx, data + k * WIRE_PAGE_SIZE, n * WIRE_PAGE_SIZE);
+	}
+}
+
+/* Whether a disk log fits one epoch (epoch.h's bounds, which the receiver enforces). */
+static int disk_check(const struct disk_log *d)
+{
+	if (!d)
+		return 0;
+	if (d->nr > EPOCH_DISK_RECS_MAX || disk_log_bytes(d) > EPOCH_DISK_MAX)
+		return -EMSGSIZE;
+	for (size_t i = 0; i < d->nr; i++)
+		if (d->recs[i].len > DISK_REC_MAX ||
+		    (!d->recs[i].flags && d->recs[i].data_off + d->recs[i].len > d->data_len))
+			return -EINVAL;
+	return 0;
+}
+
+/*
+ * One DISK frame per record: header and record header in `owned`, a write's
+ * data sent from the log's buffer itself.
+ */
+static void tx_disk(struct epoch_tx *tx, uint64_t epoch, const struct disk_log *d)
+{
+	for (size_t i = 0; d && i < d->nr; i++) {
+		const struct disk_rec *r = &d->recs[i];
+		uint32_t data = r->flags ? 0 : r->len;
+		uint8_t *p = tx_frame(tx, WIRE_DISK, epoch, WIRE_DISK_HDR + data);
+
+		disk_rec_hdr_encode(p, &(struct disk_rec_hdr){ r->offset, r->len, r->flags });
+		tx->owned_len += WIRE_DISK_HDR;
+		tx_add(tx, p, WIRE_DISK_HDR);
+		if (data) {
+			tx_add(tx, disk_rec_data(d, r), data);
+			tx->disk_bytes += data;
+		}
 	}
 }
 
@@ -153,7 +190,7 @@ int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint6
 	ProtobufCBinaryData vcpus[EPOCH_MAX_VCPUS];
 	Ringft__DeviceState devs[EPOCH_MAX_DEVICES], *devp[EPOCH_MAX_DEVICES];
 	struct epoch_sum *sum;
-	size_t need;
+	size_t need, nr_disk;
 	XXH3_state_t *h;
 	int r;
 
@@ -199,17 +236,23 @@ int epoch_pack(struct epoch_tx *tx, uint64_t epoch, const uint64_t *pages, uint6
 	/* The END counts what the live batches sent too. */
 	end.nr_pages = nr_pages + (sum ? sum->pages : 0);
 	end.memory_hash = opts->memory_hash;
+	end.disk_hash = opts->disk_hash;
+	r = disk_check(opts->disk);
+	if (r < 0)
+		return r;
+	nr_disk = opts->disk ? opts->disk->nr : 0;
 
 	need = WIRE_HDR_SIZE * (3 + page_frames(nr_pages)) +
 	       ringft__epoch_begin__get_packed_size(&begin) + ringft__state__get_packed_size(&st) +
-	       WIRE_HDR_SIZE + 64;
-	r = tx_start(tx, need, (unsigned int)(2 * page_frames(nr_pages) + 8));
+	       WIRE_HDR_SIZE + 64 + nr_disk * (WIRE_HDR_SIZE + WIRE_DISK_HDR);
+	r = tx_start(tx, need, (unsigned int)(2 * page_frames(nr_pages) + 3 * nr_disk + 8));
 	if (r < 0)
 		return r;
 
 	tx_message(tx, WIRE_EPOCH_BEGIN, epoch, &begin.base);
 	/* Page data is sent from the staging buffer itself. */
 	tx_pages(tx, epoch, nr_pages, data);
+	tx_disk(tx, epoch, opts->disk);
 	tx_message(tx, WIRE_STATE, epoch, &st.base);
 
 	if (sum) {

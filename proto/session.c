@@ -78,6 +78,7 @@ int hello_frame(const struct hello_info *h, uint8_t **ret_buf, size_t *ret_len)
 	m.holds = h->holds;
 	m.stale = h->stale;
 	m.net_mac = (char *)(h->net_mac ? h->net_mac : "");
+	m.disk_size = h->disk_size;
 	return frame_alloc(WIRE_HELLO, 0, &m.base, ret_buf, ret_len);
 }
 
@@ -125,6 +126,7 @@ int hello_decode(const uint8_t *payload, size_t len, struct hello_decoded *ret)
 	h->holds = m->holds;
 	h->stale = m->stale;
 	h->net_mac = m->net_mac;
+	h->disk_size = m->disk_size;
 	return 0;
 }
 
@@ -149,6 +151,14 @@ static void join_devices(const struct hello_info *h, char *buf, size_t len)
 		at += (size_t)snprintf(buf + at, len - at, "%s%s", i ? "," : "", h->devices[i]);
 	if (!h->nr_devices)
 		snprintf(buf, len, "none");
+}
+
+static void disk_size_text(uint64_t size, char *buf, size_t len)
+{
+	if (size)
+		snprintf(buf, len, "%llu", (unsigned long long)size);
+	else
+		snprintf(buf, len, "no disk");
 }
 
 #define MISMATCH_U64(name, l, r)                                                                   \
@@ -201,6 +211,12 @@ int hello_compare(const struct hello_info *local, const struct hello_info *remot
 			snprintf(ret->remote, sizeof(ret->remote), "%s", r);
 			return -EPROTO;
 		}
+	}
+	if (local->disk_size != remote->disk_size) {
+		snprintf(ret->field, sizeof(ret->field), "disk_size");
+		disk_size_text(local->disk_size, ret->local, sizeof(ret->local));
+		disk_size_text(remote->disk_size, ret->remote, sizeof(ret->remote));
+		return -EPROTO;
 	}
 	if (strcmp(local->net_mac ? local->net_mac : "", remote->net_mac ? remote->net_mac : "")) {
 		snprintf(ret->field, sizeof(ret->field), "net_mac");
@@ -369,17 +385,17 @@ int frame_rx_feed(struct frame_rx *f, const uint8_t *buf, size_t len, size_t *re
 				wire_hdr_explain(f->hdr_buf, r, f->error, sizeof(f->error));
 				break;
 			}
+			if (f->hdr.type == WIRE_PAGES || f->hdr.type == WIRE_DISK) {
+				r = -EPROTO;
+				snprintf(f->error, sizeof(f->error), "unexpected %s frame",
+					 wire_type_name(f->hdr.type));
+				break;
+			}
 			if (f->hdr.length > WIRE_MAX_MSG) { /* EPOCH_BEGIN may be longer */
 				r = -EMSGSIZE;
 				snprintf(f->error, sizeof(f->error),
 					 "%s frame of %u bytes exceeds its bound here",
 					 wire_type_name(f->hdr.type), f->hdr.length);
-				break;
-			}
-			if (f->hdr.type == WIRE_PAGES) {
-				r = -EPROTO;
-				snprintf(f->error, sizeof(f->error), "unexpected %s frame",
-					 wire_type_name(f->hdr.type));
 				break;
 			}
 			f->in_payload = true;

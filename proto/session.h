@@ -19,8 +19,12 @@
  * A version-1 peer says nothing about which guest it runs or holds, so it is
  * refused by the version check rather than trusted as "no guest".
  * 3: an epoch may open with live batches (WIRE_LIVE_PAGES, proto/epoch.h).
+ * 4: a replicated disk: HELLO's disk_size, DISK records inside epochs, the
+ * secondary's DISK_SUMS after its HELLO (proto/disk_wire.h), EpochEnd's
+ * disk_hash. A version-3 secondary would read "no disk" and refuse the first
+ * DISK frame mid-session; the version check refuses it up front.
  */
-#define RINGFT_PROTOCOL_VERSION 3
+#define RINGFT_PROTOCOL_VERSION 4
 #define HELLO_MAX_DEVICES	8
 
 enum hello_role {
@@ -58,6 +62,7 @@ struct hello_info {
 	uint32_t holds;	      /* enum hello_holds, secondary only */
 	bool stale;	      /* secondary: its checkpoint was moved past */
 	const char *net_mac;  /* "52:54:00:12:34:56", or NULL/"" without a NIC */
+	uint64_t disk_size;   /* the replicated disk image's bytes, 0 without one */
 };
 
 /* A decoded HELLO; hello_decoded_free() releases it. */
@@ -94,7 +99,11 @@ size_t heartbeat_frame(uint8_t buf[SMALL_FRAME_MAX], uint64_t sent_ns);
 /* switchover: the checkpoint a planned hand-over stops at, or UINT64_MAX. */
 int goodbye_frame(const char *reason, uint64_t switchover, uint8_t **ret_buf, size_t *ret_len);
 
-/* Reassembles small frames (never PAGES) from a byte stream. */
+/*
+ * Reassembles small frames (never PAGES or DISK: those only come inside an
+ * epoch, which epoch_rx reads) from a byte stream. DISK_SUMS (at most
+ * WIRE_MAX_DISK_SUMSZ) is one: proto/disk_wire.h parses it.
+ */
 struct frame_rx {
 	uint8_t hdr_buf[WIRE_HDR_SIZE];
 	size_t hdr_have;

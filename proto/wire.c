@@ -16,6 +16,8 @@ static const char *const type_names[] = {
 	[WIRE_HEARTBEAT] = "heartbeat",
 	[WIRE_GOODBYE] = "goodbye",
 	[WIRE_LIVE_PAGES] = "live-pages",
+	[WIRE_DISK] = "disk",
+	[WIRE_DISK_SUMS] = "disk-sums",
 };
 
 const char *wire_type_name(uint16_t type)
@@ -79,6 +81,10 @@ static uint32_t max_length(uint16_t type)
 		return 64;
 	case WIRE_EPOCH_BEGIN:
 		return WIRE_MAX_PAGE_LIST;
+	case WIRE_DISK:
+		return WIRE_MAX_DISK;
+	case WIRE_DISK_SUMS:
+		return WIRE_MAX_DISK_SUMSZ;
 	default:
 		return WIRE_MAX_MSG;
 	}
@@ -101,6 +107,10 @@ int wire_hdr_decode(const uint8_t in[WIRE_HDR_SIZE], struct wire_hdr *ret)
 		return -EMSGSIZE;
 	if (h.type == WIRE_PAGES && (h.length == 0 || h.length % WIRE_PAGE_SIZE))
 		return -EMSGSIZE;
+	/* The disk frames' fixed headers: shorter cannot be one. */
+	if ((h.type == WIRE_DISK || h.type == WIRE_DISK_SUMS) &&
+	    (h.length < WIRE_DISK_HDR || (h.type == WIRE_DISK_SUMS && h.length % 8)))
+		return -EMSGSIZE;
 	*ret = h;
 	return 0;
 }
@@ -115,6 +125,11 @@ void wire_hdr_explain(const uint8_t in[WIRE_HDR_SIZE], int err, char *buf, size_
 		snprintf(buf, len,
 			 "bad magic %02x%02x%02x%02x (not a ringft stream, or out of step)", in[0],
 			 in[1], in[2], in[3]);
+	else if (err == -EMSGSIZE && (type == WIRE_DISK || type == WIRE_DISK_SUMS) &&
+		 length <= max_length(type))
+		snprintf(buf, len, "%s frame of %u bytes: not a 16-byte header%s",
+			 wire_type_name(type), length,
+			 type == WIRE_DISK_SUMS ? " and whole 8-byte sums" : "");
 	else if (err == -EMSGSIZE)
 		snprintf(buf, len, "%s frame of %u bytes exceeds its bound", wire_type_name(type),
 			 length);

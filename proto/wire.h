@@ -14,7 +14,8 @@
  * The payload is a protobuf-c message (proto/ringft.proto) for every type but
  * WIRE_PAGES, whose payload is raw guest pages: they go from the staging buffer
  * to the socket and from the socket to staging without being copied into a
- * message. The header is validated before a single payload byte is used: magic,
+ * message, and the disk frames (WIRE_DISK, WIRE_DISK_SUMS: fixed little-endian
+ * layouts, proto/disk_wire.h). The header is validated before a single payload byte is used: magic,
  * type, flags, and a length bound that depends on the type.
  *
  * The frame sequence and the receiver's state machine are in docs/protocol.md
@@ -37,6 +38,15 @@
  */
 #define WIRE_MAX_PAGE_LIST	 (11u * (64u << 18) + 64u)
 #define WIRE_MAX_PAGES_PER_FRAME 256u /* 1 MiB of page data per frame */
+/*
+ * WIRE_DISK: a 16-byte record header, then the record's data, at most
+ * DISK_REC_MAX (lib/disklog.h) bytes. WIRE_DISK_SUMS: a 16-byte header, then
+ * at most WIRE_MAX_DISK_SUMS block checksums of 8 bytes.
+ */
+#define WIRE_DISK_HDR	    16u
+#define WIRE_MAX_DISK	    (WIRE_DISK_HDR + (1u << 20))
+#define WIRE_MAX_DISK_SUMS  65536u
+#define WIRE_MAX_DISK_SUMSZ (WIRE_DISK_HDR + 8u * WIRE_MAX_DISK_SUMS)
 
 enum wire_type {
 	WIRE_HELLO = 1,
@@ -49,7 +59,9 @@ enum wire_type {
 	WIRE_HEARTBEAT = 8,
 	WIRE_GOODBYE = 9,
 	WIRE_LIVE_PAGES = 10, /* epoch number, page list of a live batch (before EPOCH_BEGIN) */
-	WIRE_TYPE_MAX = WIRE_LIVE_PAGES,
+	WIRE_DISK = 11,	      /* protocol 4: one disk record of the epoch (after PAGES) */
+	WIRE_DISK_SUMS = 12,  /* protocol 4: the secondary's disk block checksums */
+	WIRE_TYPE_MAX = WIRE_DISK_SUMS,
 };
 
 struct wire_hdr {

@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
  * What a complete, verified epoch does on the secondary: machine state from
- * the wire's blobs into struct machine_state, the epoch applied to the
- * replica (secondary/replica.c), the --verify memory hash compared, the ACK
- * sent, and the console bytes the checkpoint committed handed on.
+ * the wire's blobs into struct machine_state, the epoch's disk records
+ * written to the image (disk.c), then its memory and state applied to the
+ * replica (secondary/replica.c), the --verify hashes compared, the ACK sent,
+ * and the console bytes the checkpoint committed handed on.
+ *
+ * So an ACK for epoch N means memory, state and disk of checkpoint N are
+ * here, the disk on stable storage (fdatasync) when N carried a guest flush.
+ * An epoch whose disk writes fail is never acknowledged: the session ends.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -64,19 +69,32 @@ int sconn_apply(struct sconn *c)
 	struct epoch_rx *rx = &c->rx;
 	uint64_t t0 = clock_now_ns(), hash = 0;
 	uint8_t ack[SMALL_FRAME_MAX];
-	uint32_t verify = 0;
-	int r;
+	uint32_t verify = 0, disk_verify;
+	bool disk_moved = false;
+	int r = 0;
 
-	if (rx->initial_sync) {
+	/*
+	 * The state is converted before the disk moves: once the image holds
+	 * epoch N's writes, memory must follow (replica_apply cannot fail on an
+	 * epoch that epoch_rx and replica_apply_disk accepted).
+	 */
+	if (!rx->initial_sync)
+		r = secondary_state_load(&rx->state, s->incoming);
+	if (r == 0) {
+		if (sconn_apply_disk(c) < 0)
+			return -EIO; /* the session is over: nothing more of this epoch */
+		disk_moved = rx->disk.nr > 0;
+	}
+	if (r == 0 && rx->initial_sync) {
 		r = replica_apply_sync(&s->replica, rx->epoch, rx->pages, rx->nr_pages, rx->data,
 				       rx->zero_pages, rx->nr_zero);
 		s->st.sync_pages += rx->nr_pages + rx->nr_zero;
-	} else {
-		r = secondary_state_load(&rx->state, s->incoming);
-		if (r == 0)
-			r = replica_apply(&s->replica, rx->epoch, rx->pages, rx->nr_pages, rx->data,
-					  s->incoming);
+	} else if (r == 0) {
+		r = replica_apply(&s->replica, rx->epoch, rx->pages, rx->nr_pages, rx->data,
+				  s->incoming);
 	}
+	if (r < 0 && disk_moved)
+		replica_disk_torn(&s->replica); /* the image is at N, memory is not */
 	if (r < 0) {
 		char why[96];
 
@@ -108,16 +126,22 @@ int sconn_apply(struct sconn *c)
 			r = vm_memory_hash(s->vm, false, &hash);
 			if (r == 0 && hash == rx->memory_hash) {
 				verify = 1;
-				s->st.verified++;
 			} else {
 				verify = 2;
-				s->st.mismatches++;
 				log_error("Checkpoint %llu: replica memory hash %016llx, primary's "
 					  "%016llx",
 					  (unsigned long long)rx->epoch, (unsigned long long)hash,
 					  (unsigned long long)rx->memory_hash);
 			}
 		}
+		/* Memory and disk are one verdict: either differing is a mismatch. */
+		disk_verify = sconn_verify_disk(c);
+		if (disk_verify > verify)
+			verify = disk_verify;
+		if (verify == 1)
+			s->st.verified++;
+		else if (verify == 2)
+			s->st.mismatches++;
 	}
 	link_send_copy(c->link, ack, ack_frame(ack, rx->epoch, verify));
 	t0 = clock_now_ns() - t0;

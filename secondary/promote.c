@@ -90,6 +90,12 @@ static int promote(struct secondary *s)
 	 * configuration) is told this node runs the guest (on_hello refuses it).
 	 */
 	s->state = SECONDARY_ACTIVE;
+	/*
+	 * The guest's own virtio-blk device writes the image from now on, through
+	 * its own descriptor: this one is done (no epoch is applied any more).
+	 */
+	diskimg_close(&s->disk);
+	s->replica.disk = NULL;
 	log_info("Promoted (%s): the guest runs here from checkpoint %llu, unprotected",
 		 s->promoted_by[0] ? s->promoted_by : "?",
 		 (unsigned long long)s->replica.checkpoint);

@@ -169,6 +169,7 @@ static void on_hello(struct sconn *c, const uint8_t *payload, size_t len)
 		sconn_reject(c, "out of memory for staging");
 		return;
 	}
+	epoch_rx_set_disk(&c->rx, s->replica.disk ? s->disk.size : 0);
 	c->rx_ready = true;
 	c->hello_ok = true;
 	s->session = c;
@@ -184,6 +185,9 @@ static void on_hello(struct sconn *c, const uint8_t *payload, size_t len)
 	if (hello_frame(&s->hello, &buf, &blen) == 0)
 		link_send_copy(c->link, buf, blen);
 	free(buf);
+	/* With a disk, its block sums follow the HELLO: the primary's sync needs them. */
+	if (s->replica.disk)
+		sconn_send_disk_sums(c);
 }
 
 static void sconn_recv_buf(void *opaque, uint8_t **ret_buf, size_t *ret_len)
@@ -368,6 +372,7 @@ int secondary_init(struct secondary *s, struct vm *vm, struct netloop *nl,
 	int r;
 
 	memset(s, 0, sizeof(*s));
+	s->disk.fd = -1;
 	s->tls = tls;
 	s->vm = vm;
 	s->nl = nl;
@@ -410,6 +415,8 @@ void secondary_free(struct secondary *s)
 	replica_free(&s->replica);
 	free(s->incoming);
 	s->incoming = NULL;
+	diskimg_close(&s->disk);
+	s->replica.disk = NULL;
 }
 
 void secondary_tick(struct secondary *s, uint64_t now)

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include "lib/clock.h"
+#include "lib/diskimg.h"
 #include "proto/epoch.h"
 #include "proto/link.h"
 #include "proto/session.h"
@@ -47,6 +48,11 @@ struct secondary_stats {
 	uint64_t apply_ns; /* epoch staged to ACK queued: sum and max */
 	uint64_t apply_max_ns;
 	uint64_t last_apply_ns; /* when the last checkpoint was applied */
+	/* The replicated disk: what epochs' records did to the image. */
+	uint64_t disk_bytes;	/* written or zeroed */
+	uint64_t disk_writes;	/* records applied (writes and zeroings) */
+	uint64_t disk_syncs;	/* fdatasync()s, one per epoch that carried a guest flush */
+	uint64_t disk_apply_ns; /* in diskimg_apply, included in apply_ns */
 };
 
 enum secondary_state {
@@ -98,7 +104,12 @@ struct secondary {
 	/* The primary moved past the replica (ran unprotected): never promoted automatically. */
 	bool stale;
 	struct gen_state stale_by; /* the generation that moved past it */
-	uint64_t stale_ns;	   /* when this side learned it */
+	/*
+	 * The replicated disk's image (secondary_set_disk), fd -1 without one.
+	 * Closed at promotion: the promoted guest's virtio-blk device has its own.
+	 */
+	struct diskimg disk;
+	uint64_t stale_ns; /* when this side learned it */
 	/* Connections refused at accept: logged at most once a second, the rest counted. */
 	uint64_t accept_log_ns;
 	uint64_t accept_quiet;
@@ -119,6 +130,17 @@ int secondary_init(struct secondary *s, struct vm *vm, struct netloop *nl,
 		   const struct sockaddr *listen_addr, socklen_t listen_len,
 		   const struct hello_info *hello, uint64_t timeout_ns, SSL_CTX *tls);
 void secondary_free(struct secondary *s);
+/*
+ * The replicated disk: opens the image at path (diskimg_open: read-write, its
+ * size), announces that size in HELLO (disk_size) and checks every epoch's
+ * disk records against it. Each accepted primary first gets the image's block
+ * checksums (DISK_SUMS); each epoch's records are written to the image before
+ * its memory, and its ACK means memory, state and disk of that checkpoint are
+ * here (on stable storage when the epoch carried a guest flush). Call after
+ * secondary_init(), before serving connections. Returns 0 or diskimg_open()'s
+ * -errno (the caller logs it with the path).
+ */
+int secondary_set_disk(struct secondary *s, const char *path);
 /* Heartbeats, silent peers. */
 void secondary_tick(struct secondary *s, uint64_t now_ns);
 /*

@@ -2,7 +2,7 @@
 /*
  * Private to secondary/: one connection (struct sconn) and the calls between
  * the receiver (receiver.c: connections, handshake, the session), applying
- * epochs (apply.c) and promotion (promote.c).
+ * epochs (apply.c), the replicated disk (disk.c) and promotion (promote.c).
  */
 #ifndef RINGFT_SECONDARY_RECEIVER_INTERNAL_H
 #define RINGFT_SECONDARY_RECEIVER_INTERNAL_H
@@ -39,5 +39,21 @@ void sconn_reject(struct sconn *c, const char *what);
 int sconn_apply(struct sconn *c);
 /* The primary's GOODBYE asks for a switchover: promote or say why not, then close. */
 void sconn_switchover(struct sconn *c);
+/* Ends the session on this side's account: GOODBYE{reason}, then close once it is sent. */
+void sconn_goodbye(struct sconn *c, const char *reason);
+
+/*
+ * After the HELLO: the image's block checksums, in DISK_SUMS frames. 0, or a
+ * negative errno after the session was ended (logged, GOODBYE sent).
+ */
+int sconn_send_disk_sums(struct sconn *c);
+/*
+ * A verified epoch's disk records to the image, before its memory. 0, or a
+ * negative errno after the session was ended: the epoch must not be applied
+ * nor acknowledged.
+ */
+int sconn_apply_disk(struct sconn *c);
+/* --verify: the image against the epoch's disk_hash: 0 not asked, 1 equal, 2 different. */
+uint32_t sconn_verify_disk(struct sconn *c);
 
 #endif

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/diskimg.h"
 #include "secondary/replica.h"
 #include "vmm/machine.h"
 #include "vmm/vm.h"
@@ -79,7 +80,31 @@ int replica_apply(struct replica *r, uint64_t epoch, const uint64_t *pages, uint
 	r->epoch = epoch;
 	r->checkpoint = epoch;
 	r->has_checkpoint = true;
+	/* A torn image was synced again by this session before its first checkpoint. */
+	r->disk_torn = false;
 	return 0;
+}
+
+int replica_apply_disk(struct replica *r, uint64_t epoch, const struct disk_log *log, bool durable,
+		       bool *ret_torn)
+{
+	int ret = check_epoch(r, epoch, NULL, 0);
+
+	*ret_torn = false;
+	if (ret < 0 || !log->nr)
+		return ret;
+	if (!r->disk)
+		return -ENODEV;
+	ret = diskimg_apply(r->disk, log, durable, ret_torn);
+	if (ret < 0 && *ret_torn)
+		replica_disk_torn(r);
+	return ret;
+}
+
+void replica_disk_torn(struct replica *r)
+{
+	r->has_checkpoint = false;
+	r->disk_torn = true;
 }
 
 int replica_apply_sync(struct replica *r, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,

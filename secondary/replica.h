@@ -8,6 +8,14 @@
  * first every check (epoch order, page indexes, vCPU and device counts), then
  * the pages, then the state. Nothing is written unless everything checks out,
  * so the replica is always exactly the last applied checkpoint.
+ *
+ * With a replicated disk, an epoch's disk writes go to the image first
+ * (replica_apply_disk), then its memory and state. A disk write can fail
+ * (the image's file system is full, an I/O error); if it fails before any byte
+ * of the image changed, the replica is still the previous checkpoint, memory
+ * and disk; if it fails halfway the image is no checkpoint at all, and the
+ * replica holds none (has_checkpoint false, disk_torn) until a new session
+ * has synced memory and disk again.
  */
 #ifndef RINGFT_SECONDARY_REPLICA_H
 #define RINGFT_SECONDARY_REPLICA_H
@@ -17,6 +25,8 @@
 
 #include "vmm/state.h"
 
+struct diskimg;
+struct disk_log;
 struct vm;
 
 struct replica {
@@ -25,8 +35,10 @@ struct replica {
 	uint64_t *seen;	     /* one bit per guest page: copies already applied, cleared after */
 	uint64_t epoch;	     /* last applied in this session, UINT64_MAX before the first */
 	uint64_t checkpoint; /* epoch of the committed checkpoint, if has_checkpoint */
-	bool has_checkpoint; /* memory and `committed` are one complete checkpoint */
+	bool has_checkpoint; /* memory, `committed` (and disk) are one complete checkpoint */
 	bool promoted;
+	struct diskimg *disk; /* the replicated disk's image (borrowed), or NULL: none */
+	bool disk_torn;	      /* some epoch's disk writes failed halfway: no checkpoint */
 };
 
 int replica_init(struct replica *r, struct vm *vm);
@@ -58,6 +70,25 @@ void replica_new_session(struct replica *r);
  */
 int replica_apply_sync(struct replica *r, uint64_t epoch, const uint64_t *pages, uint64_t nr_pages,
 		       const uint8_t *data, const uint64_t *zero_pages, uint64_t nr_zero);
+
+/*
+ * Writes epoch `epoch`'s disk records to r->disk, in order, before the same
+ * epoch's replica_apply() or replica_apply_sync(); fdatasync()s the image
+ * when `durable` (the epoch carried a guest flush). An empty log is nothing to
+ * do. Returns 0, -EALREADY after promotion, -EPROTO for an epoch out of order,
+ * -ENODEV for records without a disk, or diskimg_apply()'s -errno (-ENOSPC,
+ * -EIO, ...): then the epoch must not be applied. If *ret_torn, some writes
+ * reached the image: the replica holds no checkpoint from here on.
+ */
+int replica_apply_disk(struct replica *r, uint64_t epoch, const struct disk_log *log, bool durable,
+		       bool *ret_torn);
+
+/*
+ * The image no longer matches the replica's memory: nothing promotable is left
+ * until a new session syncs both (set by replica_apply_disk, or by the caller
+ * when memory could not follow the disk).
+ */
+void replica_disk_torn(struct replica *r);
 
 /* Loads the last applied state into the VM and starts its vCPUs. */
 int replica_promote(struct replica *r);

@@ -15,6 +15,9 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "lib/diskimg.h"
+#include "lib/disklog.h"
+#include "proto/disk_wire.h"
 #include "proto/epoch.h"
 #include "proto/wire.h"
 #include "vmm/state.h"
@@ -649,6 +652,531 @@ static void test_live_refusals(void **state)
 	drop(&f);
 }
 
+/* ---- the replicated disk ----------------------------------------------------- */
+
+#define DISK_SIZE (1ULL << 30)
+
+/* Writes at several places, a zeroed range, a write split at DISK_REC_MAX, a flush. */
+static void disk_log_fill(struct disk_log *log, uint8_t *buf, size_t buf_len)
+{
+	for (size_t i = 0; i < buf_len; i++)
+		buf[i] = (uint8_t)next();
+	assert_int_equal(disk_log_append(log, 0, buf, 512, 0), 0);
+	assert_int_equal(disk_log_append(log, DISK_SIZE - 4096, buf + 512, 4096, 0), 0);
+	assert_int_equal(disk_log_append(log, 1 << 20, NULL, 3u << 20, DISK_REC_ZERO), 0);
+	assert_int_equal(disk_log_append(log, 7 * 512, buf + 8192, DISK_REC_MAX + 1024, 0), 0);
+	assert_int_equal(disk_log_append(log, 0, NULL, 0, DISK_REC_FLUSH), 0);
+	assert_int_equal(disk_log_append(log, 0, buf + 4608, 512, 0), 0); /* after the flush */
+}
+
+static void check_disk_equal(const struct disk_log *a, const struct disk_log *b)
+{
+	assert_int_equal(a->nr, b->nr);
+	assert_int_equal(a->flush, b->flush);
+	assert_int_equal(disk_log_bytes(a), disk_log_bytes(b));
+	for (size_t i = 0; i < a->nr; i++) {
+		const struct disk_rec *x = &a->recs[i], *y = &b->recs[i];
+
+		assert_true(x->offset == y->offset);
+		assert_int_equal(x->len, y->len);
+		assert_int_equal(x->flags, y->flags);
+		if (!x->flags)
+			assert_memory_equal(disk_rec_data(a, x), disk_rec_data(b, y), x->len);
+	}
+}
+
+/* A receiver with a disk of DISK_SIZE bytes (or none). */
+static int rx_init_disk(struct epoch_rx *rx, uint64_t disk_size)
+{
+	int r = rx_init(rx, GUEST_PAGES, 2, 1);
+
+	if (r == 0)
+		epoch_rx_set_disk(rx, disk_size);
+	return r;
+}
+
+/* Epoch `epoch` with the fixture's pages and state and this disk log, flattened. */
+static uint8_t *pack_disk(struct fixture *f, uint64_t epoch, const struct disk_log *log,
+			  uint64_t disk_hash, size_t *ret_len)
+{
+	struct epoch_opts opts = { .disk = log, .disk_hash = disk_hash };
+	struct epoch_tx tx = { 0 };
+	uint8_t *buf;
+
+	assert_int_equal(
+		epoch_pack(&tx, epoch, f->pages, NR_PAGES, f->data, blobs(f->state), &opts), 0);
+	assert_int_equal(tx.disk_bytes, disk_log_bytes(log));
+	buf = flatten(&tx);
+	*ret_len = tx.bytes;
+	epoch_tx_free(&tx);
+	return buf;
+}
+
+/* The byte offset of the nth (from 0) frame of type `type` in a flat stream. */
+static size_t frame_at(const uint8_t *s, size_t len, uint16_t type, unsigned int nth)
+{
+	for (size_t off = 0; off + WIRE_HDR_SIZE <= len;) {
+		struct wire_hdr h;
+
+		assert_int_equal(wire_hdr_decode(s + off, &h), 0);
+		if (h.type == type && nth-- == 0)
+			return off;
+		off += WIRE_HDR_SIZE + h.length;
+	}
+	fail_msg("no frame of type %u", type);
+	return 0;
+}
+
+/*
+ * Disk records travel with the epoch's pages and state, byte for byte, in log
+ * order, whatever the chunking; the next epoch's records replace them.
+ */
+static void test_disk_round_trip(void **state)
+{
+	size_t chunks[] = { 1, 7, 4096, SIZE_MAX / 2 };
+	size_t buf_len = 2 * DISK_REC_MAX;
+	uint8_t *buf = malloc(buf_len);
+	struct disk_log log = { 0 }, log1 = { 0 };
+	struct fixture f0, f1;
+
+	assert_non_null(buf);
+	disk_log_fill(&log, buf, buf_len);
+	assert_int_equal(log.nr, 9); /* the long write and the zeroing came split */
+	assert_int_equal(disk_log_append(&log1, 4096, buf, 1024, 0), 0);
+	make(&f0, 0, 3);
+	make(&f1, 1, 11);
+	for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+		size_t len0, len1;
+		uint8_t *s0 = pack_disk(&f0, 0, &log, 0x1234, &len0);
+		uint8_t *s1 = pack_disk(&f1, 1, &log1, 0, &len1);
+		struct epoch_rx rx;
+
+		assert_int_equal(rx_init_disk(&rx, DISK_SIZE), 0);
+		assert_int_equal(feed(&rx, s0, len0, chunks[c]), 1);
+		check_staged(&rx, &f0, 0);
+		check_disk_equal(&rx.disk, &log);
+		assert_true(rx.disk_hash == 0x1234);
+		assert_int_equal(feed(&rx, s1, len1, chunks[c]), 1);
+		check_staged(&rx, &f1, 1);
+		check_disk_equal(&rx.disk, &log1);
+		assert_true(rx.disk_hash == 0);
+		epoch_rx_free(&rx);
+		free(s0);
+		free(s1);
+	}
+	/* An epoch without records stages none, also after one with records. */
+	{
+		struct disk_log none = { 0 };
+		size_t len0, len1;
+		uint8_t *s0 = pack_disk(&f0, 0, &log, 0, &len0);
+		uint8_t *s1 = pack_disk(&f1, 1, &none, 0, &len1);
+		struct epoch_rx rx;
+
+		assert_int_equal(rx_init_disk(&rx, DISK_SIZE), 0);
+		assert_int_equal(feed(&rx, s0, len0, 65536), 1);
+		assert_int_equal(feed(&rx, s1, len1, 65536), 1);
+		assert_int_equal(rx.disk.nr, 0);
+		assert_false(rx.disk.flush);
+		epoch_rx_free(&rx);
+		free(s0);
+		free(s1);
+	}
+	drop(&f0);
+	drop(&f1);
+	disk_log_free(&log);
+	disk_log_free(&log1);
+	free(buf);
+}
+
+/* The disk's initial copy: sync epochs with records and no pages at all, or with some. */
+static void test_disk_sync_epoch(void **state)
+{
+	const uint64_t pages[1] = { 5 };
+	uint8_t *page = calloc(1, WIRE_PAGE_SIZE), *buf = malloc(2 * DISK_REC_MAX), *s;
+	struct epoch_opts opts = { .initial_sync = true };
+	struct disk_log log = { 0 };
+	struct epoch_tx tx = { 0 };
+	struct epoch_rx rx;
+
+	assert_non_null(page);
+	assert_non_null(buf);
+	disk_log_fill(&log, buf, 2 * DISK_REC_MAX);
+	opts.disk = &log;
+	assert_int_equal(rx_init_disk(&rx, DISK_SIZE), 0);
+	assert_int_equal(epoch_pack(&tx, 0, NULL, 0, NULL, NULL, &opts), 0);
+	s = flatten(&tx);
+	assert_int_equal(feed(&rx, s, tx.bytes, 3000), 1);
+	free(s);
+	assert_true(rx.initial_sync);
+	assert_int_equal(rx.nr_pages, 0);
+	check_disk_equal(&rx.disk, &log);
+	/* The next sync epoch: a page, then records. */
+	assert_int_equal(epoch_pack(&tx, 1, pages, 1, page, NULL, &opts), 0);
+	s = flatten(&tx);
+	assert_int_equal(feed(&rx, s, tx.bytes, 3000), 1);
+	free(s);
+	assert_int_equal(rx.nr_pages, 1);
+	check_disk_equal(&rx.disk, &log);
+	epoch_rx_free(&rx);
+	epoch_tx_free(&tx);
+	disk_log_free(&log);
+	free(page);
+	free(buf);
+}
+
+/*
+ * Feeds a stream to a receiver with a disk of disk_size bytes: refused with err,
+ * nothing reported; or, err 0, accepted as one epoch.
+ */
+static void expect_disk_refused(const uint8_t *s, size_t len, uint64_t disk_size, int err,
+				const char *needle)
+{
+	struct epoch_rx rx;
+
+	assert_int_equal(rx_init_disk(&rx, disk_size), 0);
+	assert_int_equal(feed(&rx, s, len, 5000), err ? err : 1);
+	if (!strstr(rx.error, needle))
+		fail_msg("error '%s' lacks '%s'", rx.error, needle);
+	epoch_rx_free(&rx);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
+
+/*
+ * Every check of a DISK record, each with its message; and the checksum
+ * covers the records' data. The stream's first DISK frame is patched.
+ */
+static void test_disk_refusals(void **state)
+{
+	uint8_t data[4096];
+	struct disk_log log = { 0 };
+	struct epoch_state *st;
+	struct machine_state *ms = calloc(1, sizeof(*ms));
+	struct epoch_tx tx = { 0 };
+	struct epoch_rx rx;
+	uint8_t *s, *p;
+	size_t len, at;
+
+	assert_non_null(ms);
+	ms->nr_vcpus = 2;
+	ms->nr_devices = 1;
+	st = (struct epoch_state *)blobs(ms);
+	memset(data, 0x3c, sizeof(data));
+	/* EPOCH_BEGIN (frame 1, no pages), DISK (frame 2), STATE, EPOCH_END. */
+	assert_int_equal(disk_log_append(&log, DISK_SIZE, data, 4096, 0), 0);
+	assert_int_equal(
+		epoch_pack(&tx, 0, NULL, 0, NULL, st, &(struct epoch_opts){ .disk = &log }), 0);
+	s = flatten(&tx);
+	len = tx.bytes;
+	at = frame_at(s, len, WIRE_DISK, 0) + WIRE_HDR_SIZE; /* the record header */
+	p = s + at;
+
+	/* Beyond the image: the exact message, and no epoch reported. */
+	assert_int_equal(rx_init_disk(&rx, DISK_SIZE), 0);
+	assert_int_equal(feed(&rx, s, len, 5000), -ERANGE);
+	assert_string_equal(rx.error, "frame 2 (disk) of epoch 0: write of 4096 bytes at "
+				      "1073741824 is beyond the image (1073741824 bytes)");
+	assert_int_equal(rx.phase, EPOCH_RX_STATE);
+	epoch_rx_free(&rx);
+	/* Ending inside the image, it is accepted... */
+	expect_disk_refused(s, len, DISK_SIZE + 4096, 0, "");
+	/* ...past it by a sector, not; and a zeroing is checked the same way. */
+	expect_disk_refused(s, len, DISK_SIZE + 3584, -ERANGE, "is beyond the image");
+	put64(p, UINT64_MAX - 511); /* offset + len wraps */
+	expect_disk_refused(s, len, DISK_SIZE, -ERANGE, "is beyond the image");
+	put64(p, DISK_SIZE);
+
+	/* Unaligned offset, lengths that do not match the data. */
+	put64(p, DISK_SIZE - 4096 + 1);
+	expect_disk_refused(s, len, DISK_SIZE, -EPROTO,
+			    "write of 4096 bytes at 1073737729 is not in whole 512-byte sectors");
+	put64(p, 0);
+	put32(p + 8, 4000);
+	expect_disk_refused(s, len, DISK_SIZE, -EPROTO, "write of 4000 bytes with 4096");
+	put32(p + 8, 0);
+	expect_disk_refused(s, len, DISK_SIZE, -EPROTO, "write of 0 bytes with 4096");
+	put32(p + 8, 4096);
+	put64(p, DISK_SIZE);
+	{
+		/* A whole frame of 1000 bytes of data: consistent, but not whole sectors. */
+		struct disk_log odd = { 0 };
+		uint8_t *s2;
+
+		odd.recs = &(struct disk_rec){ .offset = 0, .len = 1000 };
+		odd.nr = 1;
+		odd.data = data;
+		odd.data_len = 1000;
+		assert_int_equal(
+			epoch_pack(&tx, 0, NULL, 0, NULL, st, &(struct epoch_opts){ .disk = &odd }),
+			0);
+		s2 = flatten(&tx);
+		expect_disk_refused(s2, tx.bytes, DISK_SIZE, -EPROTO,
+				    "write of 1000 bytes at 0 is not in whole 512-byte sectors");
+		free(s2);
+	}
+
+	/* Bad flags; data where none belongs. */
+	put32(p + 12, 4);
+	expect_disk_refused(s, len, DISK_SIZE, -EPROTO, "disk record flags 0x4");
+	put32(p + 12, DISK_REC_ZERO | DISK_REC_FLUSH);
+	expect_disk_refused(s, len, DISK_SIZE, -EPROTO, "disk record flags 0x3");
+	put32(p + 12, DISK_REC_ZERO);
+	expect_disk_refused(s, len, DISK_SIZE, -EPROTO, "zeroing of 4096 bytes with 4096 bytes");
+	put32(p + 12, DISK_REC_FLUSH);
+	expect_disk_refused(s, len, DISK_SIZE, -EPROTO, "flush of 4096 bytes");
+	put32(p + 12, 0);
+
+	/* A receiver without a disk refuses any record. */
+	expect_disk_refused(s, len, DISK_SIZE + 4096, 0, "");
+	expect_disk_refused(s, len, 0, -EPROTO,
+			    "frame 2 (disk) of epoch 0: a disk record, but no disk here");
+
+	/* A flipped data byte: the checksum catches it at EPOCH_END. */
+	p[WIRE_DISK_HDR + 100] ^= 0x01;
+	expect_disk_refused(s, len, DISK_SIZE + 4096, -EILSEQ, "checksum");
+	p[WIRE_DISK_HDR + 100] ^= 0x01;
+	expect_disk_refused(s, len, DISK_SIZE + 4096, 0, "");
+
+	/* Out of order: after STATE, before EPOCH_BEGIN, amid the pages. */
+	{
+		size_t st_at = frame_at(s, len, WIRE_STATE, 0);
+		size_t end = frame_at(s, len, WIRE_EPOCH_END, 0);
+		size_t disk_len = st_at - (at - WIRE_HDR_SIZE);
+		uint8_t *o = malloc(len + 2 * WIRE_PAGE_SIZE);
+		struct fixture f;
+
+		assert_non_null(o);
+		/* BEGIN, STATE, DISK, END */
+		memcpy(o, s, at - WIRE_HDR_SIZE);
+		memcpy(o + (at - WIRE_HDR_SIZE), s + st_at, end - st_at);
+		memcpy(o + (at - WIRE_HDR_SIZE) + (end - st_at), s + at - WIRE_HDR_SIZE, disk_len);
+		memcpy(o + end, s + end, len - end);
+		expect_disk_refused(o, len, DISK_SIZE, -EPROTO,
+				    "frame 3 (disk) of epoch 0: out of order: expected epoch-end");
+		/* DISK first */
+		expect_disk_refused(s + at - WIRE_HDR_SIZE, len - (at - WIRE_HDR_SIZE), DISK_SIZE,
+				    -EPROTO,
+				    "frame 1 (disk) of epoch 0: out of order: expected "
+				    "epoch-begin");
+		free(o);
+		/* BEGIN (600 pages), DISK where the first PAGES belongs */
+		make(&f, 0, 3);
+		{
+			size_t pages = frame_at(f.stream, f.len, WIRE_PAGES, 0);
+
+			o = malloc(pages + disk_len);
+			assert_non_null(o);
+			memcpy(o, f.stream, pages);
+			memcpy(o + pages, s + at - WIRE_HDR_SIZE, disk_len);
+			expect_disk_refused(o, pages + disk_len, DISK_SIZE, -EPROTO,
+					    "out of order: expected pages");
+			free(o);
+		}
+		drop(&f);
+	}
+	free(s);
+
+	/* The sender refuses a log beyond an epoch's bounds. */
+	{
+		struct disk_log big = { .data_len = (size_t)EPOCH_DISK_MAX + 1 };
+
+		assert_int_equal(
+			epoch_pack(&tx, 0, NULL, 0, NULL, st, &(struct epoch_opts){ .disk = &big }),
+			-EMSGSIZE);
+		big = (struct disk_log){ .nr = EPOCH_DISK_RECS_MAX + 1 };
+		assert_int_equal(
+			epoch_pack(&tx, 0, NULL, 0, NULL, st, &(struct epoch_opts){ .disk = &big }),
+			-EMSGSIZE);
+	}
+	epoch_tx_free(&tx);
+	disk_log_free(&log);
+	free(ms);
+}
+
+/* Feeds a packed tx iovec by iovec (no flat copy); returns epochs or the error. */
+static int feed_tx(struct epoch_rx *rx, const struct epoch_tx *tx)
+{
+	int epochs = 0;
+
+	for (unsigned int i = 0; i < tx->nr_iov; i++) {
+		const uint8_t *p = tx->iov[i].iov_base;
+		size_t left = tx->iov[i].iov_len, used;
+
+		while (left) {
+			int r = epoch_rx_feed(rx, p, left, &used);
+
+			if (r < 0)
+				return r;
+			epochs += r;
+			p += used;
+			left -= used;
+		}
+	}
+	return epochs;
+}
+
+/*
+ * What one epoch may stage: EPOCH_DISK_MAX bytes of writes (a hand-made log
+ * whose records all send the same 1 MiB) and EPOCH_DISK_RECS_MAX records.
+ */
+static void test_disk_bounds(void **state)
+{
+	const uint32_t n = EPOCH_DISK_MAX / DISK_REC_MAX;
+	struct disk_log log = { 0 };
+	struct disk_rec *recs = calloc(EPOCH_DISK_RECS_MAX + 1, sizeof(*recs));
+	uint8_t *data = calloc(1, DISK_REC_MAX);
+	struct machine_state *ms = calloc(1, sizeof(*ms));
+	const struct epoch_state *st;
+	struct epoch_tx tx = { 0 };
+	struct epoch_rx rx;
+
+	assert_non_null(recs);
+	assert_non_null(data);
+	assert_non_null(ms);
+	ms->nr_vcpus = 2;
+	ms->nr_devices = 1;
+	st = blobs(ms);
+	for (uint32_t i = 0; i <= n; i++)
+		recs[i] = (struct disk_rec){ .offset = (uint64_t)i * DISK_REC_MAX,
+					     .len = DISK_REC_MAX };
+	log.recs = recs;
+	log.data = data;
+	log.data_len = DISK_REC_MAX;
+
+	/* Exactly the bound: accepted. */
+	log.nr = n;
+	assert_int_equal(
+		epoch_pack(&tx, 0, NULL, 0, NULL, st, &(struct epoch_opts){ .disk = &log }), 0);
+	assert_true(tx.disk_bytes == EPOCH_DISK_MAX);
+	assert_int_equal(rx_init_disk(&rx, DISK_SIZE), 0);
+	assert_int_equal(feed_tx(&rx, &tx), 1);
+	assert_true(disk_log_bytes(&rx.disk) == EPOCH_DISK_MAX);
+	epoch_rx_free(&rx);
+	/* A record more: refused at that record. */
+	log.nr = n + 1;
+	assert_int_equal(
+		epoch_pack(&tx, 0, NULL, 0, NULL, st, &(struct epoch_opts){ .disk = &log }), 0);
+	assert_int_equal(rx_init_disk(&rx, DISK_SIZE), 0);
+	assert_int_equal(feed_tx(&rx, &tx), -EMSGSIZE);
+	assert_non_null(strstr(rx.error, "frame 258 (disk) of epoch 0: more than"));
+	epoch_rx_free(&rx);
+
+	/* Records without data: EPOCH_DISK_RECS_MAX of them, then one more. */
+	for (uint32_t i = 0; i <= EPOCH_DISK_RECS_MAX; i++)
+		recs[i] = (struct disk_rec){ .offset = 0, .len = 512, .flags = DISK_REC_ZERO };
+	log.data_len = 0;
+	log.nr = EPOCH_DISK_RECS_MAX;
+	assert_int_equal(
+		epoch_pack(&tx, 0, NULL, 0, NULL, st, &(struct epoch_opts){ .disk = &log }), 0);
+	assert_int_equal(rx_init_disk(&rx, DISK_SIZE), 0);
+	assert_int_equal(feed_tx(&rx, &tx), 1);
+	assert_int_equal(rx.disk.nr, EPOCH_DISK_RECS_MAX);
+	epoch_rx_free(&rx);
+	{
+		/* The extra record goes in before STATE (the sender would not pack it). */
+		uint8_t *s = flatten(&tx), *o = malloc(tx.bytes + WIRE_HDR_SIZE + WIRE_DISK_HDR);
+		size_t st_at = frame_at(s, tx.bytes, WIRE_STATE, 0);
+		size_t one = WIRE_HDR_SIZE + WIRE_DISK_HDR;
+
+		assert_non_null(o);
+		memcpy(o, s, st_at);
+		memcpy(o + st_at, s + st_at - one, one);
+		memcpy(o + st_at + one, s + st_at, tx.bytes - st_at);
+		expect_disk_refused(o, tx.bytes + one, DISK_SIZE, -EMSGSIZE,
+				    "more than 262144 disk records");
+		free(o);
+		free(s);
+	}
+	epoch_tx_free(&tx);
+	free(recs);
+	free(data);
+	free(ms);
+}
+
+/* The secondary's block checksums: framed, parsed, and every bad frame refused. */
+static void test_disk_sums(void **state)
+{
+	const uint64_t blocks = WIRE_MAX_DISK_SUMS + 10;
+	size_t cap = disk_sums_frame_len(WIRE_MAX_DISK_SUMS);
+	uint64_t *sums = malloc(blocks * sizeof(*sums)), *got = malloc(blocks * sizeof(*got));
+	uint8_t *buf = malloc(cap);
+	struct wire_hdr h;
+	uint32_t count;
+	char why[128];
+	uint64_t at;
+	int len;
+
+	assert_non_null(sums);
+	assert_non_null(got);
+	assert_non_null(buf);
+	for (uint64_t i = 0; i < blocks; i++)
+		sums[i] = i % 3 ? next() : 0;
+	/* A whole image in order: a full frame, then the rest. */
+	for (at = 0; at < blocks; at += count) {
+		uint32_t n = blocks - at < WIRE_MAX_DISK_SUMS ? (uint32_t)(blocks - at)
+							      : WIRE_MAX_DISK_SUMS;
+
+		len = disk_sums_frame(buf, cap, at, sums + at, n);
+		assert_int_equal(len, disk_sums_frame_len(n));
+		assert_int_equal(wire_hdr_decode(buf, &h), 0);
+		assert_int_equal(h.type, WIRE_DISK_SUMS);
+		assert_int_equal(h.length, len - WIRE_HDR_SIZE);
+		assert_int_equal(disk_sums_parse(buf + WIRE_HDR_SIZE, h.length, blocks, at,
+						 got + at, &count, why, sizeof(why)),
+				 0);
+		assert_int_equal(count, n);
+	}
+	assert_memory_equal(got, sums, blocks * sizeof(*sums));
+
+	/* The sender: no empty frame, none too long, none beyond its buffer. */
+	assert_int_equal(disk_sums_frame(buf, cap, 0, sums, 0), -EINVAL);
+	assert_int_equal(disk_sums_frame(buf, cap, 0, sums, WIRE_MAX_DISK_SUMS + 1), -EINVAL);
+	assert_int_equal(disk_sums_frame(buf, disk_sums_frame_len(4) - 1, 0, sums, 4), -ENOBUFS);
+
+	/* The receiver: out of order, beyond the image, another block size, bad lengths. */
+	len = disk_sums_frame(buf, cap, 16, sums, 16);
+	assert_int_equal(disk_sums_parse(buf + WIRE_HDR_SIZE, len - WIRE_HDR_SIZE, 20, 0, got,
+					 &count, why, sizeof(why)),
+			 -EPROTO);
+	assert_string_equal(why, "disk sums from block 16, expected block 0");
+	assert_int_equal(disk_sums_parse(buf + WIRE_HDR_SIZE, len - WIRE_HDR_SIZE, 20, 16, got,
+					 &count, why, sizeof(why)),
+			 -ERANGE);
+	assert_string_equal(why, "sums for blocks 16..32 of an image of 20 blocks");
+	assert_int_equal(disk_sums_parse(buf + WIRE_HDR_SIZE, len - WIRE_HDR_SIZE, 32, 16, got,
+					 &count, why, sizeof(why)),
+			 0);
+	assert_int_equal(disk_sums_parse(buf + WIRE_HDR_SIZE, len - WIRE_HDR_SIZE - 8, 32, 16, got,
+					 &count, why, sizeof(why)),
+			 -EBADMSG);
+	assert_int_equal(
+		disk_sums_parse(buf + WIRE_HDR_SIZE, 12, 32, 16, got, &count, why, sizeof(why)),
+		-EBADMSG);
+	put32(buf + WIRE_HDR_SIZE + 8, 0); /* count 0 */
+	assert_int_equal(disk_sums_parse(buf + WIRE_HDR_SIZE, WIRE_DISK_HDR, 32, 16, got, &count,
+					 why, sizeof(why)),
+			 -EBADMSG);
+	put32(buf + WIRE_HDR_SIZE + 8, 16);
+	put32(buf + WIRE_HDR_SIZE + 12, 4096); /* another block size */
+	assert_int_equal(disk_sums_parse(buf + WIRE_HDR_SIZE, len - WIRE_HDR_SIZE, 32, 16, got,
+					 &count, why, sizeof(why)),
+			 -EPROTO);
+	assert_string_equal(why, "disk sums of 4096-byte blocks, expected 65536");
+	free(sums);
+	free(got);
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -659,6 +1187,11 @@ int main(void)
 		cmocka_unit_test(test_long_page_list),
 		cmocka_unit_test(test_live_batches),
 		cmocka_unit_test(test_live_refusals),
+		cmocka_unit_test(test_disk_round_trip),
+		cmocka_unit_test(test_disk_sync_epoch),
+		cmocka_unit_test(test_disk_refusals),
+		cmocka_unit_test(test_disk_bounds),
+		cmocka_unit_test(test_disk_sums),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1107,6 +1107,7 @@ static void hello_base(struct hello_info *h, uint32_t role)
 		.nr_devices = 2,
 		.verify = true,
 		.net_mac = "52:54:00:12:34:56",
+		.disk_size = 1ULL << 20,
 	};
 }
 
@@ -1154,7 +1155,7 @@ static void test_hello_compare(void **state)
 	remote.cpuid = cpuid_other;
 	remote.msrs = msrs_other;
 
-	expect_mismatch(&local, &remote, "protocol_version", "3", "4");
+	expect_mismatch(&local, &remote, "protocol_version", "4", "5");
 	remote.protocol_version = RINGFT_PROTOCOL_VERSION;
 	expect_mismatch(&local, &remote, "role", "secondary", "secondary");
 	assert_int_equal(hello_compare(&local, &remote, HELLO_PRIMARY, &mm), -EPROTO);
@@ -1183,6 +1184,15 @@ static void test_hello_compare(void **state)
 	remote.devices[1] = "virtio-net";
 	expect_mismatch(&local, &remote, "devices", "serial,virtio-blk", "serial,virtio-net");
 	remote.devices[1] = "virtio-blk";
+	/* The replicated disk: images of one size, or none on both ends. */
+	remote.disk_size = 2ULL << 20;
+	expect_mismatch(&local, &remote, "disk_size", "1048576", "2097152");
+	assert_int_equal(hello_compare(&local, &remote, HELLO_PRIMARY, &mm), -EPROTO);
+	assert_string_equal(mm.local, "1048576");
+	assert_string_equal(mm.remote, "2097152");
+	remote.disk_size = 0;
+	expect_mismatch(&local, &remote, "disk_size", "1048576", "no disk");
+	remote.disk_size = 1ULL << 20;
 	/* The NIC's MAC is the VM's identity too. */
 	remote.net_mac = "52:54:00:12:34:57";
 	expect_mismatch(&local, &remote, "net_mac", "52:54:00:12:34:56", "52:54:00:12:34:57");
@@ -1232,6 +1242,7 @@ static void check_hello_equal(const struct hello_info *a, const struct hello_inf
 		assert_string_equal(a->devices[i], b->devices[i]);
 	assert_int_equal(a->verify, b->verify);
 	assert_string_equal(a->net_mac, b->net_mac);
+	assert_true(a->disk_size == b->disk_size);
 }
 
 /* hello_frame -> frame_rx_feed (whole, and a byte at a time) -> hello_decode -> compare. */

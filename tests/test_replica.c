@@ -14,11 +14,25 @@
  * goes over the wire first and pages written again after it come twice (the
  * replica keeps the last copy). Also: epochs out of order and pages outside
  * memory are refused untouched.
+ *
+ * The replicated disk, on another replica: epochs with disk records (a sync
+ * epoch without pages, then checkpoints with pages, writes, zeroings and a
+ * flush) applied disk first, the image byte-equal to what the records say;
+ * a file system that runs out of space (a 1 MiB tmpfs in a private mount
+ * namespace) refuses the epoch and leaves image and replica untouched; a
+ * failure after a write leaves a replica that cannot be promoted.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "lib/diskimg.h"
 
 #include "primary/checkpoint.h"
 #include "proto/epoch.h"
@@ -70,6 +84,280 @@ static int feed(struct epoch_rx *rx, const struct epoch_tx *tx, uint64_t e)
 	return epochs;
 }
 
+/* ---- the replicated disk ------------------------------------------------------ */
+
+#define IMG_SIZE (8u << 20)
+
+struct disk_case {
+	struct vm *vm;
+	struct replica rep;
+	struct epoch_rx rx;
+	struct machine_state *state, *incoming;
+	uint8_t *want; /* what the image must hold */
+	uint64_t epoch;
+};
+
+/* What a log does to an image, done to a buffer. */
+static void model_apply(uint8_t *img, const struct disk_log *log)
+{
+	for (size_t i = 0; i < log->nr; i++) {
+		const struct disk_rec *r = &log->recs[i];
+
+		if (r->flags & DISK_REC_ZERO)
+			memset(img + r->offset, 0, r->len);
+		else if (!r->flags)
+			memcpy(img + r->offset, disk_rec_data(log, r), r->len);
+	}
+}
+
+static void check_image(const char *path, const uint8_t *want, const char *when)
+{
+	uint8_t *got = malloc(IMG_SIZE);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	CHECK(got && fd >= 0, "%s: %s", path, strerror(errno));
+	CHECK(pread(fd, got, IMG_SIZE, 0) == (ssize_t)IMG_SIZE, "reading %s", path);
+	for (size_t i = 0; i < IMG_SIZE; i++)
+		CHECK(got[i] == want[i], "%s: image byte %zu is %u, expected %u", when, i, got[i],
+		      want[i]);
+	close(fd);
+	free(got);
+}
+
+/*
+ * Epoch d->epoch through the wire (pages, disk records, state unless sync)
+ * and applied as the secondary does: disk first, memory only if that worked.
+ */
+static int disk_epoch(struct disk_case *d, bool sync, const uint64_t *pages, uint64_t nr,
+		      const uint8_t *data, const struct disk_log *log, bool *ret_torn)
+{
+	struct epoch_opts opts = { .initial_sync = sync, .disk = log };
+	struct epoch_tx tx = { 0 };
+	struct epoch_state st;
+	int r;
+
+	ckpt_epoch_state(d->state, &st);
+	CHECK_OK(epoch_pack(&tx, d->epoch, pages, nr, data, sync ? NULL : &st, &opts));
+	CHECK(feed(&d->rx, &tx, d->epoch) == 1, "disk epoch %llu did not arrive whole",
+	      (unsigned long long)d->epoch);
+	epoch_tx_free(&tx);
+	r = replica_apply_disk(&d->rep, d->rx.epoch, &d->rx.disk, d->rx.disk.flush, ret_torn);
+	d->epoch++;
+	if (r < 0)
+		return r;
+	if (sync) {
+		CHECK_OK(replica_apply_sync(&d->rep, d->rx.epoch, d->rx.pages, d->rx.nr_pages,
+					    d->rx.data, NULL, 0));
+	} else {
+		CHECK_OK(secondary_state_load(&d->rx.state, d->incoming));
+		CHECK_OK(replica_apply(&d->rep, d->rx.epoch, d->rx.pages, d->rx.nr_pages,
+				       d->rx.data, d->incoming));
+	}
+	return 0;
+}
+
+static void fill(uint8_t *p, size_t len)
+{
+	static uint64_t x = 0x9e3779b97f4a7c15ULL;
+
+	for (size_t i = 0; i < len; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		p[i] = (uint8_t)x;
+	}
+}
+
+/* Epochs with disk records applied to an image in dir; the image ends byte-equal. */
+static void disk_byte_equal(struct disk_case *d, const char *dir)
+{
+	uint8_t *buf = malloc(2u << 20), *pages_data = malloc(2 * VM_PAGE_SIZE);
+	const uint64_t pages[2] = { 3, 1000 };
+	struct disk_log log = { 0 };
+	struct diskimg img;
+	char path[256];
+	uint64_t hash;
+	bool torn;
+	int fd;
+
+	CHECK(buf && pages_data, "out of memory");
+	snprintf(path, sizeof(path), "%s/image", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	CHECK(fd >= 0 && ftruncate(fd, IMG_SIZE) == 0, "%s: %s", path, strerror(errno));
+	close(fd);
+	CHECK_OK(diskimg_open(&img, path));
+	CHECK(img.size == IMG_SIZE, "image of %llu bytes", (unsigned long long)img.size);
+	d->rep.disk = &img;
+	epoch_rx_set_disk(&d->rx, img.size);
+
+	/* A sync epoch with records only: the disk's initial copy. */
+	fill(buf, 2u << 20);
+	CHECK_OK(disk_log_append(&log, 0, buf, 1536u << 10, 0));
+	CHECK_OK(disk_log_append(&log, IMG_SIZE - 4096, buf + 4096, 4096, 0));
+	CHECK_OK(disk_epoch(d, true, NULL, 0, NULL, &log, &torn));
+	model_apply(d->want, &log);
+	check_image(path, d->want, "after the sync epoch");
+	CHECK(!d->rep.has_checkpoint, "a sync epoch made a checkpoint");
+
+	/* A checkpoint: pages, overlapping writes, a zeroing, a flush. */
+	disk_log_clear(&log);
+	fill(buf, 2u << 20);
+	fill(pages_data, 2 * VM_PAGE_SIZE);
+	CHECK_OK(disk_log_append(&log, 512, buf, 8192, 0));
+	CHECK_OK(disk_log_append(&log, 1u << 20, NULL, 256u << 10, DISK_REC_ZERO));
+	CHECK_OK(disk_log_append(&log, (1u << 20) + 4096, buf + 8192, 512, 0));
+	CHECK_OK(disk_log_append(&log, 0, NULL, 0, DISK_REC_FLUSH));
+	CHECK_OK(disk_log_append(&log, 4u << 20, buf + 65536, 1u << 20, 0));
+	CHECK_OK(disk_epoch(d, false, pages, 2, pages_data, &log, &torn));
+	model_apply(d->want, &log);
+	check_image(path, d->want, "after checkpoint 1");
+	CHECK(d->rep.has_checkpoint && d->rep.checkpoint == 1, "checkpoint 1 not applied");
+	CHECK(!memcmp(vm_page_hva(d->vm, 1000), pages_data + VM_PAGE_SIZE, VM_PAGE_SIZE),
+	      "checkpoint 1's memory not applied");
+	CHECK_OK(diskimg_hash(&img, &hash));
+	CHECK(hash == XXH3_64bits(d->want, IMG_SIZE), "the image hash differs from the model's");
+
+	/* Out of order: refused, nothing written. */
+	CHECK(replica_apply_disk(&d->rep, d->epoch + 1, &log, false, &torn) == -EPROTO && !torn,
+	      "a disk epoch out of order was applied");
+
+	/* A failure on the first write (a read-only descriptor): torn, not promotable. */
+	{
+		struct replica other = d->rep;
+		int ro = open(path, O_RDONLY | O_CLOEXEC), rw = img.fd;
+		int r;
+
+		CHECK(ro >= 0, "%s: %s", path, strerror(errno));
+		disk_log_clear(&log);
+		CHECK_OK(disk_log_append(&log, 0, NULL, 4096, DISK_REC_ZERO));
+		img.fd = ro;
+		other.disk = &img;
+		r = replica_apply_disk(&other, d->epoch, &log, false, &torn);
+		img.fd = rw;
+		close(ro);
+		CHECK(r < 0 && torn, "a failed zeroing: %d, torn %d", r, torn);
+		CHECK(!other.has_checkpoint && other.disk_torn,
+		      "a torn image left a promotable replica");
+		CHECK(replica_promote(&other) == -ENODATA, "a torn replica was promoted");
+	}
+	check_image(path, d->want, "after the refusals");
+	diskimg_close(&img);
+	d->rep.disk = NULL;
+	disk_log_free(&log);
+	free(buf);
+	free(pages_data);
+}
+
+/*
+ * A full file system: the epoch's writes are reserved first, so running out
+ * of space changes no byte of the image, and the replica stays where it was.
+ * Returns false if no private mount namespace could be made.
+ */
+static bool disk_enospc(struct disk_case *d)
+{
+	char dir[] = "/tmp/ringft-enospc-XXXXXX", path[64];
+	uint8_t *buf = malloc(2u << 20), *before = malloc(IMG_SIZE);
+	const uint64_t pages[1] = { 7 };
+	struct disk_log log = { 0 };
+	struct diskimg img;
+	uint64_t epoch, checkpoint;
+	bool torn;
+	int fd, r;
+
+	CHECK(buf && before, "out of memory");
+	if (unshare(CLONE_NEWNS) < 0) {
+		fprintf(stderr, "ENOSPC case: cannot make a mount namespace: %s\n",
+			strerror(errno));
+		free(buf);
+		free(before);
+		return false;
+	}
+	/* Private first: the tmpfs must not propagate to the host's mounts. */
+	CHECK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0, "private /: %s",
+	      strerror(errno));
+	CHECK(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+	CHECK(mount("tmpfs", dir, "tmpfs", 0, "size=1m") == 0, "tmpfs on %s: %s", dir,
+	      strerror(errno));
+	snprintf(path, sizeof(path), "%s/image", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	CHECK(fd >= 0 && ftruncate(fd, IMG_SIZE) == 0, "%s: %s", path, strerror(errno));
+	/* 512 KiB of the 1 MiB already hold data. */
+	fill(buf, 512u << 10);
+	CHECK(pwrite(fd, buf, 512u << 10, 0) == 512 << 10, "filling %s", path);
+	close(fd);
+	memset(before, 0, IMG_SIZE);
+	memcpy(before, buf, 512u << 10);
+	CHECK_OK(diskimg_open(&img, path));
+	d->rep.disk = &img;
+	epoch = d->rep.epoch;
+	checkpoint = d->rep.checkpoint;
+
+	/* A checkpoint whose writes overwrite data (fits) and fill holes (does not). */
+	fill(buf, 2u << 20);
+	CHECK_OK(disk_log_append(&log, 0, buf, 64u << 10, 0));
+	CHECK_OK(disk_log_append(&log, 2u << 20, buf, 1u << 20, 0));
+	CHECK_OK(disk_log_append(&log, 0, NULL, 0, DISK_REC_FLUSH));
+	r = disk_epoch(d, false, pages, 1, buf, &log, &torn);
+	CHECK(r == -ENOSPC && !torn, "a full file system: %d (%s), torn %d", r, strerror(-r), torn);
+	check_image(path, before, "after ENOSPC");
+	CHECK(d->rep.epoch == epoch && d->rep.has_checkpoint && d->rep.checkpoint == checkpoint &&
+		      !d->rep.disk_torn,
+	      "ENOSPC moved the replica");
+	CHECK(memcmp(vm_page_hva(d->vm, 7), buf, VM_PAGE_SIZE), "ENOSPC: memory was applied");
+
+	diskimg_close(&img);
+	d->rep.disk = NULL;
+	umount(dir);
+	rmdir(dir);
+	disk_log_free(&log);
+	free(buf);
+	free(before);
+	return true;
+}
+
+/* Returns false if the ENOSPC case could not run (no mount namespace). */
+static bool disk_cases(void)
+{
+	struct vm_config cfg = { .mem_size = VM_MIN_MEM, .nr_vcpus = 1, .tracking = DIRTY_RING };
+	struct t_console console;
+	struct disk_case d = { .epoch = 0 };
+	struct epoch_shape shape;
+	char dir[] = "/tmp/ringft-disk-XXXXXX", path[64];
+	bool enospc;
+
+	t_console_init(&console);
+	d.vm = t_vm_new(&cfg, NULL, NULL, &console);
+	d.state = calloc(1, sizeof(*d.state));
+	d.incoming = calloc(1, sizeof(*d.incoming));
+	d.want = calloc(1, IMG_SIZE);
+	CHECK(d.state && d.incoming && d.want, "out of memory");
+	d.state->nr_vcpus = d.vm->nr_vcpus;
+	d.state->nr_devices = d.vm->nr_devices;
+	for (uint32_t i = 0; i < d.vm->nr_devices; i++)
+		snprintf(d.state->dev[i].name, sizeof(d.state->dev[i].name), "dev%u", i);
+	CHECK_OK(replica_init(&d.rep, d.vm));
+	secondary_state_shape(d.vm, &shape);
+	CHECK_OK(epoch_rx_init(&d.rx, d.vm->nr_pages, &shape));
+	CHECK(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+
+	disk_byte_equal(&d, dir);
+	snprintf(path, sizeof(path), "%s/image", dir);
+	unlink(path);
+	rmdir(dir);
+	enospc = disk_enospc(&d);
+
+	epoch_rx_free(&d.rx);
+	replica_free(&d.rep);
+	vm_free(d.vm);
+	free(d.state);
+	free(d.incoming);
+	free(d.want);
+	t_console_free(&console);
+	printf("ok: disk epochs applied disk first, image byte-equal%s\n",
+	       enospc ? "; ENOSPC left image and replica untouched" : "");
+	return enospc;
+}
+
 int main(void)
 {
 	struct vm_config cfg = { .mem_size = 128ULL << 20, .nr_vcpus = 2, .tracking = DIRTY_RING };
@@ -92,8 +380,10 @@ int main(void)
 	uint64_t bad_page = 1ULL << 40, before[GUEST_MAX_VCPUS] = { 0 }, deadline;
 	size_t released;
 	char *text;
+	bool disk_ok;
 
 	t_require_kvm();
+	disk_ok = disk_cases();
 	t_console_init(&pconsole);
 	t_console_init(&sconsole);
 	loader_default_params(&gp);
@@ -218,5 +508,12 @@ int main(void)
 	munmap(commit.snapshot, cfg.mem_size);
 	t_console_free(&pconsole);
 	t_console_free(&sconsole);
+	if (!disk_ok) {
+		const char *req = getenv("FT_REQUIRE_KVM");
+
+		CHECK(!req || strcmp(req, "1"), "FT_REQUIRE_KVM=1: the ENOSPC case must run");
+		printf("skip: the ENOSPC case needs a private mount namespace\n");
+		return T_EXIT_SKIP;
+	}
 	return T_EXIT_PASS;
 }

@@ -275,7 +275,7 @@ run_hostile_set() {
 	hostile garbage "bad magic"
 	hostile truncated "before a complete HELLO"
 	hostile huge "hello frame of 4294967280 bytes exceeds its bound"
-	hostile version "protocol_version differs: 3 here, 99 there"
+	hostile version "protocol_version differs: 4 here, 99 there"
 	hostile memsize "mem_size differs: 67108864 here, 69206016 there"
 	hostile epoch-first "expected HELLO first, got epoch-begin"
 	hostile silent "no HELLO within 1.0 s"

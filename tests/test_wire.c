@@ -9,7 +9,9 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "proto/disk_wire.h"
 #include "proto/ringft.pb-c.h"
+#include "proto/session.h"
 #include "proto/wire.h"
 
 static void test_header_round_trip(void **state)
@@ -82,6 +84,61 @@ static void test_header_refusals(void **state)
 	       NULL, 0);
 }
 
+/* Protocol 4's disk frames: their bounds, and which reader takes them. */
+static void test_disk_headers(void **state)
+{
+	size_t cap = disk_sums_frame_len(WIRE_MAX_DISK_SUMS);
+	uint64_t *sums = calloc(WIRE_MAX_DISK_SUMS, sizeof(*sums));
+	uint8_t *buf = malloc(cap), hdr[WIRE_HDR_SIZE];
+	struct frame_rx f;
+	size_t used;
+	int len;
+
+	assert_string_equal(wire_type_name(WIRE_DISK), "disk");
+	assert_string_equal(wire_type_name(WIRE_DISK_SUMS), "disk-sums");
+	/* DISK: a record header and at most DISK_REC_MAX bytes of data. */
+	expect(&(struct wire_hdr){ .type = WIRE_DISK, .length = WIRE_DISK_HDR }, NULL, 0);
+	expect(&(struct wire_hdr){ .type = WIRE_DISK, .length = WIRE_MAX_DISK }, NULL, 0);
+	expect(&(struct wire_hdr){ .type = WIRE_DISK, .length = WIRE_MAX_DISK + 1 }, NULL,
+	       -EMSGSIZE);
+	expect(&(struct wire_hdr){ .type = WIRE_DISK, .length = WIRE_DISK_HDR - 1 }, NULL,
+	       -EMSGSIZE);
+	/* DISK_SUMS: a header and whole sums, at most WIRE_MAX_DISK_SUMS. */
+	expect(&(struct wire_hdr){ .type = WIRE_DISK_SUMS, .length = WIRE_MAX_DISK_SUMSZ }, NULL,
+	       0);
+	expect(&(struct wire_hdr){ .type = WIRE_DISK_SUMS, .length = WIRE_MAX_DISK_SUMSZ + 8 },
+	       NULL, -EMSGSIZE);
+	expect(&(struct wire_hdr){ .type = WIRE_DISK_SUMS, .length = WIRE_DISK_HDR + 4 }, NULL,
+	       -EMSGSIZE);
+	expect(&(struct wire_hdr){ .type = WIRE_DISK_SUMS, .length = 8 }, NULL, -EMSGSIZE);
+	{
+		char why[128];
+
+		wire_hdr_encode(hdr, &(struct wire_hdr){ .type = WIRE_DISK_SUMS, .length = 20 });
+		wire_hdr_explain(hdr, -EMSGSIZE, why, sizeof(why));
+		assert_string_equal(why, "disk-sums frame of 20 bytes: not a 16-byte header and "
+					 "whole 8-byte sums");
+	}
+
+	/* The small-frame reader takes the largest DISK_SUMS frame, and no DISK frame. */
+	assert_non_null(sums);
+	assert_non_null(buf);
+	len = disk_sums_frame(buf, cap, 0, sums, WIRE_MAX_DISK_SUMS);
+	assert_int_equal(len, cap);
+	assert_int_equal(frame_rx_init(&f), 0);
+	assert_int_equal(frame_rx_feed(&f, buf, (size_t)len, &used), 1);
+	assert_int_equal(used, len);
+	assert_int_equal(f.hdr.type, WIRE_DISK_SUMS);
+	frame_rx_free(&f);
+	wire_hdr_encode(hdr, &(struct wire_hdr){ .type = WIRE_DISK, .length = WIRE_MAX_DISK });
+	assert_int_equal(frame_rx_init(&f), 0);
+	assert_int_equal(frame_rx_feed(&f, hdr, sizeof(hdr), &used), -EPROTO);
+	assert_string_equal(f.error, "unexpected disk frame");
+	frame_rx_free(&f);
+	free(sums);
+	free(buf);
+}
+
 static void test_epoch_begin_message(void **state)
 {
 	uint64_t pages[] = { 0, 1, 4096, 1ULL << 22 };
@@ -113,6 +170,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_header_round_trip),
 		cmocka_unit_test(test_header_refusals),
+		cmocka_unit_test(test_disk_headers),
 		cmocka_unit_test(test_epoch_begin_message),
 	};
 

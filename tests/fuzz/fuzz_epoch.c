@@ -33,6 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1 || epoch_rx_init(&rx, GUEST_PAGES, &shape) < 0)
 		return 0;
+	/* A 1 MiB image: DISK records within it are staged, beyond it refused. */
+	epoch_rx_set_disk(&rx, 1u << 20);
 	chunking = data[0];
 	while (at < size) {
 		size_t n = size - at, used = 0, room = 0;
