@@ -290,6 +290,17 @@ static void print_status(struct json_object *r)
 	       u64(r, "verified"), u64(r, "mismatches"), u64(r, "refused"), u64(r, "sessions"));
 	if (has(r, "quorum"))
 		printf("  quorum %s\n", str(r, "quorum"));
+	if (has(r, "disk")) {
+		struct json_object *d = json_object_object_get(r, "disk");
+
+		printf("  disk %s (%" PRIu64 " MiB): %.1f MB in %" PRIu64
+		       " records applied, %" PRIu64 " fdatasyncs, %" PRIu64 " ms writing%s\n",
+		       str(d, "path"), u64(d, "size") >> 20, (double)u64(d, "bytes_applied") / 1e6,
+		       u64(d, "records_applied"), u64(d, "fdatasyncs"), u64(d, "apply_ms"),
+		       json_object_get_boolean(json_object_object_get(d, "torn"))
+			       ? "; TORN: a write failed half-way, this image is no checkpoint"
+			       : "");
+	}
 }
 
 /* `ftctl events`: lines as they come, until the daemon closes. */

@@ -304,6 +304,18 @@ void ftd_secondary_status(struct ftd_secondary *sb, uint64_t now, struct json_ob
 	json_add_u64(r, "refused", s->st.refused);
 	json_add_u64(r, "sessions", s->st.sessions);
 	json_add_str(r, "quorum", ftd_cluster_quorum(&sb->pr->fc));
+	if (s->disk.fd >= 0) {
+		struct json_object *d = json_object_new_object();
+
+		json_add_str(d, "path", s->disk.path);
+		json_add_u64(d, "size", s->disk.size);
+		json_add_u64(d, "bytes_applied", s->st.disk_bytes);
+		json_add_u64(d, "records_applied", s->st.disk_writes);
+		json_add_u64(d, "fdatasyncs", s->st.disk_syncs);
+		json_add_u64(d, "apply_ms", s->st.disk_apply_ns / NS_PER_MS);
+		json_object_object_add(d, "torn", json_object_new_boolean(s->replica.disk_torn));
+		json_object_object_add(r, "disk", d);
+	}
 	if (sb->mirroring)
 		json_add_u64(r, "console_offset",
 			     outbuf_stream_pos(&sb->pr->out, outbuf_mark(&sb->pr->out)));

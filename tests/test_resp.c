@@ -3,7 +3,8 @@
  * Unit test of builtin:kv's Redis protocol layer (guest/kv/resp.c, store.c),
  * compiled for the host from the guest's own sources: requests whole, pipelined,
  * split across packets, inline and malformed, oversize input, output
- * backpressure, OOM, and Redis's exact error strings.
+ * backpressure, OOM, and Redis's exact error strings. The disk log (aof.c) has
+ * its own file in this executable: test_resp_aof.c.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -566,6 +567,8 @@ static void test_many_keys(void **state)
 	CHECK(f, req(2, "GET", "k3"), "$3\r\nv21\r\n");
 }
 
+int test_aof_run(void); /* test_resp_aof.c */
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -586,5 +589,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_many_keys, setup, teardown),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests(tests, NULL, NULL);
+
+	return failed | test_aof_run();
 }

@@ -8,6 +8,8 @@
 #include "guest/lib.h"
 
 struct netif;
+struct aof;
+struct aof_blk_ops;
 
 extern const struct guest_params *kv_params;
 
@@ -42,8 +44,31 @@ struct vnet_stats {
 };
 extern struct vnet_stats vnet_stats;
 
+/* virtio-blk (virtio_blk.c): the disk of the write log. */
+/* Whether a virtio-blk device answers at mmio_gpa (an empty slot reads all ones). */
+int vblk_present(uint64_t mmio_gpa);
+/* Panics on a device it cannot use (no VERSION_1, read-only, FEATURES_OK refused). */
+void vblk_init(uint64_t mmio_gpa);
+uint64_t vblk_sectors(void);
+/* Whether the device offered VIRTIO_BLK_F_FLUSH (without it a flush is a no-op). */
+int vblk_flush_supported(void);
+extern const struct aof_blk_ops vblk_ops;
+
+struct vblk_stats {
+	uint64_t requests, errors, flushes, notifies;
+	uint64_t read_bytes, write_bytes;
+};
+extern struct vblk_stats vblk_stats;
+
 /* RESP server on lwIP (server.c). */
 void kv_server_start(uint64_t store_gpa, uint64_t max_bytes);
+/*
+ * Opens the write log on a disk (aof.h) and replays it into the store; from then
+ * on replies wait for their writes to be on disk. Call after kv_server_start(),
+ * before the first poll. *ret_log: the log, for its counters.
+ */
+int kv_server_open_log(const struct aof_blk_ops *ops, void *ctx, uint64_t sectors,
+		       const struct aof **ret_log);
 void kv_server_poll(void);
 uint64_t kv_server_clients(void);
 uint64_t kv_server_commands(void);

@@ -4,6 +4,7 @@
  * server on port 6379 and lwIP's iperf 2 server on port 5001 (guest/README.md).
  * vCPU 0 runs the network loop; the other vCPUs spin with pause.
  */
+#include <errno.h>
 #include <string.h>
 
 #include "lwip/apps/lwiperf.h"
@@ -13,6 +14,7 @@
 #include "lwip/timeouts.h"
 #include "netif/ethernet.h"
 
+#include "guest/kv/aof.h"
 #include "guest/kv/kv.h"
 
 #define STATS_MS  10000
@@ -77,6 +79,54 @@ static void print_stats(void)
 	kv_line_end();
 }
 
+static const char *const stop_words[] = {
+	[AOF_STOP_END] = "end",
+	[AOF_STOP_ZERO] = "zero",
+	[AOF_STOP_STALE] = "stale",
+	[AOF_STOP_TORN] = "torn",
+};
+
+/* With a virtio-blk disk in its slot, the store is replayed from its log. */
+static void open_disk(void)
+{
+	uint64_t gpa = GUEST_VIRTIO_MMIO_GPA + GUEST_VIRTIO_SLOT_BLK * GUEST_VIRTIO_MMIO_SIZE;
+	const struct aof *log;
+	int err;
+
+	if (!vblk_present(gpa))
+		return; /* no disk: memory only, as ever */
+	vblk_init(gpa);
+	err = kv_server_open_log(&vblk_ops, NULL, vblk_sectors(), &log);
+	if (err == -EINVAL)
+		kv_panic("the disk holds no kv log (sector 0 is neither zero nor a valid "
+			 "superblock)");
+	if (err == -ENOSPC)
+		kv_panic("the disk is too small for the kv log (at least 3 MiB)");
+	if (err == -ENOMEM)
+		kv_panic("the disk log does not fit in kv_max_bytes");
+	if (err)
+		kv_panic("disk I/O error while opening the kv log");
+	kv_line_start("kv disk sectors=");
+	kv_line_u64(vblk_sectors());
+	kv_line_str(log->formatted ? " log=new" : " log=existing");
+	kv_line_str(" gen=");
+	kv_line_u64(log->generation);
+	kv_line_str(" boot=");
+	kv_line_u64(log->boot);
+	kv_line_str(" region=");
+	kv_line_u64(log->current);
+	kv_line_str(" replayed=");
+	kv_line_u64(log->replayed);
+	kv_line_str(" keys=");
+	kv_line_u64(kv_server_keys());
+	kv_line_str(" bytes=");
+	kv_line_u64(log->tail);
+	kv_line_str(" tail=");
+	kv_line_str(stop_words[log->stop]);
+	kv_line_str(vblk_flush_supported() ? " flush=1" : " flush=0");
+	kv_line_end();
+}
+
 static uint32_t prefix_len(uint32_t mask)
 {
 	uint32_t n = 0;
@@ -130,6 +180,7 @@ void guest_main(unsigned int vcpu, const struct guest_params *p)
 	netif_set_link_up(&kv_netif);
 
 	kv_server_start(GUEST_KV_STORE_GPA, p->kv_max_bytes);
+	open_disk();
 	if (!lwiperf_start_tcp_server_default(iperf_report, NULL))
 		kv_panic("cannot start the iperf server on port 5001");
 

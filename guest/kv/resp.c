@@ -823,9 +823,9 @@ static void cmd_info(struct ctx *x)
 	info_line(buf, &n, "\r\n# Memory\r\n");
 	info_u64(buf, &n, "used_memory:", s->store.used);
 	info_u64(buf, &n, "maxmemory:", s->max_bytes);
-	info_line(buf, &n,
-		  "maxmemory_policy:noeviction\r\n\r\n# Persistence\r\nloading:0\r\n"
-		  "aof_enabled:0\r\n\r\n# Stats\r\n");
+	info_line(buf, &n, "maxmemory_policy:noeviction\r\n\r\n# Persistence\r\nloading:0\r\n");
+	info_u64(buf, &n, "aof_enabled:", s->aof ? 1 : 0);
+	info_line(buf, &n, "\r\n# Stats\r\n");
 	info_u64(buf, &n, "total_connections_received:", s->connections);
 	info_u64(buf, &n, "total_commands_processed:", s->commands);
 	info_u64(buf, &n, "rejected_connections:", s->rejected);
@@ -874,7 +874,7 @@ static void cmd_config(struct ctx *x)
 					     "maxmemory", "maxmemory-policy",
 					     "databases", "port" };
 	char mem[24];
-	const char *values[] = { "", "no", mem, "noeviction", "1", "6379" };
+	const char *values[] = { "", x->s->aof ? "yes" : "no", mem, "noeviction", "1", "6379" };
 	const unsigned int nr = sizeof(names) / sizeof(names[0]);
 	int match[sizeof(names) / sizeof(names[0])] = { 0 };
 	int64_t count = 0;

@@ -42,6 +42,7 @@ struct kv_server {
 	uint64_t connections; /* accepted since start */
 	uint64_t commands;    /* processed since start */
 	uint64_t rejected;    /* connections refused: too many clients */
+	int aof;	      /* writes go to the append-only log on the disk (aof.h) */
 	/* The NIC's counters, kept by the network side, shown in INFO's "# NIC". */
 	uint64_t nic_rx_frames, nic_rx_dropped, nic_tx_frames, nic_tx_busy, nic_notifies;
 	struct kv_arg argv[KV_MAX_ARGS];

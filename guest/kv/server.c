@@ -6,12 +6,24 @@
  * flow control), requests run, replies are handed to tcp_write() as the send
  * buffer allows. A connection whose output cannot drain stops reading requests
  * (pipelined clients are throttled, not cut off).
+ *
+ * With a disk (kv_server_open_log) every write is recorded in the log (aof.h)
+ * through the store's journal, and replies are held: a connection may send only
+ * the first out_ok bytes of its output. Requests run as they arrive during a
+ * loop pass (lwIP's input and timers call on_recv); at the end of the pass,
+ * kv_server_poll() commits the records of the whole pass (written, then a
+ * completed flush: group commit) and only then releases the held replies to
+ * tcp_write(). Nothing that depends on a write reaches lwIP before its record is
+ * durable, so neither lwIP's timers nor tcp_output() can send it early. If the
+ * commit fails, the held replies of connections that wrote are replaced by
+ * errors. Without a disk out_ok is always out_len: nothing is held.
  */
 #include <string.h>
 
 #include "lwip/pbuf.h"
 #include "lwip/tcp.h"
 
+#include "guest/kv/aof.h"
 #include "guest/kv/kv.h"
 #include "guest/kv/resp.h"
 
@@ -24,6 +36,9 @@ struct conn {
 	uint8_t in_use;
 	uint8_t peer_closed; /* FIN seen: finish the input, then close */
 	uint8_t want;	     /* needs service in the next poll pass */
+	uint8_t wrote;	     /* a request since the last commit changed the store */
+	uint32_t out_ok;     /* bytes at the start of c.out that may be sent */
+	uint32_t held_cmds;  /* requests run since the last commit */
 	uint16_t pend_head, pend_count;
 	struct pbuf *pend[KV_PENDING];
 	struct kv_client c;
@@ -32,6 +47,18 @@ struct conn {
 static struct conn conns[KV_MAX_CLIENTS];
 static struct kv_server server;
 static struct tcp_pcb *listener;
+
+static struct aof aof;
+static int aof_on;
+static uint8_t aof_buf[1u << 20] __attribute__((aligned(4096)));
+static struct conn *running; /* whose requests run now: the journal marks it */
+static int held_any;	     /* some connection holds replies */
+static uint64_t time_offset; /* store time = kv_now_ms() + this: the log's clock */
+
+static uint64_t store_now(void)
+{
+	return kv_now_ms() + time_offset;
+}
 
 static void conn_free(struct conn *k)
 {
@@ -97,12 +124,12 @@ static void flush(struct conn *k)
 {
 	int wrote = 0;
 
-	while (k->c.out_len) {
+	while (k->out_ok) {
 		uint32_t n = tcp_sndbuf(k->pcb);
 		err_t err;
 
-		if (n > k->c.out_len)
-			n = k->c.out_len;
+		if (n > k->out_ok)
+			n = k->out_ok;
 		if (n > 0xffff)
 			n = 0xffff;
 		if (!n || tcp_sndqueuelen(k->pcb) >= TCP_SND_QUEUELEN - 4)
@@ -111,6 +138,7 @@ static void flush(struct conn *k)
 		if (err != ERR_OK)
 			break; /* ERR_MEM: try again when something was acknowledged */
 		kv_client_out_consume(&k->c, n);
+		k->out_ok -= n;
 		wrote = 1;
 	}
 	if (wrote)
@@ -126,8 +154,17 @@ static err_t service(struct conn *k)
 	k->want = 0;
 	for (;;) {
 		uint32_t moved = drain(k);
-		unsigned int ran = kv_client_process(&server, &k->c);
+		unsigned int ran;
 
+		running = k;
+		ran = kv_client_process(&server, &k->c);
+		running = NULL;
+		if (!aof_on)
+			k->out_ok = k->c.out_len;
+		else if (ran) {
+			k->held_cmds += ran;
+			held_any = 1;
+		}
 		flush(k);
 		if (k->c.close_after || (!moved && !ran))
 			break;
@@ -235,11 +272,124 @@ void kv_server_start(uint64_t store_gpa, uint64_t max_bytes)
 	tcp_accept(listener, on_accept);
 }
 
+static void journal(void *arg, enum kv_change op, const struct kv_entry *e, const void *key,
+		    uint32_t klen)
+{
+	if (running)
+		running->wrote = 1;
+	aof_journal(arg, op, e, key, klen);
+}
+
+int kv_server_open_log(const struct aof_blk_ops *ops, void *ctx, uint64_t sectors,
+		       const struct aof **ret_log)
+{
+	int err = aof_open(&aof, ops, ctx, sectors, aof_buf, sizeof(aof_buf), &server.store);
+
+	if (err)
+		return err;
+	/* The store's clock resumes at the log's time (aof.h: expiries). */
+	time_offset = server.store.now_ms - kv_now_ms();
+	server.start_ms = server.store.now_ms;
+	server.store.journal = journal;
+	server.store.journal_arg = &aof;
+	aof_on = 1;
+	server.aof = 1;
+	*ret_log = &aof;
+	return 0;
+}
+
+static void print_rewrite(uint64_t ms)
+{
+	kv_line_start("kv aof rewrite gen=");
+	kv_line_u64(aof.generation);
+	kv_line_str(" region=");
+	kv_line_u64(aof.current);
+	kv_line_str(" keys=");
+	kv_line_u64(aof.last_rewrite_keys);
+	kv_line_str(" bytes=");
+	kv_line_u64(aof.snapshot_bytes);
+	kv_line_str(" old_bytes=");
+	kv_line_u64(aof.last_rewrite_old_bytes);
+	kv_line_str(" ms=");
+	kv_line_u64(ms);
+	kv_line_end();
+}
+
+static void print_error(const char *what, int err)
+{
+	kv_line_start("kv aof ");
+	kv_line_str(what);
+	kv_line_str(" failed errno=");
+	kv_line_u64((uint64_t)-err);
+	kv_line_str(" write_errors=");
+	kv_line_u64(aof.write_errors);
+	kv_line_end();
+}
+
+/* The held replies of a connection whose writes may be lost become errors. */
+static void fail_held(struct conn *k)
+{
+	static const char msg[] = "-ERR disk write failed, the write may be lost\r\n";
+	const uint32_t len = sizeof(msg) - 1;
+
+	k->c.out_len = k->out_ok;
+	for (uint32_t i = 0; i < k->held_cmds; i++) {
+		if (KV_OUT_CAP - k->c.out_len < len) {
+			k->c.close_after = 1; /* the others' replies cannot be told: drop them */
+			break;
+		}
+		memcpy(k->c.out + k->c.out_len, msg, len);
+		k->c.out_len += len;
+	}
+}
+
+/* Makes this pass's writes durable, then lets the held replies go. */
+static void commit_and_release(void)
+{
+	uint64_t rewrites = aof.rewrites, t0 = kv_now_ms();
+	int err = 0;
+
+	if (aof_pending(&aof)) {
+		err = aof_commit(&aof);
+		if (err)
+			print_error("write", err);
+		else if (aof.rewrites != rewrites)
+			print_rewrite(kv_now_ms() - t0);
+	}
+	if (held_any) {
+		held_any = 0;
+		for (unsigned int i = 0; i < KV_MAX_CLIENTS; i++) {
+			struct conn *k = &conns[i];
+
+			if (!k->in_use)
+				continue;
+			if (k->out_ok != k->c.out_len) {
+				if (err && k->wrote)
+					fail_held(k);
+				k->out_ok = k->c.out_len;
+				flush(k);
+				k->want = 1; /* the next pass sends the rest, or closes */
+			}
+			k->held_cmds = 0;
+			k->wrote = 0;
+		}
+	}
+	if (!err && aof_rewrite_due(&aof)) {
+		vnet_tx_flush(); /* the replies leave before the rewrite's pause */
+		t0 = kv_now_ms();
+		err = aof_maybe_rewrite(&aof);
+		if (err < 0)
+			print_error("rewrite", err);
+		else if (err > 0)
+			print_rewrite(kv_now_ms() - t0);
+	}
+}
+
 void kv_server_poll(void)
 {
 	static unsigned int sweep_pass;
 
-	kv_server_set_time(&server, kv_now_ms());
+	kv_server_set_time(&server, store_now());
 	server.nic_rx_frames = vnet_stats.rx_frames;
 	server.nic_rx_dropped = vnet_stats.rx_dropped;
 	server.nic_tx_frames = vnet_stats.tx_frames;
@@ -248,6 +398,8 @@ void kv_server_poll(void)
 	for (unsigned int i = 0; i < KV_MAX_CLIENTS; i++)
 		if (conns[i].in_use && conns[i].want)
 			service(&conns[i]);
+	if (aof_on)
+		commit_and_release();
 	if (!(++sweep_pass & 1023))
 		kv_expire_sweep(&server.store, 64);
 }

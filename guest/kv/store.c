@@ -27,6 +27,13 @@ void kv_store_init(struct kv_store *s, void *mem, uint64_t max_bytes)
 	memset(s->buckets, 0, s->nbuckets * sizeof(void *));
 }
 
+static void journal(struct kv_store *s, enum kv_change op, const struct kv_entry *e,
+		    const void *key, uint32_t klen)
+{
+	if (s->journal)
+		s->journal(s->journal_arg, op, e, key, klen);
+}
+
 void kv_store_flush(struct kv_store *s)
 {
 	memset(s->buckets, 0, s->nbuckets * sizeof(void *));
@@ -36,6 +43,7 @@ void kv_store_flush(struct kv_store *s)
 	s->keys = 0;
 	s->expires = 0;
 	s->sweep = 0;
+	journal(s, KV_CHANGE_FLUSHALL, NULL, NULL, 0);
 }
 
 static int size_class(uint64_t bytes)
@@ -164,6 +172,7 @@ struct kv_entry *kv_set(struct kv_store *s, const void *key, uint32_t klen, cons
 	else if (!e->expire_ms && expire_ms)
 		s->expires++;
 	e->expire_ms = expire_ms;
+	journal(s, KV_CHANGE_SET, e, NULL, 0);
 	return e;
 }
 
@@ -198,6 +207,7 @@ struct kv_entry *kv_append(struct kv_store *s, const void *key, uint32_t klen, c
 	}
 	memmove((uint8_t *)(e + 1) + klen + e->vlen, val, vlen);
 	e->vlen += vlen;
+	journal(s, KV_CHANGE_SET, e, NULL, 0);
 	return e;
 }
 
@@ -208,6 +218,7 @@ void kv_set_expire(struct kv_store *s, struct kv_entry *e, uint64_t expire_ms)
 	else if (!e->expire_ms && expire_ms)
 		s->expires++;
 	e->expire_ms = expire_ms;
+	journal(s, KV_CHANGE_SET, e, NULL, 0);
 }
 
 int kv_del(struct kv_store *s, const void *key, uint32_t klen)
@@ -219,6 +230,7 @@ int kv_del(struct kv_store *s, const void *key, uint32_t klen)
 		return 0;
 	live = !expired(s, *pp);
 	unlink_entry(s, pp);
+	journal(s, KV_CHANGE_DEL, NULL, key, klen);
 	return live;
 }
 

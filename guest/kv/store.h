@@ -35,6 +35,21 @@ struct kv_entry {
 	/* key bytes, then value bytes */
 };
 
+/*
+ * What a write did, for the disk log (guest/kv/aof.c): the entry as it is now
+ * (SET, also after APPEND, an expiry change, INCR), a deleted key, or FLUSHALL.
+ * Expiries are not reported: they follow from the entry's expire_ms.
+ */
+enum kv_change {
+	KV_CHANGE_SET = 1,
+	KV_CHANGE_DEL = 2,
+	KV_CHANGE_FLUSHALL = 3,
+};
+
+/* e for SET; key and klen for DEL; neither for FLUSHALL. */
+typedef void (*kv_journal_fn)(void *arg, enum kv_change op, const struct kv_entry *e,
+			      const void *key, uint32_t klen);
+
 struct kv_store {
 	struct kv_entry **buckets;
 	uint64_t nbuckets; /* power of two */
@@ -42,11 +57,13 @@ struct kv_store {
 	uint64_t arena_size;
 	uint64_t bump;
 	struct kv_entry *free[KV_CLASSES];
-	uint64_t used;	  /* bytes in live blocks */
-	uint64_t keys;	  /* live entries (some may have expired unnoticed) */
-	uint64_t expires; /* entries with an expiry */
-	uint64_t now_ms;  /* set by the caller: the clock expiries compare with */
-	uint64_t sweep;	  /* next bucket of the incremental expiry sweep */
+	uint64_t used;	       /* bytes in live blocks */
+	uint64_t keys;	       /* live entries (some may have expired unnoticed) */
+	uint64_t expires;      /* entries with an expiry */
+	uint64_t now_ms;       /* set by the caller: the clock expiries compare with */
+	uint64_t sweep;	       /* next bucket of the incremental expiry sweep */
+	kv_journal_fn journal; /* NULL: nobody records writes (no disk, or a replay) */
+	void *journal_arg;
 };
 
 /* Buckets and bytes kv_store_init() needs for an arena of max_bytes (layout.h). */
