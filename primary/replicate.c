@@ -112,6 +112,15 @@ struct primary_slot *slot_free(struct primary *p)
 	return p->nr_unacked == PRIMARY_MAX_UNACKED ? NULL : slot_idle(p);
 }
 
+/* Whether slot_free() would find one. */
+static bool slot_available(const struct primary *p)
+{
+	for (unsigned int i = 0; i < PRIMARY_SLOTS && p->nr_unacked < PRIMARY_MAX_UNACKED; i++)
+		if (!p->slot[i].busy && (p->slot[i].ck.live || !p->slot[i].live_busy))
+			return true;
+	return false;
+}
+
 static void slot_paused(void *opaque, uint64_t epoch)
 {
 	struct primary_slot *s = opaque;
@@ -218,6 +227,10 @@ static void live_harvest(struct primary *p)
 
 uint64_t primary_next_due(const struct primary *p)
 {
+	/* A disk sync that yielded its slice goes on at once. */
+	if (p->state == PRIMARY_SYNCING && p->cfg.disk && !p->disk_synced &&
+	    p->disk_pos < p->disk_sums_have && slot_available(p))
+		return 0;
 	return p->live_due_ns;
 }
 

@@ -33,6 +33,13 @@
  */
 #define DISK_SYNC_SENT_MAX  64u	  /* blocks sent per sync epoch (4 MiB of data) */
 #define DISK_SYNC_CHECK_MAX 4096u /* blocks compared per sync epoch */
+/*
+ * Comparing reads and hashes the image on the owner thread, which also serves
+ * the guest's disk and network: it yields to the loop after this long (the
+ * loop comes straight back, primary_next_due), so a large image is compared
+ * in slices rather than in one stall.
+ */
+#define DISK_SYNC_SLICE_NS 2000000ULL
 
 static int disk_sync_begin(struct primary *p)
 {
@@ -76,19 +83,24 @@ void disk_sums_received(struct primary *p, const uint8_t *payload, size_t len)
 }
 
 /*
- * One disk sync epoch: compares blocks until DISK_SYNC_SENT_MAX of them differ,
- * and ships what the device logged meanwhile. False when it has to wait (for
- * sums, or for a write in flight to the next block): the next tick retries.
+ * One disk sync epoch: compares blocks until DISK_SYNC_SENT_MAX of them differ
+ * or its time slice is up, and ships what the device logged meanwhile. False
+ * when it has to wait (for sums, for a write in flight to the next block, for
+ * the next slice): the next pass of the loop goes on.
  */
 static bool disk_fill(struct primary *p, struct primary_slot *s)
 {
 	struct epoch_opts opts = { .initial_sync = true, .disk = &s->ck.disk_log };
-	uint64_t checked = 0, sent = 0;
+	uint64_t checked = 0, sent = 0, start = clock_now_ns();
 	bool stuck = false;
 	int r = 0;
 
 	while (p->disk_pos < p->disk_sums_have && sent < DISK_SYNC_SENT_MAX &&
 	       checked < DISK_SYNC_CHECK_MAX) {
+		if (checked % 8 == 7 && clock_now_ns() - start > DISK_SYNC_SLICE_NS) {
+			stuck = true; /* not stuck: out of time; the loop comes back at once */
+			break;
+		}
 		bool differs = false;
 
 		r = virtio_blk_sync_block(p->cfg.disk, p->disk_pos, p->disk_sums[p->disk_pos],
