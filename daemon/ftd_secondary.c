@@ -406,11 +406,20 @@ static void ftd_secondary_second(void *opaque, uint64_t now)
  * (the state is then SECONDARY_ACTIVE). *ready: systemd was told READY=1.
  * Returns 0, or 1 when polling failed.
  */
+/* The disk's block sums go in slices: the wait ends at once while some are due. */
+static uint64_t ftd_secondary_next_due(void *opaque)
+{
+	struct ftd_secondary_loop_ctx *sl = opaque;
+
+	return secondary_busy(sl->sb->s) ? 0 : UINT64_MAX;
+}
+
 static int ftd_secondary_loop(struct ftd_secondary *sb, uint64_t start, bool *ready)
 {
 	static const struct ftd_loop_ops ops = {
 		.io = ftd_secondary_io,
 		.tick = ftd_secondary_tick,
+		.next_due = ftd_secondary_next_due,
 		.second = ftd_secondary_second,
 	};
 	struct ftd_process *pr = sb->pr;

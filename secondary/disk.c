@@ -5,8 +5,9 @@
  * only the blocks that differ, each epoch's disk records written before the
  * epoch's memory, and the --verify hash of the image.
  *
- * Every image access here is synchronous, on the owner thread: while it
- * reads or writes, no socket is served (see sconn_send_disk_sums).
+ * Every image access here is synchronous, on the owner thread: the block sums
+ * go in slices (sconn_send_disk_sums); an epoch's writes (and its fdatasync)
+ * are written whole before its ACK, and no socket is served meanwhile.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -48,44 +49,60 @@ void sconn_goodbye(struct sconn *c, const char *reason)
 }
 
 /*
- * Synchronous: every block of the image is read (holes are skipped) before
- * this returns, so a large, mostly written image keeps the owner thread busy
- * for as long as reading it takes (about 1 s per GiB from a disk), during
- * which no socket is served and the primary hears nothing (its --timeout may
- * end the session). The frames are queued whole: 8 bytes per 64 KiB block
- * (16 MiB for 128 GiB). Reading in slices from secondary_tick would lift both.
+ * The image is read (holes skipped) and summed in slices of at most
+ * SUMS_SLICE_NS, each sent as its own DISK_SUMS frame, so a large, mostly
+ * written image (about a second per GiB from a disk) never keeps the owner
+ * thread from its sockets for long: heartbeats and the primary's frames are
+ * served between slices (secondary_tick and secondary_next_due drive them).
  */
+#define SUMS_SLICE_NS	  2000000ULL
+#define SUMS_SLICE_BLOCKS 64u /* summed between two looks at the clock */
+
 int sconn_send_disk_sums(struct sconn *c)
 {
 	struct secondary *s = c->s;
-	uint64_t nr = diskimg_blocks(s->disk.size), first;
+	uint64_t nr = diskimg_blocks(s->disk.size), start = clock_now_ns(), first = c->sums_next;
 	uint64_t *sums = malloc(WIRE_MAX_DISK_SUMS * sizeof(*sums));
 	size_t cap = disk_sums_frame_len(WIRE_MAX_DISK_SUMS);
 	uint8_t *buf = malloc(cap);
+	uint32_t n = 0;
 	char why[128];
 	int r = buf && sums ? 0 : -ENOMEM;
 
-	for (first = 0; r == 0 && first < nr;) {
-		uint32_t n = nr - first < WIRE_MAX_DISK_SUMS ? (uint32_t)(nr - first)
-							     : WIRE_MAX_DISK_SUMS;
+	if (!c->sums_next)
+		c->sums_start_ns = start;
+	while (r == 0 && first + n < nr && n < WIRE_MAX_DISK_SUMS &&
+	       (n == 0 || clock_now_ns() - start < SUMS_SLICE_NS)) {
+		uint64_t k = nr - first - n;
+		uint32_t m = (uint32_t)(k < SUMS_SLICE_BLOCKS ? k : SUMS_SLICE_BLOCKS);
 
-		r = diskimg_sums(&s->disk, first, n, sums);
-		if (r == 0)
-			r = disk_sums_frame(buf, cap, first, sums, n);
-		if (r > 0)
-			r = link_send_copy(c->link, buf, (size_t)r);
-		first += n;
+		if (m > WIRE_MAX_DISK_SUMS - n)
+			m = WIRE_MAX_DISK_SUMS - n;
+		r = diskimg_sums(&s->disk, first + n, m, sums + n);
+		n += m;
 	}
+	if (r == 0 && n)
+		r = disk_sums_frame(buf, cap, first, sums, n);
+	if (r > 0)
+		r = link_send_copy(c->link, buf, (size_t)r);
 	free(sums);
 	free(buf);
 	if (r < 0) {
+		c->sums_pending = false;
 		log_error(
 			"Cannot read the disk image %s for the primary %s: %s; ending the session",
 			s->disk.path, c->link->peer, strerror(-r));
 		snprintf(why, sizeof(why), "cannot read its disk image: %s", strerror(-r));
 		sconn_goodbye(c, why);
+		return r;
 	}
-	return r;
+	c->sums_next = first + n;
+	c->sums_pending = c->sums_next < nr;
+	if (!c->sums_pending)
+		log_info("Sent the block sums of disk image %s (%llu MiB) in %.2f s", s->disk.path,
+			 (unsigned long long)(s->disk.size >> 20),
+			 (double)(clock_now_ns() - c->sums_start_ns) / NS_PER_S);
+	return 0;
 }
 
 int sconn_apply_disk(struct sconn *c)

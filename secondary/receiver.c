@@ -186,8 +186,11 @@ static void on_hello(struct sconn *c, const uint8_t *payload, size_t len)
 		link_send_copy(c->link, buf, blen);
 	free(buf);
 	/* With a disk, its block sums follow the HELLO: the primary's sync needs them. */
-	if (s->replica.disk)
+	if (s->replica.disk) {
+		c->sums_next = 0;
+		c->sums_pending = true;
 		sconn_send_disk_sums(c);
+	}
 }
 
 static void sconn_recv_buf(void *opaque, uint8_t **ret_buf, size_t *ret_len)
@@ -448,6 +451,8 @@ void secondary_tick(struct secondary *s, uint64_t now)
 			sconn_drop(c, false);
 			continue;
 		}
+		if (c == s->session && c->sums_pending && sconn_send_disk_sums(c) < 0)
+			continue;
 		if (c == s->session && now - l->last_send_ns > s->timeout_ns / 4 &&
 		    !link_queued(l)) {
 			uint8_t hb[SMALL_FRAME_MAX];
@@ -455,6 +460,11 @@ void secondary_tick(struct secondary *s, uint64_t now)
 			link_send_copy(l, hb, heartbeat_frame(hb, now));
 		}
 	}
+}
+
+bool secondary_busy(const struct secondary *s)
+{
+	return s->session && s->session->sums_pending;
 }
 
 uint64_t secondary_bytes_received(const struct secondary *s)

@@ -143,6 +143,8 @@ void secondary_free(struct secondary *s);
 int secondary_set_disk(struct secondary *s, const char *path);
 /* Heartbeats, silent peers. */
 void secondary_tick(struct secondary *s, uint64_t now_ns);
+/* Whether secondary_tick() has work now (the disk's block sums, in slices). */
+bool secondary_busy(const struct secondary *s);
 /*
  * Failover: runs the guest from the replica's checkpoint (replica_promote).
  * The listener stays: every primary that connects from then on is refused

@@ -28,6 +28,10 @@ struct sconn {
 	struct frame_rx fr;
 	struct epoch_rx rx;
 	bool rx_ready;
+	/* The disk's block sums still to send after the HELLO (sconn_send_disk_sums). */
+	bool sums_pending;
+	uint64_t sums_next; /* first block not sent yet */
+	uint64_t sums_start_ns;
 	uint8_t bounce[BOUNCE_SIZE];
 };
 
@@ -43,8 +47,10 @@ void sconn_switchover(struct sconn *c);
 void sconn_goodbye(struct sconn *c, const char *reason);
 
 /*
- * After the HELLO: the image's block checksums, in DISK_SUMS frames. 0, or a
- * negative errno after the session was ended (logged, GOODBYE sent).
+ * After the HELLO: the image's block checksums, in DISK_SUMS frames, one
+ * slice of the image per call (c->sums_pending until the last is sent; the
+ * tick calls it again). 0, or a negative errno after the session was ended
+ * (logged, GOODBYE sent).
  */
 int sconn_send_disk_sums(struct sconn *c);
 /*
