@@ -10,9 +10,15 @@
  *   ft_proxy PORT TARGET mismatch N  forward in the clear, turning the Nth ACK that
  *                                    says "memory hash matched" into "mismatch";
  *                                    later connections are forwarded unchanged
+ *   ft_proxy PORT TARGET disk-beyond N
+ *                                    forward in the clear, moving the Nth DISK
+ *                                    record with data of the client's stream
+ *                                    beyond any image (offset 2^60); later
+ *                                    connections are forwarded unchanged
  *
- * It serves one connection and exits 0 when either side closes (mismatch: it
- * serves connections until killed); 1 on errors.
+ * PORT may be ADDR:PORT (an IPv4 address to listen on instead of loopback).
+ * It serves one connection and exits 0 when either side closes (mismatch,
+ * disk-beyond: it serves connections until killed); 1 on errors.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -51,21 +57,44 @@ static int connect_to(const char *target)
 
 static int write_all(int fd, const char *buf, size_t len);
 
-#define FRAME_HDR 24
-#define FRAME_ACK 7
+#define FRAME_HDR  24
+#define FRAME_ACK  7
+#define FRAME_DISK 11
 
 /*
- * The secondary's frames (small ones only: HELLO, ACK, heartbeats) held until
- * whole, then passed on; the Nth ACK whose message ends with verify = 1
- * (protobuf field 2, varint 1: bytes 0x10 0x01) leaves with verify = 2.
+ * Frames of one direction held until whole, then passed on, the Nth of a kind
+ * rewritten. mismatch, the secondary's frames (small ones: HELLO, ACK,
+ * heartbeats): the Nth ACK whose message ends with verify = 1 (protobuf field
+ * 2, varint 1: bytes 0x10 0x01) leaves with verify = 2. disk-beyond, the
+ * primary's (pages and disk records, at most 1 MiB each; page lists of small
+ * guests): the Nth DISK frame with flags 0 leaves with its offset at 2^60.
  */
-struct acks {
-	char buf[1 << 21];
+struct frames {
+	char buf[1 << 23];
 	size_t len;
 	long seen, rewrite_at;
+	int type; /* FRAME_ACK or FRAME_DISK */
 };
 
-static int acks_forward(struct acks *a, int to, const char *data, size_t n)
+static void rewrite(struct frames *a, unsigned char *h, size_t whole)
+{
+	size_t plen = whole - FRAME_HDR;
+
+	if (a->type == FRAME_ACK && plen >= 2 && h[whole - 2] == 0x10 && h[whole - 1] == 0x01 &&
+	    ++a->seen == a->rewrite_at) {
+		h[whole - 1] = 0x02;
+		fprintf(stderr, "ft_proxy: verified ACK %ld now says mismatch\n", a->seen);
+	}
+	/* A DISK record: u64 offset, u32 len, u32 flags, data. */
+	if (a->type == FRAME_DISK && plen > 16 && !(h[FRAME_HDR + 12] | h[FRAME_HDR + 13]) &&
+	    ++a->seen == a->rewrite_at) {
+		memset(h + FRAME_HDR, 0, 8);
+		h[FRAME_HDR + 7] = 0x10;
+		fprintf(stderr, "ft_proxy: disk record %ld now writes at offset 2^60\n", a->seen);
+	}
+}
+
+static int frames_forward(struct frames *a, int to, const char *data, size_t n)
 {
 	if (n > sizeof(a->buf) - a->len)
 		return -1;
@@ -83,11 +112,8 @@ static int acks_forward(struct acks *a, int to, const char *data, size_t n)
 		whole = FRAME_HDR + plen;
 		if (a->len < whole)
 			return 0;
-		if ((h[4] | h[5] << 8) == FRAME_ACK && plen >= 2 && h[whole - 2] == 0x10 &&
-		    h[whole - 1] == 0x01 && ++a->seen == a->rewrite_at) {
-			h[whole - 1] = 0x02;
-			fprintf(stderr, "ft_proxy: verified ACK %ld now says mismatch\n", a->seen);
-		}
+		if ((h[4] | h[5] << 8) == a->type)
+			rewrite(a, h, whole);
 		if (write_all(to, a->buf, whole) < 0)
 			return -1;
 		memmove(a->buf, a->buf + whole, a->len - whole);
@@ -113,16 +139,17 @@ int main(int argc, char **argv)
 	struct sockaddr_in sa = { .sin_family = AF_INET,
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	long flip_at = -1, seen = 0;
-	static struct acks acks;
-	bool mismatch = false;
+	static struct frames acks = { .type = FRAME_ACK }, disks = { .type = FRAME_DISK };
+	bool mismatch = false, beyond = false;
+	const char *port = argv[1], *colon;
 	FILE *rec = NULL;
 	char buf[65536];
 	int ls, c, s, one = 1;
 
 	signal(SIGPIPE, SIG_IGN); /* a peer that hangs up ends the copy, not the proxy */
 	if (argc != 5) {
-		fprintf(stderr, "usage: ft_proxy PORT|- TARGET flip N|record FILE|replay "
-				"FILE|mismatch N\n");
+		fprintf(stderr, "usage: ft_proxy [ADDR:]PORT|- TARGET flip N|record FILE|replay "
+				"FILE|mismatch N|disk-beyond N\n");
 		return 2;
 	}
 	if (!strcmp(argv[3], "replay")) {
@@ -145,11 +172,24 @@ int main(int argc, char **argv)
 		flip_at = atol(argv[4]);
 	else if (!strcmp(argv[3], "mismatch"))
 		mismatch = true, acks.rewrite_at = atol(argv[4]);
+	else if (!strcmp(argv[3], "disk-beyond"))
+		beyond = true, disks.rewrite_at = atol(argv[4]);
 	else if (!strcmp(argv[3], "record") && !(rec = fopen(argv[4], "wb")))
 		return 1;
 	ls = socket(AF_INET, SOCK_STREAM, 0);
 	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	sa.sin_port = htons((uint16_t)atoi(argv[1]));
+	colon = strrchr(port, ':');
+	if (colon) {
+		char host[64];
+
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - port), port);
+		if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+			fprintf(stderr, "ft_proxy: '%s' is not an IPv4 address\n", host);
+			return 2;
+		}
+		port = colon + 1;
+	}
+	sa.sin_port = htons((uint16_t)atoi(port));
 	if (bind(ls, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(ls, 1) < 0) {
 		fprintf(stderr, "ft_proxy: cannot listen on %s: %s\n", argv[1], strerror(errno));
 		return 1;
@@ -160,6 +200,7 @@ again:
 	if (s < 0)
 		return 1;
 	acks.len = 0;
+	disks.len = 0;
 	for (;;) {
 		struct pollfd p[2] = { { .fd = c, .events = POLLIN },
 				       { .fd = s, .events = POLLIN } };
@@ -176,19 +217,20 @@ again:
 			seen += n;
 			if (rec && seen - n < RECORD_MAX) /* the handshake and a start suffice */
 				fwrite(buf, 1, (size_t)n, rec);
-			if (write_all(s, buf, (size_t)n) < 0)
+			if (beyond ? frames_forward(&disks, s, buf, (size_t)n) < 0
+				   : write_all(s, buf, (size_t)n) < 0)
 				break;
 		}
 		if (p[1].revents) {
 			n = read(s, buf, sizeof(buf));
 			if (n <= 0)
 				break;
-			if (mismatch ? acks_forward(&acks, c, buf, (size_t)n) < 0
+			if (mismatch ? frames_forward(&acks, c, buf, (size_t)n) < 0
 				     : write_all(c, buf, (size_t)n) < 0)
 				break;
 		}
 	}
-	if (mismatch) {
+	if (mismatch || beyond) {
 		close(c);
 		close(s);
 		goto again;

@@ -42,13 +42,18 @@ wait_log() {
 }
 
 # ftd_start NAME HOST ROLE ARGS...: ftd ROLE inside HOST (a or b); NAME names
-# its log, console, control socket and state directory. Plain namespaces: ip
+# its log, console, control socket and state directory. Mutual TLS with the
+# certificates of lib.sh's pki_*, or --insecure when IN_THE_CLEAR is set. Plain namespaces: ip
 # netns exec (which execs: the pid is ftd's); the cluster: cluster_spawn.
 ftd_start() {
 	local name=$1 host=$2 role=$3 node
 	shift 3
 	local args tls
-	read -ra tls <<<"$(pki_args "host$host")"
+	if [ -n "${IN_THE_CLEAR:-}" ]; then
+		tls=(--insecure)
+	else
+		read -ra tls <<<"$(pki_args "host$host")"
+	fi
 	args=("$role" --control "$TMP/$name.sock" --state-dir "$TMP/state.$name"
 		--console "$TMP/con.$name" "${tls[@]}" "$@")
 	if [ -n "$CLUSTER_MODE" ]; then

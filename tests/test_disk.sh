@@ -21,19 +21,23 @@
 #  hostile    image sizes that differ are refused at the handshake, naming
 #             both; a secondary whose image lives on a full file system (a
 #             small tmpfs) refuses the epoch it cannot write, says why, never
-#             acknowledges it, and the primary runs on unprotected, serving.
+#             acknowledges it, and the primary runs on unprotected, serving; a
+#             disk record moved beyond the image on the wire (tests/ft_proxy,
+#             in the clear) is refused on arrival, the replica keeps its
+#             checkpoint, and the next session syncs and serves on.
 #  resync     a secondary stopped while the guest writes comes back with its
 #             old image: only the blocks that differ are sent (counted against
 #             the images' own block sums), then --verify finds the images equal.
 #
-# Usage: test_disk.sh FTD FTCTL CASE   (needs root: namespaces, TAP devices)
+# Usage: test_disk.sh FTD FTCTL FT_PROXY CASE   (root: namespaces, TAP devices)
 # Skipped (77) without /dev/kvm, namespaces, redis-tools or python3-redis,
 # unless FT_REQUIRE_KVM=1 (then each is a failure). KEEP_TMP=1 keeps the logs.
 # shellcheck source-path=SCRIPTDIR
 set -u
-FTD=$(readlink -f "${1:?usage: test_disk.sh FTD FTCTL CASE}")
-FTCTL=$(readlink -f "${2:?usage: test_disk.sh FTD FTCTL CASE}")
-CASE=${3:?usage: test_disk.sh FTD FTCTL failover|verify|hostile|resync}
+FTD=$(readlink -f "${1:?usage: test_disk.sh FTD FTCTL FT_PROXY CASE}")
+FTCTL=$(readlink -f "${2:?usage: test_disk.sh FTD FTCTL FT_PROXY CASE}")
+PROXY=$(readlink -f "${3:?usage: test_disk.sh FTD FTCTL FT_PROXY CASE}")
+CASE=${4:?usage: test_disk.sh FTD FTCTL FT_PROXY failover|verify|hostile|resync}
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 . "$HERE/netns.sh"
@@ -48,7 +52,7 @@ MEM=${FT_DISK_MEM:-128M}
 
 case $CASE in
 failover | verify | hostile | resync) ;;
-*) echo "usage: test_disk.sh FTD FTCTL failover|verify|hostile|resync" >&2 && exit 2 ;;
+*) echo "usage: test_disk.sh FTD FTCTL FT_PROXY failover|verify|hostile|resync" >&2 && exit 2 ;;
 esac
 
 require_kvm
@@ -183,7 +187,7 @@ case_verify() {
 }
 
 case_hostile() {
-	local small
+	local small i held
 	# Sizes differ: refused at the handshake, both named.
 	net_up || fail "cannot build the topology"
 	DISK_P=$(image disk.p 64M)
@@ -228,6 +232,42 @@ case_hostile() {
 	stop b
 	umount "$MNT"
 	MNT=
+	archive enospc
+
+	# A disk record moved beyond the image on the wire: refused when it arrives,
+	# before anything of its epoch is applied; the replica keeps its checkpoint.
+	net_up || fail "cannot build the topology"
+	DISK_P=$(image disk.p 64M)
+	DISK_S=$(image disk.s 64M)
+	IN_THE_CLEAR=1
+	# shellcheck disable=SC2046 # option lists
+	ftd_start b b secondary --listen "127.0.0.1:$PORT" $(secondary_args)
+	ip netns exec "$(net_ns b)" "$PROXY" "$NET_REPL_B:$PORT" "127.0.0.1:$PORT" disk-beyond 20 \
+		2>"$TMP/proxy" &
+	PIDS+=("$!")
+	# shellcheck disable=SC2046 # option lists
+	ftd_start a a primary --peer "$NET_REPL_B:$PORT" $(guest_args) --interval "$INTERVAL"
+	IN_THE_CLEAR=
+	wait_log b "Replica holds checkpoint" 60
+	wait_service 30
+	for ((i = 0; i < 40; i++)); do
+		expect OK SET "beyond$i" "$i"
+	done
+	wait_for "$TMP/proxy" "now writes at offset 2\^60" 10 || fail "hostile: the proxy rewrote no disk record: $(cat "$TMP/proxy")"
+	wait_log b "write of [0-9]+ bytes at 1152921504606846976 is beyond the image \(67108864 bytes\)" 10
+	ctl b status --json >"$TMP/out" 2>&1 || fail "hostile: ftctl status on B: $(cat "$TMP/out")"
+	held=$(sed -n 's/.*"checkpoint": *\([0-9][0-9]*\).*/\1/p' "$TMP/out")
+	[ -n "$held" ] || fail "hostile: after a refused epoch the secondary holds no checkpoint: $(cat "$TMP/out")"
+	# The primary runs on, syncs again (the proxy now forwards unchanged) and serves.
+	wait_count a "Protected: secondary" 2 30
+	for ((i = 0; i < 40; i++)); do
+		expect "$i" GET "beyond$i"
+	done
+	echo "ok: hostile: a disk record moved beyond the image on the wire was refused on arrival" \
+		"($(grep -o 'write of [0-9]* bytes at [0-9]* is beyond the image ([0-9]* bytes)' "$TMP/log.b" | head -1));" \
+		"the replica kept checkpoint $held, the next session synced and serves"
+	stop a
+	stop b
 }
 
 case_resync() {
