@@ -137,6 +137,16 @@ static uint64_t next_data(const struct diskimg *d, uint64_t from)
 	return (uint64_t)o;
 }
 
+int diskimg_read(struct diskimg *d, void *buf, size_t len, uint64_t off)
+{
+	return pread_all(d->fd, buf, len, off);
+}
+
+bool diskimg_is_hole(struct diskimg *d, uint64_t off, uint64_t len)
+{
+	return !d->blockdev && next_data(d, off) >= off + len;
+}
+
 int diskimg_sums(struct diskimg *d, uint64_t first, uint64_t nr, uint64_t *sums)
 {
 	uint64_t b, data = 0, hole = 0;

@@ -42,6 +42,14 @@ static inline uint64_t diskimg_blocks(uint64_t size)
 int diskimg_open(struct diskimg *d, const char *path);
 void diskimg_close(struct diskimg *d);
 
+/* Reads len bytes at off, all of them (retried): 0 or -errno (-EIO past the end). */
+int diskimg_read(struct diskimg *d, void *buf, size_t len, uint64_t off);
+/*
+ * Whether [off, off + len) lies in a hole (reads as zeros without being read):
+ * false where that cannot be known (a block device, no SEEK_DATA).
+ */
+bool diskimg_is_hole(struct diskimg *d, uint64_t off, uint64_t len);
+
 /* The checksum of one block's bytes: 0 if all zero, else XXH3-64 (never 0). */
 uint64_t diskimg_block_sum(const void *data, size_t len);
 /*

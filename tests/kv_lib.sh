@@ -209,14 +209,7 @@ failover_round() {
 	t_kill=$(now_ms)
 	kill_active "${PID[a]}" "${PID[b]}" && stopped=1
 	wait "${PID[a]}" 2>/dev/null
-	if [ -n "$auto" ]; then
-		wait_log b "Promoted \(cluster" 30
-	else
-		wait_log b "Primary lost: waiting for an operator" 15
-		ctl b failover >"$TMP/out" 2>&1 || fail "round $r: ftctl failover: $(cat "$TMP/out")"
-		grep -Eq "^promoted: the guest runs here from checkpoint [0-9]+$" "$TMP/out" ||
-			fail "round $r: ftctl failover said: $(cat "$TMP/out")"
-	fi
+	promote_after_kill b "$auto"
 	t_up=$(now_ms)
 	net_wait_mac_host "$MAC" b 2 ||
 		fail "round $r: the guest's MAC did not move to host B's port within 2 s of the promotion"

@@ -150,6 +150,23 @@ kill_active() {
 	return 1
 }
 
+# promote_after_kill NAME AUTO: once the active ftd is gone, the secondary
+# NAME takes over: by the cluster (AUTO not empty) or by `ftctl failover` on
+# $TMP/NAME.sock, which must answer that it promoted. Uses the caller's
+# wait_log NAME REGEX SECONDS and $FTCTL.
+promote_after_kill() {
+	local name=$1 auto=$2
+	if [ -n "$auto" ]; then
+		wait_log "$name" "Promoted \(cluster" 30
+		return
+	fi
+	wait_log "$name" "Primary lost: waiting for an operator" 15
+	"$FTCTL" --socket "$TMP/$name.sock" failover >"$TMP/out" 2>&1 ||
+		fail "ftctl failover on $name: $(cat "$TMP/out")"
+	grep -Eq "^promoted: the guest runs here from checkpoint [0-9]+$" "$TMP/out" ||
+		fail "ftctl failover on $name said: $(cat "$TMP/out")"
+}
+
 # stop NAME: SIGTERM to the process ${PID[NAME]} (the caller's associative
 # array), then wait for it (KILL after 10 s).
 stop() {

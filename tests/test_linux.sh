@@ -213,13 +213,7 @@ failover_round() {
 	t_kill=$(now_ms)
 	kill_active "${PID[a]}" "${PID[b]}" && stopped=1
 	wait "${PID[a]}" 2>/dev/null
-	if [ -n "$auto" ]; then
-		wait_log b "Promoted \(cluster" 30
-	else
-		wait_log b "Primary lost: waiting for an operator" 15
-		"$FTCTL" --socket "$TMP/b.sock" failover >"$TMP/out" 2>&1 ||
-			fail "ftctl failover: $(cat "$TMP/out")"
-	fi
+	promote_after_kill b "$auto"
 	t_up=$(now_ms)
 	wait_lines b $((n + 20)) 60
 	stop b

@@ -770,37 +770,6 @@ void virtio_blk_take_log(struct virtio_blk *b, struct disk_log *into)
 		virtio_dev_kick(&b->vdev, BLK_Q);
 }
 
-static int blk_pread(int fd, uint8_t *buf, size_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t n = pread(fd, buf, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		buf += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-/* True if [off, off + len) is a hole: it reads as zeros without reading it. */
-static bool blk_is_hole(const struct virtio_blk *b, uint64_t off, uint64_t len)
-{
-	off_t o;
-
-	if (b->img.blockdev)
-		return false;
-	o = lseek(b->img.fd, (off_t)off, SEEK_DATA);
-	if (o < 0)
-		return errno == ENXIO; /* only a hole follows; other errors: read it */
-	return (uint64_t)o >= off + len;
-}
-
 int virtio_blk_sync_block(struct virtio_blk *b, uint64_t block, uint64_t their_sum, bool *ret_sent)
 {
 	uint64_t off, len, sum;
@@ -824,9 +793,9 @@ int virtio_blk_sync_block(struct virtio_blk *b, uint64_t block, uint64_t their_s
 			goto out;
 		}
 	}
-	if (!their_sum && blk_is_hole(b, off, len))
+	if (!their_sum && diskimg_is_hole(&b->img, off, len))
 		goto out;
-	r = blk_pread(b->img.fd, b->block, len, off);
+	r = diskimg_read(&b->img, b->block, len, off);
 	if (r < 0)
 		goto out;
 	sum = diskimg_block_sum(b->block, len);
