@@ -5,9 +5,30 @@
 
 #include "daemon/disk.h"
 #include "guest/guest_abi.h"
+#include "lib/diskimg.h"
 #include "lib/log.h"
 #include "primary/replicate.h"
 #include "vmm/virtio_blk.h"
+
+static void disk_error(const char *path, int r)
+{
+	log_error("Cannot use disk image %s: %s", path,
+		  r == -EINVAL ? "not a regular file or block device whose size is a non-zero "
+				 "multiple of 512 bytes"
+			       : strerror(-r));
+}
+
+int ftd_disk_check(const char *path)
+{
+	struct diskimg img;
+	int r = diskimg_open(&img, path);
+
+	if (r < 0)
+		disk_error(path, r);
+	else
+		diskimg_close(&img);
+	return r;
+}
 
 int ftd_disk_create(struct vm *vm, const struct ftd_options *o, struct virtio_blk **ret)
 {
@@ -19,10 +40,7 @@ int ftd_disk_create(struct vm *vm, const struct ftd_options *o, struct virtio_bl
 		return 0;
 	r = virtio_blk_create(vm, GUEST_VIRTIO_SLOT_BLK, &cfg, ret);
 	if (r < 0)
-		log_error("Cannot use disk image %s: %s", o->disk,
-			  r == -EINVAL ? "not a regular file or block device whose size is a "
-					 "non-zero multiple of 512 bytes"
-				       : strerror(-r));
+		disk_error(o->disk, r);
 	return r;
 }
 

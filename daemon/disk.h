@@ -18,6 +18,8 @@ struct primary_stats;
 struct virtio_blk;
 struct vm;
 
+/* --check-config: the image opens and has a usable size. Logs; 0 or -errno. */
+int ftd_disk_check(const char *path);
 /* Adds the device when --disk is given (*ret NULL otherwise). Logs; 0 or -errno. */
 int ftd_disk_create(struct vm *vm, const struct ftd_options *o, struct virtio_blk **ret);
 /* "disk": {path, size, requests, bytes, errors, in flight, the last disk sync}. */

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "daemon/disk.h"
 #include "daemon/options.h"
 #include "daemon/replication.h"
 #include "daemon/run.h"
@@ -30,6 +31,10 @@ int main(int argc, char **argv)
 	}
 	if (o->check_config) {
 		/* Everything was parsed and checked, file and command line together. */
+		if (o->disk[0] && ftd_disk_check(o->disk) < 0) {
+			free(o);
+			return FTD_EXIT_USAGE;
+		}
 		printf("configuration ok\n");
 		free(o);
 		return 0;

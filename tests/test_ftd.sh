@@ -22,6 +22,7 @@ for opt in --guest --mem --vcpus --console --tracking --ring-entries --interval 
 	--cluster --cluster-wait --fence-command --fence-timeout --notify-command \
 	--tls-cert --tls-key --tls-ca --tls-peer --insecure \
 	--output-interval --net --net-hold-max --guest-ip --guest-gateway --kv-max-bytes --debug-no-device-dirty \
+	--disk \
 	--help --version; do
 	grep -qF -- "$opt" "$TMP/help" || fail "--help does not document $opt"
 done
@@ -40,6 +41,16 @@ expect_usage_error "$TMP/bad3.conf:2: quiet: 'maybe' is not true or false" --con
 printf 'role = run\n[extra]\nmem = 1G\n' >"$TMP/bad4.conf"
 expect_usage_error "$TMP/bad4.conf:3: sections are not used ([extra])" --config "$TMP/bad4.conf"
 expect_usage_error "$TMP/none.conf: cannot open" --config "$TMP/none.conf"
+# The disk image is checked too: it must exist and have a usable size.
+truncate -s 64M "$TMP/disk.img"
+printf 'role = run\ndisk = %s\n' "$TMP/disk.img" >"$TMP/disk.conf"
+out=$("$FTD" --config "$TMP/disk.conf" --check-config 2>&1) || fail "--check-config with a disk: $out"
+[ "$out" = "configuration ok" ] || fail "--check-config with a disk said: $out"
+truncate -s 1000 "$TMP/disk.img"
+expect_usage_error "Cannot use disk image $TMP/disk.img: not a regular file or block device whose size is a non-zero multiple of 512 bytes" \
+	--config "$TMP/disk.conf" --check-config
+expect_usage_error "Cannot use disk image $TMP/nodisk.img: No such file or directory" \
+	run --disk "$TMP/nodisk.img" --check-config
 # The command line wins over the file.
 expect_usage_error "ftd primary needs --peer" primary --config "$TMP/good.conf" --check-config
 echo "ok: configuration files: check, errors with file and line, command line wins"
