@@ -27,7 +27,9 @@
 #             checkpoint, and the next session syncs and serves on.
 #  resync     a secondary stopped while the guest writes comes back with its
 #             old image: only the blocks that differ are sent (counted against
-#             the images' own block sums), then --verify finds the images equal.
+#             the images' own block sums), then --verify finds the images equal;
+#             then `ftctl switchover` hands the guest to it: every write is
+#             there, and again after a cold boot from its image.
 #
 # Usage: test_disk.sh FTD FTCTL FT_PROXY CASE   (root: namespaces, TAP devices)
 # Skipped (77) without /dev/kvm, namespaces, redis-tools or python3-redis,
@@ -109,7 +111,8 @@ print(j.get("verified", -1), j.get("mismatches", -1))'
 }
 
 # cold_check TAG IMAGE HISTORY...: boots the guest alone from IMAGE (`ftd run`)
-# and checks each saved history against it: every acknowledged write replayed.
+# and checks each saved history against it: every acknowledged write replayed
+# (a HISTORY may be "FILE --older": later runs followed it).
 cold_check() {
 	local tag=$1 img=$2 h
 	shift 2
@@ -120,7 +123,8 @@ cold_check() {
 	wait_service 60
 	expect "$(printf 'appendonly\nyes')" CONFIG GET appendonly
 	for h in "$@"; do
-		jepsen --check-only "$h" >"$TMP/coldcheck.$tag" 2>&1 ||
+		# shellcheck disable=SC2086 # "HISTORY [--older]"
+		jepsen --check-only $h >"$TMP/coldcheck.$tag" 2>&1 ||
 			fail "$tag: after a cold boot from $(basename "$img"), the checker found: $(cat "$TMP/coldcheck.$tag")"
 	done
 	grep -Eo 'kv disk [^"]*' "$TMP/con.c" | head -1 >"$TMP/disk.$tag"
@@ -271,17 +275,19 @@ case_hostile() {
 }
 
 case_resync() {
-	local before n sent total v m
+	local before n sent total v m h
 	net_up || fail "cannot build the topology"
 	DISK_P=$(image disk.p)
 	DISK_S=$(image disk.s)
 	PRIMARY_EXTRA=(--verify)
 	start_pair
-	jepsen --clients 4 --duration 3 >"$TMP/jep.1" 2>&1 || fail "resync: the checker failed: $(cat "$TMP/jep.1")"
+	jepsen --clients 4 --duration 3 --save "$TMP/hist.1" >"$TMP/jep.1" 2>&1 ||
+		fail "resync: the checker failed: $(cat "$TMP/jep.1")"
 	# The secondary goes; the guest writes on.
 	stop b
 	wait_log a "the guest runs unprotected" 20
-	jepsen --clients 4 --duration 3 >"$TMP/jep.2" 2>&1 || fail "resync: the checker failed: $(cat "$TMP/jep.2")"
+	jepsen --clients 4 --duration 3 --save "$TMP/hist.2" >"$TMP/jep.2" 2>&1 ||
+		fail "resync: the checker failed: $(cat "$TMP/jep.2")"
 	sleep 0.5
 	n=$(differing_blocks "$DISK_P" "$DISK_S")
 	[ "$n" -gt 0 ] || fail "resync: the guest's writes changed no block of the image"
@@ -304,8 +310,22 @@ case_resync() {
 	fi
 	echo "ok: resync: the returning secondary was sent $sent of $total blocks ($n differed), then $v checkpoints verified equal"
 	PRIMARY_EXTRA=()
-	stop a
+
+	# A planned hand-over: B runs the guest on its resynced image, with every write.
+	ctl a switchover >"$TMP/out" 2>&1 || fail "resync: ftctl switchover: $(cat "$TMP/out")"
+	grep -Eq "^switched over: .* runs the guest from checkpoint [0-9]+$" "$TMP/out" ||
+		fail "resync: switchover said: $(cat "$TMP/out")"
+	wait_log b2 "Promoted \(switchover from" 10
+	net_wait_mac_host "$MAC" b 3 || fail "resync: the guest's MAC did not move to B after the switchover"
+	if ! { jepsen --check-only "$TMP/hist.1" --older && jepsen --check-only "$TMP/hist.2"; } \
+		>"$TMP/sw.check" 2>&1; then
+		fail "resync: after the switchover B lacks writes: $(cat "$TMP/sw.check")"
+	fi
 	stop b2
+	wait "${PID[a]}" 2>/dev/null
+	archive switchover
+	cold_check switchover "$DISK_S" "$TMP/hist.1 --older" "$TMP/hist.2"
+	echo "ok: resync: ftctl switchover to the resynced secondary, every write there, and again after a cold boot from its image"
 }
 
 case $CASE in
