@@ -110,6 +110,23 @@ int main(int argc, char **argv)
 		epoch_tx_free(&live);
 		epoch_sum_free(&sum);
 	}
+	{
+		/* A checkpoint with disk records: a write, a zeroed range, a flush. */
+		struct disk_log log = { 0 };
+
+		ck.sum = NULL;
+		ck.disk = &log;
+		ck.disk_hash = 0x5678;
+		if (disk_log_append(&log, 4096, data, 1024, 0) < 0 ||
+		    disk_log_append(&log, 65536, NULL, 8192, DISK_REC_ZERO) < 0 ||
+		    disk_log_append(&log, 0, NULL, 0, DISK_REC_FLUSH) < 0 ||
+		    epoch_pack(&tx, 0, pages, 1, data, &st, &ck) < 0)
+			return 1;
+		put_epoch(argv[1], "checkpoint-disk", 0x00, &tx);
+		put_epoch(argv[1], "checkpoint-disk-pieces", 0x85, &tx);
+		ck.disk = NULL;
+		disk_log_free(&log);
+	}
 	epoch_tx_free(&tx);
 
 	h.protocol_version = RINGFT_PROTOCOL_VERSION;
