@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * virtio-blk over virtio-mmio, with the test acting as the guest's driver (as
- * test_virtio.c does): it calls the device's mmio op, writes descriptor tables,
- * rings and buffers straight into a real VM's memory, and runs the owner's
- * vm_devices_poll(). Images are sparse files in a mkdtemp directory in /tmp.
+ * virtio-blk over virtio-mmio, with the test acting as the guest's driver
+ * (virtio_driver.h, as in test_virtio.c): it calls the device's mmio op, writes
+ * descriptor tables, rings and buffers straight into a real VM's memory, and
+ * runs the owner's vm_devices_poll(). Images are sparse files in a mkdtemp
+ * directory in /tmp.
  *
  * Registers, features and config space; write, read back (and the file has the
  * bytes), FLUSH, GET_ID; requests beyond the end, unaligned, unsupported or
@@ -32,12 +33,13 @@
 #include "lib/diskimg.h"
 #include "lib/disklog.h"
 #include "tests/kvm_helpers.h"
+#include "tests/virtio_driver.h"
 #include "vmm/virtio_blk.h"
 #include "vmm/virtio_mmio.h"
 #include "vmm/vm.h"
 
 #define SLOT	 GUEST_VIRTIO_SLOT_BLK
-#define QNUM	 16
+#define BLK_Q	 0 /* its one queue */
 #define Q_DESC	 0x100000ULL
 #define Q_AVL	 0x101000ULL
 #define Q_USED	 0x102000ULL
@@ -50,101 +52,22 @@
 #define IMG_SIZE ((8ULL << 20) + 4096) /* the last block is short */
 #define SECTORS	 (IMG_SIZE / 512)
 
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool write;
-};
-
 struct fixture {
 	char dir[64];
 	char path[96];
 	struct vm *vm;
 	struct virtio_blk *blk;
 	struct device *dev;
-	uint16_t next_desc;
-	uint16_t avail_idx;
+	struct vdrv drv;
 	unsigned int nr_req; /* header/status slot of the next request */
 };
 
 /* --- the driver side ------------------------------------------------------ */
 
-static uint32_t rd(struct device *dev, uint64_t off)
-{
-	uint32_t v;
-
-	dev->ops->mmio(dev, dev->mmio_base + off, 0, (uint8_t *)&v, 4);
-	return v;
-}
-
-static void wr(struct device *dev, uint64_t off, uint32_t v)
-{
-	dev->ops->mmio(dev, dev->mmio_base + off, 1, (uint8_t *)&v, 4);
-}
-
-static void *hva(struct vm *vm, uint64_t gpa, uint64_t len)
-{
-	void *p = vm_gpa_to_hva(vm, gpa, len);
-
-	assert_non_null(p);
-	return p;
-}
-
 static void drv_init(struct fixture *f)
 {
-	struct device *dev = f->dev;
-	uint64_t feat = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_BLK_F_FLUSH);
-
-	wr(dev, VIRTIO_MMIO_STATUS, 0);
-	wr(dev, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
-	wr(dev, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-	wr(dev, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)feat);
-	wr(dev, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	wr(dev, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(feat >> 32));
-	wr(dev, VIRTIO_MMIO_STATUS,
-	   VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
-	assert_true(rd(dev, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_FEATURES_OK);
-	memset(hva(f->vm, Q_DESC, 0x3000), 0, 0x3000);
-	f->next_desc = f->avail_idx = 0;
+	vdrv_init(&f->drv, (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_BLK_F_FLUSH));
 	f->nr_req = 0;
-	wr(dev, VIRTIO_MMIO_QUEUE_SEL, 0);
-	wr(dev, VIRTIO_MMIO_QUEUE_NUM, QNUM);
-	wr(dev, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)Q_DESC);
-	wr(dev, VIRTIO_MMIO_QUEUE_DESC_HIGH, 0);
-	wr(dev, VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)Q_AVL);
-	wr(dev, VIRTIO_MMIO_QUEUE_AVAIL_HIGH, 0);
-	wr(dev, VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)Q_USED);
-	wr(dev, VIRTIO_MMIO_QUEUE_USED_HIGH, 0);
-	wr(dev, VIRTIO_MMIO_QUEUE_READY, 1);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_QUEUE_READY), 1);
-	wr(dev, VIRTIO_MMIO_STATUS,
-	   VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
-		   VIRTIO_STATUS_DRIVER_OK);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_STATUS) & 0xff, 0x0f);
-}
-
-/* A chain of descriptors, published in the avail ring (no notify). Returns its head. */
-static uint16_t drv_add(struct fixture *f, const struct seg *segs, unsigned int n)
-{
-	uint8_t *table = hva(f->vm, Q_DESC, 16 * QNUM);
-	uint16_t *avail = hva(f->vm, Q_AVL, 6 + 2 * QNUM);
-	uint16_t head = f->next_desc % QNUM;
-
-	for (unsigned int i = 0; i < n; i++) {
-		uint16_t id = (uint16_t)((head + i) % QNUM);
-		uint16_t flags = (segs[i].write ? 2 : 0) | (i + 1 < n ? 1 : 0);
-		uint16_t next = (uint16_t)((id + 1) % QNUM);
-
-		memcpy(table + 16 * id, &segs[i].gpa, 8);
-		memcpy(table + 16 * id + 8, &segs[i].len, 4);
-		memcpy(table + 16 * id + 12, &flags, 2);
-		memcpy(table + 16 * id + 14, &next, 2);
-	}
-	f->next_desc = (uint16_t)(f->next_desc + n);
-	avail[2 + f->avail_idx % QNUM] = head;
-	__atomic_store_n(&avail[1], (uint16_t)(f->avail_idx + 1), __ATOMIC_RELEASE);
-	f->avail_idx++;
-	return head;
 }
 
 struct req {
@@ -157,81 +80,47 @@ struct req {
  * descriptor, preset to 0xff). hdr_len and status_len let a test break them.
  */
 static struct req add_req_raw(struct fixture *f, uint32_t type, uint64_t sector,
-			      const struct seg *data, unsigned int n, uint32_t hdr_len,
+			      const struct vdrv_seg *data, unsigned int n, uint32_t hdr_len,
 			      bool with_status)
 {
-	struct seg s[8];
+	struct vdrv_seg s[8];
 	unsigned int k = f->nr_req++ % 256, i = 0;
-	uint8_t *h = hva(f->vm, HDRS + 16 * k, 16);
+	uint8_t *h = vdrv_hva(f->vm, HDRS + 16 * k, 16);
 
 	memset(h, 0, 16);
 	memcpy(h, &type, 4);
 	memcpy(h + 8, &sector, 8);
-	*(uint8_t *)hva(f->vm, STATS + k, 1) = 0xff;
-	s[i++] = (struct seg){ HDRS + 16 * k, hdr_len, false };
+	*(uint8_t *)vdrv_hva(f->vm, STATS + k, 1) = 0xff;
+	s[i++] = (struct vdrv_seg){ HDRS + 16 * k, hdr_len, false };
 	for (unsigned int j = 0; j < n; j++)
 		s[i++] = data[j];
 	if (with_status)
-		s[i++] = (struct seg){ STATS + k, 1, true };
-	return (struct req){ drv_add(f, s, i), k };
+		s[i++] = (struct vdrv_seg){ STATS + k, 1, true };
+	return (struct req){ vdrv_add(&f->drv, BLK_Q, s, i), k };
 }
 
-static struct req add_req(struct fixture *f, uint32_t type, uint64_t sector, const struct seg *data,
-			  unsigned int n)
+static struct req add_req(struct fixture *f, uint32_t type, uint64_t sector,
+			  const struct vdrv_seg *data, unsigned int n)
 {
 	return add_req_raw(f, type, sector, data, n, 16, true);
 }
 
-static void notify(struct fixture *f)
-{
-	wr(f->dev, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
-}
-
-static uint16_t used_idx(struct fixture *f)
-{
-	return __atomic_load_n((uint16_t *)hva(f->vm, Q_USED + 2, 2), __ATOMIC_ACQUIRE);
-}
-
-static void used_elem(struct fixture *f, uint16_t i, uint32_t *id, uint32_t *len)
-{
-	uint8_t *e = hva(f->vm, Q_USED + 4 + 8 * (i % QNUM), 8);
-
-	memcpy(id, e, 4);
-	memcpy(len, e + 4, 4);
-}
-
 static uint8_t status_of(struct fixture *f, struct req r)
 {
-	return *(uint8_t *)hva(f->vm, STATS + r.k, 1);
-}
-
-/* Runs the owner's device work until the used index reaches n, or 10 s pass. */
-static bool poll_used(struct fixture *f, uint16_t n)
-{
-	uint64_t deadline = t_now_ns() + 10000000000ULL;
-
-	while (used_idx(f) != n) {
-		struct pollfd p = { .fd = vm_device_fd(f->vm), .events = POLLIN };
-
-		if (t_now_ns() > deadline)
-			return false;
-		poll(&p, 1, 100);
-		assert_int_equal(vm_devices_poll(f->vm), 0);
-	}
-	return true;
+	return *(uint8_t *)vdrv_hva(f->vm, STATS + r.k, 1);
 }
 
 /* One request to completion: returns its status, checks the used element. */
-static uint8_t run_req(struct fixture *f, uint32_t type, uint64_t sector, const struct seg *data,
-		       unsigned int n, uint32_t used_len)
+static uint8_t run_req(struct fixture *f, uint32_t type, uint64_t sector,
+		       const struct vdrv_seg *data, unsigned int n, uint32_t used_len)
 {
-	uint16_t before = used_idx(f);
+	uint16_t before = vdrv_used_idx(&f->drv, BLK_Q);
 	struct req r = add_req(f, type, sector, data, n);
 	uint32_t id, len;
 
-	notify(f);
-	assert_true(poll_used(f, (uint16_t)(before + 1)));
-	used_elem(f, before, &id, &len);
+	vdrv_notify(&f->drv, BLK_Q);
+	assert_true(vdrv_poll_used(&f->drv, BLK_Q, (uint16_t)(before + 1)));
+	vdrv_used_elem(&f->drv, BLK_Q, before, &id, &len);
 	assert_int_equal(id, r.head);
 	assert_int_equal(len, used_len);
 	return status_of(f, r);
@@ -241,24 +130,6 @@ static void fill(uint8_t *p, size_t len, uint8_t seed)
 {
 	for (size_t i = 0; i < len; i++)
 		p[i] = (uint8_t)(seed + i * 13 + (i >> 9));
-}
-
-static void harvest(struct vm *vm, struct dirty_set *s)
-{
-	dirty_set_clear(s);
-	assert_int_equal(vm_harvest(vm, s, NULL), 0);
-	dirty_set_sort(s);
-}
-
-static void assert_pages(const struct dirty_set *s, const uint64_t *pages, unsigned int n)
-{
-	if (s->count != n) {
-		for (uint64_t i = 0; i < s->count; i++)
-			fprintf(stderr, "dirty page 0x%llx\n", (unsigned long long)s->pages[i]);
-	}
-	assert_int_equal(s->count, n);
-	for (unsigned int i = 0; i < n; i++)
-		assert_int_equal(s->pages[i], pages[i]);
 }
 
 static void file_read(const char *path, uint64_t off, void *buf, size_t len)
@@ -302,7 +173,8 @@ static int new_vm(struct fixture *f, const char *path)
 	r = virtio_blk_create(f->vm, SLOT, &bc, &f->blk);
 	if (r < 0)
 		return r;
-	f->dev = f->vm->devices[f->vm->nr_devices - 1];
+	f->dev = vdrv_attach(&f->drv, f->vm, 1);
+	f->drv.q[BLK_Q] = (struct vdrv_queue){ .desc = Q_DESC, .avail = Q_AVL, .used = Q_USED };
 	return 0;
 }
 
@@ -350,16 +222,16 @@ static void test_registers(void **state)
 
 	assert_string_equal(dev->ops->name, "virtio-blk");
 	assert_int_equal(dev->mmio_base, GUEST_VIRTIO_MMIO_GPA + SLOT * GUEST_VIRTIO_MMIO_SIZE);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_MAGIC_VALUE), VIRTIO_MMIO_MAGIC);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_DEVICE_ID), VIRTIO_BLK_DEVICE_ID);
-	wr(dev, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_DEVICE_FEATURES),
+	assert_int_equal(vdrv_rd(dev, VIRTIO_MMIO_MAGIC_VALUE), VIRTIO_MMIO_MAGIC);
+	assert_int_equal(vdrv_rd(dev, VIRTIO_MMIO_DEVICE_ID), VIRTIO_BLK_DEVICE_ID);
+	vdrv_wr(dev, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+	assert_int_equal(vdrv_rd(dev, VIRTIO_MMIO_DEVICE_FEATURES),
 			 (1u << VIRTIO_BLK_F_SEG_MAX) | (1u << VIRTIO_BLK_F_BLK_SIZE) |
 				 (1u << VIRTIO_BLK_F_FLUSH));
-	wr(dev, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_DEVICE_FEATURES), 1); /* VERSION_1 */
-	wr(dev, VIRTIO_MMIO_QUEUE_SEL, 1);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_QUEUE_NUM_MAX), 0); /* one queue */
+	vdrv_wr(dev, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+	assert_int_equal(vdrv_rd(dev, VIRTIO_MMIO_DEVICE_FEATURES), 1); /* VERSION_1 */
+	vdrv_wr(dev, VIRTIO_MMIO_QUEUE_SEL, 1);
+	assert_int_equal(vdrv_rd(dev, VIRTIO_MMIO_QUEUE_NUM_MAX), 0); /* one queue */
 	for (unsigned int i = 0; i < sizeof(cfg); i++)
 		dev->ops->mmio(dev, dev->mmio_base + VIRTIO_MMIO_CONFIG + i, 0, &cfg[i], 1);
 	memcpy(&cap, cfg, 8);
@@ -369,8 +241,8 @@ static void test_registers(void **state)
 	memcpy(&v, cfg + 20, 4);
 	assert_int_equal(v, 512);
 	/* Linux reads the capacity as two words. */
-	assert_int_equal(rd(dev, VIRTIO_MMIO_CONFIG), (uint32_t)SECTORS);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_CONFIG + 4), 0);
+	assert_int_equal(vdrv_rd(dev, VIRTIO_MMIO_CONFIG), (uint32_t)SECTORS);
+	assert_int_equal(vdrv_rd(dev, VIRTIO_MMIO_CONFIG + 4), 0);
 	assert_int_equal(virtio_blk_size(f->blk), IMG_SIZE);
 	assert_string_equal(virtio_blk_path(f->blk), f->path);
 
@@ -402,62 +274,62 @@ static void test_rw(void **state)
 	assert_int_equal(dirty_set_init(&ds, f->vm->nr_pages), 0);
 	drv_init(f);
 	assert_int_equal(vm_devices_poll(f->vm), 0);
-	harvest(f->vm, &ds);
+	vdrv_harvest(f->vm, &ds);
 
 	/* Write 8 KiB at sector 8 from two buffers. */
 	fill(want, sizeof(want), 1);
-	memcpy(hva(f->vm, WBUF, 4096), want, 4096);
-	memcpy(hva(f->vm, WBUF + 0x2000, 4096), want + 4096, 4096);
+	memcpy(vdrv_hva(f->vm, WBUF, 4096), want, 4096);
+	memcpy(vdrv_hva(f->vm, WBUF + 0x2000, 4096), want + 4096, 4096);
 	{
-		struct seg d[2] = { { WBUF, 4096, false }, { WBUF + 0x2000, 4096, false } };
+		struct vdrv_seg d[2] = { { WBUF, 4096, false }, { WBUF + 0x2000, 4096, false } };
 		struct req r = add_req(f, VIRTIO_BLK_T_OUT, 8, d, 2);
 		uint32_t uid, ulen;
 
-		notify(f);
+		vdrv_notify(&f->drv, BLK_Q);
 		assert_int_equal(vm_devices_poll(f->vm), 0); /* submitted */
 		/* The completion wakes the owner through the device eventfd. */
 		assert_int_equal(poll(&p, 1, 5000), 1);
-		assert_true(poll_used(f, 1));
-		used_elem(f, 0, &uid, &ulen);
+		assert_true(vdrv_poll_used(&f->drv, BLK_Q, 1));
+		vdrv_used_elem(&f->drv, BLK_Q, 0, &uid, &ulen);
 		assert_int_equal(uid, r.head);
 		assert_int_equal(ulen, 1);
 		assert_int_equal(status_of(f, r), VIRTIO_BLK_S_OK);
 	}
 	file_read(f->path, 8 * 512, got, sizeof(got));
 	assert_memory_equal(got, want, sizeof(want));
-	assert_true(rd(f->dev, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_VRING);
-	wr(f->dev, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
-	harvest(f->vm, &ds);
-	assert_pages(&ds, (const uint64_t[]){ Q_USED >> 12, STATS >> 12 }, 2);
+	assert_true(vdrv_rd(f->dev, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_VRING);
+	vdrv_wr(f->dev, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
+	vdrv_harvest(f->vm, &ds);
+	vdrv_assert_pages(&ds, (const uint64_t[]){ Q_USED >> 12, STATS >> 12 }, 2);
 
 	/* Read it back into 1 KiB + 7 KiB buffers, the second across a page boundary. */
-	memset(hva(f->vm, RBUF, 0x4000), 0, 0x4000);
+	memset(vdrv_hva(f->vm, RBUF, 0x4000), 0, 0x4000);
 	{
-		struct seg d[2] = { { RBUF, 1024, true }, { RBUF + 0x2000, 7168, true } };
+		struct vdrv_seg d[2] = { { RBUF, 1024, true }, { RBUF + 0x2000, 7168, true } };
 
 		assert_int_equal(run_req(f, VIRTIO_BLK_T_IN, 8, d, 2, 8193), VIRTIO_BLK_S_OK);
 	}
-	assert_memory_equal(hva(f->vm, RBUF, 1024), want, 1024);
-	assert_memory_equal(hva(f->vm, RBUF + 0x2000, 7168), want + 1024, 7168);
-	harvest(f->vm, &ds);
-	assert_pages(&ds,
-		     (const uint64_t[]){ Q_USED >> 12, STATS >> 12, RBUF >> 12, (RBUF >> 12) + 2,
-					 (RBUF >> 12) + 3 },
-		     5);
+	assert_memory_equal(vdrv_hva(f->vm, RBUF, 1024), want, 1024);
+	assert_memory_equal(vdrv_hva(f->vm, RBUF + 0x2000, 7168), want + 1024, 7168);
+	vdrv_harvest(f->vm, &ds);
+	vdrv_assert_pages(&ds,
+			  (const uint64_t[]){ Q_USED >> 12, STATS >> 12, RBUF >> 12,
+					      (RBUF >> 12) + 2, (RBUF >> 12) + 3 },
+			  5);
 
 	/* FLUSH, and GET_ID: the default serial, NUL padded to 20 bytes. */
 	assert_int_equal(run_req(f, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, 1), VIRTIO_BLK_S_OK);
-	memset(hva(f->vm, RBUF, 20), 0xee, 20);
+	memset(vdrv_hva(f->vm, RBUF, 20), 0xee, 20);
 	{
-		struct seg d = { RBUF, 20, true };
+		struct vdrv_seg d = { RBUF, 20, true };
 
 		assert_int_equal(run_req(f, VIRTIO_BLK_T_GET_ID, 0, &d, 1, 21), VIRTIO_BLK_S_OK);
 	}
 	memset(id, 0, sizeof(id));
 	memcpy(id, "ringft", 6);
-	assert_memory_equal(hva(f->vm, RBUF, 20), id, 20);
-	harvest(f->vm, &ds);
-	assert_pages(&ds, (const uint64_t[]){ Q_USED >> 12, STATS >> 12, RBUF >> 12 }, 3);
+	assert_memory_equal(vdrv_hva(f->vm, RBUF, 20), id, 20);
+	vdrv_harvest(f->vm, &ds);
+	vdrv_assert_pages(&ds, (const uint64_t[]){ Q_USED >> 12, STATS >> 12, RBUF >> 12 }, 3);
 
 	virtio_blk_get_stats(f->blk, &st);
 	assert_int_equal(st.writes, 1);
@@ -476,12 +348,12 @@ static void test_bad_requests(void **state)
 	struct fixture *f = *state;
 	static uint8_t before[IMG_SIZE], after[IMG_SIZE];
 	struct virtio_blk_stats st;
-	struct seg w1k = { WBUF, 1024, false }, r1k = { RBUF, 1024, true };
+	struct vdrv_seg w1k = { WBUF, 1024, false }, r1k = { RBUF, 1024, true };
 	uint16_t n = 0;
 
 	drv_init(f);
-	fill(hva(f->vm, WBUF, 4096), 4096, 7);
-	file_write(f->path, IMG_SIZE - 4096, hva(f->vm, WBUF, 4096), 4096);
+	fill(vdrv_hva(f->vm, WBUF, 4096), 4096, 7);
+	file_write(f->path, IMG_SIZE - 4096, vdrv_hva(f->vm, WBUF, 4096), 4096);
 	file_read(f->path, 0, before, IMG_SIZE);
 
 	/* Beyond the end: the last sector plus one more, and a sector far out. */
@@ -491,7 +363,7 @@ static void test_bad_requests(void **state)
 	assert_int_equal(run_req(f, VIRTIO_BLK_T_IN, SECTORS, &r1k, 1, 1), VIRTIO_BLK_S_IOERR);
 	/* Not a multiple of 512. */
 	{
-		struct seg w = { WBUF, 1000, false };
+		struct vdrv_seg w = { WBUF, 1000, false };
 
 		assert_int_equal(run_req(f, VIRTIO_BLK_T_OUT, 0, &w, 1, 1), VIRTIO_BLK_S_IOERR);
 	}
@@ -506,8 +378,8 @@ static void test_bad_requests(void **state)
 	{
 		struct req r = add_req_raw(f, VIRTIO_BLK_T_OUT, 0, &w1k, 0, 8, true);
 
-		notify(f);
-		assert_true(poll_used(f, ++n));
+		vdrv_notify(&f->drv, BLK_Q);
+		assert_true(vdrv_poll_used(&f->drv, BLK_Q, ++n));
 		assert_int_equal(status_of(f, r), VIRTIO_BLK_S_IOERR);
 	}
 	/* No status byte: the chain comes back with nothing written. */
@@ -515,17 +387,17 @@ static void test_bad_requests(void **state)
 		struct req r = add_req_raw(f, VIRTIO_BLK_T_OUT, 0, &w1k, 1, 16, false);
 		uint32_t id, len;
 
-		notify(f);
-		assert_true(poll_used(f, ++n));
-		used_elem(f, (uint16_t)(n - 1), &id, &len);
+		vdrv_notify(&f->drv, BLK_Q);
+		assert_true(vdrv_poll_used(&f->drv, BLK_Q, ++n));
+		vdrv_used_elem(&f->drv, BLK_Q, (uint16_t)(n - 1), &id, &len);
 		assert_int_equal(id, r.head);
 		assert_int_equal(len, 0);
 		assert_int_equal(status_of(f, r), 0xff);
 	}
 	/* The device still works. */
 	assert_int_equal(run_req(f, VIRTIO_BLK_T_IN, SECTORS - 2, &r1k, 1, 1025), VIRTIO_BLK_S_OK);
-	assert_memory_equal(hva(f->vm, RBUF, 1024), before + IMG_SIZE - 1024, 1024);
-	assert_false(rd(f->dev, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+	assert_memory_equal(vdrv_hva(f->vm, RBUF, 1024), before + IMG_SIZE - 1024, 1024);
+	assert_false(vdrv_rd(f->dev, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
 	file_read(f->path, 0, after, IMG_SIZE);
 	assert_memory_equal(before, after, IMG_SIZE);
 	virtio_blk_get_stats(f->blk, &st);
@@ -536,16 +408,16 @@ static void test_bad_requests(void **state)
 	/* A chain that loops breaks the queue (virtqueue.h), as for virtio-net. */
 	{
 		uint16_t head = add_req(f, VIRTIO_BLK_T_IN, 0, &r1k, 1).head;
-		uint8_t *table = hva(f->vm, Q_DESC, 16 * QNUM);
-		uint16_t last = (uint16_t)((head + 2) % QNUM), flags = 3;
+		uint8_t *table = vdrv_hva(f->vm, Q_DESC, 16 * VDRV_QNUM);
+		uint16_t last = (uint16_t)((head + 2) % VDRV_QNUM), flags = 3;
 
 		memcpy(table + 16 * last + 12, &flags, 2);
 		memcpy(table + 16 * last + 14, &head, 2);
 	}
-	notify(f);
+	vdrv_notify(&f->drv, BLK_Q);
 	assert_int_equal(vm_devices_poll(f->vm), 0);
-	assert_true(rd(f->dev, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
-	assert_int_equal(used_idx(f), n + 1);
+	assert_true(vdrv_rd(f->dev, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+	assert_int_equal(vdrv_used_idx(&f->drv, BLK_Q), n + 1);
 }
 
 /* Checks record i of the log. */
@@ -568,15 +440,15 @@ static void test_log(void **state)
 	struct disk_log log = { 0 };
 	uint8_t a[4096], b[1536];
 	struct virtio_blk_stats st;
-	struct seg wa = { WBUF, 4096, false };
-	struct seg wb[2] = { { WBUF + 0x1000, 512, false }, { WBUF + 0x2000, 1024, false } };
+	struct vdrv_seg wa = { WBUF, 4096, false };
+	struct vdrv_seg wb[2] = { { WBUF + 0x1000, 512, false }, { WBUF + 0x2000, 1024, false } };
 
 	drv_init(f);
 	fill(a, sizeof(a), 31);
 	fill(b, sizeof(b), 32);
-	memcpy(hva(f->vm, WBUF, 4096), a, 4096);
-	memcpy(hva(f->vm, WBUF + 0x1000, 512), b, 512);
-	memcpy(hva(f->vm, WBUF + 0x2000, 1024), b + 512, 1024);
+	memcpy(vdrv_hva(f->vm, WBUF, 4096), a, 4096);
+	memcpy(vdrv_hva(f->vm, WBUF + 0x1000, 512), b, 512);
+	memcpy(vdrv_hva(f->vm, WBUF + 0x2000, 1024), b + 512, 1024);
 
 	/* Off: nothing is recorded. */
 	assert_int_equal(run_req(f, VIRTIO_BLK_T_OUT, 16, &wa, 1, 1), VIRTIO_BLK_S_OK);
@@ -589,7 +461,7 @@ static void test_log(void **state)
 	assert_int_equal(run_req(f, VIRTIO_BLK_T_OUT, 16, &wa, 1, 1), VIRTIO_BLK_S_OK);
 	assert_int_equal(run_req(f, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, 1), VIRTIO_BLK_S_OK);
 	{
-		struct seg r = { RBUF, 4096, true };
+		struct vdrv_seg r = { RBUF, 4096, true };
 
 		assert_int_equal(run_req(f, VIRTIO_BLK_T_IN, 16, &r, 1, 4097), VIRTIO_BLK_S_OK);
 	}
@@ -623,24 +495,24 @@ static void test_log_stall(void **state)
 	struct fixture *f = *state;
 	struct disk_log log = { 0 };
 	struct virtio_blk_stats st;
-	struct seg big = { BIG, BIG_LEN, false };
+	struct vdrv_seg big = { BIG, BIG_LEN, false };
 	const unsigned int fit = VIRTIO_BLK_LOG_MAX / BIG_LEN + 1; /* the last one exceeds */
 
 	drv_init(f);
-	fill(hva(f->vm, BIG, BIG_LEN), BIG_LEN, 5);
+	fill(vdrv_hva(f->vm, BIG, BIG_LEN), BIG_LEN, 5);
 	virtio_blk_set_logging(f->blk, true);
 	for (unsigned int i = 0; i < fit; i++)
 		assert_int_equal(run_req(f, VIRTIO_BLK_T_OUT, 0, &big, 1, 1), VIRTIO_BLK_S_OK);
 	/* Over the bound: the next request waits in the avail ring. */
 	add_req(f, VIRTIO_BLK_T_OUT, 2048, &big, 1);
-	notify(f);
+	vdrv_notify(&f->drv, BLK_Q);
 	for (unsigned int i = 0; i < 20; i++) {
 		struct pollfd p = { .fd = vm_device_fd(f->vm), .events = POLLIN };
 
 		poll(&p, 1, 10);
 		assert_int_equal(vm_devices_poll(f->vm), 0);
 	}
-	assert_int_equal(used_idx(f), fit);
+	assert_int_equal(vdrv_used_idx(&f->drv, BLK_Q), fit);
 	virtio_blk_get_stats(f->blk, &st);
 	assert_int_equal(st.log_stalls, 1);
 	assert_int_equal(st.inflight, 0);
@@ -649,11 +521,11 @@ static void test_log_stall(void **state)
 	virtio_blk_take_log(f->blk, &log);
 	assert_int_equal(disk_log_bytes(&log), (size_t)fit * BIG_LEN);
 	assert_int_equal(log.nr, (size_t)fit * (BIG_LEN / DISK_REC_MAX));
-	assert_true(poll_used(f, (uint16_t)(fit + 1)));
+	assert_true(vdrv_poll_used(&f->drv, BLK_Q, (uint16_t)(fit + 1)));
 	disk_log_clear(&log);
 	virtio_blk_take_log(f->blk, &log);
 	assert_int_equal(disk_log_bytes(&log), BIG_LEN);
-	check_rec(&log, 0, 2048 * 512, DISK_REC_MAX, 0, hva(f->vm, BIG, DISK_REC_MAX));
+	check_rec(&log, 0, 2048 * 512, DISK_REC_MAX, 0, vdrv_hva(f->vm, BIG, DISK_REC_MAX));
 	virtio_blk_get_stats(f->blk, &st);
 	assert_int_equal(st.log_stalls, 1);
 	assert_int_equal(st.writes, fit + 1);
@@ -666,7 +538,7 @@ static void test_sync_block(void **state)
 	static uint8_t blk0[DISK_BLOCK], zero[DISK_BLOCK], last[4096];
 	const uint64_t nblocks = diskimg_blocks(IMG_SIZE);
 	struct disk_log log = { 0 };
-	struct seg w = { WBUF, 4096, false };
+	struct vdrv_seg w = { WBUF, 4096, false };
 	bool sent;
 
 	fill(blk0, sizeof(blk0), 41);
@@ -699,15 +571,15 @@ static void test_sync_block(void **state)
 
 	/* A write in flight to block 3: busy until its completion is processed. */
 	drv_init(f);
-	fill(hva(f->vm, WBUF, 4096), 4096, 43);
+	fill(vdrv_hva(f->vm, WBUF, 4096), 4096, 43);
 	add_req(f, VIRTIO_BLK_T_OUT, 3 * DISK_BLOCK / 512 + 8, &w, 1);
-	notify(f);
+	vdrv_notify(&f->drv, BLK_Q);
 	assert_int_equal(vm_devices_poll(f->vm), 0); /* submitted, not reaped */
 	assert_int_equal(virtio_blk_sync_block(f->blk, 3, 5, &sent), -EBUSY);
 	assert_false(sent);
 	assert_int_equal(virtio_blk_sync_block(f->blk, 4, 5, &sent), 0); /* a hole: zero record */
 	assert_true(sent);
-	assert_true(poll_used(f, 1));
+	assert_true(vdrv_poll_used(&f->drv, BLK_Q, 1));
 	assert_int_equal(virtio_blk_sync_block(f->blk, 3, 5, &sent), 0);
 	assert_true(sent);
 
@@ -719,11 +591,11 @@ static void test_sync_block(void **state)
 	check_rec(&log, 3, (nblocks - 1) * DISK_BLOCK, 4096, 0, last);
 	check_rec(&log, 4, 4 * DISK_BLOCK, DISK_BLOCK, DISK_REC_ZERO, NULL);
 	/* The write, logged when it completed: before the block read after it. */
-	check_rec(&log, 5, 3 * DISK_BLOCK + 4096, 4096, 0, hva(f->vm, WBUF, 4096));
+	check_rec(&log, 5, 3 * DISK_BLOCK + 4096, 4096, 0, vdrv_hva(f->vm, WBUF, 4096));
 	{
 		static uint8_t b3[DISK_BLOCK];
 
-		memcpy(b3 + 4096, hva(f->vm, WBUF, 4096), 4096);
+		memcpy(b3 + 4096, vdrv_hva(f->vm, WBUF, 4096), 4096);
 		check_rec(&log, 6, 3 * DISK_BLOCK, DISK_BLOCK, 0, b3);
 	}
 	assert_false(log.flush);
@@ -734,19 +606,19 @@ static void test_reset_inflight(void **state)
 {
 	struct fixture *f = *state;
 	struct virtio_blk_stats st;
-	struct seg w = { WBUF, 4096, false };
+	struct vdrv_seg w = { WBUF, 4096, false };
 	struct req r;
 	uint8_t got[4096];
 
 	drv_init(f);
-	fill(hva(f->vm, WBUF, 4096), 4096, 51);
+	fill(vdrv_hva(f->vm, WBUF, 4096), 4096, 51);
 	r = add_req(f, VIRTIO_BLK_T_OUT, 100, &w, 1);
-	notify(f);
+	vdrv_notify(&f->drv, BLK_Q);
 	assert_int_equal(vm_devices_poll(f->vm), 0);
 	virtio_blk_get_stats(f->blk, &st);
 	assert_int_equal(st.inflight, 1);
 	/* The driver resets the device: the write lands, its chain is left alone. */
-	wr(f->dev, VIRTIO_MMIO_STATUS, 0);
+	vdrv_wr(f->dev, VIRTIO_MMIO_STATUS, 0);
 	for (unsigned int i = 0; i < 200 && st.inflight; i++) {
 		struct pollfd p = { .fd = vm_device_fd(f->vm), .events = POLLIN };
 
@@ -755,10 +627,10 @@ static void test_reset_inflight(void **state)
 		virtio_blk_get_stats(f->blk, &st);
 	}
 	assert_int_equal(st.inflight, 0);
-	assert_int_equal(used_idx(f), 0);
+	assert_int_equal(vdrv_used_idx(&f->drv, BLK_Q), 0);
 	assert_int_equal(status_of(f, r), 0xff);
 	file_read(f->path, 100 * 512, got, sizeof(got));
-	assert_memory_equal(got, hva(f->vm, WBUF, 4096), 4096);
+	assert_memory_equal(got, vdrv_hva(f->vm, WBUF, 4096), 4096);
 	/* A new driver starts from scratch. */
 	drv_init(f);
 	assert_int_equal(run_req(f, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, 1), VIRTIO_BLK_S_OK);
@@ -768,20 +640,20 @@ static void test_drain_hash(void **state)
 {
 	struct fixture *f = *state;
 	struct virtio_blk_stats st;
-	struct seg w = { WBUF, 8192, false };
+	struct vdrv_seg w = { WBUF, 8192, false };
 	struct diskimg d;
 	uint64_t h1, h2;
 	struct req r;
 
 	drv_init(f);
-	fill(hva(f->vm, WBUF, 8192), 8192, 61);
+	fill(vdrv_hva(f->vm, WBUF, 8192), 8192, 61);
 	r = add_req(f, VIRTIO_BLK_T_OUT, 200, &w, 1);
-	notify(f);
+	vdrv_notify(&f->drv, BLK_Q);
 	assert_int_equal(vm_devices_poll(f->vm), 0);
 	assert_int_equal(virtio_blk_drain(f->blk), 0);
 	virtio_blk_get_stats(f->blk, &st);
 	assert_int_equal(st.inflight, 0);
-	assert_int_equal(used_idx(f), 1);
+	assert_int_equal(vdrv_used_idx(&f->drv, BLK_Q), 1);
 	assert_int_equal(status_of(f, r), VIRTIO_BLK_S_OK);
 	assert_int_equal(virtio_blk_hash(f->blk, &h1), 0);
 	assert_int_equal(diskimg_open(&d, f->path), 0);
@@ -795,17 +667,17 @@ static void test_save_load(void **state)
 	struct fixture *f = *state, g = { 0 };
 	uint8_t blob[DEVICE_STATE_MAX], blob2[DEVICE_STATE_MAX];
 	static uint8_t pattern[8192], got[16384];
-	struct seg w = { WBUF, 16384, false }, rd8k = { RBUF + 0x1000, 8192, true };
+	struct vdrv_seg w = { WBUF, 16384, false }, rd8k = { RBUF + 0x1000, 8192, true };
 	struct dirty_set ds;
 	struct req rw, rr;
 	uint32_t id[2], len[2];
 	int n;
 
 	drv_init(f);
-	fill(hva(f->vm, WBUF, 16384), 16384, 71);
+	fill(vdrv_hva(f->vm, WBUF, 16384), 16384, 71);
 	rw = add_req(f, VIRTIO_BLK_T_OUT, 512, &w, 1);
 	rr = add_req(f, VIRTIO_BLK_T_IN, 64, &rd8k, 1);
-	notify(f);
+	vdrv_notify(&f->drv, BLK_Q);
 	assert_int_equal(vm_devices_poll(f->vm), 0); /* both in flight */
 	n = f->dev->ops->save(f->dev, blob, sizeof(blob));
 	assert_int_equal(n, 56 + 32 + 24 + 2 + 2 * 2);
@@ -819,12 +691,11 @@ static void test_save_load(void **state)
 	fill(pattern, sizeof(pattern), 72);
 	file_write(g.path, 64 * 512, pattern, sizeof(pattern));
 	assert_int_equal(new_vm(&g, g.path), 0);
-	g.next_desc = f->next_desc; /* the driver's state is in the copied memory */
-	g.avail_idx = f->avail_idx;
+	g.drv.q[BLK_Q] = f->drv.q[BLK_Q]; /* the driver's state is in the copied memory */
 	g.nr_req = f->nr_req;
-	memcpy(hva(g.vm, 0, 8 << 20), hva(f->vm, 0, 8 << 20), 8 << 20);
+	memcpy(vdrv_hva(g.vm, 0, 8 << 20), vdrv_hva(f->vm, 0, 8 << 20), 8 << 20);
 	/* The read buffer as the checkpoint had it: the first VM's read may have landed. */
-	memset(hva(g.vm, RBUF + 0x1000, 8192), 0, 8192);
+	memset(vdrv_hva(g.vm, RBUF + 0x1000, 8192), 0, 8192);
 	assert_int_equal(g.dev->ops->load(g.dev, blob, (size_t)n), 0);
 	assert_int_equal(g.dev->ops->save(g.dev, blob2, sizeof(blob2)), n);
 	assert_memory_equal(blob, blob2, (size_t)n);
@@ -834,21 +705,21 @@ static void test_save_load(void **state)
 	blob2[n - 6] = 200;
 	assert_int_equal(g.dev->ops->load(g.dev, blob2, (size_t)n), -EINVAL);
 	assert_int_equal(dirty_set_init(&ds, g.vm->nr_pages), 0);
-	harvest(g.vm, &ds);
+	vdrv_harvest(g.vm, &ds);
 
 	/* Polled: the device re-executes both chains from guest memory. */
-	assert_true(poll_used(&g, 2));
-	used_elem(&g, 0, &id[0], &len[0]);
-	used_elem(&g, 1, &id[1], &len[1]);
+	assert_true(vdrv_poll_used(&g.drv, BLK_Q, 2));
+	vdrv_used_elem(&g.drv, BLK_Q, 0, &id[0], &len[0]);
+	vdrv_used_elem(&g.drv, BLK_Q, 1, &id[1], &len[1]);
 	assert_true((id[0] == rw.head && len[0] == 1 && id[1] == rr.head && len[1] == 8193) ||
 		    (id[1] == rw.head && len[1] == 1 && id[0] == rr.head && len[0] == 8193));
 	assert_int_equal(status_of(&g, rw), VIRTIO_BLK_S_OK);
 	assert_int_equal(status_of(&g, rr), VIRTIO_BLK_S_OK);
 	file_read(g.path, 512 * 512, got, 16384);
-	assert_memory_equal(got, hva(f->vm, WBUF, 16384), 16384);
-	assert_memory_equal(hva(g.vm, RBUF + 0x1000, 8192), pattern, 8192);
-	harvest(g.vm, &ds);
-	assert_pages(
+	assert_memory_equal(got, vdrv_hva(f->vm, WBUF, 16384), 16384);
+	assert_memory_equal(vdrv_hva(g.vm, RBUF + 0x1000, 8192), pattern, 8192);
+	vdrv_harvest(g.vm, &ds);
+	vdrv_assert_pages(
 		&ds,
 		(const uint64_t[]){ Q_USED >> 12, STATS >> 12, (RBUF >> 12) + 1, (RBUF >> 12) + 2 },
 		4);
@@ -857,7 +728,7 @@ static void test_save_load(void **state)
 	dirty_set_free(&ds);
 	vm_free(g.vm);
 	/* The first VM's requests complete too. */
-	assert_true(poll_used(f, 2));
+	assert_true(vdrv_poll_used(&f->drv, BLK_Q, 2));
 }
 
 int main(void)

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "tests/kvm_helpers.h"
+#include "tests/virtio_driver.h"
 #include "vmm/tap.h"
 #include "vmm/vcpu.h"
 #include "vmm/virtio_mmio.h"
@@ -41,7 +42,6 @@
 #include "vmm/vm.h"
 
 #define SLOT	  GUEST_VIRTIO_SLOT_NET
-#define QNUM	  16
 #define RXQ_DESC  0x100000ULL
 #define RXQ_AVL	  0x101000ULL
 #define RXQ_USED  0x102000ULL
@@ -55,18 +55,11 @@
 
 static const uint8_t MAC[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
 
-/* The driver's view of one queue. */
-struct drv_q {
-	uint64_t desc, avail, used;
-	uint16_t next_desc; /* free descriptors are handed out in order */
-	uint16_t avail_idx;
-};
-
 struct fixture {
 	struct vm *vm;
 	struct virtio_net *net;
 	struct device *dev;
-	struct drv_q q[2];
+	struct vdrv drv;
 	bool netns;
 };
 
@@ -74,177 +67,19 @@ static bool have_netns;
 
 /* --- the driver side ------------------------------------------------------ */
 
-static uint32_t rd(struct device *dev, uint64_t off)
-{
-	uint32_t v;
-
-	dev->ops->mmio(dev, dev->mmio_base + off, 0, (uint8_t *)&v, 4);
-	return v;
-}
-
-static void wr(struct device *dev, uint64_t off, uint32_t v)
-{
-	dev->ops->mmio(dev, dev->mmio_base + off, 1, (uint8_t *)&v, 4);
-}
-
-static void *hva(struct vm *vm, uint64_t gpa, uint64_t len)
-{
-	void *p = vm_gpa_to_hva(vm, gpa, len);
-
-	assert_non_null(p);
-	return p;
-}
-
-/* Negotiates `features`: returns the status read back after FEATURES_OK. */
-static uint32_t drv_negotiate(struct device *dev, uint64_t features)
-{
-	wr(dev, VIRTIO_MMIO_STATUS, 0);
-	wr(dev, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE);
-	wr(dev, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
-	wr(dev, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-	wr(dev, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)features);
-	wr(dev, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	wr(dev, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(features >> 32));
-	wr(dev, VIRTIO_MMIO_STATUS,
-	   VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
-	return rd(dev, VIRTIO_MMIO_STATUS);
-}
-
-static void drv_queue(struct fixture *f, unsigned int q, uint64_t desc, uint64_t avail,
-		      uint64_t used)
-{
-	struct device *dev = f->dev;
-
-	memset(hva(f->vm, desc, 0x3000), 0, 0x3000);
-	f->q[q] = (struct drv_q){ .desc = desc, .avail = avail, .used = used };
-	wr(dev, VIRTIO_MMIO_QUEUE_SEL, q);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_QUEUE_READY), 0);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_QUEUE_NUM_MAX), VQ_NUM_MAX);
-	wr(dev, VIRTIO_MMIO_QUEUE_NUM, QNUM);
-	wr(dev, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)desc);
-	wr(dev, VIRTIO_MMIO_QUEUE_DESC_HIGH, (uint32_t)(desc >> 32));
-	wr(dev, VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)avail);
-	wr(dev, VIRTIO_MMIO_QUEUE_AVAIL_HIGH, (uint32_t)(avail >> 32));
-	wr(dev, VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)used);
-	wr(dev, VIRTIO_MMIO_QUEUE_USED_HIGH, (uint32_t)(used >> 32));
-	wr(dev, VIRTIO_MMIO_QUEUE_READY, 1);
-}
-
 /* Features, both queues, DRIVER_OK: what a driver's probe does. */
 static void drv_init(struct fixture *f)
 {
-	uint64_t feat = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_NET_F_MAC);
-
-	assert_true(drv_negotiate(f->dev, feat) & VIRTIO_STATUS_FEATURES_OK);
-	drv_queue(f, VIRTIO_NET_RXQ, RXQ_DESC, RXQ_AVL, RXQ_USED);
-	drv_queue(f, VIRTIO_NET_TXQ, TXQ_DESC, TXQ_AVL, TXQ_USED);
-	assert_int_equal(rd(f->dev, VIRTIO_MMIO_QUEUE_READY), 1);
-	wr(f->dev, VIRTIO_MMIO_STATUS,
-	   VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
-		   VIRTIO_STATUS_DRIVER_OK);
-	assert_int_equal(rd(f->dev, VIRTIO_MMIO_STATUS) & 0xff, 0x0f);
+	vdrv_init(&f->drv, (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_NET_F_MAC));
 }
 
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool write;
-};
-
-/* Adds a chain of descriptors and publishes it in the avail ring (no notify). */
-static uint16_t drv_add(struct fixture *f, unsigned int q, const struct seg *segs, unsigned int n)
+static bool rx_dropped_is(void *opaque, uintptr_t n)
 {
-	struct drv_q *d = &f->q[q];
-	uint8_t *table = hva(f->vm, d->desc, 16 * QNUM);
-	uint16_t *avail = hva(f->vm, d->avail, 6 + 2 * QNUM);
-	uint16_t head = d->next_desc % QNUM;
-
-	for (unsigned int i = 0; i < n; i++) {
-		uint16_t id = (uint16_t)((head + i) % QNUM);
-		uint16_t flags = (segs[i].write ? 2 : 0) | (i + 1 < n ? 1 : 0);
-		uint16_t next = (uint16_t)((id + 1) % QNUM);
-
-		memcpy(table + 16 * id, &segs[i].gpa, 8);
-		memcpy(table + 16 * id + 8, &segs[i].len, 4);
-		memcpy(table + 16 * id + 12, &flags, 2);
-		memcpy(table + 16 * id + 14, &next, 2);
-	}
-	d->next_desc = (uint16_t)(d->next_desc + n);
-	avail[2 + d->avail_idx % QNUM] = head;
-	__atomic_store_n(&avail[1], (uint16_t)(d->avail_idx + 1), __ATOMIC_RELEASE);
-	d->avail_idx++;
-	return head;
-}
-
-static void drv_notify(struct fixture *f, unsigned int q)
-{
-	wr(f->dev, VIRTIO_MMIO_QUEUE_NOTIFY, q);
-}
-
-static uint16_t used_idx(struct fixture *f, unsigned int q)
-{
-	return __atomic_load_n((uint16_t *)hva(f->vm, f->q[q].used + 2, 2), __ATOMIC_ACQUIRE);
-}
-
-static void used_elem(struct fixture *f, unsigned int q, uint16_t i, uint32_t *id, uint32_t *len)
-{
-	uint8_t *e = hva(f->vm, f->q[q].used + 4 + 8 * (i % QNUM), 8);
-
-	memcpy(id, e, 4);
-	memcpy(len, e + 4, 4);
-}
-
-/* Runs the owner's device work until cond() or 5 s pass. */
-static bool poll_until(struct fixture *f, bool (*cond)(struct fixture *, uintptr_t), uintptr_t arg)
-{
-	uint64_t deadline = t_now_ns() + 5000000000ULL;
-
-	while (!cond(f, arg)) {
-		struct pollfd p = { .fd = vm_device_fd(f->vm), .events = POLLIN };
-
-		if (t_now_ns() > deadline)
-			return false;
-		poll(&p, 1, 100);
-		assert_int_equal(vm_devices_poll(f->vm), 0);
-	}
-	return true;
-}
-
-static bool rx_used_is(struct fixture *f, uintptr_t n)
-{
-	return used_idx(f, VIRTIO_NET_RXQ) == n;
-}
-
-static bool tx_used_is(struct fixture *f, uintptr_t n)
-{
-	return used_idx(f, VIRTIO_NET_TXQ) == n;
-}
-
-static bool rx_dropped_is(struct fixture *f, uintptr_t n)
-{
+	struct fixture *f = opaque;
 	struct virtio_net_stats st;
 
 	virtio_net_get_stats(f->net, &st);
 	return st.rx_dropped == n;
-}
-
-/* Pages in the VM's dirty set now (cleared by the harvest), sorted. */
-static void harvest(struct vm *vm, struct dirty_set *s)
-{
-	dirty_set_clear(s);
-	assert_int_equal(vm_harvest(vm, s, NULL), 0);
-	dirty_set_sort(s);
-}
-
-static void assert_pages(const struct dirty_set *s, const uint64_t *pages, unsigned int n)
-{
-	if (s->count != n) {
-		for (uint64_t i = 0; i < s->count; i++)
-			fprintf(stderr, "dirty page 0x%llx\n", (unsigned long long)s->pages[i]);
-	}
-	assert_int_equal(s->count, n);
-	for (unsigned int i = 0; i < n; i++)
-		assert_int_equal(s->pages[i], pages[i]);
 }
 
 /* --- fixtures -------------------------------------------------------------- */
@@ -264,7 +99,11 @@ static int new_vm(struct fixture *f, const char *tap, bool vnet_hdr)
 	r = virtio_net_create(f->vm, SLOT, &nc, &f->net);
 	if (r < 0)
 		return r;
-	f->dev = f->vm->devices[f->vm->nr_devices - 1];
+	f->dev = vdrv_attach(&f->drv, f->vm, 2);
+	f->drv.q[VIRTIO_NET_RXQ] =
+		(struct vdrv_queue){ .desc = RXQ_DESC, .avail = RXQ_AVL, .used = RXQ_USED };
+	f->drv.q[VIRTIO_NET_TXQ] =
+		(struct vdrv_queue){ .desc = TXQ_DESC, .avail = TXQ_AVL, .used = TXQ_USED };
 	return 0;
 }
 
@@ -296,21 +135,21 @@ static void test_registers(void **state)
 
 	assert_string_equal(dev->ops->name, "virtio-net");
 	assert_int_equal(dev->mmio_base, GUEST_VIRTIO_MMIO_GPA + SLOT * GUEST_VIRTIO_MMIO_SIZE);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_MAGIC_VALUE), 0x74726976);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_VERSION), 2);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_DEVICE_ID), 1);
-	assert_int_not_equal(rd(dev, VIRTIO_MMIO_VENDOR_ID), 0);
-	wr(dev, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_DEVICE_FEATURES),
+	assert_int_equal(vdrv_rd(dev, VIRTIO_MMIO_MAGIC_VALUE), 0x74726976);
+	assert_int_equal(vdrv_rd(dev, VIRTIO_MMIO_VERSION), 2);
+	assert_int_equal(vdrv_rd(dev, VIRTIO_MMIO_DEVICE_ID), 1);
+	assert_int_not_equal(vdrv_rd(dev, VIRTIO_MMIO_VENDOR_ID), 0);
+	vdrv_wr(dev, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+	assert_int_equal(vdrv_rd(dev, VIRTIO_MMIO_DEVICE_FEATURES),
 			 (1u << VIRTIO_NET_F_MAC) | (1u << VIRTIO_NET_F_STATUS));
-	wr(dev, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_DEVICE_FEATURES), 1); /* VERSION_1 */
-	wr(dev, VIRTIO_MMIO_QUEUE_SEL, 2);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_QUEUE_NUM_MAX), 0);
-	wr(dev, VIRTIO_MMIO_QUEUE_SEL, 1);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_QUEUE_NUM_MAX), VQ_NUM_MAX);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_CONFIG_GENERATION), 0);
-	assert_int_equal(rd(dev, VIRTIO_MMIO_STATUS), 0);
+	vdrv_wr(dev, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+	assert_int_equal(vdrv_rd(dev, VIRTIO_MMIO_DEVICE_FEATURES), 1); /* VERSION_1 */
+	vdrv_wr(dev, VIRTIO_MMIO_QUEUE_SEL, 2);
+	assert_int_equal(vdrv_rd(dev, VIRTIO_MMIO_QUEUE_NUM_MAX), 0);
+	vdrv_wr(dev, VIRTIO_MMIO_QUEUE_SEL, 1);
+	assert_int_equal(vdrv_rd(dev, VIRTIO_MMIO_QUEUE_NUM_MAX), VQ_NUM_MAX);
+	assert_int_equal(vdrv_rd(dev, VIRTIO_MMIO_CONFIG_GENERATION), 0);
+	assert_int_equal(vdrv_rd(dev, VIRTIO_MMIO_STATUS), 0);
 	/* Config space byte by byte, as Linux reads the MAC. */
 	for (unsigned int i = 0; i < sizeof(cfg); i++)
 		dev->ops->mmio(dev, dev->mmio_base + VIRTIO_MMIO_CONFIG + i, 0, &cfg[i], 1);
@@ -330,19 +169,19 @@ static void test_features(void **state)
 	uint64_t v1 = 1ULL << VIRTIO_F_VERSION_1, mac = 1ULL << VIRTIO_NET_F_MAC;
 
 	/* Legacy drivers (no VERSION_1) and features we never offered are refused. */
-	assert_false(drv_negotiate(f->dev, mac) & VIRTIO_STATUS_FEATURES_OK);
-	assert_false(drv_negotiate(f->dev, v1 | (1ULL << 15)) & VIRTIO_STATUS_FEATURES_OK);
+	assert_false(vdrv_negotiate(f->dev, mac) & VIRTIO_STATUS_FEATURES_OK);
+	assert_false(vdrv_negotiate(f->dev, v1 | (1ULL << 15)) & VIRTIO_STATUS_FEATURES_OK);
 	/* Refused, DRIVER_OK does not make it live. */
-	wr(f->dev, VIRTIO_MMIO_STATUS, 0x07);
-	assert_false(rd(f->dev, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DRIVER_OK);
-	assert_true(drv_negotiate(f->dev, v1) & VIRTIO_STATUS_FEATURES_OK);
-	assert_true(drv_negotiate(f->dev, v1 | mac) & VIRTIO_STATUS_FEATURES_OK);
+	vdrv_wr(f->dev, VIRTIO_MMIO_STATUS, 0x07);
+	assert_false(vdrv_rd(f->dev, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DRIVER_OK);
+	assert_true(vdrv_negotiate(f->dev, v1) & VIRTIO_STATUS_FEATURES_OK);
+	assert_true(vdrv_negotiate(f->dev, v1 | mac) & VIRTIO_STATUS_FEATURES_OK);
 	/* Status 0 resets everything. */
 	drv_init(f);
-	wr(f->dev, VIRTIO_MMIO_STATUS, 0);
-	assert_int_equal(rd(f->dev, VIRTIO_MMIO_STATUS), 0);
-	wr(f->dev, VIRTIO_MMIO_QUEUE_SEL, 0);
-	assert_int_equal(rd(f->dev, VIRTIO_MMIO_QUEUE_READY), 0);
+	vdrv_wr(f->dev, VIRTIO_MMIO_STATUS, 0);
+	assert_int_equal(vdrv_rd(f->dev, VIRTIO_MMIO_STATUS), 0);
+	vdrv_wr(f->dev, VIRTIO_MMIO_QUEUE_SEL, 0);
+	assert_int_equal(vdrv_rd(f->dev, VIRTIO_MMIO_QUEUE_READY), 0);
 	/* Non-word register accesses read as all ones and do nothing. */
 	uint8_t b = 0;
 
@@ -353,13 +192,13 @@ static void test_features(void **state)
 static void expect_needs_reset(struct fixture *f)
 {
 	assert_int_equal(vm_devices_poll(f->vm), 0);
-	assert_true(rd(f->dev, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
-	assert_true(rd(f->dev, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG);
+	assert_true(vdrv_rd(f->dev, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+	assert_true(vdrv_rd(f->dev, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG);
 	/* Nothing was consumed, and a reset brings the device back. */
-	assert_int_equal(used_idx(f, VIRTIO_NET_TXQ), 0);
-	wr(f->dev, VIRTIO_MMIO_STATUS, 0);
-	assert_int_equal(rd(f->dev, VIRTIO_MMIO_STATUS), 0);
-	assert_int_equal(rd(f->dev, VIRTIO_MMIO_INTERRUPT_STATUS), 0);
+	assert_int_equal(vdrv_used_idx(&f->drv, VIRTIO_NET_TXQ), 0);
+	vdrv_wr(f->dev, VIRTIO_MMIO_STATUS, 0);
+	assert_int_equal(vdrv_rd(f->dev, VIRTIO_MMIO_STATUS), 0);
+	assert_int_equal(vdrv_rd(f->dev, VIRTIO_MMIO_INTERRUPT_STATUS), 0);
 }
 
 static int sink_take(void *opaque, const uint8_t *frame, size_t len);
@@ -374,39 +213,39 @@ static void test_bad_queues(void **state)
 	const uint64_t bad[] = { GUEST_VIRTIO_MMIO_GPA, 1ULL << 40, VM_MIN_MEM - 8 };
 
 	for (unsigned int i = 0; i < 3; i++) {
-		struct seg s[2] = { { TX_BUFS, 12, false }, { bad[i], 64, false } };
+		struct vdrv_seg s[2] = { { TX_BUFS, 12, false }, { bad[i], 64, false } };
 
 		drv_init(f);
-		drv_add(f, VIRTIO_NET_TXQ, s, 2);
-		drv_notify(f, VIRTIO_NET_TXQ);
+		vdrv_add(&f->drv, VIRTIO_NET_TXQ, s, 2);
+		vdrv_notify(&f->drv, VIRTIO_NET_TXQ);
 		expect_needs_reset(f);
 	}
 	/* A descriptor chain that loops back to its head. */
 	drv_init(f);
 	{
-		struct seg s[2] = { { TX_BUFS, 12, false }, { TX_BUFS + 64, 64, false } };
-		uint16_t head = drv_add(f, VIRTIO_NET_TXQ, s, 2);
-		uint8_t *table = hva(f->vm, TXQ_DESC, 16 * QNUM);
+		struct vdrv_seg s[2] = { { TX_BUFS, 12, false }, { TX_BUFS + 64, 64, false } };
+		uint16_t head = vdrv_add(&f->drv, VIRTIO_NET_TXQ, s, 2);
+		uint8_t *table = vdrv_hva(f->vm, TXQ_DESC, 16 * VDRV_QNUM);
 		uint16_t flags = 1;
 
 		memcpy(table + 16 * (head + 1) + 12, &flags, 2);
 		memcpy(table + 16 * (head + 1) + 14, &head, 2);
 	}
-	drv_notify(f, VIRTIO_NET_TXQ);
+	vdrv_notify(&f->drv, VIRTIO_NET_TXQ);
 	expect_needs_reset(f);
 	/* An avail index far ahead of what the queue can hold. */
 	drv_init(f);
-	*(uint16_t *)hva(f->vm, TXQ_AVL + 2, 2) = QNUM + 1;
-	drv_notify(f, VIRTIO_NET_TXQ);
+	*(uint16_t *)vdrv_hva(f->vm, TXQ_AVL + 2, 2) = VDRV_QNUM + 1;
+	vdrv_notify(&f->drv, VIRTIO_NET_TXQ);
 	expect_needs_reset(f);
 	/* A ring outside RAM, refused when the queue goes ready. */
-	drv_negotiate(f->dev, 1ULL << VIRTIO_F_VERSION_1);
-	wr(f->dev, VIRTIO_MMIO_QUEUE_SEL, 0);
-	wr(f->dev, VIRTIO_MMIO_QUEUE_NUM, QNUM);
-	wr(f->dev, VIRTIO_MMIO_QUEUE_DESC_LOW, 0xd0000000);
-	wr(f->dev, VIRTIO_MMIO_QUEUE_READY, 1);
-	assert_int_equal(rd(f->dev, VIRTIO_MMIO_QUEUE_READY), 0);
-	assert_true(rd(f->dev, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+	vdrv_negotiate(f->dev, 1ULL << VIRTIO_F_VERSION_1);
+	vdrv_wr(f->dev, VIRTIO_MMIO_QUEUE_SEL, 0);
+	vdrv_wr(f->dev, VIRTIO_MMIO_QUEUE_NUM, VDRV_QNUM);
+	vdrv_wr(f->dev, VIRTIO_MMIO_QUEUE_DESC_LOW, 0xd0000000);
+	vdrv_wr(f->dev, VIRTIO_MMIO_QUEUE_READY, 1);
+	assert_int_equal(vdrv_rd(f->dev, VIRTIO_MMIO_QUEUE_READY), 0);
+	assert_true(vdrv_rd(f->dev, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
 	assert_int_equal(calls, 0);
 }
 
@@ -450,16 +289,16 @@ static void fill_frame(uint8_t *p, size_t len, uint8_t seed)
 static void add_tx(struct fixture *f, unsigned int k, size_t len, uint8_t seed)
 {
 	uint64_t base = TX_BUFS + k * 0x1000;
-	uint8_t *p = hva(f->vm, base, 0x1000);
+	uint8_t *p = vdrv_hva(f->vm, base, 0x1000);
 	uint8_t frame[1514];
-	struct seg s[2] = { { base, 12 + 20, false },
-			    { base + 0x800, (uint32_t)(len - 20), false } };
+	struct vdrv_seg s[2] = { { base, 12 + 20, false },
+				 { base + 0x800, (uint32_t)(len - 20), false } };
 
 	fill_frame(frame, len, seed);
 	memset(p, 0, 12);
 	memcpy(p + 12, frame, 20);
 	memcpy(p + 0x800, frame + 20, len - 20);
-	drv_add(f, VIRTIO_NET_TXQ, s, 2);
+	vdrv_add(&f->drv, VIRTIO_NET_TXQ, s, 2);
 }
 
 static void test_tx_sink_backpressure(void **state)
@@ -473,18 +312,18 @@ static void test_tx_sink_backpressure(void **state)
 	drv_init(f);
 	virtio_net_set_tx_sink(f->net, sink_fn, &k);
 	add_tx(f, 0, 100, 1);
-	drv_notify(f, VIRTIO_NET_TXQ);
+	vdrv_notify(&f->drv, VIRTIO_NET_TXQ);
 	assert_int_equal(poll(&p, 1, 0), 1); /* the notify woke the owner */
 	assert_int_equal(vm_devices_poll(f->vm), 0);
 	assert_int_equal(poll(&p, 1, 0), 0);
 	assert_int_equal(k.calls, 1);
-	assert_int_equal(used_idx(f, VIRTIO_NET_TXQ), 0);
+	assert_int_equal(vdrv_used_idx(&f->drv, VIRTIO_NET_TXQ), 0);
 	/* Stopped: more notifies do not even ask the sink. */
 	add_tx(f, 1, 200, 2);
-	drv_notify(f, VIRTIO_NET_TXQ);
+	vdrv_notify(&f->drv, VIRTIO_NET_TXQ);
 	assert_int_equal(vm_devices_poll(f->vm), 0);
 	assert_int_equal(k.calls, 1);
-	assert_int_equal(used_idx(f, VIRTIO_NET_TXQ), 0);
+	assert_int_equal(vdrv_used_idx(&f->drv, VIRTIO_NET_TXQ), 0);
 	virtio_net_get_stats(f->net, &st);
 	assert_int_equal(st.tx_held, 1);
 	assert_int_equal(st.tx_frames, 0);
@@ -495,7 +334,7 @@ static void test_tx_sink_backpressure(void **state)
 	assert_int_equal(poll(&p, 1, 0), 1);
 	assert_int_equal(vm_devices_poll(f->vm), 0);
 	assert_int_equal(k.calls, 3);
-	assert_int_equal(used_idx(f, VIRTIO_NET_TXQ), 2);
+	assert_int_equal(vdrv_used_idx(&f->drv, VIRTIO_NET_TXQ), 2);
 	fill_frame(want, 200, 2);
 	assert_int_equal(k.len, 200);
 	assert_memory_equal(k.frame, want, 200);
@@ -503,18 +342,18 @@ static void test_tx_sink_backpressure(void **state)
 	assert_int_equal(st.tx_frames, 2);
 	assert_int_equal(st.tx_bytes, 300);
 	/* Used: the TX ring got an interrupt, ACK lowers it. */
-	assert_true(rd(f->dev, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_VRING);
+	assert_true(vdrv_rd(f->dev, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_VRING);
 	assert_true(((struct virtio_dev *)f->dev->priv)->irq_level); /* KVM_IRQ_LINE worked */
-	wr(f->dev, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
-	assert_int_equal(rd(f->dev, VIRTIO_MMIO_INTERRUPT_STATUS), 0);
+	vdrv_wr(f->dev, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
+	assert_int_equal(vdrv_rd(f->dev, VIRTIO_MMIO_INTERRUPT_STATUS), 0);
 	assert_false(((struct virtio_dev *)f->dev->priv)->irq_level);
 
 	/* Without a sink and without a TAP, chains wait for the backend. */
 	virtio_net_set_tx_sink(f->net, NULL, NULL);
 	add_tx(f, 2, 60, 3);
-	drv_notify(f, VIRTIO_NET_TXQ);
+	vdrv_notify(&f->drv, VIRTIO_NET_TXQ);
 	assert_int_equal(vm_devices_poll(f->vm), 0);
-	assert_int_equal(used_idx(f, VIRTIO_NET_TXQ), 2);
+	assert_int_equal(vdrv_used_idx(&f->drv, VIRTIO_NET_TXQ), 2);
 	assert_int_equal(virtio_net_transmit(f->net, want, 60), -ENOTCONN);
 }
 
@@ -530,10 +369,10 @@ static void *hammer_fn(void *arg)
 	struct hammer *h = arg;
 
 	while (!__atomic_load_n(&h->stop, __ATOMIC_RELAXED)) {
-		wr(h->f->dev, VIRTIO_MMIO_QUEUE_NOTIFY, VIRTIO_NET_TXQ);
-		if (rd(h->f->dev, VIRTIO_MMIO_MAGIC_VALUE) != VIRTIO_MMIO_MAGIC)
+		vdrv_wr(h->f->dev, VIRTIO_MMIO_QUEUE_NOTIFY, VIRTIO_NET_TXQ);
+		if (vdrv_rd(h->f->dev, VIRTIO_MMIO_MAGIC_VALUE) != VIRTIO_MMIO_MAGIC)
 			abort();
-		wr(h->f->dev, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
+		vdrv_wr(h->f->dev, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
 		h->reads++;
 	}
 	return NULL;
@@ -552,7 +391,7 @@ static void test_concurrent_notify(void **state)
 		assert_int_equal(pthread_create(&t[i], NULL, hammer_fn, &h[i]), 0);
 	for (unsigned int n = 0; n < 200; n++) {
 		add_tx(f, n % 4, 64 + n, (uint8_t)n);
-		assert_true(poll_until(f, tx_used_is, n + 1));
+		assert_true(vdrv_poll_used(&f->drv, VIRTIO_NET_TXQ, n + 1));
 	}
 	for (unsigned int i = 0; i < 2; i++) {
 		__atomic_store_n(&h[i].stop, true, __ATOMIC_RELAXED);
@@ -594,12 +433,12 @@ static void test_vcpu_mmio(void **state)
 	struct kvm_regs regs = { .rip = 0x8000, .rflags = 2 };
 	struct kvm_sregs sregs;
 	int fd = f->vm->vcpus[0]->fd;
-	volatile uint32_t *out = hva(f->vm, 0x1000, 16);
+	volatile uint32_t *out = vdrv_hva(f->vm, 0x1000, 16);
 	struct pollfd p = { .fd = vm_device_fd(f->vm), .events = POLLIN };
 	uint64_t deadline = t_now_ns() + 5000000000ULL;
 	uint32_t mac4;
 
-	memcpy(hva(f->vm, 0x8000, sizeof(code)), code, sizeof(code));
+	memcpy(vdrv_hva(f->vm, 0x8000, sizeof(code)), code, sizeof(code));
 	assert_int_equal(ioctl(fd, KVM_GET_SREGS, &sregs), 0);
 	ds.selector = 0x10;
 	ds.type = 3;
@@ -696,11 +535,11 @@ static int setup_tap(void **state)
 static void post_rx(struct fixture *f, unsigned int first, unsigned int n)
 {
 	for (unsigned int i = first; i < first + n; i++) {
-		struct seg s = { RX_BUFS + i * 0x1000, RX_BUFLEN, true };
+		struct vdrv_seg s = { RX_BUFS + i * 0x1000, RX_BUFLEN, true };
 
-		drv_add(f, VIRTIO_NET_RXQ, &s, 1);
+		vdrv_add(&f->drv, VIRTIO_NET_RXQ, &s, 1);
 	}
-	drv_notify(f, VIRTIO_NET_RXQ);
+	vdrv_notify(&f->drv, VIRTIO_NET_RXQ);
 }
 
 /* RX buffer i holds the header and then the frame, byte for byte. */
@@ -708,11 +547,11 @@ static void check_rx(struct fixture *f, uint16_t used, unsigned int buf, const u
 		     size_t len)
 {
 	static const uint8_t hdr[12] = { [10] = 1 };
-	uint8_t *p = hva(f->vm, RX_BUFS + buf * 0x1000, RX_BUFLEN);
+	uint8_t *p = vdrv_hva(f->vm, RX_BUFS + buf * 0x1000, RX_BUFLEN);
 	uint32_t id, ulen;
 
-	used_elem(f, VIRTIO_NET_RXQ, used, &id, &ulen);
-	assert_int_equal(id, buf % QNUM);
+	vdrv_used_elem(&f->drv, VIRTIO_NET_RXQ, used, &id, &ulen);
+	assert_int_equal(id, buf % VDRV_QNUM);
 	assert_int_equal(ulen, 12 + len);
 	assert_memory_equal(p, hdr, 12);
 	assert_memory_equal(p + 12, frame, len);
@@ -734,7 +573,7 @@ static void test_tap_rx_tx(void **state)
 	drv_init(f);
 	post_rx(f, 0, 4);
 	assert_int_equal(vm_devices_poll(f->vm), 0);
-	harvest(f->vm, &ds); /* the driver's own writes are not the device's */
+	vdrv_harvest(f->vm, &ds); /* the driver's own writes are not the device's */
 	assert_int_equal(ds.count, 0);
 
 	/* RX: two frames land in the first two buffers. */
@@ -742,32 +581,32 @@ static void test_tap_rx_tx(void **state)
 	fill_frame(frame[1], 60, 12);
 	inject(s, frame[0], 1514);
 	inject(s, frame[1], 60);
-	assert_true(poll_until(f, rx_used_is, 2));
+	assert_true(vdrv_poll_used(&f->drv, VIRTIO_NET_RXQ, 2));
 	check_rx(f, 0, 0, frame[0], 1514);
 	check_rx(f, 1, 1, frame[1], 60);
-	assert_true(rd(f->dev, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_VRING);
+	assert_true(vdrv_rd(f->dev, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_VRING);
 	/* Exactly the pages the device wrote: the used ring and the two buffers. */
-	harvest(f->vm, &ds);
-	assert_pages(&ds, (const uint64_t[]){ RXQ_USED >> 12, RX_BUFS >> 12, (RX_BUFS >> 12) + 1 },
-		     3);
+	vdrv_harvest(f->vm, &ds);
+	vdrv_assert_pages(
+		&ds, (const uint64_t[]){ RXQ_USED >> 12, RX_BUFS >> 12, (RX_BUFS >> 12) + 1 }, 3);
 
 	/* TX: the guest's frame comes out of the TAP as it was. */
 	add_tx(f, 0, 1000, 21);
-	drv_notify(f, VIRTIO_NET_TXQ);
+	vdrv_notify(&f->drv, VIRTIO_NET_TXQ);
 	assert_int_equal(vm_devices_poll(f->vm), 0);
 	fill_frame(frame[0], 1000, 21);
 	assert_int_equal(sniff(s, got, sizeof(got)), 1000);
 	assert_memory_equal(got, frame[0], 1000);
-	assert_int_equal(used_idx(f, VIRTIO_NET_TXQ), 1);
-	harvest(f->vm, &ds);
-	assert_pages(&ds, (const uint64_t[]){ TXQ_USED >> 12 }, 1);
+	assert_int_equal(vdrv_used_idx(&f->drv, VIRTIO_NET_TXQ), 1);
+	vdrv_harvest(f->vm, &ds);
+	vdrv_assert_pages(&ds, (const uint64_t[]){ TXQ_USED >> 12 }, 1);
 
 	/* With marking off the device still works, but nothing is recorded. */
 	vm_set_device_dirty_marking(f->vm, false);
 	inject(s, frame[1], 60);
-	assert_true(poll_until(f, rx_used_is, 3));
+	assert_true(vdrv_poll_used(&f->drv, VIRTIO_NET_RXQ, 3));
 	check_rx(f, 2, 2, frame[1], 60);
-	harvest(f->vm, &ds);
+	vdrv_harvest(f->vm, &ds);
 	assert_int_equal(ds.count, 0);
 	vm_set_device_dirty_marking(f->vm, true);
 
@@ -785,17 +624,17 @@ static void test_tap_rx_tx(void **state)
 		inject(s, frame[0], 100);
 	}
 	/* Buffer 3 takes the first; 8 wait, the 2 oldest of the rest are dropped. */
-	if (!poll_until(f, rx_dropped_is, 2)) {
+	if (!vdrv_poll_until(f->vm, rx_dropped_is, f, 2)) {
 		virtio_net_get_stats(f->net, &st);
 		fail_msg("rx_dropped %llu rx_frames %llu used %u",
 			 (unsigned long long)st.rx_dropped, (unsigned long long)st.rx_frames,
-			 used_idx(f, VIRTIO_NET_RXQ));
+			 vdrv_used_idx(&f->drv, VIRTIO_NET_RXQ));
 	}
-	assert_int_equal(used_idx(f, VIRTIO_NET_RXQ), 4);
+	assert_int_equal(vdrv_used_idx(&f->drv, VIRTIO_NET_RXQ), 4);
 	fill_frame(frame[0], 100, 40);
 	check_rx(f, 3, 3, frame[0], 100);
 	post_rx(f, 4, NET_RX_BACKLOG);
-	assert_true(poll_until(f, rx_used_is, 4 + NET_RX_BACKLOG));
+	assert_true(vdrv_poll_used(&f->drv, VIRTIO_NET_RXQ, 4 + NET_RX_BACKLOG));
 	for (unsigned int i = 0; i < NET_RX_BACKLOG; i++) {
 		/* The dropped ones are the oldest waiting: frames 1 and 2. */
 		fill_frame(frame[0], 100, (uint8_t)(40 + 3 + i));
@@ -820,17 +659,17 @@ static void read_regs(struct device *dev, uint32_t *out)
 	unsigned int n = 0;
 
 	for (unsigned int i = 0; i < sizeof(regs) / sizeof(regs[0]); i++)
-		out[n++] = rd(dev, regs[i]);
+		out[n++] = vdrv_rd(dev, regs[i]);
 	for (uint32_t sel = 0; sel < 2; sel++) {
-		wr(dev, VIRTIO_MMIO_DEVICE_FEATURES_SEL, sel);
-		out[n++] = rd(dev, VIRTIO_MMIO_DEVICE_FEATURES);
+		vdrv_wr(dev, VIRTIO_MMIO_DEVICE_FEATURES_SEL, sel);
+		out[n++] = vdrv_rd(dev, VIRTIO_MMIO_DEVICE_FEATURES);
 	}
 	for (uint32_t q = 0; q < 3; q++) {
-		wr(dev, VIRTIO_MMIO_QUEUE_SEL, q);
-		out[n++] = rd(dev, VIRTIO_MMIO_QUEUE_READY);
-		out[n++] = rd(dev, VIRTIO_MMIO_QUEUE_NUM_MAX);
+		vdrv_wr(dev, VIRTIO_MMIO_QUEUE_SEL, q);
+		out[n++] = vdrv_rd(dev, VIRTIO_MMIO_QUEUE_READY);
+		out[n++] = vdrv_rd(dev, VIRTIO_MMIO_QUEUE_NUM_MAX);
 	}
-	wr(dev, VIRTIO_MMIO_QUEUE_SEL, 0);
+	vdrv_wr(dev, VIRTIO_MMIO_QUEUE_SEL, 0);
 }
 
 static void test_save_load(void **state)
@@ -849,7 +688,7 @@ static void test_save_load(void **state)
 	post_rx(f, 0, 4);
 	fill_frame(frame, 300, 61);
 	inject(s1, frame, 300);
-	assert_true(poll_until(f, rx_used_is, 1));
+	assert_true(vdrv_poll_used(&f->drv, VIRTIO_NET_RXQ, 1));
 	/* A TX chain made available but not yet processed: the saved device has it to do. */
 	add_tx(f, 0, 80, 62);
 
@@ -870,7 +709,7 @@ static void test_save_load(void **state)
 		close(fd);
 	}
 	assert_int_equal(new_vm(&g, "rgft1", true), 0);
-	memcpy(hva(g.vm, 0, 4 << 20), hva(f->vm, 0, 4 << 20), 4 << 20);
+	memcpy(vdrv_hva(g.vm, 0, 4 << 20), vdrv_hva(f->vm, 0, 4 << 20), 4 << 20);
 	assert_int_equal(g.dev->ops->load(g.dev, blob, (size_t)n), 0);
 	assert_int_equal(g.dev->ops->save(g.dev, blob2, sizeof(blob2)), n);
 	assert_memory_equal(blob, blob2, (size_t)n);
@@ -882,28 +721,28 @@ static void test_save_load(void **state)
 	assert_int_equal(g.dev->ops->load(g.dev, blob2, (size_t)n), -EINVAL);
 	assert_int_equal(g.dev->ops->load(g.dev, blob, (size_t)n - 1), -EINVAL);
 
-	g.q[0] = f->q[0];
-	g.q[1] = f->q[1];
+	g.drv.q[0] = f->drv.q[0];
+	g.drv.q[1] = f->drv.q[1];
 	assert_int_equal(virtio_net_attach(g.net), 0);
 	assert_int_equal(tap_set_up(virtio_net_ifname(g.net)), 0);
 	s2 = packet_socket(virtio_net_ifname(g.net));
 	assert_int_equal(dirty_set_init(&ds, g.vm->nr_pages), 0);
-	harvest(g.vm, &ds);
+	vdrv_harvest(g.vm, &ds);
 
 	/* The pending TX chain leaves through the new TAP (the load looked at every queue). */
 	fill_frame(frame, 80, 62);
-	assert_true(poll_until(&g, tx_used_is, 1));
+	assert_true(vdrv_poll_used(&g.drv, VIRTIO_NET_TXQ, 1));
 	assert_int_equal(sniff(s2, got, sizeof(got)), 80);
 	assert_memory_equal(got, frame, 80);
 	/* The next frame lands in the next buffer. */
 	fill_frame(frame, 400, 63);
 	inject(s2, frame, 400);
-	assert_true(poll_until(&g, rx_used_is, 2));
+	assert_true(vdrv_poll_used(&g.drv, VIRTIO_NET_RXQ, 2));
 	check_rx(&g, 1, 1, frame, 400);
-	assert_int_equal(used_idx(&g, VIRTIO_NET_TXQ), 1);
-	harvest(g.vm, &ds);
-	assert_pages(&ds, (const uint64_t[]){ RXQ_USED >> 12, TXQ_USED >> 12, (RX_BUFS >> 12) + 1 },
-		     3);
+	assert_int_equal(vdrv_used_idx(&g.drv, VIRTIO_NET_TXQ), 1);
+	vdrv_harvest(g.vm, &ds);
+	vdrv_assert_pages(
+		&ds, (const uint64_t[]){ RXQ_USED >> 12, TXQ_USED >> 12, (RX_BUFS >> 12) + 1 }, 3);
 	dirty_set_free(&ds);
 	close(s1);
 	close(s2);

@@ -38,17 +38,6 @@
 _Static_assert(BLK_SAVED_MAX <= DEVICE_STATE_MAX, "in-flight heads fit the device blob");
 _Static_assert(BLK_RING_ENTRIES > VIRTIO_BLK_INFLIGHT_MAX, "an SQE for every request");
 
-#define VIRTQ_DESC_F_NEXT     1
-#define VIRTQ_DESC_F_WRITE    2
-#define VIRTQ_DESC_F_INDIRECT 4
-
-struct virtq_desc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags;
-	uint16_t next;
-};
-
 struct blk_req {
 	bool busy;
 	bool orphan; /* the driver reset the device since: leave its queue alone */
@@ -110,51 +99,6 @@ static void blk_warn_once(struct virtio_blk *b, const char *what, int err)
 	b->warned = true;
 	log_warning("virtio-blk: %s on %s failed: %s (the guest sees I/O errors)", what,
 		    b->img.path, strerror(-err));
-}
-
-/*
- * Lock held: the chain at `head`, walked as vq_pop() walks a popped one, for
- * the re-execution of a loaded request. -EIO breaks the queue.
- */
-static int blk_walk(struct virtio_blk *b, uint16_t head, struct vq_chain *c)
-{
-	struct virtqueue *vq = &b->vdev.vq[BLK_Q];
-	struct vm *vm = b->vdev.vm;
-	const struct virtq_desc *table = vm_gpa_to_hva(vm, vq->desc, 16ULL * vq->num);
-	uint16_t i = head;
-
-	c->head = head;
-	c->nr = 0;
-	c->out_len = c->in_len = 0;
-	if (!table || head >= vq->num)
-		goto broken;
-	for (;;) {
-		struct virtq_desc d;
-		struct vq_seg *s;
-
-		memcpy(&d, &table[i], sizeof(d)); /* the driver may change it under us */
-		if (c->nr == vq->num || (d.flags & VIRTQ_DESC_F_INDIRECT))
-			goto broken;
-		s = &c->seg[c->nr++];
-		s->gpa = d.addr;
-		s->len = d.len;
-		s->write = d.flags & VIRTQ_DESC_F_WRITE;
-		s->hva = vm_gpa_to_hva(vm, d.addr, d.len);
-		if (!s->hva)
-			goto broken;
-		if (s->write)
-			c->in_len += d.len;
-		else
-			c->out_len += d.len;
-		if (!(d.flags & VIRTQ_DESC_F_NEXT))
-			return 0;
-		if (d.next >= vq->num)
-			goto broken;
-		i = d.next;
-	}
-broken:
-	vq->broken = true;
-	return -EIO;
 }
 
 /* The chain's bytes of one direction from `skip`, `len` of them, as iovecs. */
@@ -479,7 +423,7 @@ static void blk_process(struct virtio_blk *b)
 
 		b->nr_replay--;
 		memmove(b->replay, b->replay + 1, b->nr_replay * sizeof(b->replay[0]));
-		if (blk_walk(b, head, &b->chain) < 0)
+		if (vq_chain_at(vq, vdev->vm, head, &b->chain) < 0)
 			break;
 		blk_start(b, &b->chain, &used);
 	}

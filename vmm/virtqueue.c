@@ -101,32 +101,25 @@ bool vq_has_avail(struct virtqueue *vq, struct vm *vm)
 	return vq_pending(vq, vm, &avail) > 0;
 }
 
-int vq_pop(struct virtqueue *vq, struct vm *vm, struct vq_chain *c)
+int vq_chain_at(struct virtqueue *vq, struct vm *vm, uint16_t head, struct vq_chain *ret_chain)
 {
-	const struct virtq_desc *table;
-	uint16_t *avail, i;
-	int n = vq_pending(vq, vm, &avail);
+	const struct virtq_desc *table = vm_gpa_to_hva(vm, vq->desc, desc_size(vq->num));
+	uint16_t i = head;
 
-	if (n <= 0)
-		return n;
-	table = vm_gpa_to_hva(vm, vq->desc, desc_size(vq->num));
-	if (!table)
+	ret_chain->head = head;
+	ret_chain->nr = 0;
+	ret_chain->out_len = ret_chain->in_len = 0;
+	if (!table || head >= vq->num)
 		return vq_break(vq);
-	c->head = avail[2 + vq->last_avail_idx % vq->num];
-	c->nr = 0;
-	c->out_len = c->in_len = 0;
-	if (c->head >= vq->num)
-		return vq_break(vq);
-	i = c->head;
 	for (;;) {
 		struct virtq_desc d;
 		struct vq_seg *s;
 
 		/* A copy: the driver may change the table under us; we check what we use. */
 		memcpy(&d, &table[i], sizeof(d));
-		if (c->nr == vq->num || (d.flags & VIRTQ_DESC_F_INDIRECT))
+		if (ret_chain->nr == vq->num || (d.flags & VIRTQ_DESC_F_INDIRECT))
 			return vq_break(vq); /* a loop, or a feature not offered */
-		s = &c->seg[c->nr++];
+		s = &ret_chain->seg[ret_chain->nr++];
 		s->gpa = d.addr;
 		s->len = d.len;
 		s->write = d.flags & VIRTQ_DESC_F_WRITE;
@@ -134,15 +127,27 @@ int vq_pop(struct virtqueue *vq, struct vm *vm, struct vq_chain *c)
 		if (!s->hva)
 			return vq_break(vq);
 		if (s->write)
-			c->in_len += d.len;
+			ret_chain->in_len += d.len;
 		else
-			c->out_len += d.len;
+			ret_chain->out_len += d.len;
 		if (!(d.flags & VIRTQ_DESC_F_NEXT))
-			break;
+			return 0;
 		if (d.next >= vq->num)
 			return vq_break(vq);
 		i = d.next;
 	}
+}
+
+int vq_pop(struct virtqueue *vq, struct vm *vm, struct vq_chain *c)
+{
+	uint16_t *avail;
+	int n = vq_pending(vq, vm, &avail);
+
+	if (n <= 0)
+		return n;
+	n = vq_chain_at(vq, vm, avail[2 + vq->last_avail_idx % vq->num], c);
+	if (n < 0)
+		return n;
 	vq->last_avail_idx++;
 	return 1;
 }

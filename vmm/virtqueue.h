@@ -59,6 +59,12 @@ void vq_reset(struct virtqueue *vq);
 int vq_validate(const struct virtqueue *vq, struct vm *vm);
 /* True if the driver made a chain available that was not popped yet. */
 bool vq_has_avail(struct virtqueue *vq, struct vm *vm);
+/*
+ * Walks the chain at `head` into *ret_chain with vq_pop()'s checks, without
+ * touching the avail ring: 0, or -EIO the queue broke. For the chains a loaded
+ * device re-executes: the saved state holds their heads, not their segments.
+ */
+int vq_chain_at(struct virtqueue *vq, struct vm *vm, uint16_t head, struct vq_chain *ret_chain);
 /* Pops the next chain: 1 popped, 0 none available, -EIO the queue broke. */
 int vq_pop(struct virtqueue *vq, struct vm *vm, struct vq_chain *c);
 /* Gives the last popped chain back to the avail ring (it is popped again next). */

@@ -16,65 +16,22 @@
 
 #include "guest/kv/aof.h"
 #include "guest/kv/kv.h"
+#include "guest/kv/virtio_mmio.h"
 
-/* MMIO registers (virtio 1.2, 4.2.2), the same as virtio_net.c's. */
-#define VM_MAGIC	  0x000
-#define VM_VERSION	  0x004
-#define VM_DEVICE_ID	  0x008
-#define VM_DEV_FEATURES	  0x010
-#define VM_DEV_FEAT_SEL	  0x014
-#define VM_DRV_FEATURES	  0x020
-#define VM_DRV_FEAT_SEL	  0x024
-#define VM_QUEUE_SEL	  0x030
-#define VM_QUEUE_NUM_MAX  0x034
-#define VM_QUEUE_NUM	  0x038
-#define VM_QUEUE_READY	  0x044
-#define VM_QUEUE_NOTIFY	  0x050
-#define VM_STATUS	  0x070
-#define VM_QUEUE_DESC_LO  0x080
-#define VM_QUEUE_DESC_HI  0x084
-#define VM_QUEUE_AVAIL_LO 0x090
-#define VM_QUEUE_AVAIL_HI 0x094
-#define VM_QUEUE_USED_LO  0x0a0
-#define VM_QUEUE_USED_HI  0x0a4
-#define VM_CONFIG_GEN	  0x0fc
-#define VM_CONFIG	  0x100
-
-#define MMIO_MAGIC    0x74726976 /* "virt" */
 #define VIRTIO_ID_BLK 2
-
-#define ST_ACKNOWLEDGE	      1
-#define ST_DRIVER	      2
-#define ST_DRIVER_OK	      4
-#define ST_FEATURES_OK	      8
-#define ST_DEVICE_NEEDS_RESET 64
-#define ST_FAILED	      128
 
 #define F_BLK_RO    5
 #define F_BLK_FLUSH 9
-#define F_VERSION_1 32
 
 #define T_IN	0
 #define T_OUT	1
 #define T_FLUSH 4
 #define S_OK	0
 
-#define DESC_F_NEXT	     1
-#define DESC_F_WRITE	     2
-#define AVAIL_F_NO_INTERRUPT 1
-#define USED_F_NO_NOTIFY     1
-
 #define QSIZE	       64
 #define SLOTS	       (QSIZE / 3)
 #define CHUNK	       (64u * 1024) /* one data descriptor per request */
 #define REQ_TIMEOUT_MS 30000
-
-struct vq_desc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags;
-	uint16_t next;
-};
 
 struct blk_req_hdr {
 	uint32_t type;
@@ -107,40 +64,21 @@ static struct {
 	uint16_t slots;
 } q;
 
-static volatile uint8_t *mmio;
+static struct vmmio mmio;
 static uint64_t capacity;
 static int has_flush;
 struct vblk_stats vblk_stats;
 
-static uint32_t rd(uint32_t off)
-{
-	return *(volatile uint32_t *)(mmio + off);
-}
-
-static void wr(uint32_t off, uint32_t v)
-{
-	*(volatile uint32_t *)(mmio + off) = v;
-}
-
 int vblk_present(uint64_t mmio_gpa)
 {
-	volatile uint8_t *m = (volatile uint8_t *)(uintptr_t)mmio_gpa;
-
 	/* An empty slot reads as all ones (vmm/vcpu.c); a device of another kind is no disk. */
-	return *(volatile uint32_t *)(m + VM_MAGIC) == MMIO_MAGIC &&
-	       *(volatile uint32_t *)(m + VM_VERSION) == 2 &&
-	       *(volatile uint32_t *)(m + VM_DEVICE_ID) == VIRTIO_ID_BLK;
+	return vmmio_probe(mmio_gpa, VIRTIO_ID_BLK) == VMMIO_FOUND;
 }
 
 static void setup_queue(void)
 {
-	uint32_t max;
-	uint64_t a;
+	uint32_t max = vmmio_queue_max(&mmio, 0);
 
-	wr(VM_QUEUE_SEL, 0);
-	if (rd(VM_QUEUE_READY))
-		kv_panic("virtio-blk: queue already ready after reset");
-	max = rd(VM_QUEUE_NUM_MAX);
 	if (max < 3)
 		kv_panic("virtio-blk: queue too small (QueueNumMax < 3)");
 	q.num = QSIZE;
@@ -149,62 +87,29 @@ static void setup_queue(void)
 	q.slots = q.num / 3 < SLOTS ? q.num / 3 : SLOTS;
 	if (!q.slots)
 		q.slots = 1;
-	wr(VM_QUEUE_NUM, q.num);
-	a = (uint64_t)(uintptr_t)q.desc;
-	wr(VM_QUEUE_DESC_LO, (uint32_t)a);
-	wr(VM_QUEUE_DESC_HI, (uint32_t)(a >> 32));
-	a = (uint64_t)(uintptr_t)&q.avail;
-	wr(VM_QUEUE_AVAIL_LO, (uint32_t)a);
-	wr(VM_QUEUE_AVAIL_HI, (uint32_t)(a >> 32));
-	a = (uint64_t)(uintptr_t)&q.used;
-	wr(VM_QUEUE_USED_LO, (uint32_t)a);
-	wr(VM_QUEUE_USED_HI, (uint32_t)(a >> 32));
-	q.avail.flags = AVAIL_F_NO_INTERRUPT; /* polled */
-	wr(VM_QUEUE_READY, 1);
+	vmmio_queue_ready(&mmio, q.num, q.desc, &q.avail, &q.used);
 }
 
 void vblk_init(uint64_t mmio_gpa)
 {
+	uint64_t features = vmmio_begin(&mmio, mmio_gpa, "virtio-blk");
 	uint32_t lo, hi, gen;
 
-	mmio = (volatile uint8_t *)(uintptr_t)mmio_gpa;
-	wr(VM_STATUS, 0);
-	while (rd(VM_STATUS))
-		cpu_relax();
-	wr(VM_STATUS, ST_ACKNOWLEDGE);
-	wr(VM_STATUS, ST_ACKNOWLEDGE | ST_DRIVER);
-
-	wr(VM_DEV_FEAT_SEL, 0);
-	lo = rd(VM_DEV_FEATURES);
-	wr(VM_DEV_FEAT_SEL, 1);
-	hi = rd(VM_DEV_FEATURES);
-	if (!(hi & (1u << (F_VERSION_1 - 32))))
-		kv_panic("virtio-blk: device lacks VIRTIO_F_VERSION_1");
-	if (lo & (1u << F_BLK_RO))
+	if (features & (1u << F_BLK_RO))
 		kv_panic("virtio-blk: the disk is read-only (VIRTIO_BLK_F_RO)");
-	has_flush = !!(lo & (1u << F_BLK_FLUSH));
-	wr(VM_DRV_FEAT_SEL, 0);
-	wr(VM_DRV_FEATURES, has_flush ? 1u << F_BLK_FLUSH : 0);
-	wr(VM_DRV_FEAT_SEL, 1);
-	wr(VM_DRV_FEATURES, 1u << (F_VERSION_1 - 32));
-	wr(VM_STATUS, ST_ACKNOWLEDGE | ST_DRIVER | ST_FEATURES_OK);
-	if (!(rd(VM_STATUS) & ST_FEATURES_OK)) {
-		wr(VM_STATUS, ST_FAILED);
-		kv_panic("virtio-blk: device refused our features (FEATURES_OK did not stick)");
-	}
+	has_flush = !!(features & (1u << F_BLK_FLUSH));
+	vmmio_set_features(&mmio, 1ULL << F_VERSION_1 | (has_flush ? 1u << F_BLK_FLUSH : 0));
 
 	/* capacity: le64 in 512-byte sectors, read twice 32 bits under the generation. */
 	do {
-		gen = rd(VM_CONFIG_GEN);
-		lo = rd(VM_CONFIG);
-		hi = rd(VM_CONFIG + 4);
-	} while (gen != rd(VM_CONFIG_GEN));
+		gen = vmmio_rd(&mmio, VM_CONFIG_GEN);
+		lo = vmmio_rd(&mmio, VM_CONFIG);
+		hi = vmmio_rd(&mmio, VM_CONFIG + 4);
+	} while (gen != vmmio_rd(&mmio, VM_CONFIG_GEN));
 	capacity = (uint64_t)hi << 32 | lo;
 
 	setup_queue();
-	wr(VM_STATUS, ST_ACKNOWLEDGE | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
-	if (rd(VM_STATUS) & ST_DEVICE_NEEDS_RESET)
-		kv_panic("virtio-blk: device needs reset (DEVICE_NEEDS_RESET)");
+	vmmio_driver_ok(&mmio);
 }
 
 uint64_t vblk_sectors(void)
@@ -259,9 +164,7 @@ static int run_reqs(uint16_t n)
 	uint64_t last = rdtsc(), waited = 0;
 	int err = 0;
 
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (!(__atomic_load_n(&q.used.flags, __ATOMIC_RELAXED) & USED_F_NO_NOTIFY))
-		wr(VM_QUEUE_NOTIFY, 0);
+	vmmio_notify(&mmio, 0, &q.used.flags);
 	vblk_stats.notifies++;
 	while (q.used_seen != q.avail_idx) {
 		uint16_t used = __atomic_load_n(&q.used.idx, __ATOMIC_ACQUIRE);

@@ -19,46 +19,11 @@
 #include "netif/ethernet.h"
 
 #include "guest/kv/kv.h"
+#include "guest/kv/virtio_mmio.h"
 
-/* MMIO registers (virtio 1.2, 4.2.2). */
-#define VM_MAGIC	  0x000
-#define VM_VERSION	  0x004
-#define VM_DEVICE_ID	  0x008
-#define VM_DEV_FEATURES	  0x010
-#define VM_DEV_FEAT_SEL	  0x014
-#define VM_DRV_FEATURES	  0x020
-#define VM_DRV_FEAT_SEL	  0x024
-#define VM_QUEUE_SEL	  0x030
-#define VM_QUEUE_NUM_MAX  0x034
-#define VM_QUEUE_NUM	  0x038
-#define VM_QUEUE_READY	  0x044
-#define VM_QUEUE_NOTIFY	  0x050
-#define VM_STATUS	  0x070
-#define VM_QUEUE_DESC_LO  0x080
-#define VM_QUEUE_DESC_HI  0x084
-#define VM_QUEUE_AVAIL_LO 0x090
-#define VM_QUEUE_AVAIL_HI 0x094
-#define VM_QUEUE_USED_LO  0x0a0
-#define VM_QUEUE_USED_HI  0x0a4
-#define VM_CONFIG	  0x100
-
-#define MMIO_MAGIC    0x74726976 /* "virt" */
 #define VIRTIO_ID_NET 1
 
-#define ST_ACKNOWLEDGE	      1
-#define ST_DRIVER	      2
-#define ST_DRIVER_OK	      4
-#define ST_FEATURES_OK	      8
-#define ST_DEVICE_NEEDS_RESET 64
-#define ST_FAILED	      128
-
-#define F_NET_MAC   5
-#define F_VERSION_1 32
-
-#define DESC_F_NEXT	     1
-#define DESC_F_WRITE	     2
-#define AVAIL_F_NO_INTERRUPT 1
-#define USED_F_NO_NOTIFY     1
+#define F_NET_MAC 5
 
 #define QSIZE	    256
 #define BUF_SIZE    2048
@@ -67,13 +32,6 @@
 #ifndef TX_INFLIGHT_MAX
 #define TX_INFLIGHT_MAX QSIZE /* a smaller value (-D) exercises backpressure */
 #endif
-
-struct vq_desc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags;
-	uint16_t next;
-};
 
 struct vq_avail {
 	uint16_t flags;
@@ -109,58 +67,21 @@ struct vq {
 };
 
 static struct vq rxq, txq;
-static volatile uint8_t *mmio;
+static struct vmmio mmio;
 static int tx_stalled; /* linkoutput said ERR_MEM: retry TCP output once there is room */
 static uint8_t mac_addr[6];
 struct vnet_stats vnet_stats;
 
-static uint32_t rd(uint32_t off)
-{
-	return *(volatile uint32_t *)(mmio + off);
-}
-
-static void wr(uint32_t off, uint32_t v)
-{
-	*(volatile uint32_t *)(mmio + off) = v;
-}
-
-static void barrier(void)
-{
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-}
-
-static void check_status(void)
-{
-	if (rd(VM_STATUS) & ST_DEVICE_NEEDS_RESET)
-		kv_panic("virtio-net: device needs reset (DEVICE_NEEDS_RESET)");
-}
-
 static void setup_queue(unsigned int index, struct vq *q)
 {
-	uint32_t max;
-	uint64_t a;
+	uint32_t max = vmmio_queue_max(&mmio, index);
 
-	wr(VM_QUEUE_SEL, index);
-	if (rd(VM_QUEUE_READY))
-		kv_panic("virtio-net: queue already ready after reset");
-	max = rd(VM_QUEUE_NUM_MAX);
 	if (!max)
 		kv_panic("virtio-net: queue not available (QueueNumMax 0)");
 	q->num = max < QSIZE ? (uint16_t)max : QSIZE;
 	if (q->num & (q->num - 1))
 		kv_panic("virtio-net: QueueNumMax is not a power of two");
-	wr(VM_QUEUE_NUM, q->num);
-	a = (uint64_t)(uintptr_t)q->desc;
-	wr(VM_QUEUE_DESC_LO, (uint32_t)a);
-	wr(VM_QUEUE_DESC_HI, (uint32_t)(a >> 32));
-	a = (uint64_t)(uintptr_t)&q->avail;
-	wr(VM_QUEUE_AVAIL_LO, (uint32_t)a);
-	wr(VM_QUEUE_AVAIL_HI, (uint32_t)(a >> 32));
-	a = (uint64_t)(uintptr_t)&q->used;
-	wr(VM_QUEUE_USED_LO, (uint32_t)a);
-	wr(VM_QUEUE_USED_HI, (uint32_t)(a >> 32));
-	q->avail.flags = AVAIL_F_NO_INTERRUPT; /* polled */
-	wr(VM_QUEUE_READY, 1);
+	vmmio_queue_ready(&mmio, q->num, q->desc, &q->avail, &q->used);
 }
 
 static void notify(unsigned int index, struct vq *q)
@@ -168,11 +89,8 @@ static void notify(unsigned int index, struct vq *q)
 	if (!q->added)
 		return;
 	q->added = 0;
-	barrier();
-	if (__atomic_load_n(&q->used.flags, __ATOMIC_RELAXED) & USED_F_NO_NOTIFY)
-		return;
-	wr(VM_QUEUE_NOTIFY, index);
-	vnet_stats.notifies++;
+	if (vmmio_notify(&mmio, index, &q->used.flags))
+		vnet_stats.notifies++;
 }
 
 static void rx_post(uint16_t id)
@@ -192,42 +110,26 @@ static void rx_post(uint16_t id)
 
 void vnet_init(uint64_t mmio_gpa)
 {
-	uint32_t lo, hi;
+	uint64_t features;
 
-	mmio = (volatile uint8_t *)(uintptr_t)mmio_gpa;
-	if (rd(VM_MAGIC) != MMIO_MAGIC)
+	switch (vmmio_probe(mmio_gpa, VIRTIO_ID_NET)) {
+	case VMMIO_FOUND:
+		break;
+	case VMMIO_BAD_MAGIC:
 		kv_panic("no virtio-net device (bad virtio-mmio magic)");
-	if (rd(VM_VERSION) != 2)
+	case VMMIO_BAD_VERSION:
 		kv_panic("virtio-net: virtio-mmio version is not 2");
-	if (rd(VM_DEVICE_ID) != VIRTIO_ID_NET)
+	case VMMIO_OTHER_DEVICE:
 		kv_panic("no virtio-net device (device id is not 1)");
-
-	wr(VM_STATUS, 0);
-	while (rd(VM_STATUS))
-		cpu_relax();
-	wr(VM_STATUS, ST_ACKNOWLEDGE);
-	wr(VM_STATUS, ST_ACKNOWLEDGE | ST_DRIVER);
-
-	wr(VM_DEV_FEAT_SEL, 0);
-	lo = rd(VM_DEV_FEATURES);
-	wr(VM_DEV_FEAT_SEL, 1);
-	hi = rd(VM_DEV_FEATURES);
-	if (!(hi & (1u << (F_VERSION_1 - 32))))
-		kv_panic("virtio-net: device lacks VIRTIO_F_VERSION_1");
-	if (!(lo & (1u << F_NET_MAC)))
-		kv_panic("virtio-net: device lacks VIRTIO_NET_F_MAC");
-	wr(VM_DRV_FEAT_SEL, 0);
-	wr(VM_DRV_FEATURES, 1u << F_NET_MAC);
-	wr(VM_DRV_FEAT_SEL, 1);
-	wr(VM_DRV_FEATURES, 1u << (F_VERSION_1 - 32));
-	wr(VM_STATUS, ST_ACKNOWLEDGE | ST_DRIVER | ST_FEATURES_OK);
-	if (!(rd(VM_STATUS) & ST_FEATURES_OK)) {
-		wr(VM_STATUS, ST_FAILED);
-		kv_panic("virtio-net: device refused our features (FEATURES_OK did not stick)");
 	}
 
+	features = vmmio_begin(&mmio, mmio_gpa, "virtio-net");
+	if (!(features & (1u << F_NET_MAC)))
+		kv_panic("virtio-net: device lacks VIRTIO_NET_F_MAC");
+	vmmio_set_features(&mmio, 1ULL << F_VERSION_1 | 1u << F_NET_MAC);
+
 	for (unsigned int i = 0; i < 6; i++)
-		mac_addr[i] = *(volatile uint8_t *)(mmio + VM_CONFIG + i);
+		mac_addr[i] = mmio.base[VM_CONFIG + i];
 
 	setup_queue(0, &rxq);
 	setup_queue(1, &txq);
@@ -239,8 +141,7 @@ void vnet_init(uint64_t mmio_gpa)
 	for (uint16_t i = 0; i < txq.num; i++)
 		txq.next_free[i] = (uint16_t)(i + 1);
 
-	wr(VM_STATUS, ST_ACKNOWLEDGE | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
-	check_status();
+	vmmio_driver_ok(&mmio);
 	notify(0, &rxq);
 }
 
@@ -367,5 +268,5 @@ void vnet_tx_flush(void)
 /* Called now and then (not every pass: a status read is an exit). */
 void vnet_check(void)
 {
-	check_status();
+	vmmio_check(&mmio);
 }
