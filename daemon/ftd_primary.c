@@ -311,7 +311,7 @@ static int ftd_primary_tick(void *opaque, uint64_t now)
 	}
 	if (outbuf_flush(&pr->out, pr->console_fd) < 0)
 		log_warning("Writing the console failed: %s (output is kept)", strerror(errno));
-	if (ftd_net_work(&pr->net, pr->vm, now) < 0)
+	if (ftd_devices_work(pr->vm, &pr->net, now) < 0)
 		return 1;
 	if (ftd_primary_output_due(a) <= now) {
 		int r = primary_checkpoint_for_output(p);

@@ -105,7 +105,7 @@ static int net_release(void *opaque, const uint8_t *frame, size_t len)
 	return virtio_net_transmit(opaque, frame, len);
 }
 
-int ftd_net_work(struct ftd_net *n, struct vm *vm, uint64_t now)
+int ftd_net_work(struct ftd_net *n, uint64_t now)
 {
 	int r;
 
@@ -122,11 +122,6 @@ int ftd_net_work(struct ftd_net *n, struct vm *vm, uint64_t now)
 			n->announce_next_ns = now;
 			n->announce_gap_ns = ANNOUNCE_FIRST_GAP;
 		}
-	}
-	r = vm_devices_poll(vm);
-	if (r < 0) {
-		log_error("Guest devices failed: %s", strerror(-r));
-		return r;
 	}
 	if (n->held && n->attached) {
 		r = outbuf_flush_records(n->held, net_release, n->dev);

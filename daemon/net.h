@@ -61,11 +61,12 @@ void ftd_net_attach_later(struct ftd_net *n);
 /* From now on frames wait in ob (a commit channel) until output commit lets them go. */
 void ftd_net_hold_in(struct ftd_net *n, struct outbuf *ob);
 /*
- * The owner's regular work: device completions (vm_devices_poll), frames the
- * output commit let go, the transmit queue restarted when there is room
- * again, announcements due. 0 or -errno (logged).
+ * The NIC's regular work, after the devices were polled (ftd_devices_work):
+ * frames the output commit let go, the transmit queue restarted when there is
+ * room again, announcements due, a TAP that would not open tried again. 0 or
+ * -errno (logged).
  */
-int ftd_net_work(struct ftd_net *n, struct vm *vm, uint64_t now);
+int ftd_net_work(struct ftd_net *n, uint64_t now);
 /* When the next announcement is due, UINT64_MAX: none. */
 uint64_t ftd_net_next_due(const struct ftd_net *n);
 /* `ftctl status`: r.net = the NIC, its counters and what output commit holds of it. */

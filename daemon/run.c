@@ -385,11 +385,22 @@ static void run_second(void *opaque, uint64_t now)
 	print_stats(&rl->rs, now);
 }
 
+int ftd_devices_work(struct vm *vm, struct ftd_net *net, uint64_t now)
+{
+	int r = vm_devices_poll(vm);
+
+	if (r < 0) {
+		log_error("Guest devices failed: %s", strerror(-r));
+		return r;
+	}
+	return ftd_net_work(net, now);
+}
+
 static int run_tick(void *opaque, uint64_t now)
 {
 	struct run_loop *rl = opaque;
 
-	return ftd_net_work(rl->net, rl->vm, now) < 0 ? 1 : FTD_LOOP_ON;
+	return ftd_devices_work(rl->vm, rl->net, now) < 0 ? 1 : FTD_LOOP_ON;
 }
 
 static uint64_t run_next_due(void *opaque)

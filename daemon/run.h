@@ -8,9 +8,8 @@
 
 #include "vmm/serial.h"
 
-struct virtio_blk;
-
 struct ftd_net;
+struct virtio_blk;
 struct vm;
 
 /* `ftd run`: one VM, the local checkpoint cycle, no peer. Returns the exit status. */
@@ -26,6 +25,12 @@ void ftd_console_write(void *opaque, const uint8_t *buf, size_t len);
 int ftd_timerfd(uint64_t interval_ns);
 int ftd_timer_set(int fd, uint64_t interval_ns); /* 0, or -1 and errno */
 void ftd_owner_priority(const struct ftd_options *o, const struct vm *vm);
+/*
+ * The owner's device work, every pass of its loop: every device's queue
+ * notifies and backend completions (vm_devices_poll: the disk, the NIC), then
+ * the NIC's own (ftd_net_work). 0 or -errno (logged).
+ */
+int ftd_devices_work(struct vm *vm, struct ftd_net *net, uint64_t now);
 /* Logs why each stopped vCPU stopped; returns the exit status (1). */
 int ftd_report_stopped(struct vm *vm);
 /*
