@@ -3,18 +3,24 @@
 # Debian's linux-source with tests/linux/ringft.config and our SYSCALL patch,
 # busybox-static and tests/linux/init.c). One case per run:
 #
-#  init      `ftd run --kernel`: the kernel reaches the init, whose numbered
-#            lines (a bank invariant kept in userspace, CLOCK_MONOTONIC never
-#            going back) come consecutive and ok; the kernel logs no oops, BUG,
-#            panic, warning or lockup. Prints the boot time.
-#  failover  `ftd primary --verify` + `ftd secondary` on loopback: 0 mismatches
-#            while the kernel boots and the init runs; kill -9 of the primary
-#            (a third of the time with the secondary stopped around it) and
-#            `ftctl failover`: the joined console stream has every init line
-#            exactly once and ok, the kernel no trouble, and guest time never
-#            went back (the init checks it at every line).
+#  init      `ftd run --kernel --disk`: the kernel reaches the init, whose
+#            numbered lines (a bank invariant kept in userspace, CLOCK_MONOTONIC
+#            never going back) come consecutive and ok, each with its record on
+#            the disk; the kernel logs no oops, BUG, panic, warning or lockup.
+#            Prints the boot time.
+#  failover  `ftd primary --verify` + `ftd secondary` on loopback, each with a
+#            fresh sparse disk image: 0 mismatches while the kernel boots and
+#            the init runs; kill -9 of the primary (a third of the time with the
+#            secondary stopped around it) and `ftctl failover`: the joined
+#            console stream has every init line exactly once and ok, the kernel
+#            no trouble, and guest time never went back (the init checks it at
+#            every line). The init writes and flushes each line's record to
+#            /dev/vda (Linux's virtio_blk) before printing the line, so the
+#            promoted side's image must hold the record of every line the
+#            stream shows, with the same text (tests/linux/disk_check.py).
 #  cluster   the same with --cluster: Corosync in the namespaces of
-#            tests/cluster.sh, the secondary promotes by itself.
+#            tests/cluster.sh, the secondary promotes by itself; the records
+#            in 8 slots only, so that later lines reuse them.
 #  net       with a virtio-net NIC on a TAP (tests/netns.sh): the guest's own
 #            Linux TCP stack serves busybox httpd (curl from the client
 #            namespace) and a busybox nc echo server over one long TCP
@@ -148,6 +154,23 @@ guest_args() {
 	echo --kernel "$KERNEL" --initrd "$INITRD" --mem "$MEM" --vcpus 1 --tracking "$TRACKING"
 }
 
+# new_disk NAME: a fresh sparse image $TMP/disk.NAME for `--disk`. 1 MiB holds the
+# init's 1024 record sectors; `ftd primary --verify` hashes the whole image in every
+# pause, and with 16 MiB the kernel took 83 s of guest time to the init instead of 38.
+DISK_SIZE=${FT_LINUX_DISK_SIZE:-1M}
+new_disk() {
+	rm -f "$TMP/disk.$1"
+	truncate -s "$DISK_SIZE" "$TMP/disk.$1" || fail "cannot make $TMP/disk.$1"
+}
+
+# check_disk IMAGE STREAM OLD_PRIMARY_LAST: every init line of STREAM has its
+# record on IMAGE (tests/linux/disk_check.py); sets DISK_REPORT to its summary.
+check_disk() {
+	DISK_REPORT=$(python3 "$HERE/linux/disk_check.py" "$1" "$2" --old-primary-last "$3") ||
+		fail "the disk records on $1: $DISK_REPORT"
+	DISK_REPORT=${DISK_REPORT#disk_check: }
+}
+
 
 base() { sed -n 's/.*committed output from stream offset \([0-9]*\).*/\1/p' "$TMP/log.$1" | head -1; }
 
@@ -160,17 +183,19 @@ boot_report() {
 
 case_init() {
 	local t0 t1
+	new_disk r
 	t0=$(now_ms)
 	# shellcheck disable=SC2046 # option lists
-	ftd_start r run $(guest_args) --cmdline "$CMDLINE" --interval "$INTERVAL"
+	ftd_start r run $(guest_args) --disk "$TMP/disk.r" --cmdline "$CMDLINE" --interval "$INTERVAL"
 	wait_lines r 1 120
 	t1=$(now_ms)
 	wait_lines r 30 30
 	stop r
 	check_console "$TMP/con.r" 30 || fail "boot: the console is not right"
 	machine_checks "$TMP/con.r"
+	check_disk "$TMP/disk.r" "$TMP/con.r" 0
 	echo "ok: boot: the init's first line $((t1 - t0)) ms after ftd started ($(boot_report r));" \
-		"$(last_line "$TMP/con.r") lines consecutive and ok, no kernel trouble"
+		"$(last_line "$TMP/con.r") lines consecutive and ok, no kernel trouble; disk: $DISK_REPORT"
 	grep -h "Guest: " "$TMP/log.r" | sed 's/^/  host fallback: /'
 	grep "summary:" "$TMP/log.r" | sed 's/^/  /'
 }
@@ -178,23 +203,28 @@ case_init() {
 # failover_round AUTO: a protected pair, kill -9, promotion, the stream checked.
 # AUTO empty: loopback and `ftctl failover`; "cluster": node1/node2 of tests/cluster.sh.
 failover_round() {
-	local auto=$1 t_kill t_up n stopped=0 mism ck verified=""
+	local auto=$1 t_kill t_up n n_a stopped=0 mism ck verified=""
+	# Each side its own fresh image: b's is synced from a's and then receives
+	# the guest's writes with every checkpoint.
+	new_disk a
+	new_disk b
 	if [ -n "$auto" ]; then
 		# shellcheck disable=SC2046 # option lists
 		spawn b node2 secondary --listen "$(cl_addr node2):$PORT" --cluster t \
 			--cluster-wait "${FT_CLUSTER_WAIT:-7s}" $(pki_args node2) --mem "$MEM" --vcpus 1 \
-			--tracking "$TRACKING"
+			--tracking "$TRACKING" --disk "$TMP/disk.b"
 		# shellcheck disable=SC2046 # option lists
 		spawn a node1 primary --peer "$(cl_addr node2):$PORT" --cluster t \
 			--cluster-wait "${FT_CLUSTER_WAIT:-7s}" $(pki_args node1) $(guest_args) \
-			--cmdline "$CMDLINE" --interval "$INTERVAL"
+			--disk "$TMP/disk.a" --cmdline "$CMDLINE ringft.disk_slots=8" --interval "$INTERVAL"
 	else
-		ftd_start b secondary --listen "127.0.0.1:$PORT" --mem "$MEM" --vcpus 1 --tracking "$TRACKING"
+		ftd_start b secondary --listen "127.0.0.1:$PORT" --mem "$MEM" --vcpus 1 --tracking "$TRACKING" \
+			--disk "$TMP/disk.b"
 		# shellcheck disable=SC2046 # option lists
-		# --verify hashes all 128 MiB at every checkpoint (about 20 ms here): a
-		# longer interval leaves the guest most of the time.
-		ftd_start a primary --peer "127.0.0.1:$PORT" $(guest_args) --cmdline "$CMDLINE" \
-			--interval 40ms --verify
+		# --verify hashes all 128 MiB (and the image) at every checkpoint
+		# (about 20 ms here): a longer interval leaves the guest most of the time.
+		ftd_start a primary --peer "127.0.0.1:$PORT" $(guest_args) --disk "$TMP/disk.a" \
+			--cmdline "$CMDLINE" --interval 40ms --verify
 	fi
 	wait_log b "Replica holds checkpoint" 60
 	# The boot and some of the init's lines, every checkpoint verified.
@@ -213,6 +243,7 @@ failover_round() {
 	t_kill=$(now_ms)
 	kill_active "${PID[a]}" "${PID[b]}" && stopped=1
 	wait "${PID[a]}" 2>/dev/null
+	n_a=$(last_line "$TMP/con.a")
 	promote_after_kill b "$auto"
 	t_up=$(now_ms)
 	wait_lines b $((n + 20)) 60
@@ -221,9 +252,12 @@ failover_round() {
 		fail "the consoles of a and b do not join"
 	check_console "$TMP/stream" $((n + 20)) || fail "the joined console stream is not right"
 	machine_checks "$TMP/stream"
+	# Both ftds are gone: b's image is what the promoted guest left on it.
+	check_disk "$TMP/disk.b" "$TMP/stream" "$n_a"
 	echo "ok: ${auto:-manual} failover: ${verified}kill -9 at init" \
 		"line $n (secondary stopped around it: $stopped), promoted $((t_up - t_kill)) ms later;" \
-		"$(last_line "$TMP/stream") init lines exactly once, ok, time never back, no kernel trouble"
+		"$(last_line "$TMP/stream") init lines exactly once, ok, time never back, no kernel trouble;" \
+		"$(boot_report a); disk of the promoted side: $DISK_REPORT"
 }
 
 case_failover() {

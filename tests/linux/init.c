@@ -6,6 +6,7 @@
  * prints one numbered line per period on the console (the 16550, ttyS0):
  *
  *   ringft-init: started pid 1, boot took 13712 ms (CLOCK_MONOTONIC)
+ *   ringft-init: disk /dev/vda: 32768 sectors, ...     (only with a disk)
  *   ringft-init: net up 10.0.2.15                      (only with ringft.net=1)
  *   ringft-init: line 000001 ok sum=... moves=... t=14.012345678
  *
@@ -13,11 +14,18 @@
  * exactly once. A line says BAD, with detail, when the bank's total changed
  * or CLOCK_MONOTONIC went backwards since the previous reading.
  *
+ * With a disk (ftd --disk: the kernel's virtio_blk driver found vda), every
+ * numbered line is first written to the disk as a 512-byte record (struct
+ * disk_record: the line's number and text) in sector line % slots, and
+ * flushed; only then is it printed. A line the console shows therefore has
+ * its record durable on the disk: after a failover, on the promoted side's
+ * image (tests/test_linux.sh failover checks it).
+ *
  * Between lines the work is userspace only: transfers between accounts of a
- * bank touched once at start, and clock reads through the vDSO. The only
- * system call per line is the write(2) of the line, so the kernel (emulated
- * on kvm_pvm) is entered rarely and the guest's dirty pages come from
- * userspace work.
+ * bank touched once at start, and clock reads through the vDSO. The system
+ * calls per line are the write(2) of the line and, with a disk, the pwrite(2)
+ * and fdatasync(2) of its record, so the kernel (emulated on kvm_pvm) is
+ * entered rarely and the guest's dirty pages come from userspace work.
  *
  * Kernel command line (read from /proc/cmdline):
  *   ringft.period_ms=N    line period, default 100
@@ -27,6 +35,9 @@
  *                         server on port 7 (busybox nc -ll -e cat)
  *   ringft.ip=A.B.C.D/N   configure eth0 with busybox ip; without it the
  *                         kernel's ip= (IP_PNP) is expected to have done so
+ *   ringft.disk=0         leave the disk alone even if there is one
+ *   ringft.disk_slots=N   records in sectors 0..N-1, default 1024 (at most
+ *                         the disk's size)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -37,6 +48,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +57,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,29 +69,67 @@ struct opts {
 	uint64_t transfers;
 	uint64_t bank_kib;
 	int net;
+	int disk;
+	uint64_t disk_slots;
 	char ip[64];
 };
+
+/*
+ * One line's record on the disk, one 512-byte sector, little-endian as the
+ * guest writes it. tests/test_linux.sh reads it with struct '<8sQII480sQ'.
+ */
+#define DISK_MAGIC  "RFTLINE1"
+#define DISK_SECTOR 512
+struct disk_record {
+	char magic[8];	/* DISK_MAGIC, no NUL */
+	uint64_t line;	/* the line's number */
+	uint32_t slots; /* records are in sectors 0..slots-1 */
+	uint32_t len;	/* bytes of text */
+	char text[480]; /* the line as printed, without its newline */
+	uint64_t sum;	/* FNV-1a 64 of the 504 bytes before it */
+};
+_Static_assert(sizeof(struct disk_record) == DISK_SECTOR, "a record is one sector");
+
+struct disk {
+	int fd; /* /dev/vda, O_DIRECT; -1: no disk */
+	uint64_t slots;
+	struct disk_record *rec; /* sector-aligned for O_DIRECT */
+};
+
+#define SAY_MAX 256
+
+/* Formats "ringft-init: ..." into buf (SAY_MAX bytes); returns its length. */
+static int vformat(char *buf, const char *fmt, va_list ap)
+{
+	int n;
+
+	memcpy(buf, "ringft-init: ", 13);
+	n = vsnprintf(buf + 13, SAY_MAX - 14, fmt, ap);
+	if (n < 0)
+		return 0;
+	n += 13;
+	return n > SAY_MAX - 2 ? SAY_MAX - 2 : n;
+}
+
+/* Prints the n bytes of buf as one line: one write, the console sees it whole. */
+static void emit(char *buf, int n)
+{
+	buf[n++] = '\n';
+	while (write(1, buf, n) < 0 && errno == EINTR)
+		;
+}
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
 {
-	char buf[256];
+	char buf[SAY_MAX];
 	va_list ap;
 	int n;
 
-	memcpy(buf, "ringft-init: ", 13);
 	va_start(ap, fmt);
-	n = vsnprintf(buf + 13, sizeof(buf) - 14, fmt, ap);
+	n = vformat(buf, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return;
-	n += 13;
-	if (n > (int)sizeof(buf) - 2)
-		n = sizeof(buf) - 2;
-	buf[n++] = '\n';
-	/* One write per line: the console sees whole lines. */
-	while (write(1, buf, n) < 0 && errno == EINTR)
-		;
+	emit(buf, n);
 }
 
 static uint64_t now_ns(void)
@@ -146,6 +197,8 @@ static void parse_cmdline(struct opts *o)
 	o->transfers = param(cmdline, "ringft.transfers", 1000);
 	o->bank_kib = param(cmdline, "ringft.bank_kib", 4096);
 	o->net = param(cmdline, "ringft.net", 0) != 0;
+	o->disk = param(cmdline, "ringft.disk", 1) != 0;
+	o->disk_slots = param(cmdline, "ringft.disk_slots", 1024);
 	if (o->period_ms == 0)
 		o->period_ms = 100;
 	if (o->bank_kib == 0)
@@ -237,6 +290,131 @@ static void start_net(const struct opts *o)
 	say("net up %s", addr);
 }
 
+/* Reads the first line of a small sysfs file into buf; 0 or -errno. */
+static int read_small(const char *path, char *buf, size_t size)
+{
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		return -EIO;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+/*
+ * Opens the disk the kernel's virtio_blk driver found as vda, if any.
+ * devtmpfs has made /dev/vda; without it the node is made from sysfs's
+ * MAJOR:MINOR. O_DIRECT: a record goes from our buffer to the driver, not
+ * through the page cache, whose 4 KiB blocks would read around each sector.
+ * Returns 0 (d->fd < 0 when there is no disk) or -errno.
+ */
+static int disk_open(struct disk *d, const struct opts *o)
+{
+	char buf[64];
+	unsigned int major, minor;
+	uint64_t sectors;
+	struct stat st;
+	int r;
+
+	d->fd = -1;
+	if (!o->disk || read_small("/sys/block/vda/dev", buf, sizeof(buf)) < 0)
+		return 0;
+	if (sscanf(buf, "%u:%u", &major, &minor) != 2)
+		return -EINVAL;
+	if (stat("/dev/vda", &st) < 0 &&
+	    mknod("/dev/vda", S_IFBLK | 0600, makedev(major, minor)) < 0)
+		return -errno;
+	r = read_small("/sys/block/vda/size", buf, sizeof(buf)); /* 512-byte sectors */
+	if (r < 0)
+		return r;
+	sectors = strtoull(buf, NULL, 10);
+	if (sectors == 0)
+		return -ENOSPC;
+	d->slots = o->disk_slots ? o->disk_slots : 1024;
+	if (d->slots > sectors)
+		d->slots = sectors;
+	d->rec = aligned_alloc(4096, 4096);
+	if (!d->rec)
+		return -ENOMEM;
+	d->fd = open("/dev/vda", O_RDWR | O_DIRECT | O_CLOEXEC);
+	if (d->fd < 0) {
+		r = -errno;
+		free(d->rec);
+		d->rec = NULL;
+		return r;
+	}
+	say("disk /dev/vda: %" PRIu64 " sectors, line N's record in sector N %% %" PRIu64
+	    ", flushed before the line",
+	    sectors, d->slots);
+	return 0;
+}
+
+static uint64_t fnv1a64(const void *p, size_t len)
+{
+	const unsigned char *c = p;
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	while (len--)
+		h = (h ^ *c++) * 0x100000001b3ull;
+	return h;
+}
+
+/*
+ * Writes line's record (the text that is about to be printed) and flushes
+ * it: fdatasync on the block device sends VIRTIO_BLK_T_FLUSH, which ftd
+ * completes only once the data is durable on its image and which the next
+ * checkpoint carries to the secondary. 0 or -errno.
+ */
+static int disk_record(struct disk *d, uint64_t line, const char *text, size_t len)
+{
+	struct disk_record *r = d->rec;
+	ssize_t n;
+
+	if (len > sizeof(r->text))
+		len = sizeof(r->text);
+	memset(r, 0, sizeof(*r));
+	memcpy(r->magic, DISK_MAGIC, sizeof(r->magic));
+	r->line = line;
+	r->slots = (uint32_t)d->slots;
+	r->len = (uint32_t)len;
+	memcpy(r->text, text, len);
+	r->sum = fnv1a64(r, offsetof(struct disk_record, sum));
+	n = pwrite(d->fd, r, sizeof(*r), (off_t)(line % d->slots) * DISK_SECTOR);
+	if (n < 0)
+		return -errno;
+	if (n != (ssize_t)sizeof(*r))
+		return -EIO;
+	return fdatasync(d->fd) < 0 ? -errno : 0;
+}
+
+/* Prints numbered line: with a disk, only once its record is durable. */
+static void say_line(struct disk *d, uint64_t line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void say_line(struct disk *d, uint64_t line, const char *fmt, ...)
+{
+	char buf[SAY_MAX];
+	va_list ap;
+	int n, r;
+
+	va_start(ap, fmt);
+	n = vformat(buf, fmt, ap);
+	va_end(ap);
+	if (d->fd >= 0) {
+		r = disk_record(d, line, buf, n);
+		if (r < 0) {
+			say("line %06" PRIu64 " BAD disk record: %s", line, strerror(-r));
+			return;
+		}
+	}
+	emit(buf, n);
+}
+
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
 static uint64_t rng(void)
@@ -272,6 +450,8 @@ int main(void)
 	uint64_t boot = now_ns(), period, n, want, *acct;
 	uint64_t line = 0, moves = 0, prev, next;
 	struct opts o = { 0 };
+	struct disk disk = { .fd = -1 };
+	int r;
 
 	setup_fs();
 	say("started pid %d, boot took %" PRIu64 " ms (CLOCK_MONOTONIC)", (int)getpid(),
@@ -289,6 +469,9 @@ int main(void)
 		acct[i] = INITIAL_BALANCE;
 	want = n * INITIAL_BALANCE;
 
+	r = disk_open(&disk, &o);
+	if (r < 0)
+		say("BAD disk /dev/vda: %s", strerror(-r));
 	if (o.net)
 		start_net(&o);
 	/* Exited children (services, orphans) are reaped by the kernel. */
@@ -322,14 +505,18 @@ int main(void)
 		sum = bank_sum(acct, n);
 		line++;
 		if (back)
-			say("line %06" PRIu64 " BAD time went back by %" PRIu64 " ns", line, back);
+			say_line(&disk, line,
+				 "line %06" PRIu64 " BAD time went back by %" PRIu64 " ns", line,
+				 back);
 		else if (sum != want)
-			say("line %06" PRIu64 " BAD sum=%" PRIu64 " want=%" PRIu64, line, sum,
-			    want);
+			say_line(&disk, line,
+				 "line %06" PRIu64 " BAD sum=%" PRIu64 " want=%" PRIu64, line, sum,
+				 want);
 		else
-			say("line %06" PRIu64 " ok sum=%" PRIu64 " moves=%" PRIu64 " t=%" PRIu64
-			    ".%09" PRIu64,
-			    line, sum, moves, now / 1000000000, now % 1000000000);
+			say_line(&disk, line,
+				 "line %06" PRIu64 " ok sum=%" PRIu64 " moves=%" PRIu64
+				 " t=%" PRIu64 ".%09" PRIu64,
+				 line, sum, moves, now / 1000000000, now % 1000000000);
 
 		/* After a long stall (pause, failover) start afresh, no burst. */
 		next += period;
