@@ -65,7 +65,7 @@ static void usage(FILE *out)
 	      "            until the daemon exits or ftctl is interrupted\n"
 	      "  set interval DURATION|auto\n"
 	      "            checkpoint interval of a primary from the next tick (1ms..60s;\n"
-	      "            a bare number is milliseconds); auto: chosen every second from\n"
+	      "            a bare number is seconds); auto: chosen every second from\n"
 	      "            ftd's --auto-overhead and --auto-max-hold budgets\n"
 	      "  --json    print the daemon's answer as one JSON object (schema: ctl/README.md)\n"
 	      "\n"

@@ -78,14 +78,17 @@ int parse_size(const char *s, uint64_t *ret_bytes)
 	return 0;
 }
 
-/* "500us", "10ms", "2s", "1500ns"; a bare number means milliseconds. */
+/*
+ * "500us", "10ms", "2s", "1500ns", "1m"; a bare number means seconds, as
+ * systemd.time(7), keepalived and corosync read one.
+ */
 int parse_duration(const char *s, uint64_t *ret_ns)
 {
 	static const struct {
 		const char *unit;
 		uint64_t ns;
-	} units[] = { { "ns", 1 },	 { "us", NS_PER_US }, { "ms", NS_PER_MS },
-		      { "", NS_PER_MS }, { "s", NS_PER_S },   { "m", 60 * NS_PER_S } };
+	} units[] = { { "ns", 1 },	{ "us", NS_PER_US }, { "ms", NS_PER_MS },
+		      { "", NS_PER_S }, { "s", NS_PER_S },   { "m", 60 * NS_PER_S } };
 	unsigned long long v;
 	char *end;
 	int r = parse_leading_number(s, &v, &end);

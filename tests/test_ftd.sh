@@ -77,6 +77,13 @@ expect_usage_error "--cluster-wait: 'soon' is not a duration" secondary --listen
 expect_usage_error "--timeout 10s is longer than --cluster-wait 5s" \
 	secondary --listen 127.0.0.1:1 --cluster vm1 --timeout 10s --cluster-wait 5s
 expect_usage_error "--timeout 40s is longer than --cluster-wait 35s" primary --peer 127.0.0.1:1 --cluster vm1 --timeout 40s
+# A bare number is seconds, as systemd.time(7) reads it: cluster-wait = 35
+# waits 35 s, not 35 ms; the bounds see seconds.
+printf 'role = primary\npeer = 127.0.0.1:1\ncluster = vm1\ncluster-wait = 35\ntimeout = 2\n' >"$TMP/bare.conf"
+out=$("$FTD" --config "$TMP/bare.conf" --check-config 2>&1) || fail "--check-config with bare seconds: $out"
+printf 'role = primary\npeer = 127.0.0.1:1\ncluster = vm1\ncluster-wait = 1\ntimeout = 2\n' >"$TMP/bare2.conf"
+expect_usage_error "--timeout 2s is longer than --cluster-wait 1s" --config "$TMP/bare2.conf" --check-config
+expect_usage_error "--interval: 61 is outside 1ms..60s" run --interval 61
 printf 'role = primary\npeer = 127.0.0.1:1\ncluster = vm1\ncluster-wait = 1s\ntimeout = 2s\n' >"$TMP/bad6.conf"
 expect_usage_error "--timeout 2s is longer than --cluster-wait 1s" --config "$TMP/bad6.conf" --check-config
 expect_usage_error "--fence-command: the command must be 1..511 bytes" secondary --listen 127.0.0.1:1 --fence-command ''

@@ -16,6 +16,7 @@
 #include "daemon/failover.h"
 #include "daemon/options.h"
 #include "daemon/request.h"
+#include "lib/clock.h"
 #include "lib/parse.h"
 #include "primary/commit.h"
 #include "primary/outbuf.h"
@@ -156,8 +157,11 @@ static void test_parse_duration(void **state)
 	assert_int_equal(v, 500000);
 	assert_int_equal(parse_duration("2s", &v), 0);
 	assert_int_equal(v, 2000000000);
+	/* A bare number is seconds (systemd.time(7)): cluster-wait = 35 is 35 s. */
 	assert_int_equal(parse_duration("7", &v), 0);
-	assert_int_equal(v, 7000000);
+	assert_int_equal(v, 7000000000ULL);
+	assert_int_equal(parse_duration("35", &v), 0);
+	assert_int_equal(v, 35 * NS_PER_S);
 	assert_int_equal(parse_duration("1m", &v), 0);
 	assert_int_equal(v, 60000000000ULL);
 	assert_int_equal(parse_duration("10 ms", &v), -EINVAL);
