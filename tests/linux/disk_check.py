@@ -17,7 +17,9 @@ FNV-1a 64 of the 504 bytes before the sum) in sector line % slots, flushed
   and printed it), or a later line L' > L that reused the sector;
 - records are never behind the console (the highest record >= the last line)
   and may be ahead only by the few lines written and not yet printed when
-  the guest was stopped (at most AHEAD_MAX).
+  the guest was stopped (at most AHEAD_MAX);
+- a last line cut off by the stop (no newline after it) is a prefix of its
+  record's text.
 
 STREAM is the joined console (tests/lib.sh stream_join). Lines up to
 --old-primary-last N are counted as the old primary's: their records reached
@@ -44,19 +46,27 @@ def fnv1a64(data):
 
 
 def console(path):
-    """The disk announcement (sectors, slots) and {line: text} of STREAM."""
-    disk, lines = None, {}
+    """The disk announcement (sectors, slots), {line: text} of STREAM's whole
+    lines, and the number and text of its unfinished last line (None if the
+    stream ends with a newline): the guest may be stopped in mid-line."""
+    disk, lines, partial = None, {}, None
     with open(path, "rb") as f:
-        for raw in f.read().decode("utf-8", "replace").splitlines():
-            s = raw.rstrip("\r")
-            m = DISK.match(s)
-            if m:
-                disk = (int(m.group(1)), int(m.group(2)))
-                continue
-            m = LINE.match(s)
-            if m:
-                lines[int(m.group(2))] = m.group(1)
-    return disk, lines
+        data = f.read().decode("utf-8", "replace")
+    whole = data.splitlines()
+    if whole and not data.endswith("\n"):
+        m = LINE.match(whole.pop().rstrip("\r"))
+        if m:
+            partial = (int(m.group(2)), m.group(1))
+    for raw in whole:
+        s = raw.rstrip("\r")
+        m = DISK.match(s)
+        if m:
+            disk = (int(m.group(1)), int(m.group(2)))
+            continue
+        m = LINE.match(s)
+        if m:
+            lines[int(m.group(2))] = m.group(1)
+    return disk, lines, partial
 
 
 def records(path, slots, errors):
@@ -89,7 +99,7 @@ def main():
                     help="the last line the old primary printed (0: none)")
     a = ap.parse_args()
 
-    disk, lines = console(a.stream)
+    disk, lines, partial = console(a.stream)
     if disk is None:
         print("disk_check: the console has no 'ringft-init: disk /dev/vda' line: "
               "the guest did not use a disk")
@@ -115,6 +125,18 @@ def main():
             exact += 1
             if n <= a.old_primary_last:
                 replicated += 1
+    if partial is not None:
+        # The record was written before the first byte was printed: the
+        # unfinished line is a prefix of its record's text.
+        n, text = partial
+        rec = recs.get(n % slots)
+        if rec is None or rec[0] < n:
+            errors.append(f"unfinished line {n}: no record in sector {n % slots}")
+        elif rec[0] == n and not rec[1].startswith(text):
+            errors.append(f"unfinished line {n}: the record says '{rec[1]}', "
+                          f"the console began '{text}'")
+        else:
+            lines[n] = text
     last = max(lines)
     high = max((r[0] for r in recs.values()), default=0)
     if high < last:
