@@ -1,50 +1,50 @@
 // SPDX-License-Identifier: MIT
 /*
- * ftctl: asks a running ftd over its control socket (daemon/control.h) and
- * prints the answer, short and human by default, the daemon's JSON with --json.
+ * ftctl: asks running ftd instances over their control sockets
+ * (daemon/control.h) and prints the answers, short and human by default, the
+ * daemon's JSON with --json. An instance is named as its systemd unit is,
+ * ftd@NAME, whose socket is /run/ftd/NAME.sock (ctl/instance.c).
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
-#include <json-c/json.h>
-
-enum {
-	EXIT_REFUSED = 1, /* the daemon answered with an error */
-	EXIT_USAGE = 2,
-	EXIT_UNREACHABLE = 3, /* no daemon on the socket, or not allowed to talk to it */
-};
+#include "ctl/ftctl.h"
 
 static void usage(FILE *out)
 {
-	fputs("Usage: ftctl [--socket PATH] status [--json]\n"
-	      "       ftctl [--socket PATH] metrics [--json]\n"
-	      "       ftctl [--socket PATH] failover [--force] [--json]\n"
-	      "       ftctl [--socket PATH] switchover [--json]\n"
-	      "       ftctl [--socket PATH] discard [--json]\n"
-	      "       ftctl [--socket PATH] protect --peer HOST:PORT [--tls-peer NAME] [--json]\n"
-	      "       ftctl [--socket PATH] events [--json]\n"
-	      "       ftctl [--socket PATH] set interval DURATION|auto [--json]\n"
-	      "       ftctl [--socket PATH] raw REQUEST   (send one request line as is)\n"
-	      "       ftctl --help\n"
+	fputs("Usage: ftctl [--socket PATH] status [NAME...] [--json]\n"
+	      "       ftctl [--socket PATH] list [--json]\n"
+	      "       ftctl [--socket PATH] metrics [NAME] [--json]\n"
+	      "       ftctl [--socket PATH] start [NAME] [--json]\n"
+	      "       ftctl [--socket PATH] failover [NAME] [--force] [--json]\n"
+	      "       ftctl [--socket PATH] switchover [NAME] [--json]\n"
+	      "       ftctl [--socket PATH] discard [NAME] [--json]\n"
+	      "       ftctl [--socket PATH] protect [NAME] --peer HOST:PORT [--tls-peer NAME]"
+	      " [--json]\n"
+	      "       ftctl [--socket PATH] events [NAME] [--now] [--json]\n"
+	      "       ftctl [--socket PATH] set interval DURATION|auto [NAME] [--json]\n"
+	      "       ftctl [--socket PATH] raw REQUEST [NAME]   (send one request line as is)\n"
+	      "       ftctl --version | --help\n"
 	      "\n"
-	      "Talks to a running ftd over its control socket. Without --socket it uses\n"
-	      "/run/ftd/primary.sock, or /run/ftd/secondary.sock if only that exists.\n"
+	      "Talks to running ftd instances over their control sockets. An instance is\n"
+	      "named as its unit ftd@NAME: its socket is /run/ftd/NAME.sock (the directory:\n"
+	      "$FTCTL_RUN_DIR if set). status and list without a NAME show every instance\n"
+	      "found there; the other commands need a NAME unless exactly one is found.\n"
+	      "--socket PATH talks to the ftd on PATH instead (with no NAME).\n"
 	      "\n"
-	      "  status    role, replication state, peer, epoch, last acknowledged checkpoint\n"
-	      "            and its age, interval, pause p50/p99, dirty pages per checkpoint,\n"
-	      "            bytes on the wire, verification counts\n"
+	      "  status    role, replication state, peer, versions, epoch, last acknowledged\n"
+	      "            checkpoint and its age, interval, pause p50/p99, dirty pages per\n"
+	      "            checkpoint, bytes on the wire, verification counts\n"
+	      "  list      one line per instance: name, role, state\n"
 	      "  metrics   Prometheus text format (ftd_checkpoints_total,\n"
 	      "            ftd_checkpoint_pause_seconds, ftd_replication_bytes_total, ...)\n"
+	      "  start     on a node waiting for an operator: boot the guest here\n"
 	      "  failover  on a secondary: run the guest here from the last complete\n"
 	      "            checkpoint; refused while the primary is connected (it may be\n"
 	      "            alive) unless --force\n"
@@ -62,266 +62,371 @@ static void usage(FILE *out)
 	      "            (needed on a promoted node whose ftd --tls-peer named its primary)\n"
 	      "  events    one line per event as it happens (role change, peer connected or\n"
 	      "            lost, sync progress, protected, switchover, failover, fenced)\n"
-	      "            until the daemon exits or ftctl is interrupted\n"
+	      "            until the daemon exits or ftctl is interrupted; --now: the\n"
+	      "            current state first (a `state` event), then the changes\n"
 	      "  set interval DURATION|auto\n"
 	      "            checkpoint interval of a primary from the next tick (1ms..60s;\n"
 	      "            a bare number is seconds); auto: chosen every second from\n"
 	      "            ftd's --auto-overhead and --auto-max-hold budgets\n"
-	      "  --json    print the daemon's answer as one JSON object (schema: ctl/README.md)\n"
+	      "  --json    print the daemon's answer as JSON (schema: ctl/README.md); status\n"
+	      "            and list without --socket or with several NAMEs: an array\n"
 	      "\n"
-	      "Exit status: 0 answered, 1 the daemon refused the request, 2 bad command line,\n"
-	      "3 no daemon on the socket (or no permission to use it).\n",
+	      "Exit status: 0 answered, 1 the daemon refused the request, 2 bad command line\n"
+	      "(also: no NAME given and several instances found), 3 no daemon on the socket\n"
+	      "(or no permission to use it; status and list: any instance not running).\n",
 	      out);
 }
 
-static const char *default_socket(void)
+enum cmd_kind {
+	CMD_STATUS,
+	CMD_LIST,
+	CMD_METRICS,
+	CMD_START,
+	CMD_FAILOVER,
+	CMD_SWITCHOVER,
+	CMD_DISCARD,
+	CMD_PROTECT,
+	CMD_EVENTS,
+	CMD_SET,
+	CMD_RAW,
+};
+
+enum {
+	OPT_FORCE = 1 << 0,
+	OPT_NOW = 1 << 1,
+	OPT_PEER = 1 << 2, /* --peer and --tls-peer */
+};
+
+#define NAMES_MANY 1024 /* status and list: any number of names */
+
+static const struct command {
+	const char *word;
+	enum cmd_kind kind;
+	unsigned int args;  /* its own arguments, before NAME */
+	unsigned int names; /* how many NAMEs it takes */
+	unsigned int options;
+	const char *request; /* NULL: built from the arguments */
+} commands[] = {
+	{ "status", CMD_STATUS, 0, NAMES_MANY, 0, "status" },
+	{ "list", CMD_LIST, 0, NAMES_MANY, 0, "status" },
+	{ "metrics", CMD_METRICS, 0, 1, 0, "metrics" },
+	{ "start", CMD_START, 0, 1, 0, "start" },
+	{ "failover", CMD_FAILOVER, 0, 1, OPT_FORCE, NULL },
+	{ "switchover", CMD_SWITCHOVER, 0, 1, 0, "switchover" },
+	{ "discard", CMD_DISCARD, 0, 1, 0, "discard" },
+	{ "protect", CMD_PROTECT, 0, 1, OPT_PEER, NULL },
+	{ "events", CMD_EVENTS, 0, 1, OPT_NOW, NULL },
+	{ "set", CMD_SET, 2, 1, 0, NULL },
+	{ "raw", CMD_RAW, 1, 1, 0, NULL },
+};
+
+struct cmdline {
+	const struct command *cmd;
+	const char *socket; /* --socket PATH, or NULL */
+	bool json, force, now;
+	const char *peer, *tls_peer;
+	const char *args[2];
+	unsigned int nr_args;
+	char **names;
+	unsigned int nr_names;
+};
+
+/* What follows the command word: its arguments, NAMEs and options, in any order. */
+static int parse_command(int argc, char **argv, struct cmdline *cl)
 {
-	if (access("/run/ftd/primary.sock", F_OK) == 0 || access("/run/ftd/secondary.sock", F_OK))
-		return "/run/ftd/primary.sock";
-	return "/run/ftd/secondary.sock";
-}
+	const struct command *cmd = cl->cmd;
 
-/* Sends one request line and reads the whole answer. Returns it (malloc'ed) or NULL. */
-static char *ask(const char *path, const char *request)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	size_t len = 0, cap = 4096;
-	char *buf = NULL, *line;
-	int fd;
+	/* The NAMEs are gathered at the front of argv: never past what was read. */
+	cl->names = argv;
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
 
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		fprintf(stderr, "ftctl: socket path %s is too long\n", path);
-		return NULL;
-	}
-	strcpy(sun.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		fprintf(stderr, "ftctl: cannot reach ftd at %s: %s\n", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return NULL;
-	}
-	if (asprintf(&line, "%s\n", request) < 0)
-		line = NULL;
-	if (!line || write(fd, line, strlen(line)) < 0) {
-		/* A daemon that refuses us (SO_PEERCRED) may close before we write. */
-		if (errno == EPIPE || errno == ECONNRESET)
-			fprintf(stderr,
-				"ftctl: ftd at %s closed the connection without answering (not "
-				"allowed to control it?)\n",
-				path);
-		else
-			fprintf(stderr, "ftctl: cannot send to %s: %s\n", path, strerror(errno));
-		free(line);
-		close(fd);
-		return NULL;
-	}
-	free(line);
-	buf = malloc(cap);
-	while (buf) {
-		ssize_t n = read(fd, buf + len, cap - len - 1);
-
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		if (cap - len < 2) {
-			char *b = realloc(buf, cap * 2);
-
-			if (!b) {
-				free(buf);
-				buf = NULL;
-				break;
+		if (!strcmp(a, "--json")) {
+			cl->json = true;
+		} else if (!strcmp(a, "--force") && (cmd->options & OPT_FORCE)) {
+			cl->force = true;
+		} else if (!strcmp(a, "--now") && (cmd->options & OPT_NOW)) {
+			cl->now = true;
+		} else if ((!strcmp(a, "--peer") || !strcmp(a, "--tls-peer")) &&
+			   (cmd->options & OPT_PEER)) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "ftctl: %s %s needs a value\n", cmd->word, a);
+				return -EINVAL;
 			}
-			buf = b;
-			cap *= 2;
+			if (!strcmp(a, "--peer"))
+				cl->peer = argv[++i];
+			else
+				cl->tls_peer = argv[++i];
+		} else if (!strncmp(a, "--", 2)) {
+			fprintf(stderr, "ftctl: %s does not take %s (see ftctl --help)\n",
+				cmd->word, a);
+			return -EINVAL;
+		} else if (cl->nr_args < cmd->args) {
+			cl->args[cl->nr_args++] = a;
+		} else if (cl->nr_names < cmd->names) {
+			cl->names[cl->nr_names++] = argv[i];
+		} else {
+			fprintf(stderr, "ftctl: unexpected argument '%s' (see ftctl --help)\n", a);
+			return -EINVAL;
 		}
 	}
-	close(fd);
-	if (buf)
-		buf[len] = 0;
-	if (buf && !len) {
+	if (cl->nr_args < cmd->args) {
+		fprintf(stderr, "ftctl: %s needs %s\n", cmd->word,
+			cmd->kind == CMD_SET ? "interval DURATION|auto" : "a REQUEST");
+		return -EINVAL;
+	}
+	if (cmd->kind == CMD_SET && strcmp(cl->args[0], "interval")) {
+		fprintf(stderr, "ftctl: unknown setting '%s' (known: interval)\n", cl->args[0]);
+		return -EINVAL;
+	}
+	if (cmd->kind == CMD_PROTECT && !cl->peer) {
+		fprintf(stderr, "ftctl: protect needs --peer HOST:PORT\n");
+		return -EINVAL;
+	}
+	if (cl->socket && cl->nr_names) {
+		fprintf(stderr, "ftctl: give either --socket PATH or a NAME, not both\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The request line a command sends. Returns 0, or -EINVAL when it would be too long. */
+static int build_request(const struct cmdline *cl, char *buf, size_t len)
+{
+	int n;
+
+	switch (cl->cmd->kind) {
+	case CMD_FAILOVER:
+		n = snprintf(buf, len, "%s", cl->force ? "failover --force" : "failover");
+		break;
+	case CMD_EVENTS:
+		n = snprintf(buf, len, "%s", cl->now ? "events --now" : "events");
+		break;
+	case CMD_PROTECT:
+		n = snprintf(buf, len, "protect --peer %s%s%s", cl->peer,
+			     cl->tls_peer ? " --tls-peer " : "", cl->tls_peer ? cl->tls_peer : "");
+		break;
+	case CMD_SET:
+		n = snprintf(buf, len, "set interval %s", cl->args[1]);
+		break;
+	case CMD_RAW:
+		n = snprintf(buf, len, "%s", cl->args[0]);
+		break;
+	default:
+		n = snprintf(buf, len, "%s", cl->cmd->request);
+		break;
+	}
+	if (n < 0 || (size_t)n >= len) {
+		fprintf(stderr, "ftctl: the request is too long: %.64s...\n", buf);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * The instances a command addresses: --socket, the NAMEs, or every one found.
+ * Returns their count (*ret malloc'ed), or an exit status as -EXIT_*.
+ */
+static int targets(const struct cmdline *cl, struct instance **ret)
+{
+	struct instance *list;
+	int n;
+
+	if (cl->socket || cl->nr_names) {
+		n = cl->socket ? 1 : (int)cl->nr_names;
+		list = calloc((size_t)n, sizeof(*list));
+		if (!list)
+			return -EXIT_UNREACHABLE;
+		for (int i = 0; i < n; i++)
+			if (cl->socket ? instance_by_path(cl->socket, &list[i]) < 0
+				       : instance_by_name(cl->names[i], &list[i]) < 0) {
+				if (cl->socket)
+					fprintf(stderr, "ftctl: socket path %s is too long\n",
+						cl->socket);
+				free(list);
+				return -EXIT_USAGE;
+			}
+		*ret = list;
+		return n;
+	}
+	n = instances_find(&list);
+	if (n < 0) {
+		fprintf(stderr, "ftctl: cannot look for ftd instances in %s: %s\n", instance_dir(),
+			strerror(-n));
+		return -EXIT_UNREACHABLE;
+	}
+	if (!n) {
 		fprintf(stderr,
-			"ftctl: ftd at %s closed the connection without answering (not "
-			"allowed to control it?)\n",
-			path);
-		free(buf);
-		return NULL;
+			"ftctl: no ftd instance in %s (none running, or give --socket PATH)\n",
+			instance_dir());
+		return -EXIT_UNREACHABLE;
 	}
-	return buf;
+	*ret = list;
+	return n;
 }
 
-static const char *str(struct json_object *o, const char *key)
+/* A command for one instance, without a NAME: only if exactly one was found. */
+static int one_target(const struct cmdline *cl, struct instance *ret)
 {
-	struct json_object *v;
+	struct instance *list;
+	int n = targets(cl, &list);
 
-	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : "-";
-}
-
-static uint64_t u64(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_uint64(v) : 0;
-}
-
-static bool has(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) && v;
-}
-
-/* The guest's identity: "guest UUID, generation N (earlier: N-1, ...)". */
-static void print_generation(struct json_object *r)
-{
-	struct json_object *h = NULL;
-	size_t n;
-
-	if (!has(r, "uuid")) {
-		printf("  guest: none held\n");
-		return;
+	if (n < 0)
+		return n;
+	if (n > 1) {
+		fprintf(stderr, "ftctl: %d ftd instances in %s:", n, instance_dir());
+		for (int i = 0; i < n; i++)
+			fprintf(stderr, "%s %s", i ? "," : "", list[i].name);
+		fprintf(stderr, "; name one (ftctl %s NAME)\n", cl->cmd->word);
+		free(list);
+		return -EXIT_USAGE;
 	}
-	printf("  guest %s, generation %" PRIu64, str(r, "uuid"), u64(r, "generation"));
-	json_object_object_get_ex(r, "history", &h);
-	n = h && json_object_is_type(h, json_type_array) ? json_object_array_length(h) : 0;
-	for (size_t i = 0; i < n; i++)
-		printf("%s%" PRIu64, i ? ", " : " (earlier: ",
-		       json_object_get_uint64(json_object_array_get_idx(h, i)));
-	printf("%s\n", n ? ")" : "");
+	*ret = list[0];
+	free(list);
+	return 0;
 }
 
-/* One screen, modelled on `drbdsetup status`. */
-static void print_status(struct json_object *r)
+/* The daemon's answer as an object, or NULL (said why). */
+static struct json_object *parse_answer(const char *answer)
 {
-	if (!strcmp(str(r, "role"), "primary")) {
-		struct json_object *pause = NULL;
+	struct json_object *reply = json_tokener_parse(answer);
 
-		json_object_object_get_ex(r, "pause_us", &pause);
-		printf("primary %s: %s, secondary %s\n", str(r, "guest"), str(r, "state"),
-		       str(r, "peer"));
-		print_generation(r);
-		if (has(r, "promoted_by"))
-			printf("  active here since a %s from checkpoint %" PRIu64 "\n",
-			       str(r, "promoted_by"), u64(r, "promoted_from_checkpoint"));
-		if (has(r, "sync_remaining"))
-			printf("  initial sync: %" PRIu64 " pages sent, %" PRIu64 " to go\n",
-			       u64(r, "sync_pages"), u64(r, "sync_remaining"));
-		printf("  epoch %" PRIu64 ", %" PRIu64 " checkpoints, %" PRIu64 " acknowledged",
-		       u64(r, "epoch"), u64(r, "checkpoints"), u64(r, "acked"));
-		if (has(r, "last_ack_age_ms"))
-			printf(" (last %" PRIu64 " ms ago)", u64(r, "last_ack_age_ms"));
-		printf(", interval %.3f ms", (double)u64(r, "interval_us") / 1000.0);
-		if (has(r, "interval_auto_budget")) {
-			struct json_object *ai = NULL;
+	if (reply && json_object_is_type(reply, json_type_object))
+		return reply;
+	fprintf(stderr, "ftctl: the daemon's answer is not JSON: %.200s\n", answer);
+	json_object_put(reply);
+	return NULL;
+}
 
-			json_object_object_get_ex(r, "interval_auto_budget", &ai);
-			printf(" (auto: overhead %" PRIu64 "%%, bound by %s%s)",
-			       u64(ai, "overhead_pct"), str(ai, "bound"),
-			       json_object_get_boolean(
-				       json_object_object_get(ai, "overhead_exceeded"))
-				       ? ", over budget"
-				       : "");
+/* {"name": NAME, ...the answer's keys}: an element of status's or list's array. */
+static struct json_object *named(const struct instance *in, struct json_object *reply)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "name", json_object_new_string(in->name));
+	json_object_object_foreach(reply, k, v)
+	{
+		if (strcmp(k, "name"))
+			json_object_object_add(o, k, json_object_get(v));
+	}
+	return o;
+}
+
+/*
+ * An instance that did not answer (r: why; 0: not JSON). Says so (alone, as
+ * any other command would; among others, as its state) and returns
+ * its element: {"name", "running" (false: no daemon listens), "error"}.
+ */
+static struct json_object *show_down(const struct cmdline *cl, const struct instance *in, int r,
+				     bool array)
+{
+	bool list = cl->cmd->kind == CMD_LIST, down = instance_not_running(r);
+	const char *why = r ? strerror(-r) : "its answer is not JSON";
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "name", json_object_new_string(in->name));
+	if (!list)
+		json_object_object_add(o, "ok", json_object_new_boolean(0));
+	if (list || !r || down)
+		json_object_object_add(o, "running", json_object_new_boolean(!down));
+	json_object_object_add(o, "error", json_object_new_string(why));
+	if (list) {
+		json_object_object_add(o, "role", NULL);
+		json_object_object_add(o, "state", NULL);
+	}
+	if (!array || (!cl->json && !list && !down)) {
+		/* Alone, or not a matter of state: as any other command would say it. */
+		if (r)
+			instance_report(in, r);
+		else
+			fprintf(stderr, "ftctl: %s: %s\n", in->name, why);
+	} else if (!cl->json && list)
+		printf("%-16s %-10s %s\n", in->name, "-", down ? "not running" : why);
+	else if (!cl->json) /* one of several: not running is its state */
+		printf("%s: not running\n", in->name);
+	return o;
+}
+
+/* One line of `ftctl list`, and its element {"name", "running", "role", "state"}. */
+static struct json_object *show_row(const struct cmdline *cl, const struct instance *in,
+				    struct json_object *reply)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "name", json_object_new_string(in->name));
+	json_object_object_add(o, "running", json_object_new_boolean(1));
+	json_object_object_add(o, "role", json_object_new_string(jstr(reply, "role")));
+	json_object_object_add(o, "state", json_object_new_string(jstr(reply, "state")));
+	if (!cl->json)
+		printf("%-16s %-10s %s\n", in->name, jstr(reply, "role"), jstr(reply, "state"));
+	return o;
+}
+
+/*
+ * status and list: every target, one that fails not keeping the others from
+ * answering. Returns the exit status: 3 if any did not answer, else 1 if any
+ * refused, else 0.
+ */
+static int show_instances(const struct cmdline *cl)
+{
+	bool list = cl->cmd->kind == CMD_LIST;
+	/* The shape follows the command line: one object for --socket or one NAME. */
+	bool array = list || !(cl->socket || cl->nr_names == 1);
+	struct json_object *out;
+	struct instance *in;
+	int n = targets(cl, &in), status = 0;
+
+	if (n < 0) {
+		if (n == -EXIT_UNREACHABLE && cl->json && array)
+			printf("[]\n"); /* none found: an empty list (and exit 3) */
+		return -n;
+	}
+	out = json_object_new_array();
+	for (int i = 0; i < n; i++) {
+		struct json_object *reply = NULL, *o;
+		char *answer;
+		int r = instance_ask(&in[i], "status", &answer);
+
+		if (r == 0) {
+			reply = parse_answer(answer);
+			free(answer);
 		}
-		printf("\n");
-		printf("  pause p50 %" PRIu64 " us, p99 %" PRIu64 " us; %" PRIu64
-		       " dirty pages per checkpoint; %.1f MB sent, %.1f MB/s\n",
-		       pause ? u64(pause, "p50") : 0, pause ? u64(pause, "p99") : 0,
-		       u64(r, "dirty_pages_per_checkpoint"), (double)u64(r, "bytes_sent") / 1e6,
-		       (double)u64(r, "bytes_per_s") / 1e6);
-		if (has(r, "quorum"))
-			printf("  quorum %s%s\n", str(r, "quorum"),
-			       json_object_get_boolean(json_object_object_get(r, "frozen"))
-				       ? ", guest stopped (lost quorum)"
-				       : "");
-		printf("  verified %" PRIu64 ", mismatches %" PRIu64 ", output held %" PRIu64
-		       " bytes, %" PRIu64 " sessions\n",
-		       u64(r, "verified"), u64(r, "mismatches"), u64(r, "held_bytes"),
-		       u64(r, "sessions"));
-		if (has(r, "net")) {
-			struct json_object *n = json_object_object_get(r, "net");
-
-			printf("  net %s on TAP %s%s: %" PRIu64 " frames held (%" PRIu64
-			       " bytes)%s; rx %" PRIu64 " frames (%" PRIu64 " dropped), tx %" PRIu64
-			       " frames\n",
-			       str(n, "mac"), str(n, "tap"),
-			       json_object_get_boolean(json_object_object_get(n, "attached"))
-				       ? ""
-				       : " (not open)",
-			       u64(n, "held_frames"), u64(n, "held_bytes"),
-			       json_object_get_boolean(json_object_object_get(n, "backpressured"))
-				       ? ", guest transmit stopped (backpressure)"
-				       : "",
-			       u64(n, "rx_frames"), u64(n, "rx_dropped"), u64(n, "tx_frames"));
+		if (!reply) {
+			status = EXIT_UNREACHABLE;
+			o = show_down(cl, &in[i], r, array);
+		} else if (list) {
+			o = show_row(cl, &in[i], reply);
+		} else {
+			if (!jbool(reply, "ok") && !status)
+				status = EXIT_REFUSED;
+			o = array ? named(&in[i], reply) : json_object_get(reply);
+			if (!cl->json && !jbool(reply, "ok"))
+				fprintf(stderr, "ftctl: %s: %s\n", in[i].name,
+					jstr(reply, "error"));
+			else if (!cl->json)
+				print_status(cl->socket ? NULL : in[i].name, reply);
 		}
-		if (has(r, "disk")) {
-			struct json_object *d = json_object_object_get(r, "disk");
-
-			printf("  disk %s (%" PRIu64 " MiB): %" PRIu64 " reads, %" PRIu64
-			       " writes (%.1f MB), %" PRIu64 " flushes, %" PRIu64
-			       " errors, %" PRIu64 " in flight; last sync sent %" PRIu64
-			       " blocks (%.1f MB) in %" PRIu64 " ms\n",
-			       str(d, "path"), u64(d, "size") >> 20, u64(d, "reads"),
-			       u64(d, "writes"), (double)u64(d, "write_bytes") / 1e6,
-			       u64(d, "flushes"), u64(d, "errors"), u64(d, "inflight"),
-			       u64(d, "sync_blocks"), (double)u64(d, "sync_bytes") / 1e6,
-			       u64(d, "sync_ms"));
-		}
-		return;
+		json_object_put(reply);
+		json_object_array_add(out, o);
 	}
-	printf("secondary: %s, primary %s\n", str(r, "state"), str(r, "peer"));
-	if (has(r, "checkpoint"))
-		printf("  replica at checkpoint %" PRIu64, u64(r, "checkpoint"));
-	else
-		printf("  replica holds no complete checkpoint");
-	if (has(r, "last_apply_age_ms"))
-		printf(" (applied %" PRIu64 " ms ago)", u64(r, "last_apply_age_ms"));
-	if (json_object_get_boolean(json_object_object_get(r, "stale")))
-		printf(", STALE: the primary moved on to generation %" PRIu64
-		       " (never promoted automatically; failover needs --force)",
-		       u64(r, "stale_by_generation"));
-	printf("\n");
-	print_generation(r);
-	printf("  ");
-	printf("%" PRIu64 " epochs applied, %" PRIu64 " checkpoints, %.1f MB received\n",
-	       u64(r, "epochs_applied"), u64(r, "checkpoints"),
-	       (double)u64(r, "bytes_received") / 1e6);
-	printf("  verified %" PRIu64 ", mismatches %" PRIu64 ", %" PRIu64
-	       " connections refused, %" PRIu64 " sessions\n",
-	       u64(r, "verified"), u64(r, "mismatches"), u64(r, "refused"), u64(r, "sessions"));
-	if (has(r, "quorum"))
-		printf("  quorum %s\n", str(r, "quorum"));
-	if (has(r, "disk")) {
-		struct json_object *d = json_object_object_get(r, "disk");
-
-		printf("  disk %s (%" PRIu64 " MiB): %.1f MB in %" PRIu64
-		       " records applied, %" PRIu64 " fdatasyncs, %" PRIu64 " ms writing%s\n",
-		       str(d, "path"), u64(d, "size") >> 20, (double)u64(d, "bytes_applied") / 1e6,
-		       u64(d, "records_applied"), u64(d, "fdatasyncs"), u64(d, "apply_ms"),
-		       json_object_get_boolean(json_object_object_get(d, "torn"))
-			       ? "; TORN: a write failed half-way, this image is no checkpoint"
-			       : "");
-	}
+	if (cl->json && (array || status != EXIT_UNREACHABLE))
+		printf("%s\n", json_object_to_json_string_ext(
+				       array ? out : json_object_array_get_idx(out, 0),
+				       JSON_C_TO_STRING_PLAIN));
+	json_object_put(out);
+	free(in);
+	return status;
 }
 
 /* `ftctl events`: lines as they come, until the daemon closes. */
-static int stream_events(const char *path, bool json)
+static int stream_events(const struct instance *in, const char *request, bool json)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	char buf[4096];
+	char buf[65536];
 	size_t have = 0;
-	int fd;
+	int fd = instance_send(in, request);
 
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		fprintf(stderr, "ftctl: socket path %s is too long\n", path);
-		return EXIT_UNREACHABLE;
-	}
-	strcpy(sun.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-	    write(fd, "events\n", 7) != 7) {
-		fprintf(stderr, "ftctl: cannot reach ftd at %s: %s\n", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
+	if (fd < 0) {
+		instance_report(in, fd);
 		return EXIT_UNREACHABLE;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -339,24 +444,10 @@ static int stream_events(const char *path, bool json)
 
 			*nl = 0;
 			ev = json_tokener_parse(line);
-			if (json || !ev) {
+			if (json || !ev)
 				printf("%s\n", line);
-			} else {
-				time_t t = (time_t)(u64(ev, "time_ms") / 1000);
-				struct tm tm;
-				char when[32];
-
-				localtime_r(&t, &tm);
-				strftime(when, sizeof(when), "%H:%M:%S", &tm);
-				printf("%s.%03u %s", when, (unsigned)(u64(ev, "time_ms") % 1000),
-				       str(ev, "event"));
-				json_object_object_foreach(ev, k, v)
-				{
-					if (strcmp(k, "event") && strcmp(k, "time_ms") && v)
-						printf(" %s=%s", k, json_object_get_string(v));
-				}
-				printf("\n");
-			}
+			else
+				print_event(ev);
 			json_object_put(ev);
 			line = nl + 1;
 		}
@@ -369,18 +460,77 @@ static int stream_events(const char *path, bool json)
 	return 0;
 }
 
-/* Options may also follow the command (ftctl status --json): only --json. */
-static int trailing_json(int argc, char **argv, int from, bool *json)
+/* The answer to a command for one instance, for people. */
+static void print_answer(enum cmd_kind kind, struct json_object *reply)
 {
-	for (int i = from; i < argc; i++) {
-		if (strcmp(argv[i], "--json")) {
-			fprintf(stderr, "ftctl: unexpected argument '%s' (see ftctl --help)\n",
-				argv[i]);
-			return -EINVAL;
-		}
-		*json = true;
+	switch (kind) {
+	case CMD_METRICS:
+		fputs(jstr(reply, "text"), stdout);
+		break;
+	case CMD_SET:
+		printf("interval %.3f ms%s\n", (double)ju64(reply, "interval_us") / 1000.0,
+		       jbool(reply, "interval_auto") ? " (auto: adapts every second)" : "");
+		break;
+	case CMD_START:
+		printf("started: the guest runs here\n");
+		break;
+	case CMD_FAILOVER:
+		printf("promoted: the guest runs here from checkpoint %" PRIu64 "\n",
+		       ju64(reply, "checkpoint"));
+		break;
+	case CMD_SWITCHOVER:
+		printf("switched over: %s runs the guest from checkpoint %" PRIu64 "\n",
+		       jstr(reply, "peer"), ju64(reply, "checkpoint"));
+		break;
+	case CMD_DISCARD:
+		printf("%s%s\n", jhas(reply, "discarded") ? "discarded the replica of " : "",
+		       jhas(reply, "discarded")
+			       ? jstr(reply, "discarded")
+			       : "nothing to discard: the replica held no checkpoint");
+		break;
+	case CMD_PROTECT:
+		printf("protecting with %s: the initial sync starts now (ftctl status shows "
+		       "progress)\n",
+		       jstr(reply, "peer"));
+		break;
+	default:
+		print_status(NULL, reply);
+		break;
 	}
-	return 0;
+}
+
+static int run_one(const struct cmdline *cl)
+{
+	struct json_object *reply;
+	struct instance in;
+	char request[512], *answer;
+	int r, status;
+
+	if (build_request(cl, request, sizeof(request)) < 0)
+		return EXIT_USAGE;
+	r = one_target(cl, &in);
+	if (r < 0)
+		return -r;
+	if (cl->cmd->kind == CMD_EVENTS)
+		return stream_events(&in, request, cl->json);
+	r = instance_ask(&in, request, &answer);
+	if (r < 0) {
+		instance_report(&in, r);
+		return EXIT_UNREACHABLE;
+	}
+	reply = parse_answer(answer);
+	free(answer);
+	if (!reply)
+		return EXIT_REFUSED;
+	status = jbool(reply, "ok") ? 0 : EXIT_REFUSED;
+	if (cl->json || cl->cmd->kind == CMD_RAW)
+		printf("%s\n", json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN));
+	else if (status)
+		fprintf(stderr, "ftctl: %s\n", jstr(reply, "error"));
+	else
+		print_answer(cl->cmd->kind, reply);
+	json_object_put(reply);
+	return status;
 }
 
 int main(int argc, char **argv)
@@ -389,165 +539,46 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
-	const char *path = NULL, *request;
-	bool json = false, raw, metrics = false, setting = false, failover = false;
-	bool switchover = false, protect = false, discard = false;
-	char setbuf[384];
-	struct json_object *reply, *ok;
-	char *answer;
-	int c, status;
+	struct cmdline cl = { 0 };
+	int c;
 
 	signal(SIGPIPE, SIG_IGN); /* a refused connection is reported, not fatal */
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			path = optarg;
+			cl.socket = optarg;
 			break;
 		case 'j':
-			json = true;
+			cl.json = true;
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("ftctl (ringft) " RINGFT_VERSION "\n");
 			return 0;
 		default:
 			usage(stderr);
 			return EXIT_USAGE;
 		}
 	}
-	if (optind < argc && !strcmp(argv[optind], "status")) {
-		if (trailing_json(argc, argv, optind + 1, &json) < 0)
-			return EXIT_USAGE;
-		request = "status";
-		raw = false;
-	} else if (optind < argc && !strcmp(argv[optind], "failover")) {
-		bool force = false;
-
-		for (int i = optind + 1; i < argc; i++) {
-			if (!strcmp(argv[i], "--force"))
-				force = true;
-			else if (trailing_json(argc, argv, i, &json) < 0)
-				return EXIT_USAGE;
-			else
-				break;
-		}
-		request = force ? "failover --force" : "failover";
-		raw = false;
-		failover = true;
-	} else if (optind < argc && !strcmp(argv[optind], "events")) {
-		if (trailing_json(argc, argv, optind + 1, &json) < 0)
-			return EXIT_USAGE;
-		return stream_events(path ? path : default_socket(), json);
-	} else if (optind < argc && !strcmp(argv[optind], "discard")) {
-		if (trailing_json(argc, argv, optind + 1, &json) < 0)
-			return EXIT_USAGE;
-		request = "discard";
-		raw = false;
-		discard = true;
-	} else if (optind < argc && !strcmp(argv[optind], "switchover")) {
-		if (trailing_json(argc, argv, optind + 1, &json) < 0)
-			return EXIT_USAGE;
-		request = "switchover";
-		raw = false;
-		switchover = true;
-	} else if (optind < argc && !strcmp(argv[optind], "protect")) {
-		if (optind + 3 > argc || strcmp(argv[optind + 1], "--peer")) {
-			fprintf(stderr, "ftctl: protect needs --peer HOST:PORT\n");
-			return EXIT_USAGE;
-		}
-		const char *name = NULL;
-		int rest = optind + 3;
-
-		if (rest < argc && !strcmp(argv[rest], "--tls-peer")) {
-			if (rest + 1 >= argc) {
-				fprintf(stderr, "ftctl: protect --tls-peer needs a NAME\n");
-				return EXIT_USAGE;
-			}
-			name = argv[rest + 1];
-			rest += 2;
-		}
-		if (trailing_json(argc, argv, rest, &json) < 0)
-			return EXIT_USAGE;
-		if (snprintf(setbuf, sizeof(setbuf), "protect --peer %s%s%s", argv[optind + 2],
-			     name ? " --tls-peer " : "", name ? name : "") >= (int)sizeof(setbuf)) {
-			fprintf(stderr, "ftctl: peer '%s' is too long\n", argv[optind + 2]);
-			return EXIT_USAGE;
-		}
-		request = setbuf;
-		raw = false;
-		protect = true;
-	} else if (optind < argc && !strcmp(argv[optind], "metrics")) {
-		if (trailing_json(argc, argv, optind + 1, &json) < 0)
-			return EXIT_USAGE;
-		request = "metrics";
-		raw = false;
-		metrics = true;
-	} else if (optind + 3 <= argc && !strcmp(argv[optind], "set") &&
-		   !strcmp(argv[optind + 1], "interval")) {
-		if (trailing_json(argc, argv, optind + 3, &json) < 0)
-			return EXIT_USAGE;
-		if (snprintf(setbuf, sizeof(setbuf), "set interval %s", argv[optind + 2]) >=
-		    (int)sizeof(setbuf)) {
-			fprintf(stderr, "ftctl: interval '%s' is too long\n", argv[optind + 2]);
-			return EXIT_USAGE;
-		}
-		request = setbuf;
-		raw = false;
-		setting = true;
-	} else if (optind + 2 == argc && !strcmp(argv[optind], "raw")) {
-		request = argv[optind + 1];
-		raw = true;
-	} else {
-		if (optind < argc)
-			fprintf(stderr, "ftctl: unknown command '%s' (see ftctl --help)\n",
-				argv[optind]);
-		else
-			fprintf(stderr, "ftctl: no command given (see ftctl --help)\n");
+	if (optind >= argc) {
+		fprintf(stderr, "ftctl: no command given (see ftctl --help)\n");
 		return EXIT_USAGE;
 	}
-	answer = ask(path ? path : default_socket(), request);
-	if (!answer)
-		return EXIT_UNREACHABLE;
-	reply = json_tokener_parse(answer);
-	if (!reply || !json_object_is_type(reply, json_type_object)) {
-		fprintf(stderr, "ftctl: the daemon's answer is not JSON: %.200s\n", answer);
-		free(answer);
-		json_object_put(reply);
-		return EXIT_REFUSED;
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[optind], commands[i].word))
+			cl.cmd = &commands[i];
+	if (!cl.cmd) {
+		fprintf(stderr, "ftctl: unknown command '%s' (see ftctl --help)\n", argv[optind]);
+		return EXIT_USAGE;
 	}
-	status = json_object_object_get_ex(reply, "ok", &ok) && json_object_get_boolean(ok)
-			 ? 0
-			 : EXIT_REFUSED;
-	if (json || raw)
-		printf("%s\n", json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN));
-	else if (status)
-		fprintf(stderr, "ftctl: %s\n", str(reply, "error"));
-	else if (metrics)
-		fputs(str(reply, "text"), stdout);
-	else if (setting)
-		printf("interval %.3f ms%s\n", (double)u64(reply, "interval_us") / 1000.0,
-		       json_object_get_boolean(json_object_object_get(reply, "interval_auto"))
-			       ? " (auto: adapts every second)"
-			       : "");
-	else if (failover)
-		printf("promoted: the guest runs here from checkpoint %" PRIu64 "\n",
-		       u64(reply, "checkpoint"));
-	else if (switchover)
-		printf("switched over: %s runs the guest from checkpoint %" PRIu64 "\n",
-		       str(reply, "peer"), u64(reply, "checkpoint"));
-	else if (discard)
-		printf("%s%s\n", has(reply, "discarded") ? "discarded the replica of " : "",
-		       has(reply, "discarded")
-			       ? str(reply, "discarded")
-			       : "nothing to discard: the replica held no checkpoint");
-	else if (protect)
-		printf("protecting with %s: the initial sync starts now (ftctl status shows "
-		       "progress)\n",
-		       str(reply, "peer"));
-	else
-		print_status(reply);
-	json_object_put(reply);
-	free(answer);
-	return status;
+	if (parse_command(argc - optind - 1, argv + optind + 1, &cl) < 0)
+		return EXIT_USAGE;
+	if (cl.cmd->kind == CMD_STATUS || cl.cmd->kind == CMD_LIST)
+		return show_instances(&cl);
+	return run_one(&cl);
 }

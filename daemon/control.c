@@ -78,6 +78,44 @@ static void answer_error(struct client *cl, const char *fmt, const char *arg)
 	client_answer(cl, reply);
 }
 
+/* An event line for this client alone: {"time_ms":..., "event":name}. */
+static struct json_object *client_event(const char *name)
+{
+	struct json_object *ev = json_object_new_object();
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	json_object_object_add(ev, "time_ms",
+			       json_object_new_uint64((uint64_t)ts.tv_sec * 1000 +
+						      (uint64_t)ts.tv_nsec / NS_PER_MS));
+	json_object_object_add(ev, "event", json_object_new_string(name));
+	return ev;
+}
+
+/*
+ * `events --now`: {"event":"state","status":{...}}, the object `status`
+ * answers (without "ok"). Built by the same handler in the same turn of the
+ * owner thread that subscribed the client: no event can fall between the
+ * state it shows and the first change that follows.
+ */
+static void client_send_state(struct client *cl)
+{
+	struct request status = { .kind = REQ_STATUS, .text = "status" };
+	struct json_object *ev = client_event("state"), *st = json_object_new_object(), *err;
+	int r = cl->ctl->fn(cl->ctl->opaque, &status, st);
+
+	if (r == 0) {
+		json_object_object_add(ev, "status", st);
+	} else {
+		/* No role refuses `status`; should one, say so rather than show nothing. */
+		if (json_object_object_get_ex(st, "error", &err))
+			json_object_object_add(ev, "error", json_object_get(err));
+		json_object_put(st);
+	}
+	client_send_line(cl, ev);
+	json_object_put(ev);
+}
+
 static void client_recv_buf(void *opaque, uint8_t **ret_buf, size_t *ret_len)
 {
 	struct client *cl = opaque;
@@ -110,17 +148,13 @@ static int client_received(void *opaque, uint8_t *buf, size_t n)
 		return 0;
 	}
 	if (cl->parsed.kind == REQ_EVENTS) {
-		struct json_object *hello = json_object_new_object();
-		struct timespec ts;
+		struct json_object *hello = client_event("subscribed");
 
-		clock_gettime(CLOCK_REALTIME, &ts);
 		cl->events = true;
-		json_object_object_add(hello, "time_ms",
-				       json_object_new_uint64((uint64_t)ts.tv_sec * 1000 +
-							      (uint64_t)ts.tv_nsec / NS_PER_MS));
-		json_object_object_add(hello, "event", json_object_new_string("subscribed"));
 		client_send_line(cl, hello);
 		json_object_put(hello);
+		if (cl->parsed.now)
+			client_send_state(cl);
 		return 0;
 	}
 	if (cl->ctl->later) {

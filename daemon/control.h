@@ -51,7 +51,8 @@ bool control_waiting(const struct control *c);
 void control_answer(struct control *c, int r, struct json_object *reply);
 /*
  * The `events` request keeps its client connected: every event is sent to each
- * such client as one JSON line. Takes ev; accepts a NULL control.
+ * such client as one JSON line. Takes ev; accepts a NULL control. `events
+ * --now` first gets the answer to `status` from the handler, as a "state" event.
  */
 void control_event(struct control *c, struct json_object *ev);
 

@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: MIT
 /* ftd: the ringft daemon. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "daemon/disk.h"
 #include "daemon/options.h"
+#include "daemon/reload.h"
 #include "daemon/replication.h"
 #include "daemon/run.h"
 #include "lib/log.h"
@@ -24,6 +28,7 @@ int main(int argc, char **argv)
 		free(o);
 		return FTD_EXIT_USAGE;
 	}
+	ftd_reload_init(o, argc, argv);
 	if (o->help) {
 		ftd_usage(stdout);
 		free(o);
@@ -54,6 +59,19 @@ int main(int argc, char **argv)
 	default:
 		r = ftd_secondary(o);
 		break;
+	}
+	if (o->role == FTD_ROLE_AUTO && r == 0 && ftd_primary_handed_over()) {
+		/*
+		 * Role auto after a switchover: the guest runs on the other node, which
+		 * protects it towards this one. This node starts again, as it started
+		 * (the same command line and file), and so becomes that secondary.
+		 */
+		log_info("auto: the guest runs on the other node now: starting again to become "
+			 "its secondary");
+		execv("/proc/self/exe", argv);
+		log_error("Cannot start again (%s): start ftd again to protect the guest",
+			  strerror(errno));
+		r = 1;
 	}
 	free(o);
 	return r;

@@ -21,6 +21,7 @@
 #include "daemon/genstore.h"
 #include "daemon/hooks.h"
 #include "daemon/loop.h"
+#include "daemon/reload.h"
 #include "daemon/replication.h"
 #include "daemon/role.h"
 #include "daemon/run.h"
@@ -370,12 +371,21 @@ static uint64_t ftd_primary_next_due(void *opaque)
 	return engine < output ? engine : output;
 }
 
+/* SIGHUP. */
+static void ftd_primary_reload(void *opaque)
+{
+	struct ftd_primary_loop_ctx *al = opaque;
+
+	ftd_primary_apply_reload(al->a, ftd_reload(al->a->pr));
+}
+
 static int ftd_primary_loop(struct ftd_primary *a)
 {
 	static const struct ftd_loop_ops ops = {
 		.io = ftd_primary_io,
 		.tick = ftd_primary_tick,
 		.second = ftd_primary_second,
+		.reload = ftd_primary_reload,
 		.next_due = ftd_primary_next_due,
 	};
 	struct ftd_process *pr = a->pr;
@@ -388,6 +398,9 @@ static int ftd_primary_loop(struct ftd_primary *a)
 		.fds = { pr->vm->event_fd, a->timer_fd, netloop_fd(&pr->nl), vm_device_fd(pr->vm) },
 		.nr_fds = 4,
 		.fc = &pr->fc,
+		.mh = pr->mh,
+		.metrics_fn = ftd_primary_control,
+		.metrics_opaque = a,
 		.max_wait_ns = 100 * NS_PER_MS,
 		.next_second_ns = start + NS_PER_S,
 		.end_ns = a->o->duration_ns ? a->start_ns + a->o->duration_ns : 0,
@@ -400,6 +413,13 @@ static int ftd_primary_loop(struct ftd_primary *a)
 
 static void ftd_primary_on_gen(void *opaque, const struct gen_state *g, bool from_self,
 			       uint32_t nodeid);
+
+static bool handed_over;
+
+bool ftd_primary_handed_over(void)
+{
+	return handed_over;
+}
 
 int ftd_primary_run(struct ftd_primary *a, const char *peer)
 {
@@ -461,7 +481,10 @@ int ftd_primary_run(struct ftd_primary *a, const char *peer)
 	status = ftd_primary_loop(a);
 	a->pr->fc.running = NULL;
 	ftd_primary_marker(a, false);
-	sd_notify(0, "STOPPING=1");
+	handed_over = a->p->handover == HANDOVER_DONE;
+	/* Role auto starts again as a secondary after a switchover (ftd.c): not a stop. */
+	if (!(handed_over && a->o->role == FTD_ROLE_AUTO))
+		sd_notify(0, "STOPPING=1");
 	if (status == 0 && a->p->handover == HANDOVER_NONE)
 		primary_final_checkpoint(a->p);
 	/* The guest ends at its last checkpoint: nothing it does after may show. */
@@ -553,34 +576,51 @@ static void ftd_primary_on_gen(void *opaque, const struct gen_state *g, bool fro
 		a->stop_why = "another node moved this guest to a newer generation";
 }
 
+int ftd_primary_boot(struct ftd_primary *a, const char *peer)
+{
+	const struct ftd_options *o = a->o;
+	struct ftd_process *pr = a->pr;
+	int r;
+
+	if (o->cluster[0] &&
+	    (wait_quorum(&pr->fc, pr->sig_fd) < 0 || cluster_boot_check(&pr->fc, pr->sig_fd) < 0))
+		return 1;
+	if (new_guest(o, &a->gen) < 0)
+		return 1;
+	if (a->sec) {
+		/* A waiting node's listener: it tells primaries that the guest runs here. */
+		a->sec->hello.gen = a->gen;
+		a->sec->hello.holds = HOLDS_RUNNING;
+	}
+	r = vm_start(pr->vm);
+	if (r < 0) {
+		log_error("Failed to start vCPU threads: %s", strerror(-r));
+		return 1;
+	}
+	pr->booted = true;
+	log_info("primary: running %s (%llu MiB, %u vCPUs, %s tracking), checkpoint every "
+		 "%.3f ms, secondary %s%s",
+		 o->guest, (unsigned long long)(o->mem_size >> 20), o->vcpus,
+		 dirty_mode_name(o->tracking), (double)o->interval_ns / NS_PER_MS,
+		 peer ? peer : "none", o->verify ? ", verifying memory" : "");
+	sd_notifyf(0, "READY=1\nSTATUS=primary: running %s, connecting to %s", o->guest,
+		   peer ? peer : "no secondary");
+	return ftd_primary_run(a, peer);
+}
+
 int ftd_primary(const struct ftd_options *o)
 {
 	struct ftd_process pr;
 	struct ftd_primary a = { .o = o, .pr = &pr, .timer_fd = -1 };
-	int status, r;
+	int status;
 
 	status = ftd_process_open(&pr, o, "peer", o->peer, true, o->send_zc);
 	if (status)
 		goto out;
 	status = 1;
-	if (ftd_process_serve(&pr, ftd_primary_control, &a) < 0 ||
-	    (o->cluster[0] && wait_quorum(&pr.fc, pr.sig_fd) < 0))
+	if (ftd_process_serve(&pr, ftd_primary_control, &a) < 0)
 		goto out;
-	if ((o->cluster[0] && cluster_boot_check(&pr.fc, pr.sig_fd) < 0) ||
-	    new_guest(o, &a.gen) < 0)
-		goto out;
-	r = vm_start(pr.vm);
-	if (r < 0) {
-		log_error("Failed to start vCPU threads: %s", strerror(-r));
-		goto out;
-	}
-	log_info("primary: running %s (%llu MiB, %u vCPUs, %s tracking), checkpoint every "
-		 "%.3f ms, secondary %s%s",
-		 o->guest, (unsigned long long)(o->mem_size >> 20), o->vcpus,
-		 dirty_mode_name(o->tracking), (double)o->interval_ns / NS_PER_MS, o->peer,
-		 o->verify ? ", verifying memory" : "");
-	sd_notifyf(0, "READY=1\nSTATUS=primary: running %s, connecting to %s", o->guest, o->peer);
-	status = ftd_primary_run(&a, o->peer);
+	status = ftd_primary_boot(&a, o->peer);
 out:
 	ftd_process_close(&pr);
 	tls_ctx_free(a.tls_named);

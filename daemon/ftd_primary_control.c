@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "daemon/events.h"
+#include "daemon/reload.h"
 #include "daemon/role.h"
 #include "daemon/run.h"
 #include "daemon/status.h"
@@ -55,6 +56,29 @@ static int ftd_primary_set_interval(struct ftd_primary *a, const struct request 
 	json_add_u64(r, "interval_us", a->interval_ns / NS_PER_US);
 	json_object_object_add(r, "interval_auto", json_object_new_boolean(a->auto_iv.enabled));
 	return 0;
+}
+
+void ftd_primary_apply_reload(struct ftd_primary *a, unsigned int what)
+{
+	const struct ftd_options *o = a->o;
+
+	if (what & RELOAD_INTERVAL) {
+		if (o->interval_auto) {
+			auto_interval_init(&a->auto_iv, o->auto_overhead_pct, o->auto_max_hold_ns);
+			log_info("SIGHUP: checkpoint interval auto (overhead budget %u%%)",
+				 a->auto_iv.overhead_pct);
+		} else if (ftd_primary_retime(a, o->interval_ns, NULL) < 0) {
+			log_error("SIGHUP: cannot set the checkpoint timer: %s", strerror(errno));
+		} else {
+			a->auto_iv.enabled = false;
+			log_info("SIGHUP: checkpoint interval %.3f ms",
+				 (double)a->interval_ns / NS_PER_MS);
+		}
+	}
+	if (what & RELOAD_TIMEOUT)
+		a->p->cfg.timeout_ns = o->timeout_ns;
+	if (what & RELOAD_TLS)
+		a->p->cfg.tls = a->pr->tls;
 }
 
 void ftd_primary_auto_interval(struct ftd_primary *a)
@@ -195,6 +219,9 @@ int ftd_primary_control(void *opaque, const struct request *req, struct json_obj
 	case REQ_DISCARD:
 		json_add_str(r, "error",
 			     "this node runs the guest: there is no replica to discard");
+		return -EALREADY;
+	case REQ_START:
+		json_add_str(r, "error", "the guest runs here already");
 		return -EALREADY;
 	case REQ_STATUS:
 	case REQ_EVENTS:

@@ -18,6 +18,7 @@
 #include "daemon/genstore.h"
 #include "daemon/hooks.h"
 #include "daemon/loop.h"
+#include "daemon/reload.h"
 #include "daemon/replication.h"
 #include "daemon/role.h"
 #include "daemon/run.h"
@@ -242,6 +243,55 @@ static void ftd_secondary_on_gen(void *opaque, const struct gen_state *g, bool f
 	event_emit(sb->pr->ctl, "stale", "generation", num, NULL);
 }
 
+/*
+ * `ftctl start`: a node that waits for a primary and never had one boots the
+ * guest itself. The loop ends (the state is SECONDARY_ACTIVE) and
+ * ftd_secondary_boot() boots it. A guest that runs on the other node is not
+ * shown twice: the booted guest holds its output until its secondary first
+ * answered, and a node running the guest answers "running" (docs/failover.md).
+ */
+static int ftd_secondary_start(struct ftd_secondary *sb, struct json_object *r)
+{
+	struct secondary *s = sb->s;
+	char msg[256];
+	int e;
+
+	if (sb->pr->fc.c && !sb->pr->fc.quorate) {
+		json_add_str(r, "error",
+			     "this node is not quorate: the guest may run on the other side");
+		return -EAGAIN;
+	}
+	e = secondary_boot_here(s, "ftctl start");
+
+	switch (e) {
+	case 0:
+		sb->booting = true;
+		log_info("ftctl start: booting %s here", sb->o->guest);
+		json_add_str(r, "guest", sb->o->guest);
+		return 0;
+	case -EBUSY:
+		snprintf(msg, sizeof(msg), "a primary (%s) is connected: the guest runs there",
+			 s->last_peer[0] ? s->last_peer : "?");
+		break;
+	case -EEXIST:
+		snprintf(msg, sizeof(msg),
+			 "this node holds checkpoint %llu of the guest: resume it with `ftctl "
+			 "failover` (start would boot a new guest and abandon it)",
+			 (unsigned long long)s->replica.checkpoint);
+		break;
+	case -ENOTEMPTY:
+		snprintf(msg, sizeof(msg),
+			 "a primary synced into this node's memory before: restart ftd here to "
+			 "boot the guest from nothing");
+		break;
+	default:
+		snprintf(msg, sizeof(msg), "the guest runs here already");
+		break;
+	}
+	json_add_str(r, "error", msg);
+	return e;
+}
+
 /* `ftctl status` and `ftctl failover` on a secondary. */
 static int ftd_secondary_control(void *opaque, const struct request *req, struct json_object *r)
 {
@@ -251,6 +301,8 @@ static int ftd_secondary_control(void *opaque, const struct request *req, struct
 
 	if (req->kind == REQ_DISCARD)
 		return ftd_secondary_discard(sb, r);
+	if (req->kind == REQ_START)
+		return ftd_secondary_start(sb, r);
 	if (req->kind == REQ_FAILOVER) {
 		struct failover_view v;
 		struct failover_decision d;
@@ -278,12 +330,12 @@ static int ftd_secondary_control(void *opaque, const struct request *req, struct
 		json_add_str(r, "error", msg);
 		return e;
 	}
+	if (req->kind == REQ_METRICS) {
+		ftd_secondary_metrics(sb, now, r);
+		return 0;
+	}
 	if (req->kind != REQ_STATUS) {
-		json_add_str(r, "error",
-			     req->kind == REQ_METRICS
-				     ? "metrics come from the node that runs the guest"
-				     : "this is the secondary: ask the node that runs the "
-				       "guest");
+		json_add_str(r, "error", "this is the secondary: ask the node that runs the guest");
 		return -EPERM;
 	}
 	ftd_secondary_status(sb, now, r);
@@ -347,7 +399,6 @@ static void promoted_generation(struct ftd_secondary *sb, struct ftd_primary *a)
 /* The loop's: what the secondary tracks from one pass to the next. */
 struct ftd_secondary_loop_ctx {
 	struct ftd_secondary *sb;
-	bool *ready;
 	enum secondary_state last_state;
 	struct swindow w;
 };
@@ -382,11 +433,6 @@ static int ftd_secondary_tick(void *opaque, uint64_t now)
 	sl->last_state = s->state;
 	if (s->state == SECONDARY_ACTIVE)
 		return 0;
-	/* systemd: ready once the replica is a checkpoint the guest could run from. */
-	if (!*sl->ready && s->state == SECONDARY_REPLICATING) {
-		*sl->ready = true;
-		sd_notify(0, "READY=1");
-	}
 	return FTD_LOOP_ON;
 }
 
@@ -403,7 +449,7 @@ static void ftd_secondary_second(void *opaque, uint64_t now)
 
 /*
  * Keeps the replica until a signal, --duration (from `start`) or a promotion
- * (the state is then SECONDARY_ACTIVE). *ready: systemd was told READY=1.
+ * (the state is then SECONDARY_ACTIVE).
  * Returns 0, or 1 when polling failed.
  */
 /* The disk's block sums go in slices: the wait ends at once while some are due. */
@@ -414,9 +460,23 @@ static uint64_t ftd_secondary_next_due(void *opaque)
 	return secondary_busy(sl->sb->s) ? 0 : UINT64_MAX;
 }
 
-static int ftd_secondary_loop(struct ftd_secondary *sb, uint64_t start, bool *ready)
+/* SIGHUP: the replica's timeout and TLS files, for the next primary. */
+static void ftd_secondary_reload(void *opaque)
+{
+	struct ftd_secondary_loop_ctx *sl = opaque;
+	struct ftd_secondary *sb = sl->sb;
+	unsigned int what = ftd_reload(sb->pr);
+
+	if (what & RELOAD_TIMEOUT)
+		sb->s->timeout_ns = sb->o->timeout_ns;
+	if (what & RELOAD_TLS)
+		sb->s->tls = sb->pr->tls;
+}
+
+static int ftd_secondary_loop(struct ftd_secondary *sb, uint64_t start)
 {
 	static const struct ftd_loop_ops ops = {
+		.reload = ftd_secondary_reload,
 		.io = ftd_secondary_io,
 		.tick = ftd_secondary_tick,
 		.next_due = ftd_secondary_next_due,
@@ -425,7 +485,6 @@ static int ftd_secondary_loop(struct ftd_secondary *sb, uint64_t start, bool *re
 	struct ftd_process *pr = sb->pr;
 	struct ftd_secondary_loop_ctx sl = {
 		.sb = sb,
-		.ready = ready,
 		.last_state = SECONDARY_WAITING,
 		.w = { .start_ns = start },
 	};
@@ -436,6 +495,7 @@ static int ftd_secondary_loop(struct ftd_secondary *sb, uint64_t start, bool *re
 		.fds = { netloop_fd(&pr->nl) },
 		.nr_fds = 1,
 		.fc = &pr->fc,
+		.mh = pr->mh,
 		.max_wait_ns = 100 * NS_PER_MS,
 		.next_second_ns = start + NS_PER_S,
 		.end_ns = sb->o->duration_ns ? start + sb->o->duration_ns : 0,
@@ -445,7 +505,7 @@ static int ftd_secondary_loop(struct ftd_secondary *sb, uint64_t start, bool *re
 }
 
 /* The guest runs here now: this process carries on as its primary (a). */
-static int ftd_secondary_promoted(struct ftd_secondary *sb, struct ftd_primary *a, bool ready)
+static int ftd_secondary_promoted(struct ftd_secondary *sb, struct ftd_primary *a)
 {
 	struct secondary *s = sb->s;
 	char by[sizeof(s->promoted_by)];
@@ -459,10 +519,26 @@ static int ftd_secondary_promoted(struct ftd_secondary *sb, struct ftd_primary *
 	/* Not outbuf's position now: the promoted vCPUs may have written already. */
 	log_info("console: the guest continues the stream at offset %llu",
 		 (unsigned long long)(sb->mirroring ? sb->committed_end : 0));
-	if (!ready)
-		sd_notify(0, "READY=1");
-	/* s stays until the process ends: freeing it waits out receives still in flight. */
-	return ftd_primary_run(a, NULL);
+	/*
+	 * s stays until the process ends: freeing it waits out receives still in
+	 * flight. Role auto protects the guest again towards the other node,
+	 * which becomes its secondary once ftd runs there again.
+	 */
+	if (sb->o->auto_peer[0])
+		log_info("auto: protecting the guest towards the other node %s once it is there",
+			 sb->o->auto_peer);
+	return ftd_primary_run(a, sb->o->auto_peer[0] ? sb->o->auto_peer : NULL);
+}
+
+/* `ftctl start` ended the loop: the guest boots here from nothing, as `ftd primary` boots it. */
+static int ftd_secondary_boot(struct ftd_secondary *sb, struct ftd_primary *a)
+{
+	int status = ftd_load_guest(sb->o, sb->pr->vm);
+
+	if (status)
+		return status;
+	a->sec = sb->s;
+	return ftd_primary_boot(a, sb->o->auto_peer[0] ? sb->o->auto_peer : NULL);
 }
 
 /* The replica lives in this process's memory: after a restart it holds nothing. */
@@ -488,7 +564,6 @@ int ftd_secondary(const struct ftd_options *o)
 	struct secondary *s;
 	uint8_t *cpuid = NULL;
 	uint64_t start = clock_now_ns();
-	bool ready = false;
 	int status, r;
 
 	status = ftd_process_open(&pr, o, "listen", o->listen, false, false);
@@ -534,19 +609,24 @@ int ftd_secondary(const struct ftd_options *o)
 		s->auto_failover = true;
 	if (ftd_process_serve(&pr, ftd_secondary_control, &sb) < 0)
 		goto out;
-	log_info("secondary: listening on %s for a primary (%llu MiB, %u vCPUs, %s tracking)",
+	log_info("secondary: listening on %s for a primary (%llu MiB, %u vCPUs, %s tracking)%s",
 		 o->listen, (unsigned long long)(o->mem_size >> 20), o->vcpus,
-		 dirty_mode_name(o->tracking));
-	sd_notifyf(0, "STATUS=secondary: listening on %s", o->listen);
+		 dirty_mode_name(o->tracking),
+		 o->role == FTD_ROLE_AUTO ? "; role auto: the guest runs here only after "
+					    "`ftctl start` or a failover"
+					  : "");
+	/* Ready once it listens: `systemctl start` of a secondary must not wait for a primary. */
+	sd_notifyf(0, "READY=1\nSTATUS=secondary: listening on %s, waiting for a primary",
+		   o->listen);
 	event_emit(pr.ctl, "role", "role", "secondary", "by", "start", NULL);
-	status = ftd_secondary_loop(&sb, start, &ready);
+	status = ftd_secondary_loop(&sb, start);
 	if (s->state != SECONDARY_ACTIVE) {
 		sd_notify(0, "STOPPING=1");
 		log_replica(s, "stopping", true);
 	}
 	ftd_secondary_summary(s);
 	if (s->state == SECONDARY_ACTIVE)
-		status = ftd_secondary_promoted(&sb, &a, ready);
+		status = sb.booting ? ftd_secondary_boot(&sb, &a) : ftd_secondary_promoted(&sb, &a);
 out:
 	ftd_process_close(&pr);
 	free(cpuid);

@@ -7,12 +7,13 @@
 
 #include "daemon/ftd_cluster.h"
 #include "daemon/loop.h"
+#include "daemon/metrics_http.h"
 #include "daemon/run.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 
-/* The signalfd, four of the role's, three of the cluster's. */
-#define LOOP_MAX_FDS 8
+/* The signalfd, four of the role's, the metrics server's, three of the cluster's. */
+#define LOOP_MAX_FDS 9
 
 static struct timespec loop_wait(const struct ftd_loop *l)
 {
@@ -21,12 +22,19 @@ static struct timespec loop_wait(const struct ftd_loop *l)
 
 	if (due != UINT64_MAX)
 		wait_ns = due <= now ? 0 : due - now < wait_ns ? due - now : wait_ns;
+	if (l->mh) {
+		uint64_t m = metrics_http_wait_ns(l->mh);
+
+		wait_ns = m < wait_ns ? m : wait_ns;
+	}
 	return (struct timespec){ .tv_sec = (time_t)(wait_ns / NS_PER_S),
 				  .tv_nsec = (long)(wait_ns % NS_PER_S) };
 }
 
 int ftd_loop_run(struct ftd_loop *l)
 {
+	if (l->mh && l->metrics_fn)
+		metrics_http_set_handler(l->mh, l->metrics_fn, l->metrics_opaque);
 	for (;;) {
 		struct pollfd pfd[LOOP_MAX_FDS] = { { .fd = l->sig_fd, .events = POLLIN } };
 		struct timespec wait_ts = loop_wait(l);
@@ -35,6 +43,9 @@ int ftd_loop_run(struct ftd_loop *l)
 
 		for (int i = 0; i < l->nr_fds; i++)
 			pfd[npfd++] = (struct pollfd){ .fd = l->fds[i], .events = POLLIN };
+		if (l->mh)
+			pfd[npfd++] =
+				(struct pollfd){ .fd = metrics_http_fd(l->mh), .events = POLLIN };
 		if (l->fc)
 			npfd = ftd_cluster_pollfds(l->fc, pfd, npfd, LOOP_MAX_FDS);
 		if (ppoll(pfd, (nfds_t)npfd, &wait_ts, NULL) < 0 && errno != EINTR) {
@@ -43,12 +54,17 @@ int ftd_loop_run(struct ftd_loop *l)
 		}
 		if ((pfd[0].revents & POLLIN) && ftd_read_signal(l->sig_fd))
 			return 0;
+		if (ftd_hup_take() && l->ops->reload)
+			l->ops->reload(l->opaque);
 		r = l->ops->io(l->opaque);
 		if (r != FTD_LOOP_ON)
 			return r;
 		now = clock_now_ns();
 		if (l->ops->tick && (r = l->ops->tick(l->opaque, now)) != FTD_LOOP_ON)
 			return r;
+		/* Last: a scrape waits for the checkpoint that is due, never the reverse. */
+		if (l->mh)
+			metrics_http_run(l->mh);
 		if (l->ops->second && now >= l->next_second_ns) {
 			l->ops->second(l->opaque, now);
 			if (!l->second_on_grid)

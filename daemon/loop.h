@@ -4,11 +4,14 @@
  * the secondary). Each pass:
  *
  *   wait    ppoll on the signalfd, the role's fds (the VM's event fd, the
- *           checkpoint timer, the io_uring) and the cluster's, at most
- *           max_wait_ns or until the role's next timed work (next_due)
- *   signal  SIGINT/SIGTERM read and logged: the loop ends, status 0
+ *           checkpoint timer, the io_uring), the metrics server's and the
+ *           cluster's, at most max_wait_ns or until the role's next timed
+ *           work (next_due) or the metrics server's
+ *   signal  SIGINT/SIGTERM read and logged: the loop ends, status 0;
+ *           SIGHUP: the role's reload
  *   io      the role's wakeup work: dispatch, the VM's events, checkpoints
  *   tick    the role's timed work at now (the clock read once, after io)
+ *   metrics --metrics-listen: scrapes answered, after the role's work
  *   second  once a second (the statistics line, the systemd watchdog)
  *   end     --duration reached (end_ns): status 0
  *
@@ -20,7 +23,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "daemon/control.h"
+
 struct ftd_cluster;
+struct metrics_http;
 
 #define FTD_LOOP_ON (-1)
 
@@ -28,6 +34,7 @@ struct ftd_loop_ops {
 	int (*io)(void *opaque);
 	int (*tick)(void *opaque, uint64_t now);    /* NULL: none */
 	void (*second)(void *opaque, uint64_t now); /* NULL: none */
+	void (*reload)(void *opaque);		    /* SIGHUP (daemon/reload.h); NULL: none */
 	/* When the role has timed work next (clock_now_ns), UINT64_MAX: none. NULL: never. */
 	uint64_t (*next_due)(void *opaque);
 };
@@ -39,6 +46,14 @@ struct ftd_loop {
 	int fds[4]; /* besides the signalfd; only wake the loop, io looks at them */
 	int nr_fds;
 	const struct ftd_cluster *fc; /* its fds too; NULL: none */
+	/*
+	 * --metrics-listen (daemon/metrics_http.h), NULL: none. metrics_fn, if
+	 * set, answers its scrapes from the loop's start: the role's control
+	 * handler (a promoted secondary's loop is a primary's).
+	 */
+	struct metrics_http *mh;
+	control_fn metrics_fn;
+	void *metrics_opaque;
 	uint64_t max_wait_ns;
 	uint64_t next_second_ns; /* the first call of second */
 	/*

@@ -8,10 +8,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "daemon/corosync_conf.h"
 #include "daemon/options.h"
 #include "daemon/options_internal.h"
 #include "lib/clock.h"
@@ -72,6 +75,9 @@ const struct option options_long[] = {
 	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
 	{ "boot-protocol", required_argument, NULL, OPT_BOOT_PROTOCOL },
 	{ "disk", required_argument, NULL, OPT_DISK },
+	{ "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN },
+	{ "node", required_argument, NULL, OPT_NODE },
+	{ "corosync-conf", required_argument, NULL, OPT_COROSYNC_CONF },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -110,6 +116,8 @@ int options_parse_role(const char *word, enum ftd_role *ret)
 		*ret = FTD_ROLE_PRIMARY;
 	else if (!strcmp(word, "secondary"))
 		*ret = FTD_ROLE_SECONDARY;
+	else if (!strcmp(word, "auto"))
+		*ret = FTD_ROLE_AUTO;
 	else
 		return -EINVAL;
 	return 0;
@@ -128,6 +136,7 @@ static void options_defaults(struct ftd_options *o)
 	o->timeout_ns = 2000000000ULL;
 	o->fence_timeout_ns = 60000000000ULL;
 	o->cluster_wait_ns = 35000000000ULL;
+	snprintf(o->corosync_conf, sizeof(o->corosync_conf), "%s", COROSYNC_CONF_DEFAULT);
 	snprintf(o->console, sizeof(o->console), "-");
 	o->net.hold_max = FTD_NET_DEFAULT_HOLD_MAX;
 	loader_default_params(&o->gp);
@@ -179,6 +188,30 @@ int options_apply(struct ftd_options *o, int c, const char *arg, char *err, size
 					    "--disk: '%s' is not a path of 1..%zu bytes", arg,
 					    sizeof(o->disk) - 1);
 		snprintf(o->disk, sizeof(o->disk), "%s", arg);
+		break;
+	case OPT_METRICS_LISTEN:
+		if (!arg[0] || strlen(arg) >= sizeof(o->metrics_listen) || !strchr(arg, ':'))
+			return options_fail(err, errlen,
+					    "--metrics-listen: '%s' is not HOST:PORT (e.g. "
+					    "127.0.0.1:9410)",
+					    arg);
+		snprintf(o->metrics_listen, sizeof(o->metrics_listen), "%s", arg);
+		break;
+	case OPT_COROSYNC_CONF:
+		if (*arg != '/' || strlen(arg) >= sizeof(o->corosync_conf))
+			return options_fail(
+				err, errlen,
+				"--corosync-conf: '%s' is not an absolute path of under "
+				"%zu bytes",
+				arg, sizeof(o->corosync_conf));
+		snprintf(o->corosync_conf, sizeof(o->corosync_conf), "%s", arg);
+		break;
+	case OPT_NODE:
+		if (!arg[0] || strlen(arg) >= sizeof(o->node))
+			return options_fail(err, errlen,
+					    "--node: '%s' is not a name of 1..%zu bytes", arg,
+					    sizeof(o->node) - 1);
+		snprintf(o->node, sizeof(o->node), "%s", arg);
 		break;
 	case OPT_CMDLINE:
 		if (strlen(arg) >= sizeof(o->kern.cmdline))
@@ -473,6 +506,142 @@ int options_apply(struct ftd_options *o, int c, const char *arg, char *err, size
 	return r;
 }
 
+/*
+ * --cluster-wait against corosync's own timeouts: after the survivor saw the
+ * primary's node leave, that node can stay quorate (its guest running) for
+ * the token timeout plus the qdevice's sync_timeout. Promoting sooner could
+ * run the guest twice.
+ */
+static int options_cluster_wait(const struct ftd_options *o, char *err, size_t errlen)
+{
+	struct corosync_timeouts t;
+	char why[256] = "";
+	int r = corosync_conf_read(o->corosync_conf, &t, why, sizeof(why));
+	uint64_t min_ms;
+
+	if (r == -EINVAL)
+		return options_fail(err, errlen, "--cluster: %s", why);
+	if (r < 0)
+		return options_fail(err, errlen,
+				    "--cluster: cannot read corosync's configuration %s (to check "
+				    "--cluster-wait against its timeouts): %s (give "
+				    "--corosync-conf PATH)",
+				    o->corosync_conf, strerror(-r));
+	min_ms = corosync_isolation_ms(&t);
+	if (o->cluster_wait_ns >= min_ms * NS_PER_MS)
+		return 0;
+	if (t.device)
+		return options_fail(
+			err, errlen,
+			"--cluster-wait %.3gs is shorter than corosync's token timeout (%llu ms) "
+			"plus "
+			"the qdevice's %s (%llu ms) in %s: the node that left may still be "
+			"quorate, "
+			"its guest running, when this one promotes (make it at least %.3gs)",
+			(double)o->cluster_wait_ns / NS_PER_S, (unsigned long long)t.token_ms,
+			t.device_sync_ms >= t.device_timeout_ms ? "sync_timeout" : "timeout",
+			(unsigned long long)(min_ms - t.token_ms), o->corosync_conf,
+			(double)min_ms / 1000);
+	return options_fail(
+		err, errlen,
+		"--cluster-wait %.3gs is shorter than corosync's token timeout (%llu ms) "
+		"in %s: the node that left may still be quorate, its guest running, "
+		"when this one promotes (make it at least %.3gs)",
+		(double)o->cluster_wait_ns / NS_PER_S, (unsigned long long)t.token_ms,
+		o->corosync_conf, (double)min_ms / 1000);
+}
+
+/* NAME of /dir/NAME.conf (or of /dir/NAME): the instance's name. */
+static void config_name(const char *path, char *name, size_t len)
+{
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	size_t n = strlen(base);
+
+	if (n > 5 && !strcmp(base + n - 5, ".conf"))
+		n -= 5;
+	snprintf(name, len, "%.*s", (int)n, base);
+}
+
+/* Whether name is this host's name, or its first label (host-a of host-a.example.org). */
+static bool is_this_host(const char *name, const char *host)
+{
+	size_t n = strcspn(host, ".");
+
+	return !strcmp(name, host) || (strlen(name) == n && !strncmp(name, host, n));
+}
+
+/*
+ * The [node NAME] sections: both or none, distinct; this node is --node, or
+ * the one named as this host. Role auto listens on this node's address and
+ * protects towards the other's; explicit roles take them as defaults of
+ * --listen and --peer.
+ */
+static int options_nodes(struct ftd_options *o, char *err, size_t errlen)
+{
+	const struct ftd_node *self = NULL, *other = NULL;
+	char host[256] = "";
+
+	if (!o->nr_nodes) {
+		if (o->role == FTD_ROLE_AUTO)
+			return options_fail(err, errlen,
+					    "role auto needs the two nodes: a [node NAME] section "
+					    "with an address for each");
+		if (o->node[0])
+			return options_fail(err, errlen,
+					    "--node %s: the configuration names no [node] sections",
+					    o->node);
+		return 0;
+	}
+	if (o->nr_nodes != FTD_NODES)
+		return options_fail(err, errlen,
+				    "[node %s] is the only node: a guest is protected by two "
+				    "([node NAME] with an address for each)",
+				    o->nodes[0].name);
+	for (unsigned int i = 0; i < FTD_NODES; i++)
+		if (!o->nodes[i].address[0])
+			return options_fail(err, errlen, "[node %s] has no address (HOST:PORT)",
+					    o->nodes[i].name);
+	if (!o->node[0] && gethostname(host, sizeof(host) - 1) < 0)
+		return options_fail(err, errlen, "cannot read the host name: give --node NAME");
+	for (unsigned int i = 0; i < FTD_NODES; i++) {
+		bool me = o->node[0] ? !strcmp(o->nodes[i].name, o->node)
+				     : is_this_host(o->nodes[i].name, host);
+
+		if (me && self)
+			return options_fail(err, errlen,
+					    "this host '%s' matches both [node %s] and [node %s]: "
+					    "give --node NAME",
+					    host, o->nodes[0].name, o->nodes[1].name);
+		if (me)
+			self = &o->nodes[i];
+		else
+			other = &o->nodes[i];
+	}
+	if (!self && o->node[0])
+		return options_fail(err, errlen, "--node %s is none of the nodes (%s, %s)", o->node,
+				    o->nodes[0].name, o->nodes[1].name);
+	if (!self)
+		return options_fail(
+			err, errlen,
+			"this host '%s' is none of the nodes (%s, %s): give --node NAME", host,
+			o->nodes[0].name, o->nodes[1].name);
+	if (!strcmp(self->address, other->address))
+		return options_fail(err, errlen, "[node %s] and [node %s] have the same address %s",
+				    self->name, other->name, self->address);
+	snprintf(o->node, sizeof(o->node), "%s", self->name);
+	if (o->role == FTD_ROLE_AUTO || o->role == FTD_ROLE_SECONDARY) {
+		if (!o->listen[0])
+			snprintf(o->listen, sizeof(o->listen), "%s", self->address);
+	}
+	if (o->role == FTD_ROLE_AUTO || o->role == FTD_ROLE_PRIMARY) {
+		if (!o->peer[0])
+			snprintf(o->peer, sizeof(o->peer), "%s", other->address);
+	}
+	if (o->role == FTD_ROLE_AUTO)
+		snprintf(o->auto_peer, sizeof(o->auto_peer), "%s", o->peer);
+	return 0;
+}
+
 int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, size_t errlen)
 {
 	int c, r, first = 1;
@@ -486,15 +655,24 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 			path = argv[i + 1];
 		else if (!strncmp(argv[i], "--config=", 9))
 			path = argv[i] + 9;
-		if (path && (r = options_load_config(path, o, err, errlen)) < 0)
+		if (!path)
+			continue;
+		if (strlen(path) >= sizeof(o->config))
+			return options_fail(err, errlen, "--config: a path of over %zu bytes",
+					    sizeof(o->config) - 1);
+		snprintf(o->config, sizeof(o->config), "%s", path);
+		r = options_load_config(path, o, err, errlen);
+		if (r < 0)
 			return r;
 	}
+	if (o->config[0])
+		config_name(o->config, o->name, sizeof(o->name));
 	if (argc > 1 && argv[1][0] != '-') {
 		/* The subcommand, if given, wins over the file's role. */
 		if (options_parse_role(argv[1], &o->role) < 0)
 			return options_fail(
 				err, errlen,
-				"unknown command '%s' (expected run, primary or secondary)",
+				"unknown command '%s' (expected run, primary, secondary or auto)",
 				argv[1]);
 		first = 2;
 	}
@@ -521,8 +699,13 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 				    argv[first - 1 + optind]);
 	if (o->help || o->version)
 		return 0;
+	if (o->role == FTD_ROLE_NONE && o->nr_nodes)
+		o->role = FTD_ROLE_AUTO; /* the default of a file that names both nodes */
 	if (o->role == FTD_ROLE_NONE)
 		return options_fail(err, errlen, "no command given (try ftd run --help)");
+	r = options_nodes(o, err, errlen);
+	if (r < 0)
+		return r;
 	if (o->kern.kernel[0] && o->guest_set)
 		return options_fail(err, errlen,
 				    "--guest and --kernel both name the guest: give one of them");
@@ -551,9 +734,9 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 			(double)o->interval_ns / NS_PER_MS);
 	if (o->role == FTD_ROLE_SECONDARY && !o->listen[0])
 		return options_fail(err, errlen, "ftd secondary needs --listen HOST:PORT");
-	if (o->role != FTD_ROLE_PRIMARY && o->peer[0])
+	if (o->role != FTD_ROLE_PRIMARY && o->role != FTD_ROLE_AUTO && o->peer[0])
 		return options_fail(err, errlen, "--peer is an option of ftd primary");
-	if (o->role != FTD_ROLE_SECONDARY && o->listen[0])
+	if (o->role != FTD_ROLE_SECONDARY && o->role != FTD_ROLE_AUTO && o->listen[0])
 		return options_fail(err, errlen, "--listen is an option of ftd secondary");
 	if ((o->tls_cert[0] || o->tls_key[0] || o->tls_ca[0]) &&
 	    !(o->tls_cert[0] && o->tls_key[0] && o->tls_ca[0]))
@@ -562,9 +745,12 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 	if (o->tls_peer[0] && !o->tls_cert[0])
 		return options_fail(err, errlen,
 				    "--tls-peer needs --tls-cert, --tls-key and --tls-ca");
-	if (o->role == FTD_ROLE_RUN && (o->cluster[0] || o->fence_command[0]))
+	if (o->role == FTD_ROLE_RUN &&
+	    (o->cluster[0] || o->fence_command[0] || o->metrics_listen[0]))
 		return options_fail(err, errlen, "--%s is an option of ftd primary and secondary",
-				    o->cluster[0] ? "cluster" : "fence-command");
+				    o->cluster[0]	  ? "cluster"
+				    : o->fence_command[0] ? "fence-command"
+							  : "metrics-listen");
 	/*
 	 * The primary must have dropped a silent secondary (--timeout) before
 	 * that secondary may promote (--cluster-wait after the node left): else a
@@ -577,9 +763,17 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 			"primary must drop a silent peer before that peer may promote "
 			"(make --timeout at most --cluster-wait)",
 			(double)o->timeout_ns / NS_PER_S, (double)o->cluster_wait_ns / NS_PER_S);
+	/* The instance's name, as systemd's ftd@NAME runs it; else the role's. */
+	if (o->cluster[0]) {
+		r = options_cluster_wait(o, err, errlen);
+		if (r < 0)
+			return r;
+	}
 	if (!o->control[0] && o->role != FTD_ROLE_RUN)
 		snprintf(o->control, sizeof(o->control), "/run/ftd/%s.sock",
-			 o->role == FTD_ROLE_PRIMARY ? "primary" : "secondary");
+			 o->name[0]		       ? o->name
+			 : o->role == FTD_ROLE_PRIMARY ? "primary"
+						       : "secondary");
 	if (!o->state_dir[0] && o->role != FTD_ROLE_RUN) {
 		/* /var/lib/ftd/NAME for control socket /run/ftd/NAME.sock. */
 		const char *base = strrchr(o->control, '/') + 1;

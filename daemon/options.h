@@ -41,7 +41,16 @@ enum ftd_role {
 	FTD_ROLE_RUN,
 	FTD_ROLE_PRIMARY,
 	FTD_ROLE_SECONDARY,
+	FTD_ROLE_AUTO, /* decided at run time: starts as a secondary (daemon/ftd_secondary.c) */
 };
+
+/* A `[node NAME]` section: one of the pair that protects the guest. */
+struct ftd_node {
+	char name[64];
+	char address[128]; /* its replication HOST:PORT */
+};
+
+#define FTD_NODES 2
 
 struct ftd_options {
 	enum ftd_role role;
@@ -81,10 +90,24 @@ struct ftd_options {
 	char tls_peer[128];	  /* ... the name the peer's certificate must carry, or "" */
 	bool insecure;		  /* replicate in the clear beyond loopback */
 	uint64_t cluster_wait_ns; /* after the primary's node left, before promoting */
+	char corosync_conf[200];  /* its timeouts bound cluster_wait_ns (daemon/corosync_conf.h) */
 	char state_dir[200];	  /* guest UUID and data generation (daemon/genstore.h) */
 	struct ftd_net_options net;
 	struct ftd_kernel_options kern;
-	char disk[256];	      /* --disk: the guest's virtio-blk image, "": none */
+	char disk[256];		  /* --disk: the guest's virtio-blk image, "": none */
+	char metrics_listen[128]; /* --metrics-listen HOST:PORT: Prometheus over HTTP, "": none */
+	/*
+	 * The configuration's [node NAME] sections (both nodes, the same file on
+	 * each), which of them this is (--node, else the host name), and the
+	 * other's address: role auto listens on this node's, protects towards the
+	 * other's (auto_peer) once the guest runs here.
+	 */
+	struct ftd_node nodes[FTD_NODES];
+	unsigned int nr_nodes;
+	char node[64];
+	char auto_peer[128];
+	char config[256];     /* --config: the file (SIGHUP reads it again), "": none */
+	char name[64];	      /* the instance: --config's base name without .conf, "": none */
 	bool guest_set;	      /* --guest given: conflicts with --kernel */
 	bool no_device_dirty; /* --debug-no-device-dirty: tests prove --verify catches it */
 	struct guest_params gp;

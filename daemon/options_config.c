@@ -3,7 +3,8 @@
  * ftd's configuration file (--config FILE, checked by --check-config): one
  * `key = value` per line, read with inih; the keys are the long options
  * without dashes, plus `role`, and each value goes through the same checks
- * as on the command line (options_apply).
+ * as on the command line (options_apply). Then the two `[node NAME]`
+ * sections, each with `address = HOST:PORT`: the same file on both nodes.
  */
 #include <errno.h>
 #include <ini.h>
@@ -30,6 +31,42 @@ static int config_flag(const char *value, bool *ret)
 	return 0;
 }
 
+/* A key of section `[node NAME]`. Writes a message into err when it is wrong. */
+static void config_node(struct ftd_options *o, const char *name, const char *key, const char *value,
+			char *err, size_t errlen)
+{
+	struct ftd_node *n = NULL;
+
+	if (!name[0] || strlen(name) >= sizeof(n->name) || strpbrk(name, " \t/")) {
+		snprintf(err, errlen, "[node %s]: not a node name (1..%zu bytes, no spaces)", name,
+			 sizeof(n->name) - 1);
+		return;
+	}
+	for (unsigned int i = 0; i < o->nr_nodes; i++)
+		if (!strcmp(o->nodes[i].name, name))
+			n = &o->nodes[i];
+	if (!n && o->nr_nodes == FTD_NODES) {
+		snprintf(err, errlen,
+			 "[node %s]: a third node (a guest is protected by two: %s and %s)", name,
+			 o->nodes[0].name, o->nodes[1].name);
+		return;
+	}
+	if (!n) {
+		n = &o->nodes[o->nr_nodes++];
+		snprintf(n->name, sizeof(n->name), "%s", name);
+	}
+	if (strcmp(key, "address")) {
+		snprintf(err, errlen, "[node %s]: unknown key '%s' (a node has an address)", name,
+			 key);
+		return;
+	}
+	if (!value[0] || strlen(value) >= sizeof(n->address) || !strchr(value, ':')) {
+		snprintf(err, errlen, "[node %s]: address '%s' is not HOST:PORT", name, value);
+		return;
+	}
+	snprintf(n->address, sizeof(n->address), "%s", value);
+}
+
 /* inih handler: one key. Returns 1 to go on, 0 for an error (the first is kept). */
 static int config_key(void *user, const char *section, const char *name, const char *value)
 {
@@ -40,12 +77,14 @@ static int config_key(void *user, const char *section, const char *name, const c
 
 	if (ctx->err[0])
 		return 0;
-	if (section[0]) {
-		snprintf(err, sizeof(err), "sections are not used ([%s])", section);
+	if (!strncmp(section, "node ", 5)) {
+		config_node(ctx->o, section + 5, name, value, err, sizeof(err));
+	} else if (section[0]) {
+		snprintf(err, sizeof(err), "unknown section [%s] (only [node NAME])", section);
 	} else if (!strcmp(name, "role")) {
 		if (options_parse_role(value, &ctx->o->role) < 0)
-			snprintf(err, sizeof(err), "role '%s' is not run, primary or secondary",
-				 value);
+			snprintf(err, sizeof(err),
+				 "role '%s' is not auto, run, primary or secondary", value);
 	} else {
 		const struct option *opt = NULL;
 
@@ -53,7 +92,8 @@ static int config_key(void *user, const char *section, const char *name, const c
 			if (!strcmp(l->name, name))
 				opt = l;
 		if (!opt || opt->val == OPT_HELP || opt->val == OPT_VERSION ||
-		    opt->val == OPT_CONFIG || opt->val == OPT_CHECK_CONFIG) {
+		    opt->val == OPT_NODE || opt->val == OPT_CONFIG ||
+		    opt->val == OPT_CHECK_CONFIG) {
 			snprintf(err, sizeof(err), "unknown key '%s'", name);
 		} else if (opt->has_arg == no_argument) {
 			if (config_flag(value, &flag) < 0)

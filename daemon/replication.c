@@ -19,6 +19,7 @@
 #include <linux/kvm.h>
 
 #include "daemon/events.h"
+#include "daemon/metrics_http.h"
 #include "daemon/role.h"
 #include "daemon/run.h"
 #include "lib/log.h"
@@ -37,6 +38,8 @@ int local_hello(const struct ftd_options *o, struct vm *vm, const struct virtio_
 		return r;
 	memset(h, 0, sizeof(*h));
 	h->protocol_version = RINGFT_PROTOCOL_VERSION;
+	h->protocol_min = RINGFT_PROTOCOL_MIN;
+	h->software_version = RINGFT_VERSION;
 	h->role = role;
 	h->mem_size = vm->mem_size;
 	h->nr_vcpus = vm->nr_vcpus;
@@ -105,18 +108,13 @@ static void outbuf_sink(void *opaque, const uint8_t *buf, size_t len)
 	outbuf_append(opaque, buf, len);
 }
 
-/* Opens the console; a pipe nobody drains must not stall the loop. Logs failures. */
+/* Opens the console (non-blocking if a pipe). Logs failures. */
 static int open_console(const char *path)
 {
-	struct stat sb;
 	int fd = ftd_open_console(path);
 
-	if (fd < 0) {
+	if (fd < 0)
 		log_error("Failed to open console %s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (fstat(fd, &sb) == 0 && (S_ISFIFO(sb.st_mode) || S_ISSOCK(sb.st_mode)))
-		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	return fd;
 }
 
@@ -167,6 +165,8 @@ int ftd_process_serve(struct ftd_process *pr, control_fn fn, void *opaque)
 	const struct ftd_options *o = pr->o;
 	int r = control_open(&pr->nl, o->control, fn, opaque, &pr->ctl);
 
+	if (r == 0 && o->metrics_listen[0])
+		r = metrics_http_open(o->metrics_listen, fn, opaque, &pr->mh);
 	if (r < 0)
 		return r;
 	stale_marker_clear(o);
@@ -175,6 +175,7 @@ int ftd_process_serve(struct ftd_process *pr, control_fn fn, void *opaque)
 
 void ftd_process_close(struct ftd_process *pr)
 {
+	metrics_http_close(pr->mh);
 	cluster_close(pr->fc.c);
 	control_close(pr->ctl);
 	if (pr->sec) {

@@ -10,7 +10,7 @@
 #include "proto/link.h"
 
 #define KNOWN                                                                                      \
-	"known: status, metrics, events, failover [--force], switchover, protect --peer "          \
+	"known: status, metrics, events [--now], failover [--force], switchover, protect --peer "  \
 	"HOST:PORT [--tls-peer NAME], set interval DURATION|auto, discard"
 
 int request_parse(const char *line, size_t len, struct request *req, char *err, size_t errlen)
@@ -33,8 +33,9 @@ int request_parse(const char *line, size_t len, struct request *req, char *err, 
 		req->kind = REQ_STATUS;
 	} else if (!strcmp(req->text, "metrics")) {
 		req->kind = REQ_METRICS;
-	} else if (!strcmp(req->text, "events")) {
+	} else if (!strcmp(req->text, "events") || !strcmp(req->text, "events --now")) {
 		req->kind = REQ_EVENTS;
+		req->now = req->text[6] != 0;
 	} else if (!strcmp(req->text, "failover") || !strcmp(req->text, "failover --force")) {
 		req->kind = REQ_FAILOVER;
 		req->force = req->text[8] != 0;
@@ -42,6 +43,8 @@ int request_parse(const char *line, size_t len, struct request *req, char *err, 
 		req->kind = REQ_SWITCHOVER;
 	} else if (!strcmp(req->text, "discard")) {
 		req->kind = REQ_DISCARD;
+	} else if (!strcmp(req->text, "start")) {
+		req->kind = REQ_START;
 	} else if (!strncmp(req->text, "protect --peer ", 15)) {
 		char why[160], addr[REQUEST_MAX];
 		const char *name = strstr(req->text + 15, " --tls-peer ");

@@ -23,11 +23,13 @@ enum request_kind {
 	REQ_PROTECT,
 	REQ_SET_INTERVAL,
 	REQ_DISCARD, /* secondary: drop its copy so that another guest may sync */
+	REQ_START,   /* a waiting node (role auto): boot the guest here */
 };
 
 struct request {
 	enum request_kind kind;
 	int force;		      /* failover --force */
+	bool now;		      /* events --now: the current state first */
 	uint64_t interval_ns;	      /* set interval */
 	bool interval_auto;	      /* set interval auto */
 	struct sockaddr_storage peer; /* protect --peer */

@@ -47,7 +47,8 @@ struct ftd_process {
 	struct ftd_net net;	 /* --net: the NIC (daemon/net.h) */
 	struct virtio_blk *disk; /* --disk: the guest's disk, owned by the VM, or NULL */
 	struct control *ctl;
-	struct ftd_cluster fc; /* --cluster; fc.c is NULL without */
+	struct metrics_http *mh; /* --metrics-listen, or NULL (daemon/metrics_http.h) */
+	struct ftd_cluster fc;	 /* --cluster; fc.c is NULL without */
 	/* `ftd secondary`: kept when promoted; freed before the netloop (it waits out receives). */
 	struct secondary *sec;
 	int sig_fd, console_fd;
@@ -125,6 +126,7 @@ struct ftd_secondary {
 	const struct ftd_options *o;
 	struct ftd_process *pr;
 	bool auto_blocked; /* an automatic promotion failed: the operator decides */
+	bool booting;	   /* `ftctl start`: the guest boots here (the state is ACTIVE) */
 	char waiting[160]; /* why it does not promote yet (logged once) */
 	struct secondary *s;
 	bool mirroring;		/* the console has the committed stream up to outbuf's position */
@@ -139,11 +141,19 @@ struct ftd_secondary {
  * it set up; the process keeps the VM, output buffer, netloop and fds.
  */
 int ftd_primary_run(struct ftd_primary *a, const char *peer);
+/*
+ * Boots the guest loaded in a's VM as a new guest (after the cluster's
+ * checks with --cluster) and runs it as ftd_primary_run(a, peer) does.
+ * Returns the exit status.
+ */
+int ftd_primary_boot(struct ftd_primary *a, const char *peer);
 /* --cluster: removes a qdevice marker (ftd_primary_marker) an earlier ftd left behind. */
 void stale_marker_clear(const struct ftd_options *o);
 
 /* `ftctl` on the node that runs the guest (ftd_primary_control.c). */
 int ftd_primary_control(void *opaque, const struct request *req, struct json_object *r);
+/* SIGHUP: applies what ftd_reload() changed (RELOAD_*) to the running guest. */
+void ftd_primary_apply_reload(struct ftd_primary *a, unsigned int what);
 /*
  * --interval auto, once a second: from the last second's pauses and ACKs
  * (before the statistics line consumes them).

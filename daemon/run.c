@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include "daemon/disk.h"
 #include "daemon/loop.h"
 #include "daemon/net.h"
+#include "daemon/reload.h"
 #include "daemon/run.h"
 #include "daemon/status.h"
 #include "lib/clock.h"
@@ -64,11 +66,16 @@ void ftd_console_write(void *opaque, const uint8_t *buf, size_t len)
 
 int ftd_open_console(const char *path)
 {
+	struct stat sb;
 	int fd;
 
 	if (strcmp(path, "-"))
-		return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-	fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+		fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	else
+		fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+	/* A pipe nobody drains must not stall the loop. */
+	if (fd >= 0 && fstat(fd, &sb) == 0 && (S_ISFIFO(sb.st_mode) || S_ISSOCK(sb.st_mode)))
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	return fd;
 }
 
@@ -104,14 +111,30 @@ static void print_summary(struct run_stats *rs, uint64_t elapsed_ns)
 		 (unsigned long long)rs->all_pause_us.max);
 }
 
+static bool hup_pending;
+
 bool ftd_read_signal(int sig_fd)
 {
 	struct signalfd_siginfo si;
 
 	if (read(sig_fd, &si, sizeof(si)) != sizeof(si))
 		return false;
+	if (si.ssi_signo == SIGHUP) {
+		log_info("received %s: reopening the console, reading the configuration again",
+			 strsignal((int)si.ssi_signo));
+		hup_pending = true;
+		return false;
+	}
 	log_info("received %s, stopping", strsignal((int)si.ssi_signo));
 	return true;
+}
+
+bool ftd_hup_take(void)
+{
+	bool was = hup_pending;
+
+	hup_pending = false;
+	return was;
 }
 
 int ftd_report_stopped(struct vm *vm)
@@ -140,6 +163,7 @@ int ftd_signalfd(void)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP); /* reload (daemon/reload.h), never a stop */
 	/* Blocked before the vCPU threads exist, so they inherit the mask. */
 	errno = pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (errno)
@@ -223,6 +247,47 @@ static void vm_notice(void *opaque, const char *msg)
 	log_info("Guest: %s", msg);
 }
 
+int ftd_load_guest(const struct ftd_options *o, struct vm *vm)
+{
+	int r;
+
+	if (o->kern.kernel[0] && o->tracking == DIRTY_RING &&
+	    access("/sys/module/kvm_pvm", F_OK) == 0) {
+		/* docs/linux.md, "The dirty ring and an emulated kernel". */
+		log_error("A Linux guest needs --tracking bitmap on this host (kvm_pvm): its "
+			  "kernel runs emulated, every emulated store is a dirty ring entry "
+			  "(about 2 million a second) and an emulation batch overruns the "
+			  "ring's reserve, which loses entries and stops the vCPU for good");
+		return 2;
+	}
+	if (o->kern.kernel[0]) {
+		struct linux_boot_config lc = {
+			.kernel = o->kern.kernel,
+			.initrd = o->kern.initrd[0] ? o->kern.initrd : NULL,
+			.cmdline = o->kern.cmdline,
+			.protocol = o->kern.pvh ? LINUX_BOOT_PVH : LINUX_BOOT_64BIT,
+		};
+		char err[256] = "";
+
+		r = linux_boot_load(vm, &lc, err, sizeof(err));
+		if (r < 0) {
+			log_error("Failed to load Linux kernel %s: %s", o->kern.kernel,
+				  err[0] ? err : strerror(-r));
+			return 2;
+		}
+	} else {
+		r = loader_load(vm, o->guest, &o->gp);
+		if (r < 0) {
+			log_error("Failed to load guest %s: %s", o->guest,
+				  r == -ENOENT	? "no such built-in guest"
+				  : r == -E2BIG ? "its workload does not fit in guest RAM"
+						: strerror(-r));
+			return r == -ENOENT || r == -E2BIG ? 2 : 1;
+		}
+	}
+	return 0;
+}
+
 int ftd_make_vm(const struct ftd_options *o, serial_sink_fn sink, void *opaque, bool load_guest,
 		struct ftd_net *net, struct virtio_blk **ret_disk, struct vm **ret_vm)
 {
@@ -284,41 +349,11 @@ int ftd_make_vm(const struct ftd_options *o, serial_sink_fn sink, void *opaque, 
 		vm_free(vm);
 		return 1;
 	}
-	if (load_guest && o->kern.kernel[0] && o->tracking == DIRTY_RING &&
-	    access("/sys/module/kvm_pvm", F_OK) == 0) {
-		/* docs/linux.md, "The dirty ring and an emulated kernel". */
-		log_error("A Linux guest needs --tracking bitmap on this host (kvm_pvm): its "
-			  "kernel runs emulated, every emulated store is a dirty ring entry "
-			  "(about 2 million a second) and an emulation batch overruns the "
-			  "ring's reserve, which loses entries and stops the vCPU for good");
-		vm_free(vm);
-		return 2;
-	}
-	if (load_guest && o->kern.kernel[0]) {
-		struct linux_boot_config lc = {
-			.kernel = o->kern.kernel,
-			.initrd = o->kern.initrd[0] ? o->kern.initrd : NULL,
-			.cmdline = o->kern.cmdline,
-			.protocol = o->kern.pvh ? LINUX_BOOT_PVH : LINUX_BOOT_64BIT,
-		};
-		char err[256] = "";
-
-		r = linux_boot_load(vm, &lc, err, sizeof(err));
-		if (r < 0) {
-			log_error("Failed to load Linux kernel %s: %s", o->kern.kernel,
-				  err[0] ? err : strerror(-r));
+	if (load_guest) {
+		r = ftd_load_guest(o, vm);
+		if (r) {
 			vm_free(vm);
-			return 2;
-		}
-	} else if (load_guest) {
-		r = loader_load(vm, o->guest, &o->gp);
-		if (r < 0) {
-			log_error("Failed to load guest %s: %s", o->guest,
-				  r == -ENOENT	? "no such built-in guest"
-				  : r == -E2BIG ? "its workload does not fit in guest RAM"
-						: strerror(-r));
-			vm_free(vm);
-			return r == -ENOENT || r == -E2BIG ? 2 : 1;
+			return r;
 		}
 	}
 	*ret_vm = vm;
@@ -352,7 +387,8 @@ struct run_loop {
 	struct vm *vm;
 	struct ckpt *c;
 	struct ftd_net *net;
-	int timer_fd;
+	const struct ftd_options *o;
+	int timer_fd, console_fd;
 	struct run_stats rs;
 };
 
@@ -410,16 +446,30 @@ static uint64_t run_next_due(void *opaque)
 	return ftd_net_next_due(rl->net);
 }
 
-static int run_loop(struct vm *vm, struct ckpt *c, struct ftd_net *net, const struct ftd_options *o,
-		    int sig_fd, int timer_fd)
+/* SIGHUP: the console, and the interval (only the checkpoint timer's rate changes). */
+static void run_reload(void *opaque)
 {
-	static const struct ftd_loop_ops ops = {
-		.io = run_io, .tick = run_tick, .second = run_second, .next_due = run_next_due
+	struct run_loop *rl = opaque;
+
+	if ((ftd_reload_files(rl->console_fd, NULL) & RELOAD_INTERVAL) &&
+	    ftd_timer_set(rl->timer_fd, rl->o->interval_ns) < 0)
+		log_error("SIGHUP: cannot set the checkpoint timer: %s", strerror(errno));
+}
+
+static int run_loop(struct vm *vm, struct ckpt *c, struct ftd_net *net, const struct ftd_options *o,
+		    int sig_fd, int timer_fd, int console_fd)
+{
+	static const struct ftd_loop_ops ops = { .io = run_io,
+						 .tick = run_tick,
+						 .second = run_second,
+						 .reload = run_reload,
+						 .next_due = run_next_due };
+	static const struct ftd_loop_ops quiet_ops = {
+		.io = run_io, .tick = run_tick, .reload = run_reload, .next_due = run_next_due
 	};
-	static const struct ftd_loop_ops quiet_ops = { .io = run_io,
-						       .tick = run_tick,
-						       .next_due = run_next_due };
-	struct run_loop rl = { .vm = vm, .c = c, .net = net, .timer_fd = timer_fd };
+	struct run_loop rl = {
+		.vm = vm, .c = c, .net = net, .o = o, .timer_fd = timer_fd, .console_fd = console_fd
+	};
 	uint64_t start = clock_now_ns();
 	struct ftd_loop l = {
 		.ops = o->quiet ? &quiet_ops : &ops,
@@ -483,7 +533,7 @@ int ftd_run(const struct ftd_options *o)
 		 dirty_mode_name(o->tracking),
 		 o->tracking == DIRTY_RING && vm->ring_acq_rel ? " (acq_rel)" : "",
 		 (double)o->interval_ns / NS_PER_MS);
-	status = run_loop(vm, &ckpt, &net, o, sig_fd, timer_fd);
+	status = run_loop(vm, &ckpt, &net, o, sig_fd, timer_fd, console_fd);
 out:
 	ckpt_free(&ckpt);
 	vm_free(vm);

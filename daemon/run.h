@@ -17,9 +17,14 @@ int ftd_run(const struct ftd_options *o);
 
 /* Shared by every role. */
 int ftd_open_console(const char *path); /* "-": stdout; else appended; -1 and errno */
-int ftd_signalfd(void);			/* SIGINT and SIGTERM, blocked in every thread */
-/* Reads one signal from ftd_signalfd() and logs it; false if none was there. */
+int ftd_signalfd(void);			/* SIGINT, SIGTERM and SIGHUP, blocked in every thread */
+/*
+ * Reads one signal from ftd_signalfd() and logs it: true for a stop (SIGINT,
+ * SIGTERM), false if none was there or it was SIGHUP (ftd_hup_take() says so).
+ */
 bool ftd_read_signal(int sig_fd);
+/* Whether a SIGHUP was read since the last call: the loop reloads (daemon/reload.h). */
+bool ftd_hup_take(void);
 /* Serial sink writing the guest console to the fd at *opaque (whole, retried). */
 void ftd_console_write(void *opaque, const uint8_t *buf, size_t len);
 int ftd_timerfd(uint64_t interval_ns);
@@ -33,6 +38,11 @@ void ftd_owner_priority(const struct ftd_options *o, const struct vm *vm);
 int ftd_devices_work(struct vm *vm, struct ftd_net *net, uint64_t now);
 /* Logs why each stopped vCPU stopped; returns the exit status (1). */
 int ftd_report_stopped(struct vm *vm);
+/*
+ * Loads the guest of the options (--kernel, else --guest) into vm's memory.
+ * Logs failures; returns 0 or the exit status.
+ */
+int ftd_load_guest(const struct ftd_options *o, struct vm *vm);
 /*
  * The VM of the options with its serial console on `sink`, its NIC in *net
  * (--net; TAP not opened yet), its disk in *ret_disk (--disk, else NULL; the

@@ -144,10 +144,50 @@ void ftd_secondary_stats_line(struct secondary *s, struct swindow *w, uint64_t n
 	w->apply_ns = s->st.apply_ns;
 }
 
+/* One metric family of one sample: HELP, TYPE, then "name value". */
+static void metric_u64(FILE *f, const char *name, const char *type, const char *help, uint64_t v)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+		(unsigned long long)v);
+}
+
+static void metric_secs(FILE *f, const char *name, const char *help, uint64_t ns)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n%s %.6f\n", name, help, name, name,
+		(double)ns / NS_PER_S);
+}
+
+/* A state set: name{label="NAME"} 1 for the current one of names[0..n), 0 for the others. */
+static void metric_stateset(FILE *f, const char *name, const char *help, const char *label,
+			    const char *const *names, int n, int cur)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+	for (int i = 0; i < n; i++)
+		fprintf(f, "%s{%s=\"%s\"} %d\n", name, label, names[i], i == cur);
+}
+
+/* What both roles serve first: the build, the role and its state. */
+static void metrics_common(FILE *f, bool primary, const char *const *states, int nr_states,
+			   int state)
+{
+	static const char *const roles[] = { "primary", "secondary" };
+
+	fprintf(f,
+		"# HELP ftd_build_info The ftd version and the replication protocol it speaks.\n"
+		"# TYPE ftd_build_info gauge\n"
+		"ftd_build_info{version=\"%s\",protocol=\"%u\"} 1\n",
+		RINGFT_VERSION, (unsigned int)RINGFT_PROTOCOL_VERSION);
+	metric_stateset(f, "ftd_role", "1 for the role this ftd has now.", "role", roles, 2,
+			primary ? 0 : 1);
+	metric_stateset(f, "ftd_state", "1 for the state of the role now (ftctl status).", "state",
+			states, nr_states, state);
+}
+
 void ftd_primary_metrics(struct ftd_primary *a, struct json_object *r)
 {
 	static const uint64_t bounds_us[] = { 100,   250,   500,   1000,   2500,  5000,
 					      10000, 25000, 50000, 100000, 250000 };
+	const char *states[PRIMARY_PROTECTED + 1];
 	struct primary_stats *st = &a->p->st;
 	char *text = NULL;
 	size_t len = 0;
@@ -155,6 +195,17 @@ void ftd_primary_metrics(struct ftd_primary *a, struct json_object *r)
 
 	if (!f)
 		return;
+	for (int i = 0; i <= PRIMARY_PROTECTED; i++)
+		states[i] = primary_state_name((enum primary_state)i);
+	metrics_common(f, true, states, PRIMARY_PROTECTED + 1, (int)a->p->state);
+	if (st->last_ack_ns)
+		metric_secs(f, "ftd_last_ack_age_seconds",
+			    "Time since the secondary last acknowledged a checkpoint.",
+			    clock_now_ns() - st->last_ack_ns);
+	metric_u64(f, "ftd_sessions_total", "counter", "Handshakes with a secondary completed.",
+		   st->sessions);
+	metric_u64(f, "ftd_frozen", "gauge", "1 while the guest is stopped for want of quorum.",
+		   a->frozen);
 	fprintf(f,
 		"# HELP ftd_checkpoints_total Checkpoints taken.\n"
 		"# TYPE ftd_checkpoints_total counter\nftd_checkpoints_total %llu\n"
@@ -196,6 +247,62 @@ void ftd_primary_metrics(struct ftd_primary *a, struct json_object *r)
 	ftd_disk_metrics(a->pr->disk, f);
 	fclose(f);
 	json_add_str(r, "text", text);
+	json_add_str(r, "guest", a->pr->guest);
+	free(text);
+}
+
+void ftd_secondary_metrics(struct ftd_secondary *sb, uint64_t now, struct json_object *r)
+{
+	const char *states[SECONDARY_ACTIVE + 1];
+	struct secondary *s = sb->s;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (!f)
+		return;
+	for (int i = 0; i <= SECONDARY_ACTIVE; i++)
+		states[i] = secondary_state_name((enum secondary_state)i);
+	metrics_common(f, false, states, SECONDARY_ACTIVE + 1, (int)s->state);
+	metric_u64(f, "ftd_epochs_applied_total", "counter",
+		   "Epochs applied to the replica, initial-sync batches included.", s->st.epochs);
+	metric_u64(f, "ftd_checkpoints_applied_total", "counter",
+		   "Checkpoints applied to the replica.", s->st.checkpoints);
+	if (s->replica.has_checkpoint)
+		metric_u64(f, "ftd_replica_checkpoint", "gauge",
+			   "The checkpoint the replica holds (absent: none complete).",
+			   s->replica.checkpoint);
+	if (s->st.last_apply_ns)
+		metric_secs(f, "ftd_last_apply_age_seconds",
+			    "Time since the replica last applied a checkpoint.",
+			    now - s->st.last_apply_ns);
+	fprintf(f,
+		"# HELP ftd_apply_seconds From an epoch staged to its ACK queued.\n"
+		"# TYPE ftd_apply_seconds summary\n"
+		"ftd_apply_seconds_sum %.6f\nftd_apply_seconds_count %llu\n",
+		(double)s->st.apply_ns / NS_PER_S, (unsigned long long)s->st.epochs);
+	metric_u64(f, "ftd_replication_bytes_received_total", "counter",
+		   "Bytes received over every replication connection.",
+		   secondary_bytes_received(s));
+	metric_u64(f, "ftd_verify_mismatches_total", "counter",
+		   "Checkpoints whose replica hash differed.", s->st.mismatches);
+	metric_u64(f, "ftd_refused_connections_total", "counter",
+		   "Connections refused or closed for bad input.", s->st.refused);
+	metric_u64(f, "ftd_sessions_total", "counter", "Sessions with a primary.", s->st.sessions);
+	metric_u64(f, "ftd_replica_stale", "gauge",
+		   "1 when the primary ran on without this replica (no automatic promotion).",
+		   s->stale);
+	if (s->disk.fd >= 0) {
+		metric_u64(f, "ftd_replica_disk_bytes_total", "counter",
+			   "Disk bytes written or zeroed in the replica's image.",
+			   s->st.disk_bytes);
+		metric_u64(f, "ftd_replica_disk_fdatasyncs_total", "counter",
+			   "fdatasync()s of the replica's image (epochs with a guest flush).",
+			   s->st.disk_syncs);
+	}
+	fclose(f);
+	json_add_str(r, "text", text);
+	json_add_str(r, "guest", s->guest[0] ? s->guest : sb->pr->guest);
 	free(text);
 }
 
@@ -225,6 +332,14 @@ void ftd_primary_status(struct ftd_primary *a, struct json_object *r)
 
 	json_add_str(r, "role", "primary");
 	json_add_str(r, "state", primary_state_name(p->state));
+	json_add_str(r, "version", RINGFT_VERSION);
+	json_add_u64(r, "protocol", RINGFT_PROTOCOL_VERSION);
+	/* The secondary of the session, from its HELLO: what a rolling upgrade needs to see. */
+	if (p->state >= PRIMARY_SYNCING && p->peer_protocol) {
+		json_add_u64(r, "peer_protocol", p->peer_protocol);
+		if (p->peer_version[0])
+			json_add_str(r, "peer_version", p->peer_version);
+	}
 	json_add_str(r, "peer", p->cfg.peer_len ? p->cfg.peer_name : NULL);
 	json_add_str(r, "guest", a->pr->guest);
 	json_add_str(r, "promoted_by", a->promoted_by);
@@ -283,6 +398,13 @@ void ftd_secondary_status(struct ftd_secondary *sb, uint64_t now, struct json_ob
 
 	json_add_str(r, "role", "secondary");
 	json_add_str(r, "state", secondary_state_name(s->state));
+	json_add_str(r, "version", RINGFT_VERSION);
+	json_add_u64(r, "protocol", RINGFT_PROTOCOL_VERSION);
+	if (s->session && s->peer_protocol) {
+		json_add_u64(r, "peer_protocol", s->peer_protocol);
+		if (s->peer_version[0])
+			json_add_str(r, "peer_version", s->peer_version);
+	}
 	status_generation(r, &s->gen);
 	json_object_object_add(r, "stale", json_object_new_boolean(s->stale));
 	if (s->stale)

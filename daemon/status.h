@@ -66,8 +66,14 @@ void ftd_secondary_stats_line(struct secondary *s, struct swindow *w, uint64_t n
 /* `ftctl status`, into r. */
 void ftd_primary_status(struct ftd_primary *a, struct json_object *r);
 void ftd_secondary_status(struct ftd_secondary *sb, uint64_t now, struct json_object *r);
-/* `ftctl metrics`: Prometheus text exposition, in the reply's "text". */
+/*
+ * `ftctl metrics` and --metrics-listen: Prometheus text exposition in the
+ * reply's "text" (ftd_build_info, ftd_role and ftd_state first, then the
+ * role's own), the guest's name in "guest": daemon/metrics_http.c gives every
+ * sample it serves that label.
+ */
 void ftd_primary_metrics(struct ftd_primary *a, struct json_object *r);
+void ftd_secondary_metrics(struct ftd_secondary *sb, uint64_t now, struct json_object *r);
 
 /* The "summary:" lines at exit. */
 void ftd_primary_summary(struct ftd_primary *a);

@@ -51,7 +51,8 @@ static void on_hello(struct primary *p, const uint8_t *payload, size_t len)
 		session_drop(p, "undecodable HELLO");
 		return;
 	}
-	if (hello_compare(&p->cfg.hello, &d.info, HELLO_SECONDARY, &mm) < 0) {
+	r = hello_compare(&p->cfg.hello, &d.info, HELLO_SECONDARY, &mm);
+	if (r < 0) {
 		log_error(
 			"Secondary %s does not match this VM: %s is %s here, %s there; refusing it",
 			p->cfg.peer_name, mm.field, mm.local, mm.remote);
@@ -63,6 +64,9 @@ static void on_hello(struct primary *p, const uint8_t *payload, size_t len)
 		session_end(p, NULL, true);
 		return;
 	}
+	p->peer_protocol = (uint32_t)r;
+	snprintf(p->peer_version, sizeof(p->peer_version), "%s",
+		 d.info.software_version ? d.info.software_version : "");
 	hello_decoded_free(&d);
 	p->st.sessions++;
 	sync_start(p);

@@ -157,6 +157,8 @@ struct primary {
 	struct outbuf *out;    /* the console: its bytes go in every checkpoint */
 	struct commit *commit; /* output commit: what is held, and when it leaves */
 	struct primary_config cfg;
+	uint32_t peer_protocol; /* the last secondary's agreed protocol version, 0: none yet */
+	char peer_version[32];	/* ... and its software version ("" if it did not say) */
 	enum primary_state state;
 	struct pconn *conn;
 	/*

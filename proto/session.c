@@ -46,6 +46,8 @@ int hello_frame(const struct hello_info *h, uint8_t **ret_buf, size_t *ret_len)
 	Ringft__Generation hist[GEN_HISTORY_MAX], *histp[GEN_HISTORY_MAX];
 
 	m.protocol_version = h->protocol_version;
+	m.protocol_min = h->protocol_min;
+	m.software_version = (char *)(h->software_version ? h->software_version : "");
 	m.role = h->role;
 	m.mem_size = h->mem_size;
 	m.nr_vcpus = h->nr_vcpus;
@@ -97,6 +99,8 @@ int hello_decode(const uint8_t *payload, size_t len, struct hello_decoded *ret)
 	}
 	ret->msg = m;
 	h->protocol_version = m->protocol_version;
+	h->protocol_min = m->protocol_min;
+	h->software_version = m->software_version;
 	h->role = m->role;
 	h->mem_size = m->mem_size;
 	h->nr_vcpus = m->nr_vcpus;
@@ -172,12 +176,40 @@ static void disk_size_text(uint64_t size, char *buf, size_t len)
 		}                                                                                  \
 	} while (0)
 
+/* The oldest version a side speaks: one that does not say (before 5) speaks one only. */
+static uint32_t protocol_min(const struct hello_info *h)
+{
+	return h->protocol_min ? h->protocol_min : h->protocol_version;
+}
+
+/* The highest version in both ranges, or 0 if they do not overlap. */
+static uint32_t protocol_agree(const struct hello_info *local, const struct hello_info *remote)
+{
+	uint32_t lo = protocol_min(local), hi = local->protocol_version;
+
+	if (protocol_min(remote) > lo)
+		lo = protocol_min(remote);
+	if (remote->protocol_version < hi)
+		hi = remote->protocol_version;
+	return lo <= hi ? hi : 0;
+}
+
 int hello_compare(const struct hello_info *local, const struct hello_info *remote,
 		  uint32_t expect_role, struct hello_mismatch *ret)
 {
+	uint32_t version;
+
 	memset(ret, 0, sizeof(*ret));
 	/* The version first: nothing else is meaningful across versions. */
-	MISMATCH_U64("protocol_version", local->protocol_version, remote->protocol_version);
+	version = protocol_agree(local, remote);
+	if (!version) {
+		snprintf(ret->field, sizeof(ret->field), "protocol_version");
+		snprintf(ret->local, sizeof(ret->local), "%u..%u", protocol_min(local),
+			 local->protocol_version);
+		snprintf(ret->remote, sizeof(ret->remote), "%u..%u", protocol_min(remote),
+			 remote->protocol_version);
+		return -EPROTO;
+	}
 	if (remote->role != expect_role) {
 		snprintf(ret->field, sizeof(ret->field), "role");
 		snprintf(ret->local, sizeof(ret->local), "%s (expects a %s)",
@@ -252,7 +284,7 @@ int hello_compare(const struct hello_info *local, const struct hello_info *remot
 			 i, i < remote->nr_msrs ? remote->msrs[i] : 0);
 		return -EPROTO;
 	}
-	return 0;
+	return (int)version;
 }
 
 /* ---- other small frames --------------------------------------------------- */

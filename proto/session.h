@@ -24,7 +24,17 @@
  * disk_hash. A version-3 secondary would read "no disk" and refuse the first
  * DISK frame mid-session; the version check refuses it up front.
  */
-#define RINGFT_PROTOCOL_VERSION 4
+/*
+ * 5: HELLO carries a range of versions, the newest (protocol_version) and the
+ * oldest (protocol_min) the sender speaks, and its software_version. Both
+ * sides then use the highest version in both ranges (hello_compare), so a
+ * release may speak its predecessor's version too and nodes can be upgraded
+ * one at a time. A peer without protocol_min (before 5) speaks exactly its
+ * protocol_version. This code speaks 5 only: 4 lacks nothing it could do
+ * without, but nothing was written to speak it either.
+ */
+#define RINGFT_PROTOCOL_VERSION 5
+#define RINGFT_PROTOCOL_MIN	5
 #define HELLO_MAX_DEVICES	8
 
 enum hello_role {
@@ -41,7 +51,9 @@ enum hello_holds {
 
 /* What each side says about itself. Pointers are borrowed, not owned. */
 struct hello_info {
-	uint32_t protocol_version;
+	uint32_t protocol_version;    /* the newest version spoken */
+	uint32_t protocol_min;	      /* the oldest; 0: protocol_version only */
+	const char *software_version; /* "0.1.0", or NULL/"" (not compared) */
 	uint32_t role;
 	uint64_t mem_size;
 	uint32_t nr_vcpus;
@@ -83,9 +95,11 @@ struct hello_mismatch {
 };
 
 /*
- * Compares what must match for the remote side's state to load here. Returns 0,
- * or -EPROTO with *ret naming the first field that differs and both values.
- * expect_role is the role the remote must have.
+ * Compares what must match for the remote side's state to load here, after
+ * agreeing on a protocol version: the highest both ranges contain. Returns
+ * that version (> 0), or -EPROTO with *ret naming the first field that differs
+ * and both values (for the version: field "protocol_version", both ranges as
+ * "MIN..MAX"). expect_role is the role the remote must have.
  */
 int hello_compare(const struct hello_info *local, const struct hello_info *remote,
 		  uint32_t expect_role, struct hello_mismatch *ret);

@@ -22,6 +22,11 @@ PACKAGES=(
 	nftables iproute2 util-linux             # ... its namespaces and cuts
 	clang libfuzzer-14-dev   # scripts/fuzz: libFuzzer harnesses (tests/fuzz)
 	gnuplot-nox              # bench/plots: PNG plots of the benchmarks' CSV
+	libmicrohttpd-dev        # ftd --metrics-listen: Prometheus over HTTP
+	scdoc                    # man pages (docs/man/*.scd)
+	file                     # CPack DEB: dpkg-shlibdeps finds the ELF files with it
+	man-db                   # tests/test_package.sh: man -w, rendering
+	resource-agents pacemaker pacemaker-cli-utils  # ocf-tester, crm_attribute, pacemakerd: tests/test_ocf.sh
 )
 
 missing=()
@@ -44,3 +49,6 @@ fi
 # into .deps/ (git-ignored) through a private apt configuration; a no-op once
 # the unpacked version matches.
 "$(dirname "$0")/lwip.sh"
+# promtool (Prometheus's format checker, tests/test_metrics.sh): only the
+# binary, from Debian's prometheus package, into .deps/ (no server installed).
+"$(dirname "$0")/promtool.sh" || echo "deps: no promtool: test_metrics will not check the format" >&2

@@ -119,6 +119,28 @@ int secondary_promote(struct secondary *s, bool force)
 	return promote(s);
 }
 
+int secondary_boot_here(struct secondary *s, const char *by)
+{
+	if (s->state == SECONDARY_ACTIVE)
+		return -EALREADY;
+	if (s->session || s->state != SECONDARY_WAITING)
+		return -EBUSY;
+	if (s->replica.has_checkpoint)
+		return -EEXIST;
+	if (s->st.sessions)
+		return -ENOTEMPTY;
+	for (int i = 0; i < SECONDARY_MAX_PEERS; i++)
+		if (s->peers[i])
+			sconn_drop(s->peers[i], false);
+	snprintf(s->promoted_by, sizeof(s->promoted_by), "%s", by);
+	/* As a promotion: primaries are told the guest runs here; the guest's device owns the disk.
+	 */
+	s->state = SECONDARY_ACTIVE;
+	diskimg_close(&s->disk);
+	s->replica.disk = NULL;
+	return 0;
+}
+
 int secondary_mark_stale(struct secondary *s, const struct gen_state *by, uint64_t now_ns)
 {
 	if (s->state == SECONDARY_ACTIVE || !s->replica.has_checkpoint ||

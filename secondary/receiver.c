@@ -129,13 +129,14 @@ static void on_hello(struct sconn *c, const uint8_t *payload, size_t len)
 	struct hello_mismatch mm;
 	uint8_t *buf = NULL;
 	size_t blen = 0;
-	int r;
+	int r, agreed;
 
 	if (hello_decode(payload, len, &d) < 0) {
 		sconn_reject(c, "undecodable HELLO");
 		return;
 	}
-	if (hello_compare(&s->hello, &d.info, HELLO_PRIMARY, &mm) < 0) {
+	agreed = hello_compare(&s->hello, &d.info, HELLO_PRIMARY, &mm);
+	if (agreed < 0) {
 		log_error("Refusing %s: %s differs: %s here, %s there", c->link->peer, mm.field,
 			  mm.local, mm.remote);
 		hello_decoded_free(&d);
@@ -173,6 +174,9 @@ static void on_hello(struct sconn *c, const uint8_t *payload, size_t len)
 	c->rx_ready = true;
 	c->hello_ok = true;
 	s->session = c;
+	s->peer_protocol = (uint32_t)agreed;
+	snprintf(s->peer_version, sizeof(s->peer_version), "%s",
+		 d.info.software_version ? d.info.software_version : "");
 	snprintf(s->last_peer, sizeof(s->last_peer), "%s", c->link->peer);
 	s->state = SECONDARY_SYNCING;
 	s->st.sessions++;

@@ -85,10 +85,12 @@ struct secondary {
 	 */
 	void (*console_fn)(void *opaque, uint64_t offset, const uint8_t *data, size_t len);
 	void *console_opaque;
-	char promoted_by[96]; /* "ftctl failover", "switchover from ADDR" */
-	char guest[64];	      /* what the primary runs (its HELLO), e.g. "builtin:kv" */
-	char last_peer[64];   /* the last primary whose HELLO matched */
-	bool auto_failover;   /* a cluster decides promotion (only the log wording) */
+	char promoted_by[96];	/* "ftctl failover", "switchover from ADDR" */
+	char guest[64];		/* what the primary runs (its HELLO), e.g. "builtin:kv" */
+	char last_peer[64];	/* the last primary whose HELLO matched */
+	uint32_t peer_protocol; /* ... the protocol version agreed with it */
+	char peer_version[32];	/* ... and its software version ("" if it did not say) */
+	bool auto_failover;	/* a cluster decides promotion (only the log wording) */
 	/*
 	 * The guest and data generation of the replica (proto/generation.h): the
 	 * session's primary's, adopted with its HELLO. Changes set gen_changed for
@@ -154,6 +156,14 @@ bool secondary_busy(const struct secondary *s);
  * promoted, or a KVM error.
  */
 int secondary_promote(struct secondary *s, bool force);
+/*
+ * A node that waits for a primary and never had one boots the guest itself
+ * (`ftctl start`): from here on the listener refuses primaries, as after a
+ * promotion. -EBUSY a primary is connected, -EEXIST the replica holds a
+ * checkpoint (promote it instead), -ENOTEMPTY a primary synced into this
+ * node's memory before, -EALREADY the guest runs here.
+ */
+int secondary_boot_here(struct secondary *s, const char *by);
 
 /*
  * Fails if promotion would be refused right now, with the same codes as

@@ -22,7 +22,7 @@ for opt in --guest --mem --vcpus --console --tracking --ring-entries --interval 
 	--cluster --cluster-wait --fence-command --fence-timeout --notify-command \
 	--tls-cert --tls-key --tls-ca --tls-peer --insecure \
 	--output-interval --net --net-hold-max --guest-ip --guest-gateway --kv-max-bytes --debug-no-device-dirty \
-	--disk \
+	--disk --node --metrics-listen --corosync-conf \
 	--help --version; do
 	grep -qF -- "$opt" "$TMP/help" || fail "--help does not document $opt"
 done
@@ -39,7 +39,7 @@ expect_usage_error "$TMP/bad2.conf:3: unknown key 'frobnicate'" --config "$TMP/b
 printf 'role = run\nquiet = maybe\n' >"$TMP/bad3.conf"
 expect_usage_error "$TMP/bad3.conf:2: quiet: 'maybe' is not true or false" --config "$TMP/bad3.conf"
 printf 'role = run\n[extra]\nmem = 1G\n' >"$TMP/bad4.conf"
-expect_usage_error "$TMP/bad4.conf:3: sections are not used ([extra])" --config "$TMP/bad4.conf"
+expect_usage_error "$TMP/bad4.conf:3: unknown section [extra] (only [node NAME])" --config "$TMP/bad4.conf"
 expect_usage_error "$TMP/none.conf: cannot open" --config "$TMP/none.conf"
 # The disk image is checked too: it must exist and have a usable size.
 truncate -s 64M "$TMP/disk.img"
@@ -70,6 +70,8 @@ expect_usage_error "--timeout: 5ms is outside 100ms..10m" secondary --listen 127
 expect_usage_error "--control: 'ftd.sock' is not an absolute path" secondary --listen 127.0.0.1:1 --control ftd.sock
 expect_usage_error "--cluster: 'vm 1' is not a name of 1..48 letters" secondary --listen 127.0.0.1:1 --cluster 'vm 1'
 expect_usage_error "--cluster is an option of ftd primary and secondary" run --cluster vm1
+expect_usage_error "--metrics-listen is an option of ftd primary and secondary" run --metrics-listen 127.0.0.1:9410
+expect_usage_error "--metrics-listen: '9410' is not HOST:PORT" secondary --listen 127.0.0.1:1 --metrics-listen 9410
 expect_usage_error "TLS needs all of --tls-cert, --tls-key and --tls-ca" secondary --listen 127.0.0.1:1 --tls-cert /x.pem
 expect_usage_error "--tls-peer needs --tls-cert" secondary --listen 127.0.0.1:1 --tls-peer host-a
 expect_usage_error "--cluster-wait: 'soon' is not a duration" secondary --listen 127.0.0.1:1 --cluster-wait soon

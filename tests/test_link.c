@@ -1090,6 +1090,8 @@ static void hello_base(struct hello_info *h, uint32_t role)
 		cpuid_base[i] = (uint8_t)(i * 7 + 1);
 	*h = (struct hello_info){
 		.protocol_version = RINGFT_PROTOCOL_VERSION,
+		.protocol_min = RINGFT_PROTOCOL_MIN,
+		.software_version = "0.1.0",
 		.role = role,
 		.mem_size = 1ULL << 30,
 		.nr_vcpus = 2,
@@ -1137,11 +1139,13 @@ static void test_hello_compare(void **state)
 
 	hello_base(&local, HELLO_SECONDARY); /* we are the secondary; the remote must be primary */
 	hello_base(&remote, HELLO_PRIMARY);
-	assert_int_equal(hello_compare(&local, &remote, HELLO_PRIMARY, &mm), 0);
+	assert_int_equal(hello_compare(&local, &remote, HELLO_PRIMARY, &mm),
+			 RINGFT_PROTOCOL_VERSION);
 	assert_string_equal(mm.field, "");
 
 	memcpy(cpuid_other, cpuid_base, sizeof(cpuid_other));
 	cpuid_other[40] ^= 1;
+	remote.protocol_min = RINGFT_PROTOCOL_VERSION + 1; /* a newer peer that dropped ours */
 	remote.protocol_version = RINGFT_PROTOCOL_VERSION + 1;
 	remote.role = HELLO_SECONDARY;
 	remote.page_size = 65536;
@@ -1155,7 +1159,15 @@ static void test_hello_compare(void **state)
 	remote.cpuid = cpuid_other;
 	remote.msrs = msrs_other;
 
-	expect_mismatch(&local, &remote, "protocol_version", "4", "5");
+	{
+		char l[32], r[32];
+
+		snprintf(l, sizeof(l), "%u..%u", RINGFT_PROTOCOL_MIN, RINGFT_PROTOCOL_VERSION);
+		snprintf(r, sizeof(r), "%u..%u", RINGFT_PROTOCOL_VERSION + 1,
+			 RINGFT_PROTOCOL_VERSION + 1);
+		expect_mismatch(&local, &remote, "protocol_version", l, r);
+	}
+	remote.protocol_min = RINGFT_PROTOCOL_MIN;
 	remote.protocol_version = RINGFT_PROTOCOL_VERSION;
 	expect_mismatch(&local, &remote, "role", "secondary", "secondary");
 	assert_int_equal(hello_compare(&local, &remote, HELLO_PRIMARY, &mm), -EPROTO);
@@ -1213,17 +1225,89 @@ static void test_hello_compare(void **state)
 	expect_mismatch(&local, &remote, "msrs", "3 MSRs", "2 MSRs");
 	remote.msrs = msrs_base;
 	remote.nr_msrs = 3;
-	assert_int_equal(hello_compare(&local, &remote, HELLO_PRIMARY, &mm), 0);
+	assert_int_equal(hello_compare(&local, &remote, HELLO_PRIMARY, &mm),
+			 RINGFT_PROTOCOL_VERSION);
 
 	/* Fields that need not match: the guest name, verify. */
 	remote.guest = "other.bin";
 	remote.verify = false;
-	assert_int_equal(hello_compare(&local, &remote, HELLO_PRIMARY, &mm), 0);
+	assert_int_equal(hello_compare(&local, &remote, HELLO_PRIMARY, &mm),
+			 RINGFT_PROTOCOL_VERSION);
+}
+
+/* The version both sides use for local MIN..MAX and remote MIN..MAX (MIN 0: unsaid). */
+static int agree(uint32_t lmin, uint32_t lmax, uint32_t rmin, uint32_t rmax,
+		 struct hello_mismatch *mm)
+{
+	struct hello_info local, remote;
+
+	hello_base(&local, HELLO_SECONDARY);
+	hello_base(&remote, HELLO_PRIMARY);
+	local.protocol_min = lmin;
+	local.protocol_version = lmax;
+	remote.protocol_min = rmin;
+	remote.protocol_version = rmax;
+	return hello_compare(&local, &remote, HELLO_PRIMARY, mm);
+}
+
+/*
+ * Version negotiation: the highest version in both ranges; disjoint ranges
+ * are refused naming both; a peer before protocol 5 (no protocol_min) speaks
+ * its protocol_version only.
+ */
+static void test_hello_protocol_range(void **state)
+{
+	struct hello_mismatch mm;
+
+	/* Equal ranges. */
+	assert_int_equal(agree(5, 5, 5, 5, &mm), 5);
+	assert_int_equal(agree(3, 7, 3, 7, &mm), 7);
+	assert_string_equal(mm.field, "");
+	/* Overlapping: the highest common version, whichever side is newer. */
+	assert_int_equal(agree(3, 7, 5, 9, &mm), 7);
+	assert_int_equal(agree(5, 9, 3, 7, &mm), 7);
+	assert_int_equal(agree(1, 10, 4, 6, &mm), 6);
+	assert_int_equal(agree(4, 6, 1, 10, &mm), 6);
+	assert_int_equal(agree(5, 6, 6, 8, &mm), 6); /* touching at one version */
+	/* Disjoint: refused, both ranges named. */
+	assert_int_equal(agree(5, 5, 3, 4, &mm), -EPROTO);
+	assert_string_equal(mm.field, "protocol_version");
+	assert_string_equal(mm.local, "5..5");
+	assert_string_equal(mm.remote, "3..4");
+	assert_int_equal(agree(3, 4, 5, 9, &mm), -EPROTO);
+	assert_string_equal(mm.local, "3..4");
+	assert_string_equal(mm.remote, "5..9");
+	/* A peer without protocol_min speaks exactly its protocol_version. */
+	assert_int_equal(agree(3, 5, 0, 4, &mm), 4);
+	assert_int_equal(agree(3, 5, 0, 5, &mm), 5);
+	assert_int_equal(agree(5, 5, 0, 4, &mm), -EPROTO);
+	assert_string_equal(mm.local, "5..5");
+	assert_string_equal(mm.remote, "4..4");
+	assert_int_equal(agree(5, 5, 0, 6, &mm), -EPROTO);
+	assert_string_equal(mm.remote, "6..6");
+	/* ... and so does this side when it does not say. */
+	assert_int_equal(agree(0, 5, 3, 9, &mm), 5);
+	/* Nothing is version 0. */
+	assert_int_equal(agree(0, 0, 0, 0, &mm), -EPROTO);
+	assert_string_equal(mm.local, "0..0");
+	/* A version disagreement comes before every other field. */
+	{
+		struct hello_info local, remote;
+
+		hello_base(&local, HELLO_SECONDARY);
+		hello_base(&remote, HELLO_SECONDARY); /* the wrong role, too */
+		remote.protocol_min = 0;
+		remote.protocol_version = 4;
+		assert_int_equal(hello_compare(&local, &remote, HELLO_PRIMARY, &mm), -EPROTO);
+		assert_string_equal(mm.field, "protocol_version");
+	}
 }
 
 static void check_hello_equal(const struct hello_info *a, const struct hello_info *b)
 {
 	assert_int_equal(a->protocol_version, b->protocol_version);
+	assert_int_equal(a->protocol_min, b->protocol_min);
+	assert_string_equal(a->software_version, b->software_version);
 	assert_int_equal(a->role, b->role);
 	assert_true(a->mem_size == b->mem_size);
 	assert_int_equal(a->nr_vcpus, b->nr_vcpus);
@@ -1278,7 +1362,8 @@ static void test_hello_round_trip(void **state)
 		assert_string_equal(f.error, "");
 		assert_int_equal(hello_decode(f.payload, f.hdr.length, &d), 0);
 		check_hello_equal(&d.info, &primary);
-		assert_int_equal(hello_compare(&local, &d.info, HELLO_PRIMARY, &mm), 0);
+		assert_int_equal(hello_compare(&local, &d.info, HELLO_PRIMARY, &mm),
+				 RINGFT_PROTOCOL_VERSION);
 		hello_decoded_free(&d);
 		hello_decoded_free(&d); /* twice is harmless */
 	}
@@ -1474,6 +1559,7 @@ int main(void)
 		cmocka_unit_test(test_outbuf_full_pipe),
 		cmocka_unit_test(test_outbuf_overflow),
 		cmocka_unit_test(test_hello_compare),
+		cmocka_unit_test(test_hello_protocol_range),
 		cmocka_unit_test(test_hello_round_trip),
 		cmocka_unit_test(test_frame_rx_refusals),
 		cmocka_unit_test(test_ack_round_trip),
