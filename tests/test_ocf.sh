@@ -46,6 +46,14 @@ skip() {
 	exit 77
 }
 [ "$(id -u)" = 0 ] || skip "not root (the agent keeps its pid file in /run/ftd)"
+# ocf-tester runs the agent as nobody too (a permission check): it must be
+# reachable by path, which a checkout under a private directory (mktemp -d,
+# as CI's clean clone) is not. A copy under $TMP, made traversable.
+chmod 711 "$TMP"
+mkdir -m 755 "$TMP/agent"
+cp "$AGENT" "$TMP/agent/ftd"
+chmod 755 "$TMP/agent/ftd"
+AGENT=$TMP/agent/ftd
 if ! command -v ocf-tester >/dev/null || ! [ -r /usr/lib/ocf/lib/heartbeat/ocf-shellfuncs ]; then
 	skip "no ocf-tester (Debian resource-agents)"
 fi
