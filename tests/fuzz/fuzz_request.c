@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			__builtin_trap(); /* refused without saying why */
 		return 0;
 	}
-	if (req.kind > REQ_DISCARD || strlen(req.text) != size)
+	if (req.kind > REQ_START || strlen(req.text) != size)
 		__builtin_trap();
 	if (req.kind == REQ_SET_INTERVAL && !req.interval_auto &&
 	    (req.interval_ns < 1000000ULL || req.interval_ns > 60000000000ULL))
