@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "lib/clock.h"
+#include "lib/stats.h"
 #include "primary/checkpoint.h"
-#include "primary/stats.h"
 #include "proto/epoch.h"
 #include "proto/wire.h"
 #include "secondary/receiver.h"

@@ -25,8 +25,8 @@
 #include <time.h>
 
 #include "guest/layout.h"
+#include "lib/stats.h"
 #include "primary/checkpoint.h"
-#include "primary/stats.h"
 #include "vmm/loader.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"

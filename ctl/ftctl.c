@@ -19,7 +19,7 @@
 static void usage(FILE *out)
 {
 	fputs("Usage: ftctl [--socket PATH] status [NAME...] [--json]\n"
-	      "       ftctl [--socket PATH] list [--json]\n"
+	      "       ftctl [--socket PATH] list [NAME...] [--json]\n"
 	      "       ftctl [--socket PATH] metrics [NAME] [--json]\n"
 	      "       ftctl [--socket PATH] start [NAME] [--json]\n"
 	      "       ftctl [--socket PATH] failover [NAME] [--force] [--json]\n"
@@ -347,18 +347,26 @@ static struct json_object *show_down(const struct cmdline *cl, const struct inst
 	return o;
 }
 
-/* One line of `ftctl list`, and its element {"name", "running", "role", "state"}. */
+/*
+ * One line of `ftctl list`, and its element {"name", "running", "role",
+ * "state"}; for a refused status, role and state null and its "error".
+ */
 static struct json_object *show_row(const struct cmdline *cl, const struct instance *in,
 				    struct json_object *reply)
 {
 	struct json_object *o = json_object_new_object();
+	bool ok = jbool(reply, "ok");
 
 	json_object_object_add(o, "name", json_object_new_string(in->name));
 	json_object_object_add(o, "running", json_object_new_boolean(1));
-	json_object_object_add(o, "role", json_object_new_string(jstr(reply, "role")));
-	json_object_object_add(o, "state", json_object_new_string(jstr(reply, "state")));
+	if (!ok)
+		json_object_object_add(o, "error", json_object_new_string(jstr(reply, "error")));
+	json_object_object_add(o, "role", ok ? json_object_new_string(jstr(reply, "role")) : NULL);
+	json_object_object_add(o, "state",
+			       ok ? json_object_new_string(jstr(reply, "state")) : NULL);
 	if (!cl->json)
-		printf("%-16s %-10s %s\n", in->name, jstr(reply, "role"), jstr(reply, "state"));
+		printf("%-16s %-10s %s\n", in->name, ok ? jstr(reply, "role") : "-",
+		       ok ? jstr(reply, "state") : jstr(reply, "error"));
 	return o;
 }
 
@@ -395,6 +403,8 @@ static int show_instances(const struct cmdline *cl)
 			status = EXIT_UNREACHABLE;
 			o = show_down(cl, &in[i], r, array);
 		} else if (list) {
+			if (!jbool(reply, "ok") && !status)
+				status = EXIT_REFUSED;
 			o = show_row(cl, &in[i], reply);
 		} else {
 			if (!jbool(reply, "ok") && !status)
@@ -521,7 +531,7 @@ static int run_one(const struct cmdline *cl)
 	reply = parse_answer(answer);
 	free(answer);
 	if (!reply)
-		return EXIT_REFUSED;
+		return EXIT_UNREACHABLE; /* not an ftd that answered: as status and list say */
 	status = jbool(reply, "ok") ? 0 : EXIT_REFUSED;
 	if (cl->json || cl->cmd->kind == CMD_RAW)
 		printf("%s\n", json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN));

@@ -6,16 +6,28 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ctl/ftctl.h"
 
 #define SOCK_SUFFIX ".sock"
+/*
+ * A daemon answers from its owner loop at once; one that has not taken the
+ * request, or (but for failover and switchover, which answer when they are
+ * over: a fence command, a hand-over) answered it, within this long is hung
+ * (systemd's watchdog is 10 s too). Reported, not waited for forever.
+ */
+#define ANSWER_TIMEOUT_MS 10000
+/* Far more than any answer (a status or metrics is a few KiB): not an ftd. */
+#define ANSWER_MAX (4u << 20)
 
 const char *instance_dir(void)
 {
@@ -131,6 +143,7 @@ int instance_send(const struct instance *in, const char *request)
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	size_t len = strlen(request);
 	char *line;
+	ssize_t w;
 	int fd, r;
 
 	if (strlen(in->path) >= sizeof(sun.sun_path))
@@ -139,8 +152,11 @@ int instance_send(const struct instance *in, const char *request)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	/* connect() waits while the daemon's backlog is full, write() while its buffer is. */
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO,
+		   &(struct timeval){ .tv_sec = ANSWER_TIMEOUT_MS / 1000 }, sizeof(struct timeval));
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		r = -errno;
+		r = errno == EAGAIN ? -ETIMEDOUT : -errno;
 		close(fd);
 		return r;
 	}
@@ -151,7 +167,11 @@ int instance_send(const struct instance *in, const char *request)
 	}
 	memcpy(line, request, len);
 	line[len] = '\n';
-	r = write(fd, line, len + 1) == (ssize_t)(len + 1) ? 0 : -errno;
+	w = write(fd, line, len + 1);
+	if (w == (ssize_t)(len + 1))
+		r = 0;
+	else /* short or EAGAIN: the daemon did not take it within SO_SNDTIMEO */
+		r = w >= 0 || errno == EAGAIN ? -ETIMEDOUT : -errno;
 	free(line);
 	if (r < 0) {
 		close(fd);
@@ -161,18 +181,53 @@ int instance_send(const struct instance *in, const char *request)
 	return fd;
 }
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Whether the daemon answers request only once it is over (no time bound). */
+static bool answers_when_over(const char *request)
+{
+	size_t n = strcspn(request, " ");
+
+	return (n == 8 && !strncmp(request, "failover", n)) ||
+	       (n == 10 && !strncmp(request, "switchover", n));
+}
+
 int instance_ask(const struct instance *in, const char *request, char **ret)
 {
 	size_t len = 0, cap = 4096;
 	char *buf = NULL;
 	int fd = instance_send(in, request), r = 0;
+	bool bounded = !answers_when_over(request);
+	int64_t deadline = now_ms() + ANSWER_TIMEOUT_MS;
 
 	*ret = NULL;
 	if (fd < 0)
 		return fd;
 	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int64_t left = deadline - now_ms();
 		ssize_t n;
 
+		if (bounded) {
+			int ready = left > 0 ? poll(&p, 1, (int)left) : 0;
+
+			if (ready < 0 && errno == EINTR)
+				continue;
+			if (ready == 0) {
+				r = -ETIMEDOUT;
+				break;
+			}
+		}
+		if (len >= ANSWER_MAX) {
+			r = -EMSGSIZE;
+			break;
+		}
 		if (cap - len < 2 || !buf) {
 			char *b = realloc(buf, buf ? cap *= 2 : cap);
 
@@ -210,7 +265,13 @@ bool instance_not_running(int err)
 
 void instance_report(const struct instance *in, int err)
 {
-	if (err == -ECONNRESET)
+	if (err == -ETIMEDOUT)
+		fprintf(stderr, "ftctl: ftd at %s did not answer within %d s\n", in->path,
+			ANSWER_TIMEOUT_MS / 1000);
+	else if (err == -EMSGSIZE)
+		fprintf(stderr, "ftctl: ftd at %s answered more than %u MiB: not an ftd\n",
+			in->path, ANSWER_MAX >> 20);
+	else if (err == -ECONNRESET)
 		fprintf(stderr,
 			"ftctl: ftd at %s closed the connection without answering (not allowed "
 			"to control it?)\n",

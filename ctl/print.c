@@ -165,6 +165,17 @@ void print_status(const char *name, struct json_object *r)
 			       ju64(d, "flushes"), ju64(d, "errors"), ju64(d, "inflight"),
 			       ju64(d, "sync_blocks"), (double)ju64(d, "sync_bytes") / 1e6,
 			       ju64(d, "sync_ms"));
+			if (jhas(d, "latency_us")) {
+				struct json_object *lat = json_object_object_get(d, "latency_us");
+				struct json_object *w = json_object_object_get(lat, "write");
+				struct json_object *fl = json_object_object_get(lat, "flush");
+
+				printf("    latency (queue to used ring): write p50/p99 %" PRIu64
+				       "/%" PRIu64 " us, flush p50/p99/max %" PRIu64 "/%" PRIu64
+				       "/%" PRIu64 " us\n",
+				       ju64(w, "p50"), ju64(w, "p99"), ju64(fl, "p50"),
+				       ju64(fl, "p99"), ju64(fl, "max"));
+			}
 		}
 		return;
 	}

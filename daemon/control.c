@@ -14,9 +14,10 @@
 #include "lib/log.h"
 #include "proto/link.h"
 
-#define REQUEST_MAX	  512
-#define CLIENTS_MAX	  32
-#define EVENTS_QUEUED_MAX 1024 /* lines an `events` client may leave unread */
+#define REQUEST_MAX 512
+#define CLIENTS_MAX 32
+/* Bytes of events a subscriber may leave unread beyond its socket buffer (~1000 lines). */
+#define EVENTS_QUEUED_MAX (64u << 10)
 /* A client that has not sent its request within this long gives its slot up. */
 #define CLIENT_IDLE_NS (5 * NS_PER_S)
 
@@ -36,7 +37,7 @@ struct client {
 	struct control *ctl; /* NULL once the control socket is closed */
 	int slot;
 	struct link *link;
-	char req[REQUEST_MAX];
+	char req[REQUEST_MAX + 1]; /* the line, its newline, a NUL */
 	size_t have;
 	struct request parsed;
 	bool answered;
@@ -157,7 +158,12 @@ static int client_received(void *opaque, uint8_t *buf, size_t n)
 			client_send_state(cl);
 		return 0;
 	}
-	if (cl->ctl->later) {
+	/*
+	 * One request at a time may wait for its answer (a switchover); status and
+	 * metrics read and answer at once, so monitors (Pacemaker's, ftctl) see the
+	 * node meanwhile.
+	 */
+	if (cl->ctl->later && cl->parsed.kind != REQ_STATUS && cl->parsed.kind != REQ_METRICS) {
 		answer_error(cl, "busy: another request (%.64s) is in progress",
 			     cl->ctl->later->parsed.text);
 		return 0;

@@ -51,6 +51,12 @@ int corosync_conf_read(const char *path, struct corosync_timeouts *t, char *err,
 		char *s = line, *colon;
 
 		lineno++;
+		if (!strchr(s, '\n') && !feof(f)) {
+			snprintf(err, errlen, "%s:%d: a line longer than %zu bytes", path, lineno,
+				 sizeof(line) - 2);
+			r = -EINVAL;
+			break;
+		}
 		s[strcspn(s, "#")] = 0;
 		s = trim(s);
 		if (!*s)
@@ -74,6 +80,7 @@ int corosync_conf_read(const char *path, struct corosync_timeouts *t, char *err,
 			if (!depth) {
 				snprintf(err, errlen, "%s:%d: '}' closes no section", path, lineno);
 				r = -EINVAL;
+				break;
 			}
 			depth--;
 			continue;

@@ -18,7 +18,7 @@
 int main(int argc, char **argv)
 {
 	struct ftd_options *o = calloc(1, sizeof(*o));
-	char err[256] = "";
+	char err[1024] = ""; /* a file:line, a 255-byte value and the reason */
 	int r;
 
 	if (!o)

@@ -357,7 +357,8 @@ static void ftd_primary_second(void *opaque, uint64_t now)
 		   primary_state_name(p->state), (unsigned long long)p->next_epoch,
 		   (unsigned long long)p->st.acked);
 	if (!a->o->quiet)
-		ftd_primary_stats_line(p, a->pr->frames.buf ? &a->pr->frames : NULL, &al->w, now);
+		ftd_primary_stats_line(p, a->pr->frames.buf ? &a->pr->frames : NULL, a->pr->disk,
+				       &al->w, now);
 }
 
 /* A live harvest is timed work of the engine's: the wait ends for it. */

@@ -34,7 +34,8 @@
 static void mirror_console(void *opaque, uint64_t offset, const uint8_t *data, size_t len)
 {
 	struct ftd_secondary *sb = opaque;
-	uint64_t pos = outbuf_stream_pos(&sb->pr->out, outbuf_mark(&sb->pr->out));
+	uint64_t mark = outbuf_mark(&sb->pr->out);
+	uint64_t pos = outbuf_stream_pos(&sb->pr->out, mark);
 
 	if (!sb->mirroring || offset != pos) {
 		if (sb->mirroring)
@@ -43,6 +44,14 @@ static void mirror_console(void *opaque, uint64_t offset, const uint8_t *data, s
 				    (unsigned long long)pos, (unsigned long long)offset);
 		log_info("console: writing the guest's committed output from stream offset %llu",
 			 (unsigned long long)offset);
+		/*
+		 * A gap after what this console holds (a switchover's old primary
+		 * that the new one ran ahead of, a file of an earlier process):
+		 * the cut line ends there rather than running on into the text after
+		 * the gap.
+		 */
+		if (offset != pos || !mark)
+			outbuf_end_line(&sb->pr->out);
 		outbuf_rebase(&sb->pr->out, offset);
 		sb->mirroring = true;
 	}
@@ -378,7 +387,9 @@ static void promoted_generation(struct ftd_secondary *sb, struct ftd_primary *a)
 	gen_bump(&s->gen, genstore_tag());
 	/* A stale replica promoted by force starts a branch numbered past what it was behind. */
 	if (s->stale && s->gen.cur.number <= s->stale_by.cur.number)
-		s->gen.cur.number = s->stale_by.cur.number + 1;
+		s->gen.cur.number = s->stale_by.cur.number < UINT64_MAX
+					    ? s->stale_by.cur.number + 1
+					    : UINT64_MAX; /* as gen_bump */
 	s->hello.gen = s->gen;
 	s->hello.holds = HOLDS_RUNNING;
 	a->gen = s->gen;

@@ -16,18 +16,34 @@
 int genstore_load(const char *dir, struct gen_state *ret)
 {
 	char path[PATH_MAX], text[2048];
-	ssize_t n;
-	int fd;
+	size_t len = 0;
+	int fd, r = 0;
 
 	snprintf(path, sizeof(path), "%s/" GEN_FILE, dir);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	n = read(fd, text, sizeof(text) - 1);
+	/* The whole file: one byte more than a state can be tells a larger file. */
+	while (len < sizeof(text)) {
+		ssize_t n = read(fd, text + len, sizeof(text) - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
 	close(fd);
-	if (n < 0)
-		return -errno;
-	text[n] = 0;
+	if (r < 0)
+		return r;
+	/* Larger than any state, or with a NUL inside: not a file gen_serialize wrote. */
+	if (len == sizeof(text) || memchr(text, 0, len))
+		return -EINVAL;
+	text[len] = 0;
 	return gen_parse(text, ret);
 }
 
@@ -66,8 +82,22 @@ int genstore_save(const char *dir, const struct gen_state *g)
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	if (write(fd, text, (size_t)len) != len || fsync(fd) < 0)
-		r = errno ? -errno : -EIO;
+	/*
+	 * A full file system shows as a short write first: write on until it
+	 * fails, so that r is that error, not an errno left by make_dirs.
+	 */
+	for (int at = 0; at < len && !r;) {
+		ssize_t n = write(fd, text + at, (size_t)(len - at));
+
+		if (n < 0 && errno != EINTR)
+			r = -errno;
+		else if (n == 0)
+			r = -EIO;
+		else if (n > 0)
+			at += (int)n;
+	}
+	if (!r && fsync(fd) < 0)
+		r = -errno;
 	if (close(fd) < 0 && !r)
 		r = -errno;
 	if (!r && rename(tmp, path) < 0)

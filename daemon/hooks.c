@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -15,6 +16,17 @@
 #include "lib/clock.h"
 
 extern char **environ;
+
+/* Whether env (NAME=value strings) sets the variable of entry `var`. */
+static bool env_has(const char *const *env, const char *var)
+{
+	size_t len = strcspn(var, "=");
+
+	for (; env && *env; env++)
+		if (!strncmp(*env, var, len) && (*env)[len] == '=')
+			return true;
+	return false;
+}
 
 /* The child starts clean: no ftd descriptors (VM, sockets), no blocked signals. */
 static int spawn(const char *cmd, const char *const *env, pid_t *ret_pid)
@@ -34,11 +46,15 @@ static int spawn(const char *cmd, const char *const *env, pid_t *ret_pid)
 	envp = calloc(n + k + 1, sizeof(*envp));
 	if (!envp)
 		return -ENOMEM;
-	/* Ours first: getenv() takes the first match. */
+	/*
+	 * Ours, then the daemon's without those names: which of two equal names
+	 * a program takes is its own choice (getenv the first, sh the last).
+	 */
 	for (size_t i = 0; i < k; i++)
 		envp[i] = (char *)env[i];
-	for (size_t i = 0; i < n; i++)
-		envp[k + i] = environ[i];
+	for (size_t i = 0, j = k; i < n; i++)
+		if (!env_has(env, environ[i]))
+			envp[j++] = environ[i];
 	sigemptyset(&none);
 	sigfillset(&all);
 	posix_spawn_file_actions_init(&fa);
@@ -46,7 +62,10 @@ static int spawn(const char *cmd, const char *const *env, pid_t *ret_pid)
 	posix_spawnattr_init(&attr);
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setsigdefault(&attr, &all);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	/* Its own process group: a timeout kills what it started too (hook_run). */
+	posix_spawnattr_setpgroup(&attr, 0);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+						POSIX_SPAWN_SETPGROUP);
 	r = posix_spawn(ret_pid, "/bin/sh", &fa, &attr, argv, envp);
 	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&fa);
@@ -70,7 +89,12 @@ int hook_run(const char *cmd, const char *const *env, uint64_t timeout_ns)
 		if (waitpid(pid, &status, WNOHANG) == pid)
 			break;
 		if (now >= deadline) {
-			kill(pid, SIGKILL);
+			/*
+			 * The whole group: a fence agent the shell started and that
+			 * outlived our verdict could still power off the node that
+			 * runs the guest after we chose not to promote.
+			 */
+			kill(-pid, SIGKILL);
 			waitpid(pid, &status, 0);
 			if (pfd >= 0)
 				close(pfd);

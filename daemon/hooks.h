@@ -5,7 +5,7 @@
  * off), and a notify command told about role changes (like keepalived's notify
  * scripts). Both run as `/bin/sh -c COMMAND` with FTD_* variables in the
  * environment, no inherited descriptors beyond stdin/stdout/stderr, default
- * signal dispositions and an empty signal mask.
+ * signal dispositions, an empty signal mask, and a process group of their own.
  */
 #ifndef RINGFT_DAEMON_HOOKS_H
 #define RINGFT_DAEMON_HOOKS_H
@@ -15,8 +15,8 @@
 /*
  * Runs cmd and waits at most timeout_ns. env is a NULL-ended list of
  * "NAME=value" strings added to the environment. Returns the exit status
- * (0..255), 128 + the signal that ended it, -ETIMEDOUT (it was killed), or
- * -errno when it could not be started.
+ * (0..255), 128 + the signal that ended it, -ETIMEDOUT (it was killed, with
+ * every process of its group), or -errno when it could not be started.
  */
 int hook_run(const char *cmd, const char *const *env, uint64_t timeout_ns);
 /* Starts cmd without waiting for it; hook_reap() collects it. Returns 0 or -errno. */

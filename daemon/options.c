@@ -18,6 +18,7 @@
 #include "daemon/options.h"
 #include "daemon/options_internal.h"
 #include "lib/clock.h"
+#include "lib/netaddr.h"
 #include "lib/parse.h"
 #include "vmm/loader.h"
 #include "vmm/vm.h"
@@ -190,7 +191,7 @@ int options_apply(struct ftd_options *o, int c, const char *arg, char *err, size
 		snprintf(o->disk, sizeof(o->disk), "%s", arg);
 		break;
 	case OPT_METRICS_LISTEN:
-		if (!arg[0] || strlen(arg) >= sizeof(o->metrics_listen) || !strchr(arg, ':'))
+		if (strlen(arg) >= sizeof(o->metrics_listen) || !options_addr_ok(arg))
 			return options_fail(err, errlen,
 					    "--metrics-listen: '%s' is not HOST:PORT (e.g. "
 					    "127.0.0.1:9410)",
@@ -329,9 +330,12 @@ int options_apply(struct ftd_options *o, int c, const char *arg, char *err, size
 	case OPT_LISTEN: {
 		char *dst = c == OPT_PEER ? o->peer : o->listen;
 
-		if (!*arg || strlen(arg) >= sizeof(o->peer))
-			return options_fail(err, errlen, "--%s: '%s' is not HOST:PORT",
-					    c == OPT_PEER ? "peer" : "listen", arg);
+		if (strlen(arg) >= sizeof(o->peer) || !options_addr_ok(arg))
+			return options_fail(
+				err, errlen,
+				"--%s: '%s' is not HOST:PORT (an IPv4 address, [IPv6] or "
+				"localhost)",
+				c == OPT_PEER ? "peer" : "listen", arg);
 		snprintf(dst, sizeof(o->peer), "%s", arg);
 		break;
 	}
@@ -551,15 +555,18 @@ static int options_cluster_wait(const struct ftd_options *o, char *err, size_t e
 		o->corosync_conf, (double)min_ms / 1000);
 }
 
-/* NAME of /dir/NAME.conf (or of /dir/NAME): the instance's name. */
-static void config_name(const char *path, char *name, size_t len)
+/* NAME of /dir/NAME.conf (or of /dir/NAME): the instance's name; -ENAMETOOLONG. */
+static int config_name(const char *path, char *name, size_t len)
 {
 	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
 	size_t n = strlen(base);
 
 	if (n > 5 && !strcmp(base + n - 5, ".conf"))
 		n -= 5;
+	if (n >= len)
+		return -ENAMETOOLONG;
 	snprintf(name, len, "%.*s", (int)n, base);
+	return 0;
 }
 
 /* Whether name is this host's name, or its first label (host-a of host-a.example.org). */
@@ -625,7 +632,7 @@ static int options_nodes(struct ftd_options *o, char *err, size_t errlen)
 			err, errlen,
 			"this host '%s' is none of the nodes (%s, %s): give --node NAME", host,
 			o->nodes[0].name, o->nodes[1].name);
-	if (!strcmp(self->address, other->address))
+	if (options_addr_same(self->address, other->address))
 		return options_fail(err, errlen, "[node %s] and [node %s] have the same address %s",
 				    self->name, other->name, self->address);
 	snprintf(o->node, sizeof(o->node), "%s", self->name);
@@ -647,26 +654,33 @@ int ftd_options_parse(int argc, char **argv, struct ftd_options *o, char *err, s
 	int c, r, first = 1;
 
 	options_defaults(o);
-	/* The file first, so that the command line wins. */
-	for (int i = 1; i < argc; i++) {
-		const char *path = NULL;
-
-		if (!strcmp(argv[i], "--config") && i + 1 < argc)
-			path = argv[i + 1];
-		else if (!strncmp(argv[i], "--config=", 9))
-			path = argv[i] + 9;
-		if (!path)
+	/*
+	 * The file first, so that the command line wins. getopt_long finds
+	 * --config as the parse below reads it: --config=FILE, an abbreviation
+	 * (--conf FILE), never the value of another option. Its errors wait for
+	 * that parse.
+	 */
+	if (argc > 1 && argv[1][0] != '-')
+		first = 2;
+	optind = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc - first + 1, argv + first - 1, "+:h", options_long, NULL)) !=
+	       -1) {
+		if (c != OPT_CONFIG)
 			continue;
-		if (strlen(path) >= sizeof(o->config))
+		if (strlen(optarg) >= sizeof(o->config))
 			return options_fail(err, errlen, "--config: a path of over %zu bytes",
 					    sizeof(o->config) - 1);
-		snprintf(o->config, sizeof(o->config), "%s", path);
-		r = options_load_config(path, o, err, errlen);
+		snprintf(o->config, sizeof(o->config), "%s", optarg);
+		r = options_load_config(optarg, o, err, errlen);
 		if (r < 0)
 			return r;
 	}
-	if (o->config[0])
-		config_name(o->config, o->name, sizeof(o->name));
+	if (o->config[0] && config_name(o->config, o->name, sizeof(o->name)) < 0)
+		return options_fail(err, errlen,
+				    "--config: an instance name (the file's base name without "
+				    ".conf) of over %zu bytes: %s",
+				    sizeof(o->name) - 1, o->config);
 	if (argc > 1 && argv[1][0] != '-') {
 		/* The subcommand, if given, wins over the file's role. */
 		if (options_parse_role(argv[1], &o->role) < 0)

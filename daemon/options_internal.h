@@ -89,6 +89,10 @@ int options_parse_guest_ip(const char *arg, struct guest_params *gp, char *err, 
 int options_parse_guest_gateway(const char *arg, struct guest_params *gp, char *err, size_t errlen);
 /* run, primary or secondary: 0, else -EINVAL. */
 int options_parse_role(const char *word, enum ftd_role *ret);
+/* A replication or metrics address ftd can use: HOST:PORT (lib/netaddr.h). */
+bool options_addr_ok(const char *s);
+/* Both name the same socket address ("[::1]:1" and "[0::1]:1" do); false if either is bad. */
+bool options_addr_same(const char *a, const char *b);
 /* --config FILE: applies its keys to *o; 0, or -EINVAL naming the file and line. */
 int options_load_config(const char *path, struct ftd_options *o, char *err, size_t errlen);
 

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * The network options: --net tap=NAME[,mac=MAC][,vnet-hdr=on|off] and the
- * guest's static IPv4 configuration (--guest-ip ADDR/PREFIX, --guest-gateway).
+ * The network options: --net tap=NAME[,mac=MAC][,vnet-hdr=on|off], the
+ * guest's static IPv4 configuration (--guest-ip ADDR/PREFIX, --guest-gateway),
+ * and the checks of ftd's own addresses (--peer, --listen, [node] address).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "daemon/options_internal.h"
+#include "lib/netaddr.h"
 #include "vmm/virtio_net.h"
 
 int options_parse_net(const char *arg, struct ftd_net_options *n, char *err, size_t errlen)
@@ -103,4 +105,24 @@ int options_parse_guest_gateway(const char *arg, struct guest_params *gp, char *
 		return options_fail(err, errlen, "--guest-gateway: '%s' is not an IPv4 address",
 				    arg);
 	return 0;
+}
+
+bool options_addr_ok(const char *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char err[160];
+
+	return net_parse_addr(s, &ss, &len, err, sizeof(err)) == 0;
+}
+
+bool options_addr_same(const char *a, const char *b)
+{
+	struct sockaddr_storage sa = { 0 }, sb = { 0 };
+	socklen_t la, lb;
+	char err[160];
+
+	return net_parse_addr(a, &sa, &la, err, sizeof(err)) == 0 &&
+	       net_parse_addr(b, &sb, &lb, err, sizeof(err)) == 0 && la == lb &&
+	       !memcmp(&sa, &sb, la);
 }

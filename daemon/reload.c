@@ -24,17 +24,19 @@ void ftd_reload_init(struct ftd_options *o, int argc, char **argv)
 	live_argv = argv;
 }
 
-/* An option, and where it is in struct ftd_options. */
+/* An option, where it is in struct ftd_options, and what the role applies when it changes. */
 struct reload_field {
 	const char *name;
 	size_t offset, size;
+	unsigned int what; /* RELOAD_*: 0, read where it is used */
 };
 
-#define FIELD(name, member)                                                                        \
+#define FIELD_APPLY(name, member, what)                                                            \
 	{                                                                                          \
 		name, offsetof(struct ftd_options, member),                                        \
-			sizeof(((struct ftd_options *)0)->member)                                  \
+			sizeof(((struct ftd_options *)0)->member), what                            \
 	}
+#define FIELD(name, member) FIELD_APPLY(name, member, 0)
 
 /* Fixed for the life of the process: the VM, its devices, the addresses, the identity. */
 static const struct reload_field fixed[] = {
@@ -65,14 +67,17 @@ static const struct reload_field fixed[] = {
 	FIELD("the guest's parameters (seed, bank-*, dirty-*, guest-ip, kv-max-bytes)", gp),
 };
 
-/* Take effect as soon as they are copied (the hooks, waits and timeouts are read when used). */
+/*
+ * Take effect once copied: the hooks and waits are read where they are used;
+ * the interval and the timeout the role applies to its timers and session.
+ */
 static const struct reload_field live_fields[] = {
-	FIELD("interval", interval_ns),
-	FIELD("interval auto", interval_auto),
-	FIELD("auto-overhead", auto_overhead_pct),
-	FIELD("auto-max-hold", auto_max_hold_ns),
-	FIELD("output-interval", output_interval_ns),
-	FIELD("timeout", timeout_ns),
+	FIELD_APPLY("interval", interval_ns, RELOAD_INTERVAL),
+	FIELD_APPLY("interval auto", interval_auto, RELOAD_INTERVAL),
+	FIELD_APPLY("auto-overhead", auto_overhead_pct, RELOAD_INTERVAL),
+	FIELD_APPLY("auto-max-hold", auto_max_hold_ns, RELOAD_INTERVAL),
+	FIELD_APPLY("output-interval", output_interval_ns, RELOAD_INTERVAL),
+	FIELD_APPLY("timeout", timeout_ns, RELOAD_TIMEOUT),
 	FIELD("fence-command", fence_command),
 	FIELD("fence-timeout", fence_timeout_ns),
 	FIELD("notify-command", notify_command),
@@ -136,12 +141,42 @@ static int reload_tls(const struct ftd_options *n, SSL_CTX **tls)
 	return 0;
 }
 
+unsigned int ftd_reload_options(struct ftd_options *o, struct ftd_options *n)
+{
+	unsigned int what = 0;
+
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		if (differs(o, n, &fixed[i]))
+			log_warning(
+				"SIGHUP: %s changed in %s, but it cannot change while ftd runs: "
+				"it applies at the next start",
+				fixed[i].name, o->config);
+	if ((n->tls_cert[0] != 0) != (o->tls_cert[0] != 0)) {
+		log_warning("SIGHUP: TLS is %s in %s, but replication in the clear and with TLS "
+			    "cannot swap while ftd runs: it applies at the next start",
+			    o->tls_cert[0] ? "off" : "on", o->config);
+		memcpy(n->tls_cert, o->tls_cert, sizeof(n->tls_cert));
+		memcpy(n->tls_key, o->tls_key, sizeof(n->tls_key));
+		memcpy(n->tls_ca, o->tls_ca, sizeof(n->tls_ca));
+		memcpy(n->tls_peer, o->tls_peer, sizeof(n->tls_peer));
+	}
+	for (size_t i = 0; i < sizeof(live_fields) / sizeof(live_fields[0]); i++) {
+		const struct reload_field *f = &live_fields[i];
+
+		if (!differs(o, n, f))
+			continue;
+		log_info("SIGHUP: %s changed", f->name);
+		what |= f->what;
+		copy_field(o, n, f);
+	}
+	return what;
+}
+
 unsigned int ftd_reload_files(int console_fd, SSL_CTX **tls)
 {
 	struct ftd_options *n;
-	char err[256] = "";
-	unsigned int what = 0;
-	bool tls_was = live->tls_cert[0] != 0;
+	char err[1024] = "";
+	unsigned int what;
 
 	if (!live->config[0]) {
 		log_info("SIGHUP: no --config to read again");
@@ -159,37 +194,7 @@ unsigned int ftd_reload_files(int console_fd, SSL_CTX **tls)
 		reopen_console(console_fd, live->console);
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-		if (differs(live, n, &fixed[i]))
-			log_warning(
-				"SIGHUP: %s changed in %s, but it cannot change while ftd runs: "
-				"it applies at the next start",
-				fixed[i].name, live->config);
-	if ((n->tls_cert[0] != 0) != tls_was) {
-		log_warning("SIGHUP: TLS is %s in %s, but replication in the clear and with TLS "
-			    "cannot swap while ftd runs: it applies at the next start",
-			    tls_was ? "off" : "on", live->config);
-		memcpy(n->tls_cert, live->tls_cert, sizeof(n->tls_cert));
-		memcpy(n->tls_key, live->tls_key, sizeof(n->tls_key));
-		memcpy(n->tls_ca, live->tls_ca, sizeof(n->tls_ca));
-		memcpy(n->tls_peer, live->tls_peer, sizeof(n->tls_peer));
-	}
-	for (size_t i = 0; i < sizeof(live_fields) / sizeof(live_fields[0]); i++) {
-		const struct reload_field *f = &live_fields[i];
-
-		if (!differs(live, n, f))
-			continue;
-		log_info("SIGHUP: %s changed", f->name);
-		if (f->offset == offsetof(struct ftd_options, interval_ns) ||
-		    f->offset == offsetof(struct ftd_options, interval_auto) ||
-		    f->offset == offsetof(struct ftd_options, auto_overhead_pct) ||
-		    f->offset == offsetof(struct ftd_options, auto_max_hold_ns) ||
-		    f->offset == offsetof(struct ftd_options, output_interval_ns))
-			what |= RELOAD_INTERVAL;
-		if (f->offset == offsetof(struct ftd_options, timeout_ns))
-			what |= RELOAD_TIMEOUT;
-		copy_field(live, n, f);
-	}
+	what = ftd_reload_options(live, n);
 	event_set_notify(live->notify_command[0] ? live->notify_command : NULL);
 	reopen_console(console_fd, live->console);
 	if (tls && live->tls_cert[0] && reload_tls(live, tls) == 0)

@@ -37,5 +37,14 @@ void ftd_reload_init(struct ftd_options *o, int argc, char **argv);
 unsigned int ftd_reload(struct ftd_process *pr);
 /* The same with the console on console_fd and the TLS context in *tls (NULL: none). */
 unsigned int ftd_reload_files(int console_fd, SSL_CTX **tls);
+/*
+ * Their options part: `n` is the configuration read again, `o` the options
+ * the process runs with. Every option fixed for the life of the process that
+ * differs is logged as applying at the next start and stays; so does a swap
+ * between TLS and the clear (`n`'s TLS files are set back to `o`'s); the
+ * others are copied into `o`. Returns the RELOAD_INTERVAL and RELOAD_TIMEOUT
+ * of what changed.
+ */
+unsigned int ftd_reload_options(struct ftd_options *o, struct ftd_options *n);
 
 #endif

@@ -118,6 +118,27 @@ static int open_console(const char *path)
 	return fd;
 }
 
+/*
+ * A console file that an earlier process left in mid-line: the mirror's first
+ * bytes then start a line of their own (outbuf_end_line).
+ */
+static void note_console_tail(const char *path, struct outbuf *ob)
+{
+	struct stat st;
+	uint8_t c;
+	int fd;
+
+	if (!strcmp(path, "-"))
+		return;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+	    pread(fd, &c, 1, st.st_size - 1) == 1)
+		outbuf_set_last(ob, c);
+	close(fd);
+}
+
 int ftd_process_open(struct ftd_process *pr, const struct ftd_options *o, const char *addr_opt,
 		     const char *addr, bool load_guest, bool send_zc)
 {
@@ -134,6 +155,8 @@ int ftd_process_open(struct ftd_process *pr, const struct ftd_options *o, const 
 	if (pr->console_fd < 0)
 		return 1;
 	r = outbuf_init(&pr->out, OUTBUF_BYTES);
+	if (r == 0)
+		note_console_tail(o->console, &pr->out);
 	commit_init(&pr->commit);
 	if (r == 0)
 		r = commit_add_channel(&pr->commit, &pr->out);

@@ -26,8 +26,8 @@
 #include "daemon/status.h"
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "lib/stats.h"
 #include "primary/checkpoint.h"
-#include "primary/stats.h"
 #include "vmm/cmos.h"
 #include "vmm/linux_boot.h"
 #include "vmm/loader.h"
@@ -45,6 +45,7 @@ struct run_stats {
 	uint64_t window_checkpoints;
 	uint64_t window_pages;
 	uint64_t window_start_ns;
+	struct ftd_disk_window disk;
 };
 
 /* Console sink: the guest's serial bytes go straight to the console fd. */
@@ -79,7 +80,7 @@ int ftd_open_console(const char *path)
 	return fd;
 }
 
-static void print_stats(struct run_stats *rs, uint64_t now)
+static void print_stats(struct run_stats *rs, struct virtio_blk *disk, uint64_t now)
 {
 	double secs = (double)(now - rs->window_start_ns) / NS_PER_S;
 	uint64_t n = rs->window_checkpoints;
@@ -93,6 +94,7 @@ static void print_stats(struct run_stats *rs, uint64_t now)
 	stats_u64(&l, "avg", n ? rs->window_pages / n : 0);
 	stats_u64(&l, "max", rs->pages_max);
 	stats_samples(&l, "pause_us", &rs->pause_us, STATS_P50 | STATS_P99 | STATS_MAX);
+	ftd_disk_stats(disk, &rs->disk, secs, &l);
 	stats_end(&l);
 	samples_reset(&rs->pause_us);
 	rs->window_checkpoints = rs->window_pages = rs->pages_max = 0;
@@ -142,7 +144,9 @@ int ftd_report_stopped(struct vm *vm)
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = vm->vcpus[i];
 
-		if (v->status == VCPU_CRASHED)
+		if (v->status == VCPU_CRASHED && v->crash_regs_lost)
+			log_error("guest crashed: vCPU %u: %s", i, v->fail_reason);
+		else if (v->status == VCPU_CRASHED)
 			log_error("guest crashed: vCPU %u: %s (rax=0x%llx rbx=0x%llx rcx=0x%llx "
 				  "rdx=0x%llx rflags=0x%llx)",
 				  i, v->fail_reason, (unsigned long long)v->crash_regs.rax,
@@ -387,6 +391,7 @@ struct run_loop {
 	struct vm *vm;
 	struct ckpt *c;
 	struct ftd_net *net;
+	struct virtio_blk *disk;
 	const struct ftd_options *o;
 	int timer_fd, console_fd;
 	struct run_stats rs;
@@ -418,7 +423,7 @@ static void run_second(void *opaque, uint64_t now)
 {
 	struct run_loop *rl = opaque;
 
-	print_stats(&rl->rs, now);
+	print_stats(&rl->rs, rl->disk, now);
 }
 
 int ftd_devices_work(struct vm *vm, struct ftd_net *net, uint64_t now)
@@ -456,8 +461,8 @@ static void run_reload(void *opaque)
 		log_error("SIGHUP: cannot set the checkpoint timer: %s", strerror(errno));
 }
 
-static int run_loop(struct vm *vm, struct ckpt *c, struct ftd_net *net, const struct ftd_options *o,
-		    int sig_fd, int timer_fd, int console_fd)
+static int run_loop(struct vm *vm, struct ckpt *c, struct ftd_net *net, struct virtio_blk *disk,
+		    const struct ftd_options *o, int sig_fd, int timer_fd, int console_fd)
 {
 	static const struct ftd_loop_ops ops = { .io = run_io,
 						 .tick = run_tick,
@@ -467,9 +472,13 @@ static int run_loop(struct vm *vm, struct ckpt *c, struct ftd_net *net, const st
 	static const struct ftd_loop_ops quiet_ops = {
 		.io = run_io, .tick = run_tick, .reload = run_reload, .next_due = run_next_due
 	};
-	struct run_loop rl = {
-		.vm = vm, .c = c, .net = net, .o = o, .timer_fd = timer_fd, .console_fd = console_fd
-	};
+	struct run_loop rl = { .vm = vm,
+			       .c = c,
+			       .net = net,
+			       .disk = disk,
+			       .o = o,
+			       .timer_fd = timer_fd,
+			       .console_fd = console_fd };
 	uint64_t start = clock_now_ns();
 	struct ftd_loop l = {
 		.ops = o->quiet ? &quiet_ops : &ops,
@@ -533,7 +542,7 @@ int ftd_run(const struct ftd_options *o)
 		 dirty_mode_name(o->tracking),
 		 o->tracking == DIRTY_RING && vm->ring_acq_rel ? " (acq_rel)" : "",
 		 (double)o->interval_ns / NS_PER_MS);
-	status = run_loop(vm, &ckpt, &net, o, sig_fd, timer_fd, console_fd);
+	status = run_loop(vm, &ckpt, &net, disk, o, sig_fd, timer_fd, console_fd);
 out:
 	ckpt_free(&ckpt);
 	vm_free(vm);

@@ -47,9 +47,13 @@ void stats_u64(struct stats_line *l, const char *key, uint64_t v)
 	stats_add(l, " %s=%llu", key, (unsigned long long)v);
 }
 
+/* Whole numbers from 10/s up; one decimal below, so that a slow rate (a flush
+ * every few seconds) does not print as 0/s. */
 void stats_rate(struct stats_line *l, const char *key, uint64_t n, double secs)
 {
-	stats_add(l, " %s=%.0f/s", key, secs > 0 ? (double)n / secs : 0.0);
+	double r = secs > 0 ? (double)n / secs : 0.0;
+
+	stats_add(l, r < 9.95 ? " %s=%.1f/s" : " %s=%.0f/s", key, r);
 }
 
 void stats_mbps(struct stats_line *l, const char *key, double mbps)
@@ -73,6 +77,18 @@ void stats_samples(struct stats_line *l, const char *name, struct samples *s, un
 		stats_u64(l, "max", samples_max(s));
 }
 
+void stats_hist(struct stats_line *l, const char *name, const struct histogram *h,
+		unsigned int which)
+{
+	stats_group(l, name);
+	if (which & STATS_P50)
+		stats_u64(l, "p50", histogram_percentile(h, 50));
+	if (which & STATS_P99)
+		stats_u64(l, "p99", histogram_percentile(h, 99));
+	if (which & STATS_MAX)
+		stats_u64(l, "max", h->max);
+}
+
 void stats_end(struct stats_line *l)
 {
 	/* One write, as one fprintf was: lines from other threads do not cut into it. */
@@ -80,8 +96,8 @@ void stats_end(struct stats_line *l)
 		l->buf);
 }
 
-void ftd_primary_stats_line(struct primary *p, struct outbuf *frames, struct pwindow *w,
-			    uint64_t now)
+void ftd_primary_stats_line(struct primary *p, struct outbuf *frames, struct virtio_blk *disk,
+			    struct pwindow *w, uint64_t now)
 {
 	struct primary_stats *st = &p->st;
 	double secs = (double)(now - w->start_ns) / NS_PER_S;
@@ -107,6 +123,7 @@ void ftd_primary_stats_line(struct primary *p, struct outbuf *frames, struct pwi
 		stats_u64(&l, "held_frames", outbuf_records_held(frames));
 	stats_u64(&l, "sync_pages", st->sync_pages);
 	stats_u64(&l, "sync_remaining", st->sync_remaining);
+	ftd_disk_stats(disk, &w->disk, secs, &l);
 	stats_end(&l);
 	samples_reset(&st->pause_us);
 	samples_reset(&st->ack_us);
@@ -185,8 +202,6 @@ static void metrics_common(FILE *f, bool primary, const char *const *states, int
 
 void ftd_primary_metrics(struct ftd_primary *a, struct json_object *r)
 {
-	static const uint64_t bounds_us[] = { 100,   250,   500,   1000,   2500,  5000,
-					      10000, 25000, 50000, 100000, 250000 };
 	const char *states[PRIMARY_PROTECTED + 1];
 	struct primary_stats *st = &a->p->st;
 	char *text = NULL;
@@ -233,16 +248,7 @@ void ftd_primary_metrics(struct ftd_primary *a, struct json_object *r)
 		(unsigned long long)commit_held(&a->pr->commit), a->p->state == PRIMARY_PROTECTED,
 		(double)a->interval_ns / NS_PER_S, a->auto_iv.enabled,
 		(unsigned long long)st->live_harvests);
-	for (size_t i = 0; i < sizeof(bounds_us) / sizeof(bounds_us[0]); i++)
-		fprintf(f, "ftd_checkpoint_pause_seconds_bucket{le=\"%g\"} %llu\n",
-			(double)bounds_us[i] / 1e6,
-			(unsigned long long)histogram_count_le(&st->all_pause_us, bounds_us[i]));
-	fprintf(f,
-		"ftd_checkpoint_pause_seconds_bucket{le=\"+Inf\"} %llu\n"
-		"ftd_checkpoint_pause_seconds_sum %.6f\n"
-		"ftd_checkpoint_pause_seconds_count %llu\n",
-		(unsigned long long)st->all_pause_us.n, (double)st->all_pause_us.sum / 1e6,
-		(unsigned long long)st->all_pause_us.n);
+	histogram_prometheus(f, "ftd_checkpoint_pause_seconds", "", &st->all_pause_us);
 	ftd_net_metrics(&a->pr->net, &a->pr->frames, f);
 	ftd_disk_metrics(a->pr->disk, f);
 	fclose(f);

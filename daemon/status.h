@@ -12,7 +12,11 @@
 
 #include <json-c/json.h>
 
+#include "daemon/disk.h"
+
 struct ftd_primary;
+struct histogram;
+struct outbuf;
 struct primary;
 struct samples;
 struct secondary;
@@ -41,6 +45,9 @@ void stats_group(struct stats_line *l, const char *name);	     /* " name", keys 
 #define STATS_P99 2u
 #define STATS_MAX 4u
 void stats_samples(struct stats_line *l, const char *name, struct samples *s, unsigned int which);
+/* The same of a histogram (lib/stats.h: each within about 3%). */
+void stats_hist(struct stats_line *l, const char *name, const struct histogram *h,
+		unsigned int which);
 void stats_end(struct stats_line *l); /* the line, on stderr */
 
 /* The statistics line's window: rates are over the time since the last line. */
@@ -48,6 +55,7 @@ struct pwindow {
 	uint64_t start_ns;
 	uint64_t checkpoints;
 	uint64_t bytes;
+	struct ftd_disk_window disk;
 };
 
 struct swindow {
@@ -58,9 +66,9 @@ struct swindow {
 };
 
 /* One "ftd: stats ..." line; starts the next window (and resets the samples). */
-/* frames: the guest's held frames (--net), or NULL. */
-void ftd_primary_stats_line(struct primary *p, struct outbuf *frames, struct pwindow *w,
-			    uint64_t now);
+/* frames: the guest's held frames (--net), or NULL; disk: the guest's disk, or NULL. */
+void ftd_primary_stats_line(struct primary *p, struct outbuf *frames, struct virtio_blk *disk,
+			    struct pwindow *w, uint64_t now);
 void ftd_secondary_stats_line(struct secondary *s, struct swindow *w, uint64_t now);
 
 /* `ftctl status`, into r. */

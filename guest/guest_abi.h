@@ -4,8 +4,13 @@
  *
  * Included by freestanding guest code and by the host, so it uses only fixed-width
  * types and no libc. The loader enters every vCPU directly in 64-bit long mode at
- * CPL 3 with RFLAGS.IOPL=3 and IF=0 (no IDT: any exception is a triple fault,
- * reported by the VMM as the guest's crash), with
+ * CPL 3 with RFLAGS.IOPL=3 and IF=0. Exceptions go through an IDT to the image's
+ * handler at CPL 0, on a stack of the vCPU's own (its TSS's RSP0): a page fault
+ * at an address that the guest's page tables map after all (a spurious fault) is
+ * reported (GUEST_SIGNAL_FAULT_RETRIED) and retried; any other exception is
+ * reported (GUEST_SIGNAL_EXCEPTION) and stops the vCPU. An exception inside the
+ * handler, or where the IDT may not be used (kvm_pvm: not verified), is a
+ * triple fault, reported by the VMM as the guest's crash. Entry is with
  *   RIP = GUEST_IMAGE_GPA (the image's _start),
  *   RDI = vCPU index, RSI = GUEST_PARAMS_GPA, RSP = top of that vCPU's stack.
  *
@@ -15,15 +20,22 @@
 #ifndef RINGFT_GUEST_ABI_H
 #define RINGFT_GUEST_ABI_H
 
+#ifndef __ASSEMBLER__
 #include <stdint.h>
+#endif
 
 #define GUEST_GDT_GPA	 0x1000ULL
 #define GUEST_PARAMS_GPA 0x2000ULL /* struct guest_params, one page */
 /*
- * 64-bit TSS with an I/O permission bitmap allowing every port, 0x3000..0x5069:
- * on kvm_pvm an `out` at CPL 3 faults without it, even with IOPL=3.
+ * 64-bit TSSes, one per vCPU (GUEST_TSS_SIZE apart from GUEST_TSS_GPA), all with
+ * the one I/O permission bitmap that follows them and allows every port: on
+ * kvm_pvm an `out` at CPL 3 faults without it, even with IOPL=3.
  */
 #define GUEST_TSS_GPA	     0x3000ULL
+#define GUEST_TSS_SIZE	     0x68ULL
+#define GUEST_IOMAP_GPA	     0x3400ULL	/* 8 KiB and a closing 0xff byte: to 0x5401 */
+#define GUEST_IDT_GPA	     0x5800ULL	/* GUEST_EXC_VECTORS interrupt gates */
+#define GUEST_EXC_STACK_GPA  0x6000ULL	/* vCPU i: one page from here + i * 4 KiB */
 #define GUEST_PT_GPA	     0x10000ULL /* PML4, PDPT, then PDs: up to 0x60000 */
 #define GUEST_PT_END	     0x60000ULL
 #define GUEST_IMAGE_GPA	     0x100000ULL /* flat image, linked here, at most 1 MiB */
@@ -59,6 +71,38 @@
 #define GUEST_SIGNAL_READY 1 /* touch: set-up done, about to touch */
 #define GUEST_SIGNAL_DONE  2 /* touch: one round of touching done */
 #define GUEST_SIGNAL_PANIC 0xdead
+/* The exception handler (see the top): its report is in the vCPU's exception page. */
+#define GUEST_SIGNAL_EXCEPTION	   0xe0
+#define GUEST_SIGNAL_FAULT_RETRIED 0xe1
+
+/*
+ * Exception entry points: vector v enters the image at GUEST_EXC_ENTRY_OFFSET +
+ * v * GUEST_EXC_ENTRY_SIZE (guest/start.S), at CPL 0, through an interrupt gate.
+ */
+#define GUEST_EXC_ENTRY_OFFSET 0x40
+#define GUEST_EXC_ENTRY_SIZE   16
+#define GUEST_EXC_VECTORS      32
+
+#ifndef __ASSEMBLER__
+/* At the bottom of vCPU i's exception page, written before each signal above. */
+struct guest_exception_report {
+	uint64_t vector;
+	uint64_t error; /* the error code, 0 for vectors without one */
+	uint64_t rip;
+	uint64_t rsp;
+	uint64_t cs;	/* CPL 0: the exception came inside the handler */
+	uint64_t cr2;	/* page faults */
+	uint64_t walk;	/* page faults: the guest's walk of cr2 (GUEST_WALK_*) */
+	uint64_t count; /* faults retried so far on this vCPU */
+	/* The handler's own: the last retried fault, and how often it came back at once. */
+	uint64_t last_rip, last_cr2, last_tsc, repeats;
+};
+
+/* What the handler's walk of the guest's own page tables found for cr2. */
+#define GUEST_WALK_MAPPED    0 /* present with the rights the access needed */
+#define GUEST_WALK_ABSENT    1 /* an entry on the way is not present */
+#define GUEST_WALK_DENIED    2 /* present, but without write or user rights */
+#define GUEST_WALK_BAD_TABLE 3 /* a table outside RAM: not looked at */
 
 #define GUEST_PARAMS_MAGIC 0x5446474eU /* "NGFT" */
 
@@ -118,5 +162,6 @@ struct guest_params {
 	 */
 	volatile uint64_t go;
 };
+#endif /* !__ASSEMBLER__ */
 
 #endif

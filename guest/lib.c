@@ -1,9 +1,77 @@
 /* SPDX-License-Identifier: MIT */
 #include "guest/lib.h"
+#include "guest/ptwalk.h"
 
 void guest_panic(void)
 {
 	outl(GUEST_PORT_SIGNAL, GUEST_SIGNAL_PANIC);
+	for (;;)
+		cpu_relax();
+}
+
+/* What guest/start.S's exception entry leaves on the vCPU's exception stack. */
+struct exc_frame {
+	uint64_t r11, r10, r9, r8, rdi, rsi, rdx, rcx, rax;
+	uint64_t vector, error; /* pushed by the entry (error: by the CPU, or 0) */
+	uint64_t rip, cs, rflags, rsp, ss;
+};
+
+/* A fault at the same place this soon after a retry of it came straight back. */
+#define EXC_REPEAT_MS  1
+#define EXC_REPEAT_MAX 100
+
+static uint64_t read_entry(void *ctx, uint64_t gpa)
+{
+	(void)ctx;
+	return *(volatile const uint64_t *)gpa;
+}
+
+/*
+ * Every exception, at CPL 0 on this vCPU's exception page (guest_abi.h). A page
+ * fault whose address the guest's own tables map with the rights the access
+ * needed has nothing to fix: it is retried, as an OS retries a spurious fault,
+ * and reported, because a correct CPU and hypervisor never raise one. Anything
+ * else is reported and stops here. Returns only to retry.
+ */
+void guest_exception(struct exc_frame *f);
+void guest_exception(struct exc_frame *f)
+{
+	struct guest_exception_report *r = (void *)((uint64_t)f & ~(GUEST_PAGE_SIZE - 1));
+	const struct guest_params *p = (const struct guest_params *)GUEST_PARAMS_GPA;
+	/* CPL 0: inside this handler, which must not look further. */
+	int nested = !(f->cs & 3);
+
+	r->vector = f->vector;
+	r->error = f->error;
+	r->rip = f->rip;
+	r->rsp = f->rsp;
+	r->cs = f->cs;
+	r->cr2 = 0;
+	r->walk = GUEST_WALK_BAD_TABLE;
+	if (f->vector == 14 && !nested) {
+		uint64_t cr2, cr3, now = rdtsc();
+
+		asm volatile("mov %%cr2, %0" : "=r"(cr2));
+		asm volatile("mov %%cr3, %0" : "=r"(cr3));
+		r->cr2 = cr2;
+		r->walk = guest_ptwalk(cr3, cr2, f->error, p->data_end, read_entry, 0);
+		if (r->walk == GUEST_WALK_MAPPED && !(f->error & PF_ERR_RESERVED)) {
+			if (r->last_rip == f->rip && r->last_cr2 == cr2 &&
+			    now - r->last_tsc < EXC_REPEAT_MS * p->tsc_khz)
+				r->repeats++;
+			else
+				r->repeats = 0;
+			r->last_rip = f->rip;
+			r->last_cr2 = cr2;
+			r->last_tsc = now;
+			if (r->repeats < EXC_REPEAT_MAX) {
+				r->count++;
+				outl(GUEST_PORT_SIGNAL, GUEST_SIGNAL_FAULT_RETRIED);
+				return;
+			}
+		}
+	}
+	outl(GUEST_PORT_SIGNAL, GUEST_SIGNAL_EXCEPTION);
 	for (;;)
 		cpu_relax();
 }

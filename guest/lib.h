@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Freestanding helpers for the built-in guests: port I/O, TSC, a PRNG, console
- * lines and the console lock. Guests run at CPL 3 with IOPL 3 and IF 0, without an
- * IDT: no hlt, no cli/sti, no SSE (built with -mgeneral-regs-only). Guests keep no
+ * lines and the console lock. Guests run at CPL 3 with IOPL 3 and IF 0 (exceptions
+ * reach guest_exception() at CPL 0, guest/README.md): no hlt, no cli/sti, no SSE
+ * (built with -mgeneral-regs-only). Guests keep no
  * state in the image (no .data/.bss): per-vCPU state lives in the vCPU's area or in
  * the data area, so that every bit of it travels with a checkpoint. builtin:kv is
  * the exception (lwIP has globals): its .bss is at a fixed GPA (guest/kv/kv.ld).

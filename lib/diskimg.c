@@ -60,12 +60,15 @@ void diskimg_close(struct diskimg *d)
 
 static bool all_zero(const uint8_t *p, size_t len)
 {
-	const uint64_t *w = (const uint64_t *)p;
 	size_t i, n = len / 8;
 
-	for (i = 0; i < n; i++)
-		if (w[i])
+	for (i = 0; i < n; i++) {
+		uint64_t w;
+
+		memcpy(&w, p + 8 * i, 8); /* any alignment: callers pass any buffer */
+		if (w)
 			return false;
+	}
 	for (i = n * 8; i < len; i++)
 		if (p[i])
 			return false;
@@ -101,7 +104,8 @@ static int pread_all(int fd, uint8_t *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
+/* Writes all of buf at off; *wrote (if given) is set once any byte reached the file. */
+static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off, bool *wrote)
 {
 	while (len) {
 		ssize_t n = pwrite(fd, buf, len, (off_t)off);
@@ -113,6 +117,8 @@ static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
 		}
 		if (n == 0)
 			return -EIO;
+		if (wrote)
+			*wrote = true;
 		buf += n;
 		len -= (size_t)n;
 		off += (uint64_t)n;
@@ -212,18 +218,21 @@ out:
 	return r;
 }
 
-static int write_zeros(struct diskimg *d, uint64_t off, uint64_t len)
+/* Zeros [off, off + len): a hole where the file system can punch one. *wrote as pwrite_all's. */
+static int write_zeros(struct diskimg *d, uint64_t off, uint64_t len, bool *wrote)
 {
 	static const uint8_t zeros[DISK_BLOCK];
 	int r;
 
 	if (!d->blockdev && fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-				      (off_t)len) == 0)
+				      (off_t)len) == 0) {
+		*wrote = true;
 		return 0;
+	}
 	while (len) {
 		uint64_t n = len < sizeof(zeros) ? len : sizeof(zeros);
 
-		r = pwrite_all(d->fd, zeros, n, off);
+		r = pwrite_all(d->fd, zeros, n, off, wrote);
 		if (r < 0)
 			return r;
 		off += n;
@@ -234,7 +243,7 @@ static int write_zeros(struct diskimg *d, uint64_t off, uint64_t len)
 
 int diskimg_apply(struct diskimg *d, const struct disk_log *log, bool durable, bool *ret_torn)
 {
-	bool reserve = !d->blockdev;
+	bool reserve = !d->blockdev, wrote = false;
 	size_t i;
 	int r;
 
@@ -242,6 +251,8 @@ int diskimg_apply(struct diskimg *d, const struct disk_log *log, bool durable, b
 	for (i = 0; i < log->nr; i++) {
 		const struct disk_rec *rec = &log->recs[i];
 
+		if (rec->flags & DISK_REC_FLUSH)
+			continue; /* a point in the order, at no place of the image */
 		if (rec->offset > d->size || rec->len > d->size - rec->offset)
 			return -ERANGE;
 	}
@@ -265,15 +276,18 @@ int diskimg_apply(struct diskimg *d, const struct disk_log *log, bool durable, b
 		if (rec->flags & DISK_REC_FLUSH)
 			continue;
 		if (rec->flags & DISK_REC_ZERO)
-			r = write_zeros(d, rec->offset, rec->len);
+			r = write_zeros(d, rec->offset, rec->len, &wrote);
 		else
-			r = pwrite_all(d->fd, disk_rec_data(log, rec), rec->len, rec->offset);
+			r = pwrite_all(d->fd, disk_rec_data(log, rec), rec->len, rec->offset,
+				       &wrote);
 		if (r < 0) {
-			*ret_torn = i > 0 || r != -ENOSPC;
+			/* Without a reservation (a block device, no fallocate) even the first may
+			 * tear. */
+			*ret_torn = wrote;
 			return r;
 		}
 	}
-	if (durable && log->nr && fdatasync(d->fd) < 0) {
+	if (durable && fdatasync(d->fd) < 0) {
 		*ret_torn = true;
 		return -errno;
 	}

@@ -64,10 +64,11 @@ int diskimg_hash(struct diskimg *d, uint64_t *ret);
  * Applies a log's records in order. First it reserves every data range
  * (fallocate, where the file system supports it): -ENOSPC there has written
  * nothing. Then it writes each record (zero records punch a hole or write
- * zeros), then fdatasync()s when `durable`. -ERANGE if a record lies beyond
- * the image (nothing written: checked first). On an error after the first
- * write *ret_torn is set: the image holds part of the records and is no
- * checkpoint any more.
+ * zeros), then fdatasync()s when `durable` (an empty log too). -ERANGE if a record lies beyond
+ * the image (nothing written: checked first; a flush record has no place).
+ * On an error once any byte of the image may have changed (a write or a hole
+ * that reached it, a failed fdatasync) *ret_torn is set: the image holds part
+ * of the records and is no checkpoint any more.
  */
 int diskimg_apply(struct diskimg *d, const struct disk_log *log, bool durable, bool *ret_torn);
 

@@ -50,6 +50,7 @@ int disk_log_append(struct disk_log *log, uint64_t offset, const void *data, uin
 		    uint32_t flags)
 {
 	const uint8_t *p = data;
+	size_t nr = log->nr, data_len = log->data_len;
 	int r;
 
 	if (flags & ~DISK_REC_FLAGS || flags == DISK_REC_FLAGS || offset % DISK_SECTOR ||
@@ -57,14 +58,18 @@ int disk_log_append(struct disk_log *log, uint64_t offset, const void *data, uin
 		return -EINVAL;
 	if (flags & DISK_REC_FLUSH)
 		return len ? -EINVAL : push(log, offset, NULL, 0, flags);
-	if (!len || (!flags && !data))
-		return -EINVAL;
+	if (!len || (!flags && !data) || len > UINT64_MAX - offset)
+		return -EINVAL; /* the last: a range past 2^64 would split into wrapped records */
 	while (len) {
 		uint32_t n = len > DISK_REC_MAX ? DISK_REC_MAX : (uint32_t)len;
 
 		r = push(log, offset, p, n, flags);
-		if (r < 0)
+		if (r < 0) {
+			/* All or nothing: the device fails the whole request to the guest. */
+			log->nr = nr;
+			log->data_len = data_len;
 			return r;
+		}
 		offset += n;
 		len -= n;
 		if (p)

@@ -50,7 +50,8 @@ struct disk_log {
 /*
  * Appends a record. A data record (flags 0) copies len bytes from data and is
  * split at DISK_REC_MAX; a zero record is split too; a flush record has len 0.
- * Returns 0, -EINVAL (unaligned, or bad flags), or -ENOMEM.
+ * Returns 0, -EINVAL (unaligned, bad flags, a range past 2^64), or -ENOMEM
+ * (nothing appended).
  */
 int disk_log_append(struct disk_log *log, uint64_t offset, const void *data, uint64_t len,
 		    uint32_t flags);

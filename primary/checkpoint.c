@@ -202,8 +202,9 @@ int ckpt_capture(struct ckpt *c, struct ckpt_timing *t)
 		c->paused_fn(c->paused_opaque, c->epoch + 1);
 	/* Last, so a failed capture leaves the writes with the device for the next. */
 	disk_log_clear(&c->disk_log);
+	c->disk_log_lost = false;
 	if (r == 0 && c->disk)
-		virtio_blk_take_log(c->disk, &c->disk_log);
+		c->disk_log_lost = virtio_blk_take_log(c->disk, &c->disk_log) < 0;
 	t3 = clock_now_ns();
 	t->harvest_ns = ds.harvest_ns;
 	t->reset_ns = ds.reset_ns;

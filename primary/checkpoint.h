@@ -52,6 +52,7 @@ struct ckpt {
 	 */
 	struct virtio_blk *disk;
 	struct disk_log disk_log;
+	bool disk_log_lost; /* a write reached the image, not disk_log: the peer must resync */
 	uint64_t disk_hash;
 };
 

@@ -123,6 +123,7 @@ static void on_ack(struct primary *p, const uint8_t *payload, size_t len, uint64
 		p->st.verified++;
 	if (p->state == PRIMARY_SYNCING && epoch == p->first_checkpoint) {
 		p->state = PRIMARY_PROTECTED;
+		p->goodbyes = 0;
 		p->st.protected_ns = now;
 		log_info("Protected: secondary %s holds the first checkpoint (epoch %llu; initial "
 			 "sync took %.2f s, %llu pages (%llu of them zero, sent as a list) in %u "
@@ -153,6 +154,23 @@ static void pconn_recv_buf(void *opaque, uint8_t **ret_buf, size_t *ret_len)
 
 	*ret_buf = c->rbuf;
 	*ret_len = sizeof(c->rbuf);
+}
+
+/* After a GOODBYE: the second and later in a row wait 2, 4, 8, 16, then 30 s. */
+static void goodbye_backoff(struct primary *p)
+{
+	uint64_t wait = p->cfg.reconnect_ns;
+
+	if (p->goodbyes < 6)
+		p->goodbyes++;
+	for (unsigned int i = 1; i < p->goodbyes && wait < 30 * NS_PER_S; i++)
+		wait *= 2;
+	if (wait > 30 * NS_PER_S)
+		wait = 30 * NS_PER_S;
+	if (p->goodbyes > 1)
+		log_warning("The secondary %s ended %u sessions in a row: next attempt in %.0f s",
+			    p->cfg.peer_name, p->goodbyes, (double)wait / NS_PER_S);
+	p->next_connect_ns = clock_now_ns() + wait;
 }
 
 static int pconn_received(void *opaque, uint8_t *buf, size_t n)
@@ -227,6 +245,7 @@ static int pconn_received(void *opaque, uint8_t *buf, size_t n)
 			}
 			snprintf(why, sizeof(why), "the secondary said goodbye: %s", desc);
 			session_drop(p, why);
+			goodbye_backoff(p);
 			break;
 		}
 		default:
@@ -398,7 +417,7 @@ void session_end(struct primary *p, const char *why, bool flush)
 		if (p->flushing && !p->flushing->link->reported)
 			link_close(p->flushing->link); /* an older one still stuck: enough */
 		p->flushing = c;
-		link_close_after_send(c->link);
+		link_finish(c->link);
 	} else {
 		link_close(c->link);
 	}

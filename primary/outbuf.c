@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@ int outbuf_init(struct outbuf *ob, size_t cap)
 	if (!ob->buf)
 		return -ENOMEM;
 	ob->cap = cap;
+	ob->last = '\n';
 	pthread_mutex_init(&ob->lock, NULL);
 	return 0;
 }
@@ -58,8 +60,10 @@ void outbuf_append(struct outbuf *ob, const uint8_t *data, size_t len)
 		ob->dropped += len - room;
 		len = room;
 	}
-	if (len)
+	if (len) {
 		ring_put(ob, ob->produced, data, len);
+		ob->last = data[len - 1];
+	}
 	ob->produced += len;
 	pthread_mutex_unlock(&ob->lock);
 }
@@ -115,6 +119,24 @@ int outbuf_copy(struct outbuf *ob, uint64_t from, size_t len, uint8_t *dst)
 		ring_get(ob, from, dst, len);
 	pthread_mutex_unlock(&ob->lock);
 	return r;
+}
+
+void outbuf_set_last(struct outbuf *ob, uint8_t last)
+{
+	pthread_mutex_lock(&ob->lock);
+	ob->last = last;
+	pthread_mutex_unlock(&ob->lock);
+}
+
+void outbuf_end_line(struct outbuf *ob)
+{
+	bool open_line;
+
+	pthread_mutex_lock(&ob->lock);
+	open_line = ob->last != '\n';
+	pthread_mutex_unlock(&ob->lock);
+	if (open_line)
+		outbuf_append(ob, (const uint8_t *)"\n", 1);
 }
 
 void outbuf_rebase(struct outbuf *ob, uint64_t stream_pos)

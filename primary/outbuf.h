@@ -26,6 +26,7 @@ struct outbuf {
 	uint64_t allowed;
 	uint64_t written;
 	uint64_t dropped;
+	uint8_t last; /* the last byte produced ('\n' before the first) */
 	/*
 	 * Position of byte 0 of this process in the guest's output stream, which
 	 * outlives processes: a promoted secondary continues the stream where the
@@ -83,6 +84,17 @@ uint64_t outbuf_records_held(struct outbuf *ob);
 
 /* Makes the next byte produced sit at `stream_pos` in the guest's stream. */
 void outbuf_rebase(struct outbuf *ob, uint64_t stream_pos);
+/*
+ * A sink that already holds bytes (a console file from an earlier process):
+ * its last byte, so that outbuf_end_line knows whether a line is open.
+ */
+void outbuf_set_last(struct outbuf *ob, uint8_t last);
+/*
+ * Before a gap in the stream (a mirror that starts or jumps): ends the line
+ * the sink was left in, if any, with a '\n' of this process's own, so the
+ * cut line is never joined to the text after the gap.
+ */
+void outbuf_end_line(struct outbuf *ob);
 /* Stream position of byte `pos` of this process. */
 static inline uint64_t outbuf_stream_pos(const struct outbuf *ob, uint64_t pos)
 {

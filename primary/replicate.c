@@ -27,6 +27,7 @@
 #include "lib/log.h"
 #include "primary/replicate_internal.h"
 #include "proto/wire.h"
+#include "vmm/virtio_blk.h"
 #include "vmm/vm.h"
 
 const char *const primary_part_names[PRIMARY_PARTS] = {
@@ -256,18 +257,33 @@ int take_checkpoint(struct primary *p, struct primary_slot *s, bool early)
 	opts.console_end = s->console_end;
 	opts.sum = &s->sum;
 	ckpt_epoch_state(s->ck.state, &state);
-	/* The pause's pages; the live batch before them went out already. */
-	r = epoch_pack(&s->tx, p->next_epoch, s->ck.list + s->ck.batch, s->ck.staged - s->ck.batch,
-		       s->ck.staging + s->ck.batch * VM_PAGE_SIZE, &state, &opts);
+	/*
+	 * The pause's pages; the live batch before them went out already. An epoch
+	 * whose disk log lost a write cannot carry the disk as it is here.
+	 */
+	r = s->ck.disk_log_lost
+		    ? -ENODATA
+		    : epoch_pack(&s->tx, p->next_epoch, s->ck.list + s->ck.batch,
+				 s->ck.staged - s->ck.batch,
+				 s->ck.staging + s->ck.batch * VM_PAGE_SIZE, &state, &opts);
 	if (r < 0) {
-		/* Captured but unsendable: the secondary can no longer follow. */
+		/* Captured but unsendable: the secondary can no longer follow; a new session syncs
+		 * it. */
 		vm_requeue_dirty(p->vm, &s->ck.dirty);
 		/* A switchover's final capture left the guest stopped: it is ours again. */
 		if (s->ck.keep_paused)
 			vm_resume(p->vm);
-		log_error("Cannot frame checkpoint %llu: %s", (unsigned long long)p->next_epoch,
-			  strerror(-r));
-		session_drop(p, "a checkpoint could not be framed");
+		if (r == -ENODATA)
+			log_error(
+				"Checkpoint %llu: a guest disk write reached %s but not its write "
+				"log (a short write, out of memory, or a write after a device "
+				"reset): syncing the secondary's disk again",
+				(unsigned long long)p->next_epoch, virtio_blk_path(p->cfg.disk));
+		else
+			log_error("Cannot frame checkpoint %llu: %s",
+				  (unsigned long long)p->next_epoch, strerror(-r));
+		session_drop(p, r == -ENODATA ? "a disk write was not logged"
+					      : "a checkpoint could not be framed");
 		return 0;
 	}
 	p->st.checkpoints++;
@@ -328,6 +344,7 @@ int primary_set_peer(struct primary *p, const struct sockaddr *peer, socklen_t l
 	net_format_addr(peer, p->cfg.peer_name, sizeof(p->cfg.peer_name));
 	p->next_connect_ns = 0;
 	p->last_connect_err = 0;
+	p->goodbyes = 0;
 	return 0;
 }
 
@@ -500,6 +517,34 @@ static void sends_wait(struct primary *p, uint64_t ns)
 		netloop_wait(p->nl, 5000000ULL);
 }
 
+/*
+ * Dispatches while the last session's sends and goodbye are on their way and
+ * the secondary reads them (link_finish(): it closes once it has read the
+ * goodbye): as long as the connection moves, until 5 s (or --timeout, if
+ * shorter) pass without a byte either way, 30 s in all. A secondary that is
+ * slow, not gone (a queue of epochs to apply first), so still learns that the
+ * guest was stopped on purpose; a stalled one holds the stop up for 5 s.
+ */
+static void goodbye_wait(struct primary *p)
+{
+	uint64_t start = clock_now_ns(), now;
+	uint64_t quiet = p->cfg.timeout_ns < 5 * NS_PER_S ? p->cfg.timeout_ns : 5 * NS_PER_S;
+
+	while (p->nl && sends_busy(p)) {
+		const struct link *l = p->flushing ? p->flushing->link : NULL;
+		uint64_t last = start;
+
+		now = clock_now_ns();
+		if (l && l->last_recv_ns > last)
+			last = l->last_recv_ns;
+		if (l && l->last_send_ns > last)
+			last = l->last_send_ns;
+		if (now - start > 30 * NS_PER_S || now - last > quiet)
+			break;
+		netloop_wait(p->nl, 5000000ULL);
+	}
+}
+
 void primary_free(struct primary *p)
 {
 	free(p->disk_sums);
@@ -508,7 +553,7 @@ void primary_free(struct primary *p)
 		session_drop(p, NULL);
 	}
 	/* The goodbye and the sends in flight may leave for a while (a slow peer)... */
-	sends_wait(p, 2000000000ULL);
+	goodbye_wait(p);
 	/*
 	 * ...but a stalled peer would hold them until TCP_USER_TIMEOUT, which may
 	 * be long after this: reset the connections, which returns every send

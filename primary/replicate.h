@@ -17,10 +17,10 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "lib/stats.h"
 #include "primary/checkpoint.h"
 #include "primary/commit.h"
 #include "primary/outbuf.h"
-#include "primary/stats.h"
 #include "proto/epoch.h"
 #include "proto/link.h"
 #include "proto/session.h"
@@ -168,6 +168,13 @@ struct primary {
 	struct pconn *flushing;
 	uint64_t next_connect_ns;
 	int last_connect_err;
+	/*
+	 * Sessions in a row the secondary ended with a GOODBYE before it held a
+	 * checkpoint (a full disk, an image it cannot write): each one after the
+	 * first doubles the wait before the next attempt, up to 30 s, since each
+	 * attempt reads both disk images whole. 0 again once protected.
+	 */
+	unsigned int goodbyes;
 	bool stopping; /* shutting down: held output stays held */
 	/*
 	 * The guest is stopped because this node lost quorum (primary_freeze):

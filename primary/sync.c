@@ -11,11 +11,11 @@
 #include <sys/mman.h>
 
 #include "lib/clock.h"
+#include "lib/diskimg.h"
 #include "lib/log.h"
 #include "primary/replicate_internal.h"
 #include "proto/disk_wire.h"
 #include "proto/wire.h"
-#include "lib/diskimg.h"
 #include "vmm/virtio_blk.h"
 #include "vmm/vm.h"
 
@@ -33,6 +33,16 @@
  */
 #define DISK_SYNC_SENT_MAX  64u	  /* blocks sent per sync epoch (4 MiB of data) */
 #define DISK_SYNC_CHECK_MAX 4096u /* blocks compared per sync epoch */
+
+/* Every log the device hands over fits one epoch, a sync epoch's blocks included. */
+_Static_assert(VIRTIO_BLK_LOG_MAX + VIRTIO_BLK_REQ_MAX +
+			       (uint64_t)DISK_SYNC_SENT_MAX * DISK_BLOCK <=
+		       EPOCH_DISK_MAX,
+	       "a device log's data fits an epoch");
+_Static_assert(VIRTIO_BLK_LOG_RECS_MAX + VIRTIO_BLK_REQ_MAX / DISK_REC_MAX + 1 +
+			       DISK_SYNC_SENT_MAX <=
+		       EPOCH_DISK_RECS_MAX,
+	       "a device log's records fit an epoch");
 /*
  * Comparing reads and hashes the image on the owner thread, which also serves
  * the guest's disk and network: it yields to the loop after this long (the
@@ -83,6 +93,23 @@ void disk_sums_received(struct primary *p, const uint8_t *payload, size_t len)
 }
 
 /*
+ * The device's log since the last take into the slot's (cleared first; none
+ * without a disk). False, the session dropped, when a write reached the image
+ * but not the log: the next session syncs again.
+ */
+static bool take_disk_log(struct primary *p, struct primary_slot *s)
+{
+	disk_log_clear(&s->ck.disk_log);
+	if (!p->cfg.disk || virtio_blk_take_log(p->cfg.disk, &s->ck.disk_log) == 0)
+		return true;
+	log_error("sync: a guest disk write reached %s but not its write log: starting the sync "
+		  "again",
+		  virtio_blk_path(p->cfg.disk));
+	session_drop(p, "a disk write was not logged");
+	return false;
+}
+
+/*
  * One disk sync epoch: compares blocks until DISK_SYNC_SENT_MAX of them differ
  * or its time slice is up, and ships what the device logged meanwhile. False
  * when it has to wait (for sums, for a write in flight to the next block, for
@@ -120,8 +147,8 @@ static bool disk_fill(struct primary *p, struct primary_slot *s)
 		checked++;
 		sent += differs;
 	}
-	disk_log_clear(&s->ck.disk_log);
-	virtio_blk_take_log(p->cfg.disk, &s->ck.disk_log);
+	if (!take_disk_log(p, s))
+		return false;
 	p->st.disk_sync_blocks += sent;
 	p->st.disk_sync_bytes += disk_log_bytes(&s->ck.disk_log);
 	if (p->disk_pos == p->disk_blocks) {
@@ -279,9 +306,8 @@ static void sync_fill(struct primary *p, struct primary_slot *s)
 	p->st.sync_zero_pages += opts.nr_zero;
 	p->st.sync_remaining = p->sync_len - p->sync_pos;
 	/* The guest's disk writes since the last epoch travel with these pages. */
-	disk_log_clear(&s->ck.disk_log);
-	if (p->cfg.disk)
-		virtio_blk_take_log(p->cfg.disk, &s->ck.disk_log);
+	if (!take_disk_log(p, s))
+		return;
 	opts.disk = &s->ck.disk_log;
 	r = epoch_pack(&s->tx, p->next_epoch, d->pages, n, s->ck.staging, NULL, &opts);
 	if (r < 0) {

@@ -433,6 +433,7 @@ static int rx_frame(struct epoch_rx *rx)
 			return r;
 		rx->phase = EPOCH_RX_IDLE;
 		rx->next_epoch = rx->epoch + 1;
+		rx->frames = 0; /* a refusal before the next epoch's first frame counts from 1 */
 		return 1;
 	}
 	rx->frames++;

@@ -36,7 +36,12 @@ void gen_bump(struct gen_state *g, uint64_t tag)
 	memmove(&g->history[1], &g->history[0], (n - 1) * sizeof(g->history[0]));
 	g->history[0] = g->cur;
 	g->nr_history = n;
-	g->cur = (struct gen_id){ g->cur.number + 1, tag ? tag : 1 };
+	/*
+	 * Stays at UINT64_MAX rather than wrapping to 0 ("no guest", which a
+	 * secondary would sync anything over): tags alone tell generations apart.
+	 */
+	g->cur = (struct gen_id){ g->cur.number < UINT64_MAX ? g->cur.number + 1 : UINT64_MAX,
+				  tag ? tag : 1 };
 }
 
 static bool gen_id_eq(struct gen_id a, struct gen_id b)
@@ -216,18 +221,32 @@ int gen_serialize(const struct gen_state *g, char *buf, size_t len)
 	return (int)at;
 }
 
+/*
+ * "NUMBER TAG" exactly as gen_serialize writes it: decimal digits, one space,
+ * hex digits, nothing else. strtoull() alone would also take blanks, a sign
+ * ("-1" is UINT64_MAX) and a 0x prefix: garbage read as a generation.
+ */
 static int parse_id(const char *v, struct gen_id *id)
 {
-	char *end;
+	uint64_t number = 0, tag = 0;
+	const char *p = v;
 
-	errno = 0;
-	id->number = strtoull(v, &end, 10);
-	if (errno || end == v || *end != ' ')
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (number > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			return -EINVAL;
+		number = number * 10 + (uint64_t)(*p - '0');
+	}
+	if (p == v || *p++ != ' ')
 		return -EINVAL;
-	v = end + 1;
-	id->tag = strtoull(v, &end, 16);
-	if (errno || end == v || (*end && *end != '\n'))
+	v = p;
+	for (int d; (d = hexval(*p)) >= 0; p++) {
+		if (tag >> 60)
+			return -EINVAL;
+		tag = tag << 4 | (uint64_t)d;
+	}
+	if (p == v || *p)
 		return -EINVAL;
+	*id = (struct gen_id){ number, tag };
 	return 0;
 }
 
@@ -242,19 +261,20 @@ int gen_parse(const char *text, struct gen_state *ret)
 		size_t n = nl ? (size_t)(nl - line) : strlen(line);
 		char l[128];
 
-		if (n >= sizeof(l))
+		/* Every line ends with its newline: a file cut mid-line is no state. */
+		if (!nl || n >= sizeof(l))
 			return -EINVAL;
 		memcpy(l, line, n);
 		l[n] = 0;
-		line = nl ? nl + 1 : NULL;
+		line = nl + 1;
 		if (!l[0] || l[0] == '#')
 			continue;
 		if (!strncmp(l, "uuid = ", 7)) {
-			if (gen_uuid_parse(l + 7, ret->uuid) < 0)
+			if (have_uuid || gen_uuid_parse(l + 7, ret->uuid) < 0)
 				return -EINVAL;
 			have_uuid = true;
 		} else if (!strncmp(l, "generation = ", 13)) {
-			if (parse_id(l + 13, &ret->cur) < 0)
+			if (have_gen || parse_id(l + 13, &ret->cur) < 0)
 				return -EINVAL;
 			have_gen = true;
 		} else if (!strncmp(l, "history = ", 10)) {

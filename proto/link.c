@@ -148,7 +148,13 @@ static void link_start_recv(struct link *l)
 
 	if (l->dead || l->recv_busy || l->connecting)
 		return;
-	if (l->tls) {
+	if (l->close_pending) {
+		/* link_finish(): bytes to drop, never in the owner's buffers. */
+		static uint8_t drain[16384];
+
+		l->rbuf = drain;
+		len = sizeof(drain);
+	} else if (l->tls) {
 		l->rbuf = l->tls_in; /* ciphertext: the owner gets plaintext from tls_pump_recv */
 		len = TLS_IN_SIZE;
 	} else {
@@ -267,7 +273,7 @@ static void link_send_result(struct link *l, struct link_msg *m, int res, bool z
 	if (l->dead)
 		link_cancel_queue(l);
 	else if (l->close_pending && !l->head)
-		link_close(l);
+		link_all_sent(l);
 	else
 		link_kick_send(l);
 }
@@ -312,8 +318,12 @@ static void handle_recv(struct link *l, int res)
 	}
 	l->bytes_received += (uint64_t)res;
 	l->last_recv_ns = clock_now_ns();
-	if (l->close_pending)
-		return; /* the owner has let go: stop reading */
+	if (l->close_pending) {
+		/* The owner has let go: drop it; read on only to see the peer close. */
+		if (l->linger)
+			link_start_recv(l);
+		return;
+	}
 	if (l->tls) {
 		tls_pump_recv(l, (size_t)res);
 		if (l->dead)
@@ -461,15 +471,39 @@ void link_close(struct link *l)
 	link_maybe_free(l);
 }
 
-void link_close_after_send(struct link *l)
+/* Every queued message has left (close_pending): close, or half-close and linger. */
+void link_all_sent(struct link *l)
+{
+	if (!l->linger) {
+		link_close(l);
+		return;
+	}
+	shutdown(l->fd, SHUT_WR);
+	link_start_recv(l); /* until the peer's FIN (0) or an error: link_fail() closes */
+}
+
+static void close_when_sent(struct link *l, bool linger)
 {
 	bool tls_left = l->tls && (l->send_busy || l->tls_out_off < l->tls_out_len);
 
-	if (l->dead || (!l->head && !tls_left)) {
+	if (l->dead) {
 		link_close(l);
 		return;
 	}
 	l->close_pending = true;
+	l->linger = linger;
+	if (!l->head && !tls_left)
+		link_all_sent(l);
+}
+
+void link_close_after_send(struct link *l)
+{
+	close_when_sent(l, false);
+}
+
+void link_finish(struct link *l)
+{
+	close_when_sent(l, true);
 }
 
 void link_abort(struct link *l)

@@ -79,7 +79,8 @@ struct link {
 	bool connecting;
 	bool dead;	    /* failed or closing: no new operations, callbacks suppressed */
 	bool reported;	    /* link_close() called */
-	bool close_pending; /* link_close_after_send() */
+	bool close_pending; /* link_close_after_send() or link_finish() */
+	bool linger;	    /* link_finish(): half-close, then read until the peer closes */
 	unsigned int ops_inflight;
 	uint8_t *rbuf; /* the buffer of the receive in flight */
 	struct msghdr mh;
@@ -136,6 +137,15 @@ size_t link_queued(const struct link *l);
 void link_close(struct link *l);
 /* link_close() once every queued message has been sent (or at once if none is). */
 void link_close_after_send(struct link *l);
+/*
+ * The orderly end of a session: once every queued message has been sent, a
+ * half-close (FIN), then whatever the peer still sends is read and dropped
+ * until it closes too, and then link_close(). Closing a socket with unread
+ * bytes would reset the connection instead, and a peer that has not read
+ * everything yet (a goodbye behind a queue of epochs) would lose it. The owner
+ * bounds the wait: its link_close() (or link_abort()) ends it at any time.
+ */
+void link_finish(struct link *l);
 /*
  * Resets the connection (RST): bytes the kernel still holds for it are dropped,
  * so a send stuck on a peer that takes nothing returns at once and zero-copy

@@ -47,6 +47,7 @@ void link_fail(struct link *l, int err);
 void link_cancel_queue(struct link *l);
 void link_send_submitted(struct link *l);
 bool link_msg_advance(struct link_msg *m, size_t n);
+void link_all_sent(struct link *l);
 void link_msg_finish(struct link_msg *m);
 
 /* proto/tls_pump.c: the same queue and ring, records in between. */

@@ -77,7 +77,7 @@ void tls_pump_send(struct link *l)
 		pend = tls_pending_out(l->tls);
 		if (!pend) {
 			if (l->close_pending && !l->head)
-				link_close(l);
+				link_all_sent(l);
 			return;
 		}
 		if (pend > l->tls_out_cap) {

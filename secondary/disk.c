@@ -112,7 +112,7 @@ int sconn_apply_disk(struct sconn *c)
 	const struct disk_log *log = &rx->disk;
 	uint64_t t0 = clock_now_ns();
 	char held[64], why[160];
-	bool torn;
+	bool torn, durable;
 	int r;
 
 	/* Which checkpoint the replica holds now, for the messages below. */
@@ -121,7 +121,14 @@ int sconn_apply_disk(struct sconn *c)
 			 (unsigned long long)s->replica.checkpoint);
 	else
 		snprintf(held, sizeof(held), "no checkpoint");
-	r = replica_apply_disk(&s->replica, rx->epoch, log, log->flush, &torn);
+	/*
+	 * Durable where the guest flushed, and at the session's first checkpoint:
+	 * the sync's blocks hold what the guest flushed before the session, and
+	 * that checkpoint's ACK releases output that may depend on them.
+	 */
+	durable = log->flush ||
+		  (s->replica.disk && !rx->initial_sync && s->state != SECONDARY_REPLICATING);
+	r = replica_apply_disk(&s->replica, rx->epoch, log, durable, &torn);
 	s->st.disk_apply_ns += clock_now_ns() - t0;
 	if (r == 0) {
 		for (size_t i = 0; i < log->nr; i++) {
@@ -130,7 +137,7 @@ int sconn_apply_disk(struct sconn *c)
 			s->st.disk_writes++;
 			s->st.disk_bytes += log->recs[i].len;
 		}
-		if (log->flush)
+		if (durable)
 			s->st.disk_syncs++;
 		return 0;
 	}

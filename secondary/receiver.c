@@ -112,6 +112,13 @@ static bool hello_generation_ok(struct sconn *c, const struct hello_info *h)
 		log_info("Replacing the replica (checkpoint %llu of %s, %s) with %s",
 			 (unsigned long long)s->replica.checkpoint, l,
 			 s->copy_released ? "released" : "discarded", r);
+	/*
+	 * A checkpoint of another generation is no checkpoint of h's: labelled
+	 * with h's generation and no longer stale, it would be promoted (even by
+	 * --cluster) if this session ended before its sync replaced it.
+	 */
+	if (gen_compare(&s->gen, &h->gen) != GEN_SAME)
+		s->replica.has_checkpoint = false;
 	s->gen = h->gen;
 	s->gen_changed = true;
 	s->copy_released = false;

@@ -91,7 +91,7 @@ int replica_apply_disk(struct replica *r, uint64_t epoch, const struct disk_log 
 	int ret = check_epoch(r, epoch, NULL, 0);
 
 	*ret_torn = false;
-	if (ret < 0 || !log->nr)
+	if (ret < 0 || (!log->nr && !durable))
 		return ret;
 	if (!r->disk)
 		return -ENODEV;

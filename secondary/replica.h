@@ -74,11 +74,12 @@ int replica_apply_sync(struct replica *r, uint64_t epoch, const uint64_t *pages,
 /*
  * Writes epoch `epoch`'s disk records to r->disk, in order, before the same
  * epoch's replica_apply() or replica_apply_sync(); fdatasync()s the image
- * when `durable` (the epoch carried a guest flush). An empty log is nothing to
- * do. Returns 0, -EALREADY after promotion, -EPROTO for an epoch out of order,
- * -ENODEV for records without a disk, or diskimg_apply()'s -errno (-ENOSPC,
- * -EIO, ...): then the epoch must not be applied. If *ret_torn, some writes
- * reached the image: the replica holds no checkpoint from here on.
+ * when `durable` (the epoch carried a guest flush, or is the session's first
+ * checkpoint, after the sync's blocks), an empty log too; an empty log not
+ * durable is nothing to do. Returns 0, -EALREADY after promotion, -EPROTO for an epoch out of
+ * order, -ENODEV for records without a disk, or diskimg_apply()'s -errno (-ENOSPC, -EIO, ...): then
+ * the epoch must not be applied. If *ret_torn, some writes reached the image: the replica holds no
+ * checkpoint from here on.
  */
 int replica_apply_disk(struct replica *r, uint64_t epoch, const struct disk_log *log, bool durable,
 		       bool *ret_torn);

@@ -201,17 +201,28 @@ again:
 		return 1;
 	acks.len = 0;
 	disks.len = 0;
-	for (;;) {
-		struct pollfd p[2] = { { .fd = c, .events = POLLIN },
-				       { .fd = s, .events = POLLIN } };
+	/*
+	 * A relay: an end's close (EOF) is passed on as a half-close, and the
+	 * other direction goes on until its end closes too. Closing both at the
+	 * first EOF would reset the connection under a peer that has not read
+	 * all yet (a secondary with a goodbye queued behind its epochs).
+	 */
+	for (bool c_eof = false, s_eof = false; !c_eof || !s_eof;) {
+		struct pollfd p[2] = { { .fd = c_eof ? -1 : c, .events = POLLIN },
+				       { .fd = s_eof ? -1 : s, .events = POLLIN } };
 		ssize_t n;
 
 		if (poll(p, 2, -1) < 0)
 			return 1;
 		if (p[0].revents) {
 			n = read(c, buf, sizeof(buf));
-			if (n <= 0)
+			if (n < 0)
 				break;
+			if (n == 0) {
+				c_eof = true;
+				shutdown(s, SHUT_WR);
+				continue;
+			}
 			if (flip_at >= seen && flip_at < seen + n)
 				buf[flip_at - seen] ^= 1;
 			seen += n;
@@ -223,8 +234,13 @@ again:
 		}
 		if (p[1].revents) {
 			n = read(s, buf, sizeof(buf));
-			if (n <= 0)
+			if (n < 0)
 				break;
+			if (n == 0) {
+				s_eof = true;
+				shutdown(c, SHUT_WR);
+				continue;
+			}
 			if (mismatch ? frames_forward(&acks, c, buf, (size_t)n) < 0
 				     : write_all(c, buf, (size_t)n) < 0)
 				break;

@@ -9,6 +9,14 @@
 PY=${FT_NET_PYTHON:-/usr/bin/python3}
 JEPSEN="$HERE/kv_jepsen.py"
 MEM=${FT_NET_MEM:-256M}
+# The emulated machine's CPU hashes (--verify) and syncs 256 MiB in seconds:
+# 64 MiB there, with an 8 MiB store (the default store alone is 64 MiB; the
+# store starts at 48 MiB, guest/layout.h).
+KV_BYTES=()
+if emulated; then
+	MEM=${FT_NET_MEM:-64M}
+	KV_BYTES=(--kv-max-bytes 8M)
+fi
 INTERVAL=${FT_NET_INTERVAL:-5ms}
 PORT=7420
 GUEST_IP=$NET_GUEST_IP
@@ -30,13 +38,15 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # wait_log NAME REGEX SECONDS: until log.NAME matches; fails at once if that ftd died.
 wait_log() {
-	local name=$1 deadline=$((SECONDS + $3))
+	local name=$1 secs
+	secs=$(time_limit "$3")
+	local deadline=$((SECONDS + secs))
 	until grep -Eq -- "$2" "$TMP/log.$name" 2>/dev/null; do
 		if ! kill -0 "${PID[$name]}" 2>/dev/null; then
 			fail "$name (ftd) exited while waiting for '$2': $(tail -5 "$TMP/log.$name")"
 		fi
 		[ $SECONDS -lt "$deadline" ] ||
-			fail "$name: no '$2' after $3 s: $(tail -5 "$TMP/log.$name")"
+			fail "$name: no '$2' after $secs s: $(tail -5 "$TMP/log.$name")"
 		sleep 0.1
 	done
 }
@@ -54,8 +64,10 @@ ftd_start() {
 	else
 		read -ra tls <<<"$(pki_args "host$host")"
 	fi
+	local slow=()
+	[ "$role" != run ] && slow=("${SLOW_TIMEOUT[@]}")
 	args=("$role" --control "$TMP/$name.sock" --state-dir "$TMP/state.$name"
-		--console "$TMP/con.$name" "${tls[@]}" "$@")
+		--console "$TMP/con.$name" "${tls[@]}" "${slow[@]}" "$@")
 	if [ -n "$CLUSTER_MODE" ]; then
 		[ "$host" = a ] && node=node1 || node=node2
 		cluster_spawn "$node" "$FTD" "${args[@]}" 2>"$TMP/log.$name" </dev/null 9>&- ||
@@ -80,7 +92,7 @@ DISK_P=
 DISK_S=
 guest_args() {
 	echo --guest builtin:kv --net "tap=$NET_TAP,mac=$MAC" --guest-ip "$GUEST_IP/24" \
-		--guest-gateway "$NET_GATEWAY" --mem "$MEM" --vcpus 1 ${DISK_P:+--disk "$DISK_P"}
+		--guest-gateway "$NET_GATEWAY" --mem "$MEM" --vcpus 1 ${DISK_P:+--disk "$DISK_P"} "${KV_BYTES[@]}"
 }
 secondary_args() {
 	echo --net "tap=$NET_TAP,mac=$MAC" --mem "$MEM" --vcpus 1 ${DISK_S:+--disk "$DISK_S"}
@@ -98,7 +110,11 @@ start_pair() {
 }
 
 
-cli() { net_exec client timeout 20 redis-cli -h "$GUEST_IP" "$@"; }
+# A reply waits for an acknowledged checkpoint; with --verify in an emulated
+# machine that is about 10 s, and a new connection takes a few of them.
+CLI_TIMEOUT=20
+emulated && CLI_TIMEOUT=90
+cli() { net_exec client timeout $CLI_TIMEOUT redis-cli -h "$GUEST_IP" "$@"; }
 
 # diag: the state of the network, for a failure message.
 diag() {
@@ -115,15 +131,20 @@ diag() {
 	ip -n "$(net_ns client)" neigh 2>&1
 	echo "== guest consoles"
 	tail -n 2 "$TMP"/con.* 2>&1
+	echo "== ftd logs"
+	tail -n 15 "$TMP"/log.* 2>&1
 }
 
-# wait_service SECONDS: until the guest answers PING from the client.
+# wait_service SECONDS: until the guest answers PING from the client (a
+# time_limit: see CLI_TIMEOUT).
 wait_service() {
-	local deadline=$((SECONDS + $1))
+	local secs
+	secs=$(time_limit "$1")
+	local deadline=$((SECONDS + secs))
 	until [ "$(cli PING 2>/dev/null)" = PONG ]; do
 		if [ $SECONDS -ge "$deadline" ]; then
 			diag >&2
-			fail "the guest at $GUEST_IP:6379 does not answer PING after $1 s"
+			fail "the guest at $GUEST_IP:6379 does not answer PING after $secs s"
 		fi
 		sleep 0.2
 	done
@@ -149,7 +170,11 @@ expect_err() {
 }
 
 jepsen() { # ARGS...: the checker, in the client namespace
-	net_exec client "$PY" "$JEPSEN" --host "$GUEST_IP" "$@"
+	local slow=()
+	# A connection's SYN-ACK waits for an acknowledged checkpoint: seconds
+	# with --verify in an emulated machine, past the default 10 s.
+	emulated && slow=(--connect-timeout 60 --readback-timeout 60)
+	net_exec client "$PY" "$JEPSEN" --host "$GUEST_IP" "${slow[@]}" "$@"
 }
 
 # held_fields NAME: the status's fields about held output and backpressure,
@@ -191,7 +216,7 @@ FAILOVER_AFTER_START=
 failover_round() {
 	local r=$1 auto=$2 t_start t_kill t_up before after gap ann stopped=0
 	local extra=()
-	[ -n "$auto" ] && extra=(--cluster t --cluster-wait "${FT_CLUSTER_WAIT:-7s}")
+	[ -n "$auto" ] && extra=(--cluster t --cluster-wait "$CLUSTER_WAIT")
 	start_pair "${extra[@]}"
 	[ -z "$FAILOVER_AFTER_START" ] || "$FAILOVER_AFTER_START" "$r"
 	[ "$(net_mac_host "$MAC")" = a ] || fail "round $r: $MAC is on '$(net_mac_host "$MAC")' before the kill, not a"
@@ -200,7 +225,7 @@ failover_round() {
 	jepsen --stop-file "$TMP/stop" --save "$TMP/hist.$r" --progress 0.5 >"$TMP/jep.$r" 2>&1 &
 	local jpid=$!
 	PIDS+=("$jpid")
-	wait_for "$TMP/jep.$r" "kv_jepsen: started" 20 || fail "round $r: checker: $(cat "$TMP/jep.$r")"
+	wait_for "$TMP/jep.$r" "kv_jepsen: started" 60 || fail "round $r: checker: $(cat "$TMP/jep.$r")"
 	t_start=$(now_ms)
 	# A random moment, once some writes are acknowledged.
 	sleep "$((RANDOM % 3)).$((RANDOM % 10))"

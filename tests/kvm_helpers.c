@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -9,6 +10,7 @@
 #include "tests/kvm_helpers.h"
 #include "vmm/loader.h"
 #include "vmm/serial.h"
+#include "vmm/vcpu.h"
 
 void t_require_kvm(void)
 {
@@ -182,6 +184,21 @@ void t_bank_parse(const char *text, unsigned int nr_vcpus, struct t_bank *b)
 		}
 		p += len + (eol ? 1 : 0);
 	}
+}
+
+const char *t_stopped_reason(const struct vm *vm)
+{
+	static char buf[sizeof(((struct vcpu *)0)->fail_reason) + 32];
+
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		const struct vcpu *v = vm->vcpus[i];
+
+		if (v->status != VCPU_RUNNING) {
+			snprintf(buf, sizeof(buf), "vCPU %u: %s", i, v->fail_reason);
+			return buf;
+		}
+	}
+	return "no vCPU stopped";
 }
 
 uint64_t t_now_ns(void)

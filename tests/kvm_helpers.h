@@ -80,6 +80,9 @@ struct t_bank {
  */
 void t_bank_parse(const char *text, unsigned int nr_vcpus, struct t_bank *ret);
 
+/* Why the first stopped vCPU stopped ("vCPU N: reason"), or "no vCPU stopped". */
+const char *t_stopped_reason(const struct vm *vm);
+
 uint64_t t_now_ns(void);
 void t_sleep_ms(unsigned int ms);
 

@@ -15,6 +15,54 @@ fail() {
 	exit 1
 }
 
+# expect_usage_error EXPECTED ARGS...: "$FTD" ARGS exits 2 (a bad command
+# line or configuration) with EXPECTED in what it wrote to stderr.
+expect_usage_error() {
+	local want=$1 rc
+	shift
+	"$FTD" "$@" >"$TMP/out" 2>"$TMP/err"
+	rc=$?
+	[ $rc -eq 2 ] || fail "ftd $*: exit $rc, expected 2: $(cat "$TMP/err")"
+	grep -qF -- "$want" "$TMP/err" || fail "ftd $*: stderr lacks '$want': $(cat "$TMP/err")"
+}
+
+# emulated: true inside scripts/kvm-vm.sh's emulated machine (FT_KVM_EMULATED=1),
+# where the CPU is slow and the tests that wait on it wait longer.
+emulated() { [ "${FT_KVM_EMULATED:-}" = 1 ]; }
+
+# SLOW_TIMEOUT: ftd options for a pair whose peer may be busy for seconds (a
+# --verify checkpoint, a sync): none, or --timeout 10s when emulated. Given
+# before a test's own options, so that an explicit --timeout wins.
+# CLUSTER_WAIT: --cluster-wait, never shorter than that --timeout.
+SLOW_TIMEOUT=()
+CLUSTER_WAIT=${FT_CLUSTER_WAIT:-7s}
+if emulated; then
+	SLOW_TIMEOUT=(--timeout 10s)
+	CLUSTER_WAIT=${FT_CLUSTER_WAIT:-12s}
+fi
+
+# rate_floor N [MIN]: the floor for a count that depends on the CPU's speed (the
+# checkpoints verified in a fixed time): N, or N/50 but at least MIN (2) in
+# scripts/kvm-vm.sh's emulated machine (FT_KVM_EMULATED=1), whose CPU is one to
+# two orders of magnitude slower (--verify hashes all guest memory at every
+# checkpoint: 3 in 8 s there). Such floors only show that the work goes on;
+# rates are bench/'s to measure, on real hardware.
+rate_floor() {
+	local f=$1
+	if emulated; then
+		f=$(($1 / 50))
+		[ $f -ge "${2:-2}" ] || f=${2:-2}
+	fi
+	echo $f
+}
+
+# time_limit SECONDS: the limit of a wait on the guest or on daemons that
+# work with it: SECONDS, or four times as much in the emulated machine. Limits
+# only bound a hang; what a test measures stays a count or an order.
+time_limit() {
+	if emulated; then echo $(($1 * 4)); else echo "$1"; fi
+}
+
 require_kvm() {
 	if ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
 		[ "${FT_REQUIRE_KVM:-}" = 1 ] && fail "FT_REQUIRE_KVM=1 but /dev/kvm is not usable"
@@ -24,11 +72,12 @@ require_kvm() {
 }
 
 # check_bank FILE VCPUS [MIN_LINES]: every complete bank line ok, iter
-# consecutive per vCPU from 0 (no gap, no repeat), at least MIN_LINES (10)
-# lines each. A last line without its newline was cut by the exit.
+# consecutive per vCPU from 0 (no gap, no repeat), at least MIN_LINES lines
+# each (rate_floor 10: a vCPU of an emulated CPU prints a few in a short run).
+# A last line without its newline was cut by the exit.
 check_bank() {
 	if [ -n "$(tail -c1 "$1")" ]; then head -n -1 "$1"; else cat "$1"; fi |
-		awk -v n="$2" -v min="${3:-10}" '
+		awk -v n="$2" -v min="${3:-$(rate_floor 10)}" '
 	/^bank / {
 		if ($0 !~ /^bank vcpu=[0-9]+ iter=[0-9]+ sum=[0-9]+ moves=[0-9]+ (ok|FAIL)$/) {
 			print "malformed: " $0; bad = 1; next
@@ -45,9 +94,10 @@ check_bank() {
 	}'
 }
 
-# wait_for FILE PATTERN SECONDS: until an extended regex matches a line of FILE.
+# wait_for FILE PATTERN SECONDS: until an extended regex matches a line of FILE
+# (SECONDS is a time_limit, as in every wait_* helper: they bound hangs).
 wait_for() {
-	local deadline=$((SECONDS + $3))
+	local deadline=$((SECONDS + $(time_limit "$3")))
 	until grep -Eq -- "$2" "$1" 2>/dev/null; do
 		[ $SECONDS -lt $deadline ] || return 1
 		sleep 0.1

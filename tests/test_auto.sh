@@ -36,14 +36,11 @@ require_kvm
 PORT=$((19000 + RANDOM % 400))
 CONF=$TMP/vm1.conf
 
-# refused EXPECTED ARGS...: ftd --check-config exits 2 with EXPECTED in its message.
+# refused EXPECTED ARGS...: ftd ARGS --check-config exits 2 with EXPECTED in its message.
 refused() {
 	local want=$1
 	shift
-	"$FTD" "$@" --check-config >"$TMP/out" 2>&1
-	local rc=$?
-	[ $rc -eq 2 ] || fail "ftd $* --check-config exited $rc, not 2: $(cat "$TMP/out")"
-	grep -qF -- "$want" "$TMP/out" || fail "ftd $*: expected '$want', got: $(cat "$TMP/out")"
+	expect_usage_error "$want" "$@" --check-config
 }
 
 cat >"$CONF" <<EOF

@@ -526,7 +526,11 @@ static void test_link_copy_frames_interleaved(void **state)
 
 	send_copy(&p->a, off, 100);
 	off += 100;
-	m1 = tmsg_new(&p->a, 1, off, 8 * MiB, 40, 3, false);
+	/*
+	 * Larger than loopback TCP can buffer (send and receive buffers grow to
+	 * 4 + 6 MiB by default), so m1 is still in flight when 1 MiB has arrived.
+	 */
+	m1 = tmsg_new(&p->a, 1, off, 64 * MiB, 40, 3, false);
 	link_send(p->a.l, &m1->m);
 	off += m1->len;
 	send_copy(&p->a, off, 4096);
@@ -798,6 +802,41 @@ static void test_link_close_after_send_zc(void **state)
 	close_after_send(true);
 }
 
+/*
+ * link_finish: what was queued arrives whole and the peer sees an orderly close
+ * (0, not a reset), although it went on sending after the owner let go (bytes
+ * left unread in a socket turn its close into a reset). The link lingers until
+ * the peer closes too, and only then is released.
+ */
+static void test_link_finish(void **state)
+{
+	const size_t rx[] = { 100000 };
+	struct pair *p = pair_open(false, rx, 1);
+	struct tmsg *m;
+
+	pair_wait_up(p);
+	m = tmsg_new(&p->a, 1, 0, 8 * MiB, 30, 14, false);
+	link_send(p->a.l, &m->m);
+	p->a.close_called = true;
+	link_finish(p->a.l);
+	for (unsigned int i = 0; i < 64; i++)
+		send_copy(&p->b, i * 4096ULL, 4096);
+
+	/* b's orderly close (its socket shut down on the FIN) ends a's wait. */
+	WAIT_FOR(&p->nl, p->b.nr_closed && p->a.nr_released);
+	settle(&p->nl, 50 * 1000000ULL);
+	assert_done_once(m, 0);
+	assert_int_equal(p->b.closed_err, 0);
+	assert_true(p->b.rx_bytes == m->len);
+	assert_true(p->b.rx_first_bad == NO_BAD);
+	assert_int_equal(p->a.nr_closed, 0);
+	assert_int_equal(p->a.nr_late, 0);
+
+	end_close(&p->b);
+	pair_close(p);
+	tmsg_free(m);
+}
+
 /* Closing before the connect has even been submitted: connected() never runs. */
 static void test_link_close_while_connecting(void **state)
 {
@@ -911,6 +950,51 @@ static size_t drain(int fd, uint8_t *buf, size_t cap)
 			return have;
 		}
 	}
+}
+
+/*
+ * A gap in the stream (a mirror that starts or jumps) ends an open line with
+ * a newline of the sink's own; the stream positions after the gap stay exact.
+ */
+static void test_outbuf_end_line(void **state)
+{
+	struct outbuf ob;
+	uint8_t got[64];
+	int p[2];
+
+	(void)state;
+	assert_int_equal(outbuf_init(&ob, 64), 0);
+	assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+
+	/* Nothing written yet: no line is open. */
+	outbuf_end_line(&ob);
+	assert_true(outbuf_mark(&ob) == 0);
+	outbuf_append(&ob, (const uint8_t *)"bank iter=1 ok\nbank it", 22);
+	outbuf_end_line(&ob);
+	assert_true(outbuf_mark(&ob) == 23);
+	/* Closed already: a second gap adds nothing. */
+	outbuf_end_line(&ob);
+	assert_true(outbuf_mark(&ob) == 23);
+	outbuf_rebase(&ob, 5000);
+	outbuf_append(&ob, (const uint8_t *)"er=9 ok\n", 8);
+	assert_true(outbuf_stream_pos(&ob, 23) == 5000);
+	assert_true(outbuf_stream_pos(&ob, outbuf_mark(&ob)) == 5008);
+	outbuf_allow(&ob, outbuf_mark(&ob));
+	assert_int_equal(outbuf_flush(&ob, p[1]), 0);
+	assert_int_equal(drain(p[0], got, sizeof(got)), 31);
+	assert_memory_equal(got, "bank iter=1 ok\nbank it\ner=9 ok\n", 31);
+
+	/* A file an earlier process left in mid-line. */
+	outbuf_set_last(&ob, 'x');
+	outbuf_end_line(&ob);
+	assert_true(outbuf_mark(&ob) == 32);
+	outbuf_set_last(&ob, '\n');
+	outbuf_end_line(&ob);
+	assert_true(outbuf_mark(&ob) == 32);
+
+	close(p[0]);
+	close(p[1]);
+	outbuf_free(&ob);
 }
 
 static void test_outbuf_allow(void **state)
@@ -1553,9 +1637,11 @@ int main(void)
 		cmocka_unit_test(test_link_received_refuses),
 		cmocka_unit_test(test_link_close_after_send),
 		cmocka_unit_test(test_link_close_after_send_zc),
+		cmocka_unit_test(test_link_finish),
 		cmocka_unit_test(test_link_close_while_connecting),
 		cmocka_unit_test(test_link_connect_refused),
 		cmocka_unit_test(test_outbuf_allow),
+		cmocka_unit_test(test_outbuf_end_line),
 		cmocka_unit_test(test_outbuf_full_pipe),
 		cmocka_unit_test(test_outbuf_overflow),
 		cmocka_unit_test(test_hello_compare),

@@ -5,7 +5,9 @@
 #     scrapes pass `promtool check metrics` (when scripts/promtool.sh has put
 #     it in .deps/), carry ftd_build_info with this ftd's version, ftd_role and
 #     ftd_state, and the guest label on every sample; the primary's checkpoints
-#     grow between two scrapes, the secondary has applied epochs; idle clients
+#     grow between two scrapes, the secondary has applied epochs; both have a
+#     disk, and the primary serves its counters and its latency histogram
+#     (ftd_disk_request_duration_seconds, every type at 0); idle clients
 #     holding connections do not stop a scrape nor checkpoints.
 #  2. Another path is 404, another method 405.
 #  3. A second ftd on a metrics address in use exits non-zero, naming the
@@ -52,13 +54,16 @@ check_scrape() {
 	fi
 }
 
+# Both with a disk, so that its counters and latency histogram are scraped too.
+truncate -s 1M "$TMP/p.img" "$TMP/s.img"
 "$FTD" secondary --listen 127.0.0.1:$PORT --mem 64M --vcpus 1 --quiet --timeout 1s \
-	--control "$TMP/s.sock" --console "$TMP/con.s" --metrics-listen "$SEC_M" 2>"$TMP/log.s" &
+	--disk "$TMP/s.img" --control "$TMP/s.sock" --console "$TMP/con.s" --metrics-listen "$SEC_M" \
+	2>"$TMP/log.s" &
 SEC=$!
 PIDS+=("$SEC")
 wait_for "$TMP/log.s" "listening on" 10 || fail "secondary did not start: $(cat "$TMP/log.s")"
 "$FTD" primary --peer 127.0.0.1:$PORT --guest builtin:bank --mem 64M --vcpus 1 --quiet \
-	--interval 10ms --timeout 1s --control "$TMP/p.sock" --console "$TMP/con.p" \
+	--interval 10ms --timeout 1s --disk "$TMP/p.img" --control "$TMP/p.sock" --console "$TMP/con.p" \
 	--metrics-listen "$PRI_M" >/dev/null 2>"$TMP/log.p" &
 PRI=$!
 PIDS+=("$PRI")
@@ -85,6 +90,17 @@ grep -q '^ftd_output_held_bytes{guest="builtin:bank"} [0-9]*$' "$TMP/m.p2" || fa
 grep -q '^ftd_protected{guest="builtin:bank"} 1$' "$TMP/m.p2" || fail "ftd_protected is not 1"
 grep -q '^ftd_checkpoint_pause_seconds_bucket{guest="builtin:bank",le="+Inf"} [1-9]' "$TMP/m.p2" ||
 	fail "no pause histogram"
+# builtin:bank never uses its disk: every series there, at 0.
+for t in read write flush; do
+	for l in "_bucket{guest=\"builtin:bank\",type=\"$t\",le=\"0.0001\"} 0" \
+		"_bucket{guest=\"builtin:bank\",type=\"$t\",le=\"+Inf\"} 0" \
+		"_sum{guest=\"builtin:bank\",type=\"$t\"} 0.000000" "_count{guest=\"builtin:bank\",type=\"$t\"} 0"; do
+		grep -qxF "ftd_disk_request_duration_seconds$l" "$TMP/m.p2" ||
+			fail "no 'ftd_disk_request_duration_seconds$l': $(grep -m3 ftd_disk_request "$TMP/m.p2")"
+	done
+done
+grep -q '^ftd_disk_requests_total{guest="builtin:bank",type="flush"} 0$' "$TMP/m.p2" ||
+	fail "no disk request counters: $(grep -m3 ftd_disk_ "$TMP/m.p2")"
 
 scrape "$SEC_M" "$TMP/m.s"
 check_scrape "$TMP/m.s" secondary replicating

@@ -25,10 +25,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -221,21 +223,33 @@ static void disk_byte_equal(struct disk_case *d, const char *dir)
 	CHECK(replica_apply_disk(&d->rep, d->epoch + 1, &log, false, &torn) == -EPROTO && !torn,
 	      "a disk epoch out of order was applied");
 
-	/* A failure on the first write (a read-only descriptor): torn, not promotable. */
+	/*
+	 * A write that fails after the one before it reached the image (a file
+	 * size limit below the second: -EFBIG, as test_diskimg's test_torn): torn,
+	 * not promotable. The first writes the bytes the image holds already, so
+	 * the image stays the model's.
+	 */
 	{
 		struct replica other = d->rep;
-		int ro = open(path, O_RDONLY | O_CLOEXEC), rw = img.fd;
+		struct rlimit old, lim;
+		void (*old_xfsz)(int);
 		int r;
 
-		CHECK(ro >= 0, "%s: %s", path, strerror(errno));
 		disk_log_clear(&log);
-		CHECK_OK(disk_log_append(&log, 0, NULL, 4096, DISK_REC_ZERO));
-		img.fd = ro;
+		CHECK_OK(disk_log_append(&log, 0, d->want, 4096, 0));
+		CHECK_OK(
+			disk_log_append(&log, IMG_SIZE - 4096, d->want + IMG_SIZE - 4096, 4096, 0));
 		other.disk = &img;
+		CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0, "getrlimit: %s", strerror(errno));
+		lim = old;
+		lim.rlim_cur = IMG_SIZE / 2;
+		old_xfsz = signal(SIGXFSZ, SIG_IGN);
+		CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0, "setrlimit: %s", strerror(errno));
 		r = replica_apply_disk(&other, d->epoch, &log, false, &torn);
-		img.fd = rw;
-		close(ro);
-		CHECK(r < 0 && torn, "a failed zeroing: %d, torn %d", r, torn);
+		CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0, "setrlimit: %s", strerror(errno));
+		signal(SIGXFSZ, old_xfsz);
+		CHECK(r == -EFBIG && torn, "a write failing after one landed: %d, torn %d", r,
+		      torn);
 		CHECK(!other.has_checkpoint && other.disk_torn,
 		      "a torn image left a promotable replica");
 		CHECK(replica_promote(&other) == -ENODATA, "a torn replica was promoted");

@@ -5,7 +5,8 @@
 #
 #  1. verified runs: builtin:bank and builtin:dirty, 2 vCPUs, 1 ms and 10 ms
 #     intervals, at least 100 verified checkpoints each (a floor that a loaded
-#     host still reaches: the rate is bench/'s to measure), no mismatch, bank ok;
+#     host still reaches, lower when emulated: rate_floor; the rate is bench/'s
+#     to measure), no mismatch, bank ok;
 #  2. output commit: a stopped secondary (SIGSTOP) stops the console while the
 #     guest runs (held bytes grow); it resumes on SIGCONT; a secondary silent
 #     past --timeout is dropped and output flows unprotected;
@@ -34,7 +35,7 @@ MEM=64M
 start_secondary() { # PORT LOG [ARGS...]
 	local port=$1 log=$2
 	shift 2
-	"$FTD" secondary --listen 127.0.0.1:"$port" --mem $MEM --vcpus 2 "$@" 2>"$log" &
+	"$FTD" secondary --listen 127.0.0.1:"$port" --mem $MEM --vcpus 2 "${SLOW_TIMEOUT[@]}" "$@" 2>"$log" &
 	SEC=$!
 	PIDS+=("$SEC")
 	wait_for "$log" "listening on" 10 || fail "secondary did not start: $(cat "$log")"
@@ -50,17 +51,28 @@ stop() { # PID: SIGTERM, then the exit status must be 0
 # ---- 1. verified replication --------------------------------------------------
 verified_run() { # GUEST INTERVAL DURATION [FTD OPTIONS...]
 	local guest=$1 interval=$2 duration=$3 port=$((BASE_PORT++)) tag=$1-$2
+	# Three times as long when emulated: the initial sync and each verified
+	# checkpoint take seconds there (0 verified in 8 s, once).
+	emulated && duration=$((${3%s} * 3))s
 	local extra=()
 	shift 3
 	[ "$guest" = dirty ] && extra=(--dirty-pages-per-ms 20 --dirty-wss 8M --dirty-report-ms 50)
 	[ $# -gt 0 ] && tag=$tag-live
+	# A live harvest needs a slot free half-way to the next checkpoint, and an
+	# emulated secondary takes a second or two for each verified one: there
+	# the live runs checkpoint every 2 s (at 10 ms, 0 or 1 in 24 s).
+	[ $# -gt 0 ] && emulated && interval=2s
 	extra+=("$@")
 	start_secondary "$port" "$TMP/sec.$tag"
 	"$FTD" primary --peer 127.0.0.1:"$port" --guest builtin:"$guest" --mem $MEM --vcpus 2 \
 		--interval "$interval" --duration "$duration" --verify --console "$TMP/con.$tag" \
-		"${extra[@]}" 2>"$TMP/pri.$tag"
+		"${SLOW_TIMEOUT[@]}" "${extra[@]}" 2>"$TMP/pri.$tag"
 	local rc=$?
 	[ $rc -eq 0 ] || fail "$tag: primary exited $rc: $(tail -5 "$TMP/pri.$tag")"
+	# Its goodbye reached the secondary behind the epochs still queued (an
+	# orderly close, not a reset that drops them): the copy is released.
+	wait_for "$TMP/sec.$tag" "said goodbye: primary shutting down" 10 ||
+		fail "$tag: the secondary never read the goodbye: $(grep -v stats "$TMP/sec.$tag" | tail -3)"
 	stop "$SEC"
 	local verified mism sverified smism
 	verified=$(summary_field "$TMP/pri.$tag" '\(([0-9]+) verified')
@@ -69,8 +81,17 @@ verified_run() { # GUEST INTERVAL DURATION [FTD OPTIONS...]
 	smism=$(summary_field "$TMP/sec.$tag" ' ([0-9]+) mismatches')
 	[ "${mism:-x}" = 0 ] && [ "${smism:-x}" = 0 ] ||
 		fail "$tag: mismatches primary=${mism:-?} secondary=${smism:-?}"
-	[ "${verified:-0}" -ge 100 ] || fail "$tag: only ${verified:-0} verified checkpoints"
-	[ "$sverified" = "$verified" ] || fail "$tag: secondary verified $sverified, primary $verified"
+	[ "${verified:-0}" -ge "$(rate_floor 100)" ] || fail "$tag: only ${verified:-0} verified checkpoints"
+	# The primary stops at --duration without waiting for the acknowledgements
+	# still in flight (at most PRIMARY_MAX_UNACKED, 8): the secondary may have
+	# verified a few checkpoints more than the primary heard of, never fewer.
+	# A session that ended early (a --timeout when emulated) loses its in-flight
+	# acknowledgements too: then never more than the primary sent.
+	local sessions bound
+	sessions=$(summary_field "$TMP/pri.$tag" ' ([0-9]+) sessions')
+	bound=$((verified + 8 * ${sessions:-1}))
+	[ "${sverified:-0}" -ge "$verified" ] && [ "${sverified:-0}" -le "$bound" ] ||
+		fail "$tag: secondary verified $sverified, primary $verified in ${sessions:-?} sessions"
 	grep -q "Protected: secondary" "$TMP/pri.$tag" || fail "$tag: never protected"
 	if [ "$guest" = bank ]; then
 		check_bank "$TMP/con.$tag" 2 || fail "$tag: bank console check failed"
@@ -81,7 +102,7 @@ verified_run() { # GUEST INTERVAL DURATION [FTD OPTIONS...]
 	local live
 	live=$(sed -En 's/.*live harvests: ([0-9]+),.*/\1/p' "$TMP/pri.$tag" | tail -1)
 	if [ $# -gt 0 ]; then
-		[ "${live:-0}" -ge 20 ] || fail "$tag: only ${live:-0} live harvests"
+		[ "${live:-0}" -ge "$(rate_floor 20)" ] || fail "$tag: only ${live:-0} live harvests"
 		live=", $live live harvests"
 	else
 		live=""
@@ -100,9 +121,13 @@ verified_run bank 4ms 6s --live-harvest on
 
 # ---- 2. output commit -----------------------------------------------------------
 port=$((BASE_PORT++))
-start_secondary "$port" "$TMP/sec.oc" --timeout 3s
+# A 2 s stop of the secondary within --timeout: 3 s, or 10 s when emulated,
+# where the resumed secondary takes seconds to catch up.
+OC_TIMEOUT=3s
+emulated && OC_TIMEOUT=10s
+start_secondary "$port" "$TMP/sec.oc" --timeout $OC_TIMEOUT
 "$FTD" primary --peer 127.0.0.1:"$port" --guest builtin:bank --mem $MEM --vcpus 2 \
-	--interval 10ms --timeout 3s --console "$TMP/con.oc" 2>"$TMP/pri.oc" &
+	--interval 10ms --timeout $OC_TIMEOUT --console "$TMP/con.oc" 2>"$TMP/pri.oc" &
 PRI=$!
 PIDS+=("$PRI")
 wait_for "$TMP/pri.oc" "Protected: secondary" 20 || fail "output commit: never protected"
@@ -149,7 +174,11 @@ grep -Eq '^ftd_checkpoints_total [1-9][0-9]*$' "$TMP/ctl.m" &&
 	grep -q '^ftd_protected 1$' "$TMP/ctl.m" || fail "ftctl metrics: $(head -20 "$TMP/ctl.m")"
 "$FTCTL" --socket /run/ftd/primary.sock set interval 5ms | grep -q "^interval 5.000 ms$" || fail "ftctl set interval 5ms"
 "$FTCTL" --socket /run/ftd/primary.sock status | grep -q "interval 5.000 ms" || fail "the new interval is not in the status"
-wait_for "$TMP/pri.oc" "rate=(1[5-9][0-9]|2[0-9][0-9])/s" 5 || fail "5 ms interval: not 150-299 checkpoints/s"
+# The new interval shows in the rate: 150-299 checkpoints/s (any, when
+# emulated: the CPU there cannot keep a 5 ms pace; the status said 5 ms above).
+rate_re="rate=(1[5-9][0-9]|2[0-9][0-9])/s"
+emulated && rate_re="rate=[0-9.]*[1-9][0-9.]*/s"
+wait_for "$TMP/pri.oc" "$rate_re" 5 || fail "5 ms interval: not 150-299 checkpoints/s"
 "$FTCTL" --socket /run/ftd/primary.sock set interval 0ms >"$TMP/ctl.i" 2>&1
 rc=$?
 [ $rc -eq 1 ] && grep -q "interval '0ms' is not auto or a duration between 1ms and 60s" "$TMP/ctl.i" ||
@@ -180,11 +209,11 @@ kill -CONT "$SEC"
 sleep 1
 size3=$(stat -c %s "$TMP/con.oc")
 [ "$size3" -gt "$size2" ] || fail "output commit: no output after the secondary resumed"
-grep -q "silent" "$TMP/pri.oc" && fail "output commit: a 2 s stop dropped the secondary (timeout 3 s)"
+grep -q "silent" "$TMP/pri.oc" && fail "output commit: a 2 s stop dropped the secondary (--timeout $OC_TIMEOUT)"
 echo "ok: output commit: console held at $size2 bytes for 2 s (held_bytes $held1 -> $held2) while the secondary was stopped, released after it resumed"
 # Silent past the timeout: dropped, and output flows unprotected.
 kill -STOP "$SEC"
-wait_for "$TMP/pri.oc" "secondary has been silent for" 8 || fail "silent secondary not dropped"
+wait_for "$TMP/pri.oc" "secondary has been silent for" $((${OC_TIMEOUT%s} + 5)) || fail "silent secondary not dropped"
 size4=$(stat -c %s "$TMP/con.oc")
 sleep 1
 size5=$(stat -c %s "$TMP/con.oc")
@@ -193,7 +222,7 @@ kill -CONT "$SEC"
 stop "$PRI"
 stop "$SEC"
 check_bank "$TMP/con.oc" 2 || fail "output commit: bank console check failed"
-echo "ok: output commit: a secondary silent for 3 s is dropped, output then flows unprotected"
+echo "ok: output commit: a secondary silent for $OC_TIMEOUT is dropped, output then flows unprotected"
 
 # ---- 3. secondary killed mid-run ----------------------------------------------------
 port=$((BASE_PORT++))
@@ -211,14 +240,21 @@ wait_for "$TMP/pri.k" "guest runs unprotected" 5 || fail "kill: primary did not 
 sleep 0.3
 lines1=$(wc -l <"$TMP/con.k")
 sleep 2
-lines2=$(wc -l <"$TMP/con.k")
-[ "$lines2" -gt "$lines1" ] || fail "kill: the guest stopped printing while unprotected"
+# (When emulated, a report line can take longer than that: wait for one.)
+deadline=$((SECONDS + $(time_limit 2)))
+until lines2=$(wc -l <"$TMP/con.k") && [ "$lines2" -gt "$lines1" ]; do
+	[ $SECONDS -lt $deadline ] || fail "kill: the guest stopped printing while unprotected"
+	sleep 0.1
+done
 worst=$(sed -n "$((lines1 + 1)),${lines2}p" "$TMP/con.k" |
 	sed -n 's/.* maxstall_us=\([0-9]*\) .*/\1/p' | sort -n | tail -1)
 # A primary still waiting for its dead peer stalls the guest for its --timeout
 # (2 s); host noise (a compiler on the other core) can stretch a 20 ms interval's
-# pause by tens of ms. 200 ms tells the two apart (CI failed once at 27 ms).
-[ -n "$worst" ] && [ "$worst" -lt 200000 ] ||
+# pause by tens of ms. 200 ms tells the two apart (CI failed once at 27 ms);
+# when emulated, 1 s (a 2-vCPU --verify guest stalled 181 ms there anyway).
+stall_max=200000
+emulated && stall_max=1000000
+[ -n "$worst" ] && [ "$worst" -lt $stall_max ] ||
 	fail "kill: the guest stalled ${worst:-?} us while unprotected (interval 20 ms)"
 before=$(last_stat "$TMP/pri.k" verified)
 start_secondary "$port" "$TMP/sec.k2"
@@ -231,7 +267,7 @@ sverified=$(summary_field "$TMP/sec.k2" ' ([0-9]+) verified')
 smism=$(summary_field "$TMP/sec.k2" ' ([0-9]+) mismatches')
 [ "$(grep -c 'Protected: secondary' "$TMP/pri.k")" = 2 ] || fail "kill: not protected twice"
 [ "${smism:-x}" = 0 ] || fail "kill: the new secondary saw ${smism:-?} mismatches"
-[ "${sverified:-0}" -ge 20 ] && [ "${after:-0}" -gt "${before:-0}" ] ||
+[ "${sverified:-0}" -ge "$(rate_floor 20)" ] && [ "${after:-0}" -gt "${before:-0}" ] ||
 	fail "kill: verification did not resume (new secondary verified ${sverified:-0})"
 echo "ok: secondary killed: guest ran unprotected (longest stall ${worst} us), re-synced, $sverified more checkpoints verified"
 
@@ -241,9 +277,12 @@ echo "ok: secondary killed: guest ran unprotected (longest stall ${worst} us), r
 # must clear them (verification fails otherwise).
 port=$((BASE_PORT++))
 start_secondary "$port" "$TMP/sec.r"
+# 4 s each; 16 s when emulated, where the initial sync alone takes seconds
+# (and --verify checkpoints keep the secondary busy for seconds: SLOW_TIMEOUT).
+rdur=$(time_limit 4)s
 for guest in dirty bank; do
 	"$FTD" primary --peer 127.0.0.1:"$port" --guest builtin:$guest --mem $MEM --vcpus 2 \
-		--interval 10ms --duration 3s --verify --dirty-wss 16M --console /dev/null \
+		"${SLOW_TIMEOUT[@]}" --interval 10ms --duration "$rdur" --verify --dirty-wss 16M --console /dev/null \
 		2>"$TMP/pri.r.$guest" || fail "re-sync: primary ($guest) failed"
 	grep -q "Protected: secondary" "$TMP/pri.r.$guest" || fail "re-sync: $guest never protected"
 done
@@ -251,7 +290,7 @@ stop "$SEC"
 zero=$(sed -n 's/.* pages (\([0-9]*\) of them zero.*/\1/p' "$TMP/pri.r.bank")
 smism=$(summary_field "$TMP/sec.r" ' ([0-9]+) mismatches')
 sverified=$(summary_field "$TMP/sec.r" ' ([0-9]+) verified')
-[ "${smism:-x}" = 0 ] && [ "${sverified:-0}" -ge 100 ] ||
+[ "${smism:-x}" = 0 ] && [ "${sverified:-0}" -ge "$(rate_floor 100)" ] ||
 	fail "re-sync: ${smism:-?} mismatches, ${sverified:-0} verified"
 [ "${zero:-0}" -gt 0 ] || fail "re-sync: no zero pages listed"
 echo "ok: a replica left by one guest re-synced for another ($zero zero pages listed), $sverified verified, 0 mismatches"
@@ -288,9 +327,17 @@ PRI=$!
 PIDS+=("$PRI")
 wait_for "$TMP/pri.h" "Protected: secondary" 20 || fail "hostile: never protected"
 run_hostile_set
+# Only what the secondary logs after this stop: under an emulated CPU its 1 s
+# --timeout may have dropped the primary before (which then came back).
+from=$(wc -l <"$TMP/sec.h")
 stop "$PRI"
-wait_for "$TMP/sec.h" "primary gone: replica at checkpoint" 5 || fail "hostile: no replica line"
-gone=$(grep "primary gone: replica at checkpoint" "$TMP/sec.h" | tail -1 | sed 's/.*replica at/replica at/')
+deadline=$((SECONDS + $(time_limit 5)))
+until tail -n +$((from + 1)) "$TMP/sec.h" | grep -q "primary gone: replica at checkpoint"; do
+	[ $SECONDS -lt $deadline ] || fail "hostile: no replica line"
+	sleep 0.1
+done
+gone=$(tail -n +$((from + 1)) "$TMP/sec.h" | grep "primary gone: replica at checkpoint" | tail -1 |
+	sed 's/.*replica at/replica at/')
 # With no primary: the replica must stay exactly as it was.
 run_hostile_set
 stop "$SEC"

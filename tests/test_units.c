@@ -13,15 +13,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon/corosync_conf.h"
 #include "daemon/failover.h"
 #include "daemon/options.h"
+#include "daemon/reload.h"
 #include "daemon/request.h"
 #include "lib/clock.h"
 #include "lib/parse.h"
+#include "lib/stats.h"
 #include "primary/commit.h"
 #include "primary/outbuf.h"
 #include "primary/replicate.h"
-#include "primary/stats.h"
 #include "vmm/dirty.h"
 
 static void test_dirty_set_dedup_and_clear(void **state)
@@ -244,6 +246,140 @@ static void expect_error(const char *const *args, const char *needle)
 		fail_msg("error '%s' does not contain '%s'", err, needle);
 }
 
+/* Writes text to path (the test's own file), or fails the test. */
+static void put_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	assert_int_equal(fputs(text, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+}
+
+/*
+ * SIGHUP's options part: the live options take the new interval and timeout
+ * (and say so), fixed ones keep their value, TLS cannot swap with the clear,
+ * renewed TLS paths are taken.
+ */
+static void test_reload_options(void **state)
+{
+	char dir[] = "/tmp/ringft-reload.XXXXXX", path[64], err[256] = "";
+	struct ftd_options *o = calloc(2, sizeof(*o)), *n = o + 1;
+	const char *args[] = { "ftd", "primary", "--config", path, NULL };
+
+	assert_non_null(o);
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/vm.conf", dir);
+	put_file(path, "peer = 127.0.0.1:7000\nmem = 64M\ninterval = 10ms\ntimeout = 1s\n"
+		       "tls-cert = /a/cert.pem\ntls-key = /a/key.pem\ntls-ca = /a/ca.pem\n");
+	assert_int_equal(parse(o, err, args), 0);
+
+	/* Unchanged: nothing to apply. */
+	assert_int_equal(parse(n, err, args), 0);
+	assert_int_equal(ftd_reload_options(o, n), 0);
+
+	/* The interval and timeout apply; mem waits for a restart; new TLS paths are taken. */
+	put_file(path, "peer = 127.0.0.1:7000\nmem = 128M\ninterval = 5ms\ntimeout = 2s\n"
+		       "tls-cert = /b/cert.pem\ntls-key = /b/key.pem\ntls-ca = /b/ca.pem\n");
+	assert_int_equal(parse(n, err, args), 0);
+	assert_int_equal(ftd_reload_options(o, n), RELOAD_INTERVAL | RELOAD_TIMEOUT);
+	assert_int_equal(o->interval_ns, 5 * NS_PER_MS);
+	assert_int_equal(o->timeout_ns, 2 * NS_PER_S);
+	assert_int_equal(o->mem_size, 64ULL << 20);
+	assert_string_equal(o->tls_cert, "/b/cert.pem");
+	assert_string_equal(o->tls_ca, "/b/ca.pem");
+
+	/* Only output-interval: still the interval's to apply. */
+	put_file(path, "peer = 127.0.0.1:7000\nmem = 64M\ninterval = 5ms\ntimeout = 2s\n"
+		       "output-interval = 1ms\n"
+		       "tls-cert = /b/cert.pem\ntls-key = /b/key.pem\ntls-ca = /b/ca.pem\n");
+	assert_int_equal(parse(n, err, args), 0);
+	assert_int_equal(ftd_reload_options(o, n), RELOAD_INTERVAL);
+	assert_int_equal(o->output_interval_ns, NS_PER_MS);
+
+	/* TLS off in the file: kept on until a restart, and nothing else changed. */
+	put_file(path, "peer = 127.0.0.1:7000\nmem = 64M\ninterval = 5ms\ntimeout = 2s\n"
+		       "output-interval = 1ms\n");
+	assert_int_equal(parse(n, err, args), 0);
+	assert_int_equal(ftd_reload_options(o, n), 0);
+	assert_string_equal(o->tls_cert, "/b/cert.pem");
+	assert_string_equal(o->tls_key, "/b/key.pem");
+
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rmdir(dir), 0);
+	free(o);
+}
+
+/* corosync.conf read as corosync reads it, for the --cluster-wait bound. */
+static void test_corosync_conf(void **state)
+{
+	static const struct {
+		const char *text, *err; /* err: NULL = parses */
+		uint64_t token, isolation;
+	} cases[] = {
+		/* Defaults: corosync 3's token, no qdevice. */
+		{ "totem {\n\tversion: 2\n}\n", NULL, 3000, 3000 },
+		/* Comments, blank lines, spaces; token only in totem, not in a subsection. */
+		{ "# c\n\ntotem  {\n  token :  1000 # ms\n  interface {\n    token: 9\n  }\n}\n"
+		  "nodelist {\n node {\n  ring0_addr: 10.0.0.1\n }\n}\n",
+		  NULL, 1000, 1000 },
+		/* A qdevice: token plus the longer of sync_timeout and timeout (defaults 30 s, 10
+		   s). */
+		{ "totem {\ntoken: 1000\n}\nquorum {\nprovider: corosync_votequorum\ndevice {\n"
+		  "model: net\ntimeout: 3000\nsync_timeout: 6000\n}\n}\n",
+		  NULL, 1000, 7000 },
+		{ "totem {\ntoken: 1000\n}\nquorum {\ndevice {\ntimeout: 8000\n"
+		  "sync_timeout: 2000\n}\n}\n",
+		  NULL, 1000, 9000 },
+		{ "quorum {\ndevice {\nmodel: net\n}\n}\n", NULL, 3000, 33000 },
+		/* timeout outside quorum.device is someone else's. */
+		{ "quorum {\ntimeout: 99\n}\ntotem {\ntoken: 500\n}\n", NULL, 500, 500 },
+		/* Refusals, each with its line. */
+		{ "totem {\ntoken: soon\n}\n", ":2: token: 'soon' is not a number of milliseconds",
+		  0, 0 },
+		{ "totem {\ntoken: 99999999999\n}\n", ":2: token: '99999999999' is not a number", 0,
+		  0 },
+		{ "totem {\ntoken 1000\n}\n", ":2: not `key: value`", 0, 0 },
+		{ "totem {\ntoken: 1000\n}\n}\n", ":4: '}' closes no section", 0, 0 },
+		{ "totem {\ntoken: 1000\n", ": section totem is not closed", 0, 0 },
+		{ "{\n}\n", ":1: a section corosync would not take", 0, 0 },
+		{ "a {\nb {\nc {\nd {\ne {\nf {\ng {\nh {\ni {\n",
+		  ":9: a section corosync would not take", 0, 0 },
+	};
+	char dir[] = "/tmp/ringft-corosync.XXXXXX", path[64], err[256], line[600];
+	struct corosync_timeouts t;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/corosync.conf", dir);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int r;
+
+		put_file(path, cases[i].text);
+		err[0] = 0;
+		r = corosync_conf_read(path, &t, err, sizeof(err));
+		if (!cases[i].err) {
+			if (r != 0)
+				fail_msg("case %zu: %d, %s", i, r, err);
+			assert_int_equal(t.token_ms, cases[i].token);
+			assert_int_equal(corosync_isolation_ms(&t), cases[i].isolation);
+		} else {
+			assert_int_equal(r, -EINVAL);
+			if (!strstr(err, cases[i].err) || strncmp(err, path, strlen(path)))
+				fail_msg("case %zu: '%s' lacks '%s' after the path", i, err,
+					 cases[i].err);
+		}
+	}
+	/* A line too long to be corosync's is refused, not read as two. */
+	memset(line, 'x', sizeof(line) - 1);
+	line[sizeof(line) - 1] = 0;
+	put_file(path, line);
+	assert_int_equal(corosync_conf_read(path, &t, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, ":1: a line longer than 510 bytes"));
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(corosync_conf_read(path, &t, err, sizeof(err)), -ENOENT);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_options_errors(void **state)
 {
 	expect_error((const char *const[]){ "ftd", "run", "--vcpus", "9", NULL },
@@ -378,6 +514,56 @@ static void test_histogram(void **state)
 	assert_int_equal(histogram_percentile(h, 100), 1999000);
 	histogram_add(h, UINT64_MAX); /* the top bucket exists */
 	assert_true(histogram_percentile(h, 100) == UINT64_MAX);
+	free(h);
+}
+
+/* Buckets tile 0..UINT64_MAX with no gap or overlap; each is within ~3% of its lower bound. */
+static void test_histogram_buckets(void **state)
+{
+	uint64_t prev_upper = 0;
+
+	assert_int_equal(histogram_bucket_lower(0), 0);
+	for (unsigned int b = 0; b < HIST_BUCKETS_USED; b++) {
+		uint64_t lo = histogram_bucket_lower(b), hi = histogram_bucket_upper(b);
+
+		if (b)
+			assert_true(lo == prev_upper + 1);
+		assert_true(hi >= lo);
+		if (b + 1 < HIST_BUCKETS_USED && lo >= 64)
+			assert_true((double)(hi - lo) <= (double)lo * 0.032);
+		prev_upper = hi;
+	}
+	assert_true(prev_upper == UINT64_MAX);
+}
+
+/* Prometheus text: cumulative buckets in seconds, +Inf = count, labels in every line. */
+static void test_histogram_prometheus(void **state)
+{
+	struct histogram *h = calloc(1, sizeof(*h));
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	assert_non_null(h);
+	histogram_add(h, 90);  /* <= 100 us */
+	histogram_add(h, 400); /* <= 500 us */
+	histogram_add(h, 400);
+	histogram_add(h, 3000000); /* 3 s: only +Inf */
+	f = open_memstream(&text, &len);
+	assert_non_null(f);
+	histogram_prometheus(f, "x_seconds", "type=\"flush\"", h);
+	histogram_prometheus(f, "y_seconds", "", h);
+	fclose(f);
+	assert_non_null(strstr(text, "x_seconds_bucket{type=\"flush\",le=\"0.0001\"} 1\n"));
+	assert_non_null(strstr(text, "x_seconds_bucket{type=\"flush\",le=\"0.00025\"} 1\n"));
+	assert_non_null(strstr(text, "x_seconds_bucket{type=\"flush\",le=\"0.0005\"} 3\n"));
+	assert_non_null(strstr(text, "x_seconds_bucket{type=\"flush\",le=\"2.5\"} 3\n"));
+	assert_non_null(strstr(text, "x_seconds_bucket{type=\"flush\",le=\"+Inf\"} 4\n"));
+	assert_non_null(strstr(text, "x_seconds_sum{type=\"flush\"} 3.000890\n"));
+	assert_non_null(strstr(text, "x_seconds_count{type=\"flush\"} 4\n"));
+	assert_non_null(strstr(text, "y_seconds_bucket{le=\"0.001\"} 3\n"));
+	assert_non_null(strstr(text, "y_seconds_sum 3.000890\ny_seconds_count 4\n"));
+	free(text);
 	free(h);
 }
 
@@ -937,10 +1123,14 @@ int main(void)
 		cmocka_unit_test(test_options_run),
 		cmocka_unit_test(test_options_defaults),
 		cmocka_unit_test(test_options_errors),
+		cmocka_unit_test(test_reload_options),
+		cmocka_unit_test(test_corosync_conf),
 		cmocka_unit_test(test_options_net),
 		cmocka_unit_test(test_commit_release_rule),
 		cmocka_unit_test(test_samples),
 		cmocka_unit_test(test_histogram),
+		cmocka_unit_test(test_histogram_buckets),
+		cmocka_unit_test(test_histogram_prometheus),
 		cmocka_unit_test(test_requests),
 		cmocka_unit_test(test_thaw_decision),
 		cmocka_unit_test(test_outbuf_slow_sink),

@@ -6,7 +6,9 @@
  * 64-bit CPL 3 code runs at native speed, and entering there through SET_SREGS
  * skips the real-mode/32-bit/CPL 0 boot path that would be emulated one
  * instruction at a time. RFLAGS.IOPL = 3 lets `out` reach the VMM instead of
- * faulting; IF = 0 and there is no IDT (an exception is a triple fault).
+ * faulting; IF = 0. Exceptions go through an IDT to the image's handler at CPL 0,
+ * each vCPU on a stack of its own (its TSS's RSP0; guest/guest_abi.h says what
+ * the handler does).
  *
  * All writes go through vm_write_guest(), so the pages they touch are in the
  * VMM's own dirty set for the next harvest.
@@ -31,25 +33,35 @@
 #define GDT_KERNEL_DATA 2
 #define GDT_USER_DATA	3
 #define GDT_USER_CODE	4
-#define GDT_TSS		5 /* 16-byte system descriptor: entries 5 and 6 */
-#define GDT_ENTRIES	7
+#define GDT_TSS		5 /* vCPU i's 16-byte TSS descriptor: entries 5 + 2i and 6 + 2i */
+#define GDT_ENTRIES	(GDT_TSS + 2 * GUEST_MAX_VCPUS)
+#define SEL_KERNEL_CODE (GDT_KERNEL_CODE * 8)
 #define SEL_USER_DATA	(GDT_USER_DATA * 8 | 3)
 #define SEL_USER_CODE	(GDT_USER_CODE * 8 | 3)
-#define SEL_TSS		(GDT_TSS * 8)
+#define SEL_TSS(i)	((GDT_TSS + 2 * (i)) * 8)
 
 /*
- * The 64-bit TSS, in the free pages between the parameter page and the page
- * tables. Its I/O permission bitmap allows every port. IOPL = 3 should make the
- * bitmap irrelevant, but on kvm_pvm every `out` at CPL 3 faulted (a triple fault)
- * without it: kvm_pvm runs the guest at host CPL 3 without IOPL, and its port I/O
- * emulation evidently consults the bitmap. The bitmap ends with the 0xff byte
- * the architecture requires after it.
+ * The 64-bit TSSes, one per vCPU (for its own exception stack), in the free
+ * pages between the parameter page and the page tables, all pointing at one I/O
+ * permission bitmap that allows every port. IOPL = 3 should make the bitmap
+ * irrelevant, but on kvm_pvm every `out` at CPL 3 faulted (a triple fault)
+ * without it: kvm_pvm runs the guest at host CPL 3 without IOPL, and its port
+ * I/O emulation evidently consults the bitmap. The bitmap ends with the 0xff
+ * byte the architecture requires after it; each TSS's limit reaches that byte.
  */
-#define TSS_GPA		GUEST_TSS_GPA
-#define TSS_IOMAP	0x68
+#define TSS_GPA(i)	(GUEST_TSS_GPA + (i)*GUEST_TSS_SIZE)
 #define TSS_IOMAP_BYTES (65536 / 8)
-#define TSS_SIZE	(TSS_IOMAP + TSS_IOMAP_BYTES + 1)
-#define TSS_LIMIT	(TSS_SIZE - 1)
+#define TSS_LIMIT(i)	(GUEST_IOMAP_GPA + TSS_IOMAP_BYTES - TSS_GPA(i))
+#define TSS_RSP0	4    /* offset of RSP0 in the TSS */
+#define TSS_IOMAP_BASE	0x66 /* offset of the bitmap's offset in the TSS */
+_Static_assert(TSS_GPA(GUEST_MAX_VCPUS) <= GUEST_IOMAP_GPA, "the TSSes end before the bitmap");
+_Static_assert(GUEST_IOMAP_GPA + TSS_IOMAP_BYTES + 1 <= GUEST_IDT_GPA,
+	       "the bitmap ends before the IDT");
+_Static_assert(GUEST_IDT_GPA + GUEST_EXC_VECTORS * 16 <= GUEST_EXC_STACK_GPA,
+	       "the IDT ends before the stacks");
+_Static_assert(GUEST_EXC_STACK_GPA + GUEST_MAX_VCPUS * GUEST_PAGE_SIZE <= GUEST_PT_GPA,
+	       "the exception stacks end before the page tables");
+_Static_assert(GDT_ENTRIES * 8 <= GUEST_PAGE_SIZE, "the GDT fits its page");
 
 /*
  * Page-table entry bits. Accessed and dirty are set up front: otherwise the
@@ -193,24 +205,46 @@ static int write_gdt(struct vm *vm)
 	page[GDT_KERNEL_DATA] = gdt_entry(0, 0xfffff, 0xc093);
 	page[GDT_USER_DATA] = gdt_entry(0, 0xfffff, 0xc0f3);
 	page[GDT_USER_CODE] = gdt_entry(0, 0xfffff, 0xa0fb);
-	/* Busy 64-bit TSS (type 11), matching what TR holds. */
-	page[GDT_TSS] = gdt_entry(TSS_GPA, TSS_LIMIT, 0x008b);
-	page[GDT_TSS + 1] = 0;
+	/* Busy 64-bit TSSes (type 11), matching what each vCPU's TR holds. */
+	for (unsigned int i = 0; i < GUEST_MAX_VCPUS; i++)
+		page[GDT_TSS + 2 * i] = gdt_entry(TSS_GPA(i), TSS_LIMIT(i), 0x008b);
 	return vm_write_guest(vm, GUEST_GDT_GPA, page, sizeof(page));
 }
 
-static int write_tss(struct vm *vm)
+/* The TSSes, the bitmap after them, the IDT and the exception stacks, in one write. */
+static int write_exception_area(struct vm *vm)
 {
-	uint8_t *tss = calloc(1, TSS_SIZE);
-	uint16_t iomap = TSS_IOMAP;
+	size_t size = GUEST_EXC_STACK_GPA + GUEST_MAX_VCPUS * GUEST_PAGE_SIZE - GUEST_TSS_GPA;
+	uint8_t *area = calloc(1, size);
 	int ret;
 
-	if (!tss)
+	if (!area)
 		return -ENOMEM;
-	memcpy(tss + 0x66, &iomap, sizeof(iomap));
-	tss[TSS_SIZE - 1] = 0xff;
-	ret = vm_write_guest(vm, TSS_GPA, tss, TSS_SIZE);
-	free(tss);
+	for (unsigned int i = 0; i < GUEST_MAX_VCPUS; i++) {
+		uint8_t *tss = area + (TSS_GPA(i) - GUEST_TSS_GPA);
+		uint64_t rsp0 = GUEST_EXC_STACK_GPA + (i + 1) * GUEST_PAGE_SIZE;
+		uint16_t iomap = (uint16_t)(GUEST_IOMAP_GPA - TSS_GPA(i));
+
+		memcpy(tss + TSS_RSP0, &rsp0, sizeof(rsp0));
+		memcpy(tss + TSS_IOMAP_BASE, &iomap, sizeof(iomap));
+	}
+	area[GUEST_IOMAP_GPA + TSS_IOMAP_BYTES - GUEST_TSS_GPA] = 0xff;
+	for (unsigned int v = 0; v < GUEST_EXC_VECTORS; v++) {
+		uint64_t entry =
+			GUEST_IMAGE_GPA + GUEST_EXC_ENTRY_OFFSET + v * GUEST_EXC_ENTRY_SIZE;
+		uint8_t *gate = area + (GUEST_IDT_GPA - GUEST_TSS_GPA) + v * 16;
+		uint16_t lo = (uint16_t)entry, mid = (uint16_t)(entry >> 16), sel = SEL_KERNEL_CODE;
+		uint32_t hi = (uint32_t)(entry >> 32);
+
+		/* A present 64-bit interrupt gate, DPL 0, no IST. */
+		memcpy(gate, &lo, 2);
+		memcpy(gate + 2, &sel, 2);
+		gate[5] = 0x8e;
+		memcpy(gate + 6, &mid, 2);
+		memcpy(gate + 8, &hi, 4);
+	}
+	ret = vm_write_guest(vm, GUEST_TSS_GPA, area, size);
+	free(area);
 	return ret;
 }
 
@@ -280,17 +314,17 @@ static int setup_vcpu(struct vm *vm, unsigned int i)
 	sregs.es = sregs.ss = sregs.fs = sregs.gs = sregs.ds;
 
 	sregs.tr = (struct kvm_segment){
-		.base = TSS_GPA,
-		.limit = TSS_LIMIT,
-		.selector = SEL_TSS,
+		.base = TSS_GPA(i),
+		.limit = TSS_LIMIT(i),
+		.selector = SEL_TSS(i),
 		.type = 11, /* 64-bit TSS, busy */
 		.present = 1,
 	};
 	sregs.ldt = (struct kvm_segment){ .type = 2, .unusable = 1 };
 	sregs.gdt.base = GUEST_GDT_GPA;
 	sregs.gdt.limit = GDT_ENTRIES * 8 - 1;
-	sregs.idt.base = 0;
-	sregs.idt.limit = 0;
+	sregs.idt.base = GUEST_IDT_GPA;
+	sregs.idt.limit = GUEST_EXC_VECTORS * 16 - 1;
 	if (ioctl(fd, KVM_SET_SREGS, &sregs) < 0)
 		return -errno;
 
@@ -340,7 +374,7 @@ int loader_load(struct vm *vm, const char *spec, const struct guest_params *para
 	memcpy(params_page, &p, sizeof(p));
 	ret = write_gdt(vm);
 	if (!ret)
-		ret = write_tss(vm);
+		ret = write_exception_area(vm);
 	if (!ret)
 		ret = write_page_tables(vm, end);
 	if (!ret)

@@ -43,6 +43,8 @@ void machine_collect_vcpus(struct vm *vm, struct machine_state *ms)
 
 int machine_load(struct vm *vm, const struct machine_state *ms)
 {
+	uint64_t tsc;
+	bool have_tsc;
 	int r;
 
 	if (ms->nr_vcpus != vm->nr_vcpus || ms->nr_devices != vm->nr_devices)
@@ -50,7 +52,14 @@ int machine_load(struct vm *vm, const struct machine_state *ms)
 	r = vm_load_state(vm, &ms->vm);
 	if (r < 0)
 		return r;
+	/* Every vCPU gets the first one's TSC, before its TSC deadline is armed. */
+	have_tsc = ms->nr_vcpus > 0 && vcpu_saved_tsc(&ms->vcpu[0], &tsc) == 0;
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		if (have_tsc) {
+			r = vcpu_set_tsc(vm->vcpus[i], tsc);
+			if (r < 0)
+				return r;
+		}
 		r = vcpu_load_state(vm->vcpus[i], &ms->vcpu[i]);
 		if (r < 0)
 			return r;

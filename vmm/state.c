@@ -153,7 +153,7 @@ static bool contains(const uint32_t *v, uint32_t n, uint32_t x)
  * or ones a backend does not emulate), and one such MSR would make every load fail.
  * So the value read is written back: the same value, on a vCPU that has not run, is
  * a no-op. IA32_TSC is not written back (KVM would treat it as a TSC sync); it is
- * never loaded either (see split_msrs).
+ * loaded on its own (vcpu_set_tsc), not with the others (see split_msrs).
  */
 static int msr_usable(int vcpu_fd, uint32_t index)
 {
@@ -167,6 +167,17 @@ static int msr_usable(int vcpu_fd, uint32_t index)
 	if (r <= 0 || index == MSR_IA32_TSC)
 		return r;
 	return xioctl(vcpu_fd, KVM_SET_MSRS, &one);
+}
+
+/*
+ * Hyper-V's synthetic MSRs: KVM lists the ones it emulates, but our guests are
+ * never shown Hyper-V's CPUID leaves, so they cannot use them, and some of
+ * them are clocks (0x40000020, the partition reference counter, moves between
+ * a save and a load and cannot be loaded back).
+ */
+static bool is_hyperv_msr(uint32_t index)
+{
+	return index >= 0x40000000 && index <= 0x400001ff;
 }
 
 int vcpu_probe_msrs(struct vcpu *vcpu, uint32_t **ret_list, uint32_t *ret_nr)
@@ -194,7 +205,7 @@ int vcpu_probe_msrs(struct vcpu *vcpu, uint32_t **ret_list, uint32_t *ret_nr)
 	for (size_t i = 0; i < nr_extra + kvm_list->nmsrs && nr < VCPU_MAX_MSRS; i++) {
 		uint32_t index = i < nr_extra ? extra_msrs[i] : kvm_list->indices[i - nr_extra];
 
-		if (contains(out, nr, index))
+		if (contains(out, nr, index) || is_hyperv_msr(index))
 			continue;
 		r = msr_usable(vcpu->fd, index);
 		if (r < 0)
@@ -367,12 +378,10 @@ static int split_msrs(const struct vcpu_state *st, struct msrs_buf *main_msrs,
 		const struct kvm_msr_entry *e = &st->msrs[i];
 
 		/*
-		 * IA32_TSC is saved but not loaded. The guest TSC here follows the host TSC
-		 * (kvm_pvm accepts TSC writes and ignores them), so a failover on one host
-		 * stays monotonic without it; writing it on ordinary KVM would instead set
-		 * the TSC offset to the value of checkpoint time and make the guest's TSC
-		 * jump back. Carrying the TSC across hosts is a later job for
-		 * KVM_VCPU_TSC_OFFSET (KVM_VCPU_TSC_CTRL attribute group).
+		 * IA32_TSC is loaded by machine_load, one value for every vCPU
+		 * (vcpu_set_tsc), not from each vCPU's own save: the saves are
+		 * microseconds apart, and KVM keeps the vCPUs' TSCs in step only when
+		 * userspace writes them the same value.
 		 */
 		if (e->index == MSR_IA32_TSC)
 			continue;
@@ -382,6 +391,37 @@ static int split_msrs(const struct vcpu_state *st, struct msrs_buf *main_msrs,
 			main_msrs->entries[main_msrs->hdr.nmsrs++] = *e;
 	}
 	return 0;
+}
+
+int vcpu_saved_tsc(const struct vcpu_state *st, uint64_t *ret_tsc)
+{
+	for (uint32_t i = 0; i < st->nr_msrs && i < VCPU_MAX_MSRS; i++)
+		if (st->msrs[i].index == MSR_IA32_TSC) {
+			*ret_tsc = st->msrs[i].data;
+			return 0;
+		}
+	return -ENOENT;
+}
+
+/*
+ * A restored guest's TSC goes on from its checkpoint's. On ordinary KVM a new
+ * vCPU's TSC starts near 0 when it is created, so a secondary that started
+ * after its primary would give the promoted guest a TSC that jumped back, and
+ * a Linux guest's timers then wait for the time it already had (seen on SVM:
+ * the restored kernel stopped after a few lines). KVM treats this host write
+ * as setting the offset so that the guest reads `tsc` now; kvm_pvm ignores it
+ * (its guest TSC follows the host's). Time the guest was down is not added:
+ * its TSC stands still across the failover, as across a pause.
+ */
+int vcpu_set_tsc(struct vcpu *vcpu, uint64_t tsc)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e;
+	} one = { .hdr.nmsrs = 1, .e = { .index = MSR_IA32_TSC, .data = tsc } };
+	int r = xioctl(vcpu->fd, KVM_SET_MSRS, &one);
+
+	return r < 0 ? r : r == 1 ? 0 : -EIO;
 }
 
 /* Only the flags KVM reported at save time, and only ones this code understands. */

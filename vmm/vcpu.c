@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "guest/guest_abi.h"
+#include "guest/layout.h"
+#include "lib/log.h"
 #include "vmm/pause.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
@@ -155,6 +157,85 @@ static void vcpu_stop(struct vcpu *v, enum vcpu_status status, const char *fmt, 
 	vcpu_report(v, VM_EVENT_STOPPED);
 }
 
+static const char *const exception_names[GUEST_EXC_VECTORS] = {
+	"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", NULL,  "#TS",
+	"#NP", "#SS", "#GP", "#PF", NULL,  "#MF", "#AC", "#MC", "#XM", "#VE", "#CP",
+};
+
+static const char *walk_verdict(uint64_t walk)
+{
+	switch (walk) {
+	case GUEST_WALK_MAPPED:
+		return "mapped by the guest's page tables";
+	case GUEST_WALK_ABSENT:
+		return "not present in the guest's page tables";
+	case GUEST_WALK_DENIED:
+		return "mapped without the rights the access needed";
+	default:
+		return "not walked";
+	}
+}
+
+/*
+ * The built-in guests' exception handler (guest/lib.c) reports through the
+ * signal port, with the details on the vCPU's exception page: a spurious page
+ * fault it retried (counted and logged: a correct CPU and hypervisor never
+ * raise one), or an exception that stops the vCPU, as a crash.
+ */
+static void vcpu_guest_exception(struct vcpu *v, bool retried)
+{
+	uint64_t gpa = GUEST_EXC_STACK_GPA + v->id * GUEST_PAGE_SIZE;
+	const void *page = vm_gpa_to_hva(v->vm, gpa, sizeof(struct guest_exception_report));
+	struct guest_exception_report r;
+	const char *name;
+	char what[32];
+
+	if (!page) {
+		vcpu_stop(v, VCPU_FAILED, "guest exception signal without a report (0x%llx)",
+			  (unsigned long long)gpa);
+		return;
+	}
+	memcpy(&r, page, sizeof(r));
+	name = r.vector < GUEST_EXC_VECTORS ? exception_names[r.vector] : NULL;
+	if (name)
+		snprintf(what, sizeof(what), "%s", name);
+	else
+		snprintf(what, sizeof(what), "vector %llu", (unsigned long long)r.vector);
+	if (retried) {
+		v->exits.faults_retried++;
+		log_warning("vCPU %u: spurious page fault, retried (%llu so far): rip=0x%llx "
+			    "address 0x%llx error 0x%llx, %s",
+			    v->id, (unsigned long long)r.count, (unsigned long long)r.rip,
+			    (unsigned long long)r.cr2, (unsigned long long)r.error,
+			    walk_verdict(r.walk));
+		return;
+	}
+	memset(&v->crash_regs, 0, sizeof(v->crash_regs));
+	memset(&v->crash_sregs, 0, sizeof(v->crash_sregs));
+	v->crash_regs.rip = r.rip;
+	v->crash_regs.rsp = r.rsp;
+	v->crash_sregs.cr2 = r.cr2;
+	v->crash_regs_lost = true;
+	if (!(r.cs & 3))
+		vcpu_stop(v, VCPU_CRASHED,
+			  "guest exception %s (error 0x%llx) inside its exception handler at "
+			  "rip=0x%llx",
+			  what, (unsigned long long)r.error, (unsigned long long)r.rip);
+	else if (r.vector == 14)
+		vcpu_stop(v, VCPU_CRASHED,
+			  "guest exception #PF (error 0x%llx) at rip=0x%llx rsp=0x%llx: "
+			  "address 0x%llx %s%s",
+			  (unsigned long long)r.error, (unsigned long long)r.rip,
+			  (unsigned long long)r.rsp, (unsigned long long)r.cr2,
+			  walk_verdict(r.walk),
+			  r.walk == GUEST_WALK_MAPPED ? ", yet the fault came straight back" : "");
+	else
+		vcpu_stop(v, VCPU_CRASHED,
+			  "guest exception %s (error 0x%llx) at rip=0x%llx rsp=0x%llx", what,
+			  (unsigned long long)r.error, (unsigned long long)r.rip,
+			  (unsigned long long)r.rsp);
+}
+
 static void vcpu_io(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
@@ -170,6 +251,8 @@ static void vcpu_io(struct vcpu *v)
 		memcpy(&value, data, run->io.size < 4 ? run->io.size : 4);
 		if (value == GUEST_SIGNAL_PANIC)
 			vcpu_stop(v, VCPU_FAILED, "guest panic signal");
+		else if (value == GUEST_SIGNAL_EXCEPTION || value == GUEST_SIGNAL_FAULT_RETRIED)
+			vcpu_guest_exception(v, value == GUEST_SIGNAL_FAULT_RETRIED);
 		else if (vm->signal_fn)
 			vm->signal_fn(vm->signal_opaque, v->id, value);
 		return;
@@ -209,14 +292,34 @@ static void vcpu_mmio(struct vcpu *v)
 		memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
 }
 
+/*
+ * On AMD SVM, KVM reinitialises the VMCB at a shutdown intercept (its state is
+ * undefined after one) and resets the vCPU before KVM_RUN returns: what
+ * KVM_GET_REGS then reads is the reset state, not the faulting instruction's.
+ * Our machines have no firmware at the reset vector, so a guest is only ever
+ * there through that reset.
+ */
+static bool vcpu_is_reset_state(const struct kvm_regs *regs, const struct kvm_sregs *sregs)
+{
+	return regs->rip == 0xfff0 && sregs->cs.selector == 0xf000 &&
+	       sregs->cs.base == 0xffff0000ULL;
+}
+
 static void vcpu_crash(struct vcpu *v)
 {
 	ioctl(v->fd, KVM_GET_REGS, &v->crash_regs);
 	ioctl(v->fd, KVM_GET_SREGS, &v->crash_sregs);
-	vcpu_stop(v, VCPU_CRASHED,
-		  "triple fault (KVM_EXIT_SHUTDOWN) at rip=0x%llx rsp=0x%llx cr2=0x%llx",
-		  (unsigned long long)v->crash_regs.rip, (unsigned long long)v->crash_regs.rsp,
-		  (unsigned long long)v->crash_sregs.cr2);
+	v->crash_regs_lost = vcpu_is_reset_state(&v->crash_regs, &v->crash_sregs);
+	if (v->crash_regs_lost)
+		vcpu_stop(v, VCPU_CRASHED,
+			  "triple fault (KVM_EXIT_SHUTDOWN); registers unknown: "
+			  "KVM reset the vCPU at the shutdown (as on AMD SVM)");
+	else
+		vcpu_stop(v, VCPU_CRASHED,
+			  "triple fault (KVM_EXIT_SHUTDOWN) at rip=0x%llx rsp=0x%llx cr2=0x%llx",
+			  (unsigned long long)v->crash_regs.rip,
+			  (unsigned long long)v->crash_regs.rsp,
+			  (unsigned long long)v->crash_sregs.cr2);
 }
 
 static unsigned long long vcpu_rip(struct vcpu *v)

@@ -15,7 +15,7 @@ struct vm;
 
 enum vcpu_status {
 	VCPU_RUNNING = 0,
-	VCPU_CRASHED, /* triple fault (KVM_EXIT_SHUTDOWN): registers in crash_regs */
+	VCPU_CRASHED, /* triple fault, or the guest's exception report: registers in crash_regs */
 	VCPU_FAILED,  /* KVM_RUN error, entry failure, internal error, unknown exit */
 };
 
@@ -26,6 +26,7 @@ struct vcpu_exit_stats {
 	uint64_t other;
 	uint64_t int3_fallback;	 /* CPL-0 int3 the host could not emulate: #BP injected */
 	uint64_t fwait_fallback; /* fwait the host could not emulate: skipped */
+	uint64_t faults_retried; /* spurious page faults the guest's handler retried */
 };
 
 struct vcpu {
@@ -62,9 +63,15 @@ struct vcpu {
 	uint64_t save_ns;
 
 	enum vcpu_status status;
-	char fail_reason[128];
+	char fail_reason[192];
 	struct kvm_regs crash_regs;
 	struct kvm_sregs crash_sregs;
+	/*
+	 * crash_regs are not the fault's: KVM reset the vCPU at the shutdown (SVM),
+	 * or the guest reported its exception itself (rip, rsp and cr2 only, which
+	 * fail_reason says).
+	 */
+	bool crash_regs_lost;
 
 	struct vcpu_exit_stats exits;
 };
@@ -78,6 +85,12 @@ int vcpu_cpuid(struct vm *vm, unsigned int id, struct kvm_cpuid2 **ret);
 /* Called from the vCPU's own thread or while it is parked / not started. */
 int vcpu_save_state(struct vcpu *vcpu, struct vcpu_state *ret_state);
 int vcpu_load_state(struct vcpu *vcpu, const struct vcpu_state *state);
+/*
+ * The guest TSC a saved vCPU had (its IA32_TSC), and setting one: machine_load
+ * gives every vCPU of a restored guest the first vCPU's, before its state.
+ */
+int vcpu_saved_tsc(const struct vcpu_state *state, uint64_t *ret_tsc);
+int vcpu_set_tsc(struct vcpu *vcpu, uint64_t tsc);
 
 /* Probe the MSRs to save (KVM's index list plus ones it omits); once per VM. */
 int vcpu_probe_msrs(struct vcpu *vcpu, uint32_t **ret_list, uint32_t *ret_nr);

@@ -21,9 +21,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "lib/diskimg.h"
 #include "lib/disklog.h"
 #include "lib/log.h"
+#include "lib/stats.h"
 #include "vmm/virtio_blk.h"
 #include "vmm/virtio_mmio.h"
 #include "vmm/vm.h"
@@ -37,13 +39,16 @@
 
 _Static_assert(BLK_SAVED_MAX <= DEVICE_STATE_MAX, "in-flight heads fit the device blob");
 _Static_assert(BLK_RING_ENTRIES > VIRTIO_BLK_INFLIGHT_MAX, "an SQE for every request");
+_Static_assert((uint64_t)VIRTIO_BLK_SEG_MAX *VIRTIO_BLK_SIZE_MAX <= VIRTIO_BLK_REQ_MAX,
+	       "the largest request a driver may build is one the device takes");
 
 struct blk_req {
 	bool busy;
 	bool orphan; /* the driver reset the device since: leave its queue alone */
 	uint8_t type;
 	uint16_t head;
-	uint64_t seq; /* submission order */
+	uint64_t seq;	   /* submission order */
+	uint64_t start_ns; /* taken from the queue (latency) */
 	uint64_t offset;
 	uint32_t len; /* data bytes */
 	uint8_t *status;
@@ -66,19 +71,23 @@ struct virtio_blk {
 	/* Under vdev.lock. */
 	struct blk_req *reqs; /* VIRTIO_BLK_INFLIGHT_MAX slots */
 	unsigned int nr_inflight;
+	uint64_t inflight_write_bytes; /* OUT data submitted, not completed: the log's, later */
 	uint64_t next_seq;
 	uint16_t replay[VIRTIO_BLK_INFLIGHT_MAX]; /* loaded heads still to re-execute */
 	unsigned int nr_replay;
 	bool closing;
 	bool logging;
-	bool stalled; /* the log bound stopped the queue */
-	bool warned;  /* a backend failure was logged */
+	bool log_lost; /* a write reached the image but not the log: take_log says so */
+	bool stalled;  /* the log bound stopped the queue */
+	bool warned;   /* a backend failure was logged */
 	int backend_err;
 	struct disk_log log;
 	uint8_t *copy; /* OUT data for the log */
 	size_t copy_cap;
 	uint8_t *block; /* DISK_BLOCK, for the sync */
 	struct virtio_blk_stats stats;
+	struct histogram lat[VIRTIO_BLK_LAT_TYPES];	   /* us, the whole run */
+	struct histogram lat_window[VIRTIO_BLK_LAT_TYPES]; /* us, since the last take */
 	struct vq_chain chain;
 };
 
@@ -316,8 +325,23 @@ static void blk_start(struct virtio_blk *b, const struct vq_chain *c, bool *used
 	}
 	blk_prep(b, q, sqe);
 	q->busy = true;
+	q->start_ns = clock_now_ns();
 	q->seq = b->next_seq++;
 	b->nr_inflight++;
+	if (q->type == VIRTIO_BLK_T_OUT)
+		b->inflight_write_bytes += q->len;
+}
+
+/* Lock held: a request answered OK, from the queue to the used ring. */
+static void blk_account_latency(struct virtio_blk *b, const struct blk_req *q)
+{
+	unsigned int t = q->type == VIRTIO_BLK_T_IN    ? VIRTIO_BLK_LAT_READ
+			 : q->type == VIRTIO_BLK_T_OUT ? VIRTIO_BLK_LAT_WRITE
+						       : VIRTIO_BLK_LAT_FLUSH;
+	uint64_t us = (clock_now_ns() - q->start_ns) / NS_PER_US;
+
+	histogram_add(&b->lat[t], us);
+	histogram_add(&b->lat_window[t], us);
 }
 
 /* Lock held: one request's completion. */
@@ -329,6 +353,8 @@ static void blk_finish(struct virtio_blk *b, struct blk_req *q, int res, bool *u
 
 	q->busy = false;
 	b->nr_inflight--;
+	if (q->type == VIRTIO_BLK_T_OUT)
+		b->inflight_write_bytes -= q->len;
 	if (b->closing)
 		return;
 	/* The kernel wrote these, whatever the result, and perhaps before a checkpoint. */
@@ -356,18 +382,24 @@ static void blk_finish(struct virtio_blk *b, struct blk_req *q, int res, bool *u
 	 * next epoch's log (and the checkpoint's device state, which completes
 	 * it again on a restored device).
 	 */
-	if (status == VIRTIO_BLK_S_OK) {
+	if (status == VIRTIO_BLK_S_OK && q->orphan && q->type == VIRTIO_BLK_T_OUT) {
+		/* After a driver reset the buffer may hold other bytes than the image. */
+		b->log_lost |= b->logging;
+	} else if (status == VIRTIO_BLK_S_OK) {
 		int r = blk_log_req(b, q);
 
 		if (r < 0) {
-			/* On this image, never on the secondary's: the guest hears of it. */
-			status = VIRTIO_BLK_S_IOERR;
-			b->stats.errors++;
+			/* On this image, but not in the log: the next take_log says so. */
+			b->log_lost = true;
 			blk_warn_once(b, "logging a write", r);
 		}
+	} else if (q->type == VIRTIO_BLK_T_OUT && res > 0) {
+		b->log_lost |= b->logging; /* a short write: part of it is on this image */
 	}
 	if (q->orphan)
 		return;
+	if (status == VIRTIO_BLK_S_OK)
+		blk_account_latency(b, q);
 	*q->status = status;
 	vm_mark_device_dirty(vm, q->status_gpa, 1);
 	if (vq_push(&b->vdev.vq[BLK_Q], vm, q->head, written + 1) == 0)
@@ -403,6 +435,19 @@ static void blk_submit(struct virtio_blk *b)
 		b->backend_err = r;
 }
 
+/*
+ * Lock held: whether the log, with what the requests in flight will add to it,
+ * is over its bound (VIRTIO_BLK_LOG_MAX bytes, VIRTIO_BLK_LOG_RECS_MAX records:
+ * each write in flight may add one record per DISK_REC_MAX of its data).
+ */
+static bool blk_log_full(const struct virtio_blk *b)
+{
+	uint64_t recs = b->log.nr + b->nr_inflight + b->inflight_write_bytes / DISK_REC_MAX;
+
+	return disk_log_bytes(&b->log) + b->inflight_write_bytes > VIRTIO_BLK_LOG_MAX ||
+	       recs > VIRTIO_BLK_LOG_RECS_MAX;
+}
+
 static bool blk_can_pop(struct virtio_blk *b)
 {
 	const struct virtqueue *vq = &b->vdev.vq[BLK_Q];
@@ -428,9 +473,16 @@ static void blk_process(struct virtio_blk *b)
 		blk_start(b, &b->chain, &used);
 	}
 	while (!b->nr_replay && blk_can_pop(b)) {
-		if (b->logging && disk_log_bytes(&b->log) > VIRTIO_BLK_LOG_MAX) {
-			/* Requests wait in the avail ring until the checkpoint takes the log. */
-			if (!b->stalled && vq_has_avail(vq, vdev->vm)) {
+		/*
+		 * Logging or not (the log is empty then): writes in flight when a
+		 * sync switches logging on all land in its first epoch's log.
+		 */
+		if (blk_log_full(b)) {
+			/*
+			 * Requests wait in the avail ring until the checkpoint takes the
+			 * log, or (not logging) until writes in flight complete.
+			 */
+			if (b->logging && !b->stalled && vq_has_avail(vq, vdev->vm)) {
 				b->stalled = true;
 				b->stats.log_stalls++;
 			}
@@ -594,8 +646,8 @@ static int blk_load(struct device *dev, const uint8_t *buf, size_t len)
 static const struct virtio_dev_ops blk_ops = {
 	.name = "virtio-blk",
 	.device_id = VIRTIO_BLK_DEVICE_ID,
-	.features = (1ULL << VIRTIO_BLK_F_SEG_MAX) | (1ULL << VIRTIO_BLK_F_BLK_SIZE) |
-		    (1ULL << VIRTIO_BLK_F_FLUSH),
+	.features = (1ULL << VIRTIO_BLK_F_SIZE_MAX) | (1ULL << VIRTIO_BLK_F_SEG_MAX) |
+		    (1ULL << VIRTIO_BLK_F_BLK_SIZE) | (1ULL << VIRTIO_BLK_F_FLUSH),
 	.nr_queues = 1,
 	.config_len = BLK_CONFIG_LEN,
 	.queue_notify = blk_queue_notify,
@@ -646,6 +698,7 @@ int virtio_blk_create(struct vm *vm, unsigned int slot, const struct virtio_blk_
 	b->vdev_init = true;
 	cap = htole64(b->img.size / VIRTIO_BLK_SECTOR);
 	memcpy(b->vdev.config, &cap, 8);
+	put_le32(b->vdev.config + 8, VIRTIO_BLK_SIZE_MAX);
 	put_le32(b->vdev.config + 12, VIRTIO_BLK_SEG_MAX);
 	put_le32(b->vdev.config + 20, VIRTIO_BLK_SECTOR);
 	b->transport_save = b->vdev.dops.save;
@@ -678,6 +731,21 @@ void virtio_blk_get_stats(const struct virtio_blk *b, struct virtio_blk_stats *r
 	ret->inflight = b->nr_inflight;
 }
 
+void virtio_blk_get_latency(struct virtio_blk *b, struct histogram *ret)
+{
+	pthread_mutex_lock(&b->vdev.lock);
+	memcpy(ret, b->lat, sizeof(b->lat));
+	pthread_mutex_unlock(&b->vdev.lock);
+}
+
+void virtio_blk_take_latency_window(struct virtio_blk *b, struct histogram *ret)
+{
+	pthread_mutex_lock(&b->vdev.lock);
+	memcpy(ret, b->lat_window, sizeof(b->lat_window));
+	memset(b->lat_window, 0, sizeof(b->lat_window));
+	pthread_mutex_unlock(&b->vdev.lock);
+}
+
 /* Lock held: a queue the log bound stopped goes again (the caller kicks it). */
 static bool blk_unstall(struct virtio_blk *b)
 {
@@ -693,6 +761,7 @@ void virtio_blk_set_logging(struct virtio_blk *b, bool on)
 
 	pthread_mutex_lock(&b->vdev.lock);
 	b->logging = on;
+	b->log_lost = false;
 	if (!on)
 		disk_log_clear(&b->log);
 	kick = blk_unstall(b);
@@ -701,17 +770,20 @@ void virtio_blk_set_logging(struct virtio_blk *b, bool on)
 		virtio_dev_kick(&b->vdev, BLK_Q);
 }
 
-void virtio_blk_take_log(struct virtio_blk *b, struct disk_log *into)
+int virtio_blk_take_log(struct virtio_blk *b, struct disk_log *into)
 {
-	bool kick;
+	bool kick, lost;
 
 	pthread_mutex_lock(&b->vdev.lock);
 	disk_log_swap(&b->log, into);
 	disk_log_clear(&b->log);
+	lost = b->log_lost;
+	b->log_lost = false;
 	kick = blk_unstall(b);
 	pthread_mutex_unlock(&b->vdev.lock);
 	if (kick)
 		virtio_dev_kick(&b->vdev, BLK_Q);
+	return lost ? -ENODATA : 0;
 }
 
 int virtio_blk_sync_block(struct virtio_blk *b, uint64_t block, uint64_t their_sum, bool *ret_sent)

@@ -2,9 +2,12 @@
 /*
  * virtio-blk (virtio 1.2, 5.2, device ID 2) on a disk image (lib/diskimg.h: a
  * raw file or a block device), over the virtio-mmio transport (virtio_mmio.h).
- * Features: VIRTIO_F_VERSION_1, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_BLK_SIZE
- * (512) and VIRTIO_BLK_F_FLUSH; one request queue (0). Config space: capacity
- * (le64, 512-byte sectors), size_max 0, seg_max, no geometry, blk_size.
+ * Features: VIRTIO_F_VERSION_1, VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_SEG_MAX,
+ * VIRTIO_BLK_F_BLK_SIZE (512) and VIRTIO_BLK_F_FLUSH; one request queue (0).
+ * Config space: capacity (le64, 512-byte sectors), size_max, seg_max, no
+ * geometry, blk_size. size_max x seg_max stays within VIRTIO_BLK_REQ_MAX, so a
+ * driver that keeps to them never sends a request the device must refuse
+ * (Linux without size_max takes any segment size).
  *
  * Requests: a 16-byte header {le32 type, le32 reserved, le64 sector} the device
  * reads, the data, and a final status byte the device writes. Types IN, OUT,
@@ -36,14 +39,21 @@
  * driver leaves a buffer alone until it sees the request used), and every FLUSH
  * that completed a DISK_REC_FLUSH record, in completion order, which is the
  * order they reached the image (a FLUSH drains every request before it). A
- * write that failed is in neither image. A checkpoint takes the log with
+ * write that failed is in neither image; one that reached the image but not
+ * the log makes the next take_log fail (-ENODATA: sync the peer again). A
+ * checkpoint takes the log with
  * virtio_blk_take_log() while the guest is paused, so an epoch's log holds
  * exactly the writes that completed in that epoch; a write still in flight at
  * the checkpoint is in the next epoch's log and in the checkpoint's device
- * state (below). When the log holds more than VIRTIO_BLK_LOG_MAX bytes of data
- * the device stops taking requests from the guest (stats.log_stalls) until the
- * next take_log, which kicks the queue (requests in flight may add up to
- * VIRTIO_BLK_INFLIGHT_MAX more).
+ * state (below). When the log's data and the writes in flight exceed
+ * VIRTIO_BLK_LOG_MAX bytes, or its records and the requests in flight
+ * VIRTIO_BLK_LOG_RECS_MAX, the device stops taking requests from the guest
+ * (stats.log_stalls) until the next take_log, which kicks the queue. Not
+ * logging, the same bound caps the writes in flight: all of them may land in
+ * the first log once a sync switches logging on. So a log
+ * taken holds at most VIRTIO_BLK_LOG_MAX + VIRTIO_BLK_REQ_MAX bytes and
+ * VIRTIO_BLK_LOG_RECS_MAX + VIRTIO_BLK_REQ_MAX / DISK_REC_MAX records: one
+ * epoch's worth (primary/sync.c asserts it against proto/epoch.h).
  *
  * In-flight requests at a checkpoint: the saved device state is the transport's
  * blob followed by le16 count and the head indexes of the chains in flight (in
@@ -76,8 +86,10 @@
 struct vm;
 struct virtio_blk;
 struct disk_log;
+struct histogram;
 
 #define VIRTIO_BLK_DEVICE_ID  2
+#define VIRTIO_BLK_F_SIZE_MAX 1
 #define VIRTIO_BLK_F_SEG_MAX  2
 #define VIRTIO_BLK_F_BLK_SIZE 6
 #define VIRTIO_BLK_F_FLUSH    9
@@ -91,12 +103,14 @@ struct disk_log;
 #define VIRTIO_BLK_S_IOERR  1
 #define VIRTIO_BLK_S_UNSUPP 2
 
-#define VIRTIO_BLK_HDR_LEN  16
-#define VIRTIO_BLK_ID_BYTES 20
-#define VIRTIO_BLK_SECTOR   512u
-#define VIRTIO_BLK_SEG_MAX  254u /* data descriptors: a queue of 256 less header and status */
-#define VIRTIO_BLK_REQ_MAX  (16u << 20) /* largest IN/OUT data (Linux: max_sectors_kb, 1-4 MiB) */
-#define VIRTIO_BLK_LOG_MAX  (64ULL << 20)
+#define VIRTIO_BLK_HDR_LEN	16
+#define VIRTIO_BLK_ID_BYTES	20
+#define VIRTIO_BLK_SECTOR	512u
+#define VIRTIO_BLK_SEG_MAX	254u /* data descriptors: a queue of 256 less header and status */
+#define VIRTIO_BLK_SIZE_MAX	(64u << 10) /* bytes per data descriptor */
+#define VIRTIO_BLK_REQ_MAX	(16u << 20) /* largest IN/OUT data (Linux: max_sectors_kb, 1-4 MiB) */
+#define VIRTIO_BLK_LOG_MAX	(64ULL << 20)
+#define VIRTIO_BLK_LOG_RECS_MAX 65536u /* flushes carry no data: bound them too */
 /* Requests in flight: their heads must fit the saved state (DEVICE_STATE_MAX). */
 #define VIRTIO_BLK_INFLIGHT_MAX 64
 
@@ -128,14 +142,42 @@ uint64_t virtio_blk_size(const struct virtio_blk *b);
 const char *virtio_blk_path(const struct virtio_blk *b);
 void virtio_blk_get_stats(const struct virtio_blk *b, struct virtio_blk_stats *ret);
 
+/*
+ * Request latency, in microseconds from the moment the device takes a request
+ * from the queue (or a restored device re-executes it) to the moment it puts
+ * it in the used ring: the host's I/O and the device's own work, what the
+ * guest waits for less the notify and the interrupt. Only requests answered
+ * VIRTIO_BLK_S_OK count. Callers pass an array of VIRTIO_BLK_LAT_TYPES
+ * histograms (lib/stats.h, 16 KiB each), indexed by enum virtio_blk_lat.
+ */
+enum virtio_blk_lat {
+	VIRTIO_BLK_LAT_READ,
+	VIRTIO_BLK_LAT_WRITE,
+	VIRTIO_BLK_LAT_FLUSH,
+	VIRTIO_BLK_LAT_TYPES
+};
+
+/* The whole run's latencies, copied into ret[VIRTIO_BLK_LAT_TYPES]. */
+void virtio_blk_get_latency(struct virtio_blk *b, struct histogram *ret);
+/*
+ * Those since the previous call (or the start), copied into
+ * ret[VIRTIO_BLK_LAT_TYPES]; the next window starts empty. For one caller (the
+ * once-a-second statistics line).
+ */
+void virtio_blk_take_latency_window(struct virtio_blk *b, struct histogram *ret);
+
 /* Starts or stops recording writes; stopping forgets what the log holds. */
 void virtio_blk_set_logging(struct virtio_blk *b, bool on);
 /*
  * While the guest is paused at a checkpoint: swaps the device's log into
  * `into`, which the caller passes cleared; the device keeps the caller's old
- * buffers (cleared). Restarts a queue the log bound stopped.
+ * buffers (cleared). Restarts a queue the log bound stopped. Returns 0, or
+ * -ENODATA when, since logging began or the last take, a write reached the
+ * image without reaching the log (a short write, a log out of memory, a
+ * write completing after a driver reset, whose buffer the guest may have
+ * reused): the peer's copy can no longer follow from logs; sync it again.
  */
-void virtio_blk_take_log(struct virtio_blk *b, struct disk_log *into);
+int virtio_blk_take_log(struct virtio_blk *b, struct disk_log *into);
 
 /*
  * The initial sync, one DISK_BLOCK block at a time (lib/diskimg.h), while the

@@ -3,7 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "primary/stats.h"
+#include "lib/stats.h"
 
 int samples_add(struct samples *s, uint64_t value)
 {
@@ -83,7 +83,7 @@ static unsigned int hist_bucket(uint64_t v)
 	return (e - 4) * HIST_SUB + (unsigned int)((v >> (e - 5)) & (HIST_SUB - 1));
 }
 
-static uint64_t hist_lower(unsigned int b)
+uint64_t histogram_bucket_lower(unsigned int b)
 {
 	unsigned int e = b / HIST_SUB + 4;
 
@@ -113,7 +113,7 @@ uint64_t histogram_percentile(const struct histogram *h, double p)
 	for (unsigned int b = 0; b < HIST_BUCKETS; b++) {
 		seen += h->count[b];
 		if (seen >= rank) {
-			uint64_t upper = b + 1 < HIST_BUCKETS ? hist_lower(b + 1) - 1 : UINT64_MAX;
+			uint64_t upper = histogram_bucket_upper(b);
 
 			return upper < h->max ? upper : h->max;
 		}
@@ -128,4 +128,29 @@ uint64_t histogram_count_le(const struct histogram *h, uint64_t value)
 	for (unsigned int b = 0; b <= hist_bucket(value); b++)
 		n += h->count[b];
 	return n;
+}
+
+uint64_t histogram_bucket_upper(unsigned int b)
+{
+	return b + 1 < HIST_BUCKETS_USED ? histogram_bucket_lower(b + 1) - 1 : UINT64_MAX;
+}
+
+void histogram_prometheus(FILE *f, const char *name, const char *labels, const struct histogram *us)
+{
+	static const uint64_t bounds_us[] = {
+		100,   250,   500,    1000,   2500,   5000,    10000,
+		25000, 50000, 100000, 250000, 500000, 1000000, 2500000
+	};
+	const char *sep = labels[0] ? "," : "";
+
+	for (size_t i = 0; i < sizeof(bounds_us) / sizeof(bounds_us[0]); i++)
+		fprintf(f, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
+			(double)bounds_us[i] / 1e6,
+			(unsigned long long)histogram_count_le(us, bounds_us[i]));
+	fprintf(f, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
+		(unsigned long long)us->n);
+	fprintf(f,
+		labels[0] ? "%s_sum{%s} %.6f\n%s_count{%s} %llu\n"
+			  : "%s_sum%s %.6f\n%s_count%s %llu\n",
+		name, labels, (double)us->sum / 1e6, name, labels, (unsigned long long)us->n);
 }

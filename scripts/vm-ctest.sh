@@ -1,0 +1,89 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# Runs `ctest --output-on-failure -j1 ARGS...` in scripts/kvm-vm.sh, from the
+# current build directory.
+#
+#   scripts/vm-ctest.sh [CTEST-ARG...]
+#
+# When the emulated machine itself dies (kvm-vm.sh exits 125: its own kernel
+# panicked, which it did about once in 20 minutes of tests on two emulated
+# CPUs, see kvm-vm.sh), the tests that had not finished run in a new one, up to
+# FT_KVM_VM_RETRY more machines (default 3), and only while each machine
+# finishes at least one test. A test that finished is not run again there.
+# FT_KVM_VM_RETRY=0 turns it off.
+#
+# The emulated machine also failed tests that pass on hardware, on two CPUs:
+# a built-in guest's triple fault (test_ftd's case once in about 260 runs,
+# test_ocf in 3 of 10; kvm-vm.sh says why it has one CPU now), a kv guest
+# that never answered its client, a TLS primary that exited 1. So the tests
+# that failed, in any machine, run once more together in a new machine
+# (FT_KVM_VM_RERUN=0: not).
+# The run passes only if each passes there; every first failure's output
+# stays in the log above, and the last lines name the tests that passed only
+# on the rerun. FT_KVM_VM_RUNNER replaces kvm-vm.sh (tests/test_vm_ctest.sh).
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+runner=${FT_KVM_VM_RUNNER:-$here/kvm-vm.sh}
+retries=${FT_KVM_VM_RETRY:-3}
+rerun=${FT_KVM_VM_RERUN:-1}
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+# One -E for ctest: the caller's, if any, or'ed with the finished tests.
+args=() user_exclude=
+while [ $# -gt 0 ]; do
+	if [ "$1" = -E ] && [ $# -ge 2 ]; then
+		user_exclude=$2
+		shift 2
+	else
+		args+=("$1")
+		shift
+	fi
+done
+
+# failures LOG: the tests ctest marked failed ("3/9 Test #3: name ...***Failed").
+failures() {
+	sed -n 's/^ *[0-9]*\/[0-9]* *Test *#[0-9]*: \([A-Za-z0-9_.-]*\) .*\*\*\*.*/\1/p' "$1"
+}
+
+finished='' failed='' machine=1
+while :; do
+	exclude=${user_exclude:+($user_exclude)}
+	if [ -n "$finished" ]; then
+		exclude=${exclude:+$exclude|}"^($(echo "$finished" | paste -sd'|'))\$"
+	fi
+	"$runner" -- ctest --output-on-failure -j1 "${args[@]}" ${exclude:+-E "$exclude"} 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	failed=$(printf '%s\n%s\n' "$failed" "$(failures "$log")" | grep . || true)
+	[ "$rc" = 125 ] || break
+	# ctest's result lines: "12/56 Test #12: name ......   Passed   1.00 sec".
+	now=$(sed -n 's/^ *[0-9]*\/[0-9]* *Test *#[0-9]*: \([A-Za-z0-9_.-]*\) .*\(Passed\|Failed\|Timeout\|Not Run\|Exception\|SegFault\|Skipped\).*/\1/p' "$log")
+	if [ "$machine" -gt "$retries" ] || [ -z "$now" ]; then
+		echo "vm-ctest: emulated machine $machine died too (exit 125)$([ -z "$now" ] && echo " before any test finished"): giving up" >&2
+		break
+	fi
+	finished=$(printf '%s\n%s\n' "$finished" "$now" | grep . || true)
+	echo "vm-ctest: emulated machine $machine died before ctest finished (exit 125);" \
+		"$(echo "$finished" | grep -c .) tests have finished ($(echo "$failed" | grep -c .) of them failed):" \
+		"running the others in machine $((machine + 1))" >&2
+	machine=$((machine + 1))
+done
+if [ -n "$failed" ] && [ "$rerun" != 0 ] && { [ "$rc" = 0 ] || [ "$rc" = 8 ]; }; then
+	list=$(echo "$failed" | paste -sd' ')
+	echo "vm-ctest: failed in the emulated machine: $list; running them once more in a new machine" >&2
+	"$runner" -- ctest --output-on-failure -j1 -R "^($(echo "$failed" | paste -sd'|'))\$" 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	again=$(failures "$log")
+	if [ "$rc" = 0 ] && [ -z "$again" ]; then
+		echo "vm-ctest: passed only on the rerun (their first failure is above): $list" >&2
+	else
+		echo "vm-ctest: failed again on the rerun$([ -n "$again" ] && echo ": $(echo "$again" | paste -sd' ')") (machine exit $rc)" >&2
+		rc=8
+	fi
+elif [ -n "$failed" ]; then
+	echo "vm-ctest: failed: $(echo "$failed" | paste -sd' ')" >&2
+	[ "$rc" = 0 ] && rc=8
+fi
+exit "$rc"
