@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_packet.h>
+#include <net/if.h>
 #include <net/ethernet.h>
 #include <poll.h>
 #include <sched.h>
@@ -111,8 +112,12 @@ static int setup(void **state)
 {
 	static struct fixture f;
 
-	if (new_vm(&f, "rgft0", false) < 0)
+	int r = new_vm(&f, "rgft0", false);
+
+	if (r < 0) {
+		fprintf(stderr, "setup: a VM with virtio-net: %s\n", strerror(-r));
 		return -1;
+	}
 	*state = &f;
 	return 0;
 }
@@ -521,14 +526,24 @@ static ssize_t sniff(int s, uint8_t *buf, size_t len)
 static int setup_tap(void **state)
 {
 	struct fixture *f;
+	int r;
 
 	if (setup(state) < 0)
 		return -1;
 	f = *state;
 	if (!have_netns)
 		return 0; /* the test skips */
-	if (virtio_net_attach(f->net) < 0 || tap_set_up(virtio_net_ifname(f->net)) < 0)
+	r = virtio_net_attach(f->net);
+	if (r < 0) {
+		fprintf(stderr, "setup: attaching TAP rgft0: %s\n", strerror(-r));
 		return -1;
+	}
+	r = tap_set_up(virtio_net_ifname(f->net));
+	if (r < 0) {
+		fprintf(stderr, "setup: bringing %s up: %s\n", virtio_net_ifname(f->net),
+			strerror(-r));
+		return -1;
+	}
 	return 0;
 }
 
@@ -555,6 +570,33 @@ static void check_rx(struct fixture *f, uint16_t used, unsigned int buf, const u
 	assert_int_equal(ulen, 12 + len);
 	assert_memory_equal(p, hdr, 12);
 	assert_memory_equal(p + 12, frame, len);
+}
+
+/*
+ * Freeing the VM closes its TAP at once: its reads are cancelled and reaped
+ * first, so the interface (not persistent) is gone when vm_free() returns and
+ * the name can be taken again straight away, as a restarted ftd or the next
+ * test does. (A read that the cancel ended with -EINTR used to be posted
+ * again: the wait timed out after 1 s and the ring's deferred teardown held
+ * the TAP on, which CI saw as the next setup's TUNSETIFF failing, twice; here
+ * that teardown mostly won the race, so this check is a guard, not a proof.)
+ */
+static void test_close_releases_tap(void **state)
+{
+	struct fixture *f = *state;
+	char name[IFNAMSIZ];
+	int fd;
+
+	if (!have_netns)
+		skip();
+	drv_init(f);
+	post_rx(f, 0, 4);
+	assert_int_not_equal(if_nametoindex("rgft0"), 0);
+	vm_free(f->vm);
+	f->vm = NULL;
+	assert_int_equal(if_nametoindex("rgft0"), 0);
+	assert_int_equal(tap_open("rgft0", false, name, &fd), 0);
+	close(fd);
 }
 
 static void test_tap_rx_tx(void **state)
@@ -794,6 +836,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_vcpu_mmio, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tap_rx_tx, setup_tap, teardown),
 		cmocka_unit_test_setup_teardown(test_save_load, setup_tap, teardown),
+		cmocka_unit_test_setup_teardown(test_close_releases_tap, setup_tap, teardown),
 	};
 	int r;
 

@@ -56,6 +56,7 @@ struct virtio_net {
 	bool ring_init;
 	struct io_uring ring;
 	bool backend_dead; /* a read failed for good: reads are not posted again */
+	bool closing;	   /* net_backend_close() is cancelling: nothing is posted again */
 	int backend_err;   /* that failure, reported once by the next poll */
 	struct rx_slot rx[NET_RX_SLOTS];
 	unsigned int rx_fifo[NET_RX_SLOTS]; /* filled slots in arrival order */
@@ -158,7 +159,13 @@ static void net_reap(struct virtio_net *net)
 			continue; /* the slot stays idle: the TAP is gone */
 		}
 		if (res <= 0) {
-			net_post_rx(net, i);
+			/*
+			 * A cancel that meets a read already running in io-wq
+			 * ends it with -EINTR: posting it again then would keep
+			 * the TAP's file in the ring past its close.
+			 */
+			if (!net->closing)
+				net_post_rx(net, i);
 			continue;
 		}
 		net->rx[i].state = RX_FILLED;
@@ -331,8 +338,10 @@ static void net_backend_close(struct virtio_net *net)
 		struct io_uring_sqe *sqe = net_get_sqe(net);
 		struct __kernel_timespec ts = { .tv_sec = 1 };
 
+		net->closing = true;
 		if (sqe) {
-			io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+			io_uring_prep_cancel64(sqe, 0,
+					       IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
 			io_uring_sqe_set_data64(sqe, 0); /* even and NULL: see net_reap */
 			net->tx_inflight++;
 		}
@@ -345,6 +354,7 @@ static void net_backend_close(struct virtio_net *net)
 		}
 		io_uring_queue_exit(&net->ring);
 		net->ring_init = false;
+		net->closing = false;
 	}
 	if (net->tap_fd >= 0)
 		close(net->tap_fd);
