@@ -28,7 +28,7 @@
 set -euo pipefail
 
 cache=${FT_KVM_VM_CACHE:-/var/cache/ringft/kvm-vm}
-mem=16G
+mem=${FT_KVM_VM_MEM:-16G} # --mem, or FT_KVM_VM_MEM (scripts/vm-ctest.sh sets it for its groups)
 # One CPU. With two (each on a host thread of its own, multi-threaded TCG),
 # nested guests fault in ways no hardware does, and take the emulated
 # machine's kernel with them: test_dirty alone, 2026-12-04, old and new
@@ -69,6 +69,13 @@ while [ $# -gt 0 ]; do
 done
 [ $# -gt 0 ] || { echo "usage: scripts/kvm-vm.sh [--mem SIZE] [--cpus N] [--] COMMAND [ARG...]" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || die "run as root (the VM shares / as root through 9p)"
+
+# Preparing (packages, kernel, initramfs) is one at a time; the VMs then run
+# side by side, each with a job directory of its own (scripts/vm-ctest.sh
+# runs its shards so).
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -154,9 +161,6 @@ if [ "$(qemu_major)" -lt $QEMU_MIN_MAJOR ] 2>/dev/null || ! command -v qemu-syst
 fi
 
 # The kernel: the version linux-image-amd64 points at now, unpacked once.
-mkdir -p "$cache"
-exec 9>"$cache/.lock"
-flock 9
 kernel_package() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'; }
 kpkg=$(kernel_package)
 if [ -z "$kpkg" ]; then
@@ -181,8 +185,8 @@ fi
 # that mounts it with the VM's own /proc, /sys, /dev (with the /dev/fd links
 # that bash's <(...) needs), /tmp, /run and the kernel's modules, then makes
 # it the root (not a chroot: nsenter and setns into a mount namespace land on
-# the namespace's root) and runs the job there.
-job=$cache/job
+# the namespace's root) and runs the job there: the one the kernel's command
+# line names (ftjob=, which the kernel hands to init as a variable).
 init_script="#!/bin/sh
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -207,7 +211,7 @@ mount -t tmpfs modules /mnt/usr/lib/modules
 mkdir /mnt/usr/lib/modules/$kver
 mount --bind /mnt$kdir/lib/modules/$kver /mnt/usr/lib/modules/$kver
 stty -onlcr 2>/dev/null
-exec switch_root /mnt /bin/bash $job/run
+exec switch_root /mnt /bin/bash \$ftjob/run
 "
 initrd=$kdir/initramfs-$(printf '%s' "$init_script" | sha256sum | cut -c1-12).gz
 if [ ! -e "$initrd" ]; then
@@ -227,10 +231,11 @@ if [ ! -e "$initrd" ]; then
 	rm -rf "$tree"
 fi
 
-# The job, as the VM's PID 1: one at a time (the lock stays held while the
-# VM runs); it writes its exit code, syncs the shared root and powers off.
-rm -rf "$job"
-mkdir -p "$job" "$cache/host-tmp"
+# The job, as the VM's PID 1, in a directory of its own: it writes its exit
+# code, syncs the shared root and powers off.
+mkdir -p "$cache/host-tmp"
+job=$(mktemp -d "$cache/job.XXXXXX")
+trap 'rm -rf "$job"' EXIT
 {
 	echo 'set -u'
 	echo 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
@@ -270,10 +275,11 @@ log "$kver under QEMU $(qemu-system-x86_64 --version | awk 'NR == 1 { print $4 }
 # not emulate are turned off, which changes nothing but QEMU's warnings about
 # each.
 qcpu=EPYC,-xsavec,-rdseed,-sha-ni,-fxsr-opt,-misalignsse,-3dnowprefetch,-osvw,-topoext,-nrip-save
+exec 9>&- # prepared: the next VM may start
 qemu-system-x86_64 -accel "tcg,thread=$tcg" -cpu "$qcpu" -smp "$cpus" -m "$mem" \
 	-display none -no-reboot -nodefaults -serial stdio -monitor none \
 	-kernel "$kdir/boot/vmlinuz-$kver" -initrd "$initrd" \
-	-append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off softlockup_panic=1 sysctl.kernel.panic_on_rcu_stall=1" \
+	-append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off softlockup_panic=1 sysctl.kernel.panic_on_rcu_stall=1 ftjob=$job" \
 	-virtfs local,path=/,mount_tag=root,security_model=passthrough,id=root,multidevs=remap </dev/null ||
 	die "QEMU failed"
 [ -s "$job/rc" ] || die "the VM stopped before the command finished"

@@ -22,14 +22,98 @@
 # The run passes only if each passes there; every first failure's output
 # stays in the log above, and the last lines name the tests that passed only
 # on the rerun. FT_KVM_VM_RUNNER replaces kvm-vm.sh (tests/test_vm_ctest.sh).
+#
+# Shards: where this machine has the CPUs and memory for more than one
+# emulated machine (each has one CPU), the tests are split into
+# FT_KVM_VM_SHARDS groups (default: 2 with at least 2 CPUs and 20 GiB, else
+# 1) of about equal emulated run time (tests/vm-seconds.txt: each test's
+# seconds in CI's last run; 60 for one not listed), and each group runs as
+# above, retries and rerun included, in machines of its own beside the
+# others', with FT_KVM_VM_MEM (default: what leaves 4 GiB to this machine,
+# at most 16G) each. The first group's output comes as it runs, the others'
+# after it; the run passes only if every group passes. FT_KVM_VM_CTEST
+# replaces the ctest that lists the tests (tests/test_vm_ctest.sh).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 runner=${FT_KVM_VM_RUNNER:-$here/kvm-vm.sh}
 retries=${FT_KVM_VM_RETRY:-3}
 rerun=${FT_KVM_VM_RERUN:-1}
+lister=${FT_KVM_VM_CTEST:-ctest}
+seconds=${FT_KVM_VM_SECONDS:-$here/../tests/vm-seconds.txt}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+
+shards=${FT_KVM_VM_SHARDS:-}
+if [ -z "$shards" ]; then
+	shards=1
+	if [ "$(nproc)" -ge 2 ] && [ "$(awk '/^MemTotal:/ { print int($2 / 1048576) }' /proc/meminfo)" -ge 20 ]; then
+		shards=2
+	fi
+fi
+case $shards in
+'' | *[!0-9]* | 0) echo "vm-ctest: FT_KVM_VM_SHARDS must be a count of 1 or more, not '$shards'" >&2; exit 2 ;;
+esac
+
+# The groups: the tests ctest would run, longest first, each to the group
+# with the least time so far. Each group runs this script again, as one.
+if [ "$shards" -gt 1 ]; then
+	names=$("$lister" -N "$@" | sed -n 's/^ *Test *#[0-9]*: *\([A-Za-z0-9_.-]*\)$/\1/p')
+	if [ "$(echo "$names" | grep -c .)" -lt 2 ]; then
+		shards=1
+	fi
+fi
+if [ "$shards" -gt 1 ]; then
+	if [ -z "${FT_KVM_VM_MEM:-}" ]; then
+		gib=$((($(awk '/^MemTotal:/ { print int($2 / 1048576) }' /proc/meminfo) - 4) / shards))
+		[ "$gib" -gt 16 ] && gib=16
+		[ "$gib" -lt 2 ] && gib=2
+		export FT_KVM_VM_MEM=${gib}G
+	fi
+	declare -a group=() total=()
+	for ((i = 0; i < shards; i++)); do group[i]='' total[i]=0; done
+	while read -r cost name; do
+		best=0
+		for ((i = 1; i < shards; i++)); do
+			[ "${total[i]}" -lt "${total[best]}" ] && best=$i
+		done
+		group[best]+="${group[best]:+|}$name"
+		total[best]=$((total[best] + cost))
+	done < <(for n in $names; do
+		c=$(awk -v n="$n" '$1 == n { print int($2); exit }' "$seconds" 2>/dev/null)
+		echo "${c:-60} $n"
+	done | sort -k1,1nr -k2,2)
+	dir=$(mktemp -d)
+	trap 'rm -rf "$dir" "$log"' EXIT
+	pids=()
+	for ((i = 0; i < shards; i++)); do
+		[ -n "${group[i]}" ] || continue
+		echo "vm-ctest: group $((i + 1)) of $shards (about ${total[i]} s emulated, $FT_KVM_VM_MEM): ${group[i]//|/ }" >&2
+		if [ "$i" = 0 ]; then
+			FT_KVM_VM_SHARDS=1 "$here/vm-ctest.sh" "$@" -R "^(${group[i]})\$" &
+		else
+			FT_KVM_VM_SHARDS=1 "$here/vm-ctest.sh" "$@" -R "^(${group[i]})\$" >"$dir/out.$i" 2>&1 &
+		fi
+		pids[i]=$!
+		sleep 1 # the machines start one by one anyway (kvm-vm.sh's lock)
+	done
+	rc=0 bad=''
+	for i in "${!pids[@]}"; do
+		wait "${pids[i]}"
+		r=$?
+		if [ "$i" != 0 ]; then
+			echo "vm-ctest: ---- group $((i + 1)) of $shards ----" >&2
+			cat "$dir/out.$i"
+		fi
+		if [ "$r" != 0 ]; then
+			bad+=" $((i + 1)) (exit $r)"
+			# A failed test (8) says more than a machine that died (125).
+			{ [ "$rc" = 0 ] || [ "$r" = 8 ]; } && rc=$r
+		fi
+	done
+	[ -z "$bad" ] || echo "vm-ctest: groups that failed:$bad; their output says which tests" >&2
+	exit "$rc"
+fi
 
 # One -E for ctest: the caller's, if any, or'ed with the finished tests.
 args=() user_exclude=

@@ -6,7 +6,10 @@
 # with FT_KVM_VM_RERUN=0 a failure in any machine fails the run even when the
 # rest pass; by default the failures run once more in a new machine, which
 # decides (and the output names them); other exit codes pass through; a
-# machine that finishes nothing, or FT_KVM_VM_RETRY=0, ends it.
+# machine that finishes nothing, or FT_KVM_VM_RETRY=0, ends it. In groups
+# (FT_KVM_VM_SHARDS=2): the tests ctest lists are split by their seconds in
+# the table, longest first, each group runs in machines of its own with the
+# caller's arguments and a memory size, and any group's failure fails the run.
 # Exit 0 pass, 1 fail.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +26,7 @@ cat >"$TMP/runner" <<-'EOS'
 	exit "$(cat "$T/rc.$n")"
 EOS
 chmod +x "$TMP/runner"
-export T=$TMP FT_KVM_VM_RUNNER=$TMP/runner
+export T=$TMP FT_KVM_VM_RUNNER=$TMP/runner FT_KVM_VM_SHARDS=1
 
 # run RC1 [RC2...] -- ARGS...: vm-ctest.sh's exit code in $rc, output in $TMP/out.
 run() {
@@ -102,3 +105,68 @@ run 0 0 --
 FT_KVM_VM_RETRY=0 run 125 0 --
 [ "$rc" = 125 ] && [ "$(calls)" = 1 ] || fail "FT_KVM_VM_RETRY=0: exit $rc after $(calls) machines"
 echo "ok: no retry after a machine that finished nothing, nor with FT_KVM_VM_RETRY=0; other exits pass through"
+
+# Groups. The stand-in ctest lists five tests; the table gives four of them
+# seconds (test_e counts 60). The stand-in machine runs the tests its -R
+# names, failing those in $TMP/failing, and records each group it ran.
+cat >"$TMP/ctest" <<-'EOS'
+	#!/bin/bash
+	[ "$1" = -N ] || exit 99
+	printf '%s\n' "${@:2}" >"$T/list-args"
+	echo "Test project /x/build"
+	i=1
+	for t in test_a test_b test_c test_d test_e; do echo "  Test  #$i: $t"; i=$((i + 1)); done
+	echo; echo "Total Tests: 5"
+EOS
+cat >"$TMP/groups-runner" <<-'EOS'
+	#!/bin/bash
+	args=$(printf '%s\n' "$@")
+	re=$(grep -A1 -x -- '-R' <<<"$args" | tail -1)
+	names=${re#^(}
+	names=${names%)\$}
+	echo "$names mem=${FT_KVM_VM_MEM:-} label=$(grep -A1 -x -- '-L' <<<"$args" | tail -1)" >>"$T/groups"
+	rc=0 i=1
+	for t in ${names//|/ }; do
+		if grep -qx "$t" "$T/failing" 2>/dev/null; then
+			printf ' %d/5 Test  #%d: %s ...........***Failed    0.05 sec\n' $i $i "$t"
+			rc=8
+		else
+			printf ' %d/5 Test  #%d: %s ...........   Passed    0.05 sec\n' $i $i "$t"
+		fi
+		i=$((i + 1))
+	done
+	exit $rc
+EOS
+chmod +x "$TMP/ctest" "$TMP/groups-runner"
+printf '# seconds\ntest_a 100\ntest_b 90 ~\ntest_c 20\ntest_d 10\n' >"$TMP/seconds"
+groups() {
+	rm -f "$TMP/groups"
+	rc=0
+	FT_KVM_VM_SHARDS=2 FT_KVM_VM_RUNNER=$TMP/groups-runner FT_KVM_VM_CTEST=$TMP/ctest \
+		FT_KVM_VM_SECONDS=$TMP/seconds "$SRC/scripts/vm-ctest.sh" "$@" >"$TMP/out" 2>&1 || rc=$?
+}
+groups -L kvm
+[ "$rc" = 0 ] || fail "two groups passing: exit $rc: $(cat "$TMP/out")"
+[ "$(cat "$TMP/list-args")" = "-L
+kvm" ] || fail "the tests were not listed with the caller's arguments: $(cat "$TMP/list-args")"
+got=$(cut -d' ' -f1 "$TMP/groups" | sort | paste -sd' ')
+[ "$got" = "test_a|test_c|test_d test_b|test_e" ] || fail "groups '$got', not test_a|test_c|test_d (130 s) and test_b|test_e (150 s)"
+grep -q ' label=kvm$' "$TMP/groups" && [ "$(grep -c ' label=kvm$' "$TMP/groups")" = 2 ] ||
+	fail "a group lost the caller's -L: $(cat "$TMP/groups")"
+grep -Eq ' mem=[0-9]+G ' "$TMP/groups" || fail "no FT_KVM_VM_MEM for the groups: $(cat "$TMP/groups")"
+for t in test_a test_b test_c test_d test_e; do
+	[ "$(grep -c "Test  #[0-9]*: $t .*Passed" "$TMP/out")" = 1 ] || fail "$t's result is not in the output once: $(cat "$TMP/out")"
+done
+grep -q 'group 2 of 2' "$TMP/out" || fail "the second group's output has no heading: $(cat "$TMP/out")"
+echo "ok: two groups of about equal seconds (130, 150), the caller's arguments and a memory size in each, every result in the output"
+
+echo test_e >"$TMP/failing"
+groups
+[ "$rc" = 8 ] || fail "a test failing in group 2 (and on its rerun): exit $rc, not 8: $(cat "$TMP/out")"
+grep -qx 'test_e mem=[0-9]*G label=' "$TMP/groups" && [ "$(grep -c '^test_e ' "$TMP/groups")" = 1 ] ||
+	fail "the failed test was not rerun alone once in its group: $(cat "$TMP/groups")"
+grep -q 'groups that failed: 2 (exit 8)' "$TMP/out" || fail "the failing group is not named: $(cat "$TMP/out")"
+rm -f "$TMP/failing"
+out=$(FT_KVM_VM_SHARDS=two "$SRC/scripts/vm-ctest.sh" 2>&1) && fail "FT_KVM_VM_SHARDS=two accepted"
+grep -q "FT_KVM_VM_SHARDS must be a count of 1 or more, not 'two'" <<<"$out" || fail "FT_KVM_VM_SHARDS=two: $out"
+echo "ok: a failure in the second group (failing its rerun too) fails the run and names the group; a bad FT_KVM_VM_SHARDS is refused"
