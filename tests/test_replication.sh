@@ -38,7 +38,7 @@ start_secondary() { # PORT LOG [ARGS...]
 	"$FTD" secondary --listen 127.0.0.1:"$port" --mem $MEM --vcpus 2 "${SLOW_TIMEOUT[@]}" "$@" 2>"$log" &
 	SEC=$!
 	PIDS+=("$SEC")
-	wait_for "$log" "listening on" 10 || fail "secondary did not start: $(cat "$log")"
+	wait_for "$log" "listening on" "$(time_limit 10)" || fail "secondary did not start: $(cat "$log")"
 }
 
 stop() { # PID: SIGTERM, then the exit status must be 0
@@ -71,7 +71,7 @@ verified_run() { # GUEST INTERVAL DURATION [FTD OPTIONS...]
 	[ $rc -eq 0 ] || fail "$tag: primary exited $rc: $(tail -5 "$TMP/pri.$tag")"
 	# Its goodbye reached the secondary behind the epochs still queued (an
 	# orderly close, not a reset that drops them): the copy is released.
-	wait_for "$TMP/sec.$tag" "said goodbye: primary shutting down" 10 ||
+	wait_for "$TMP/sec.$tag" "said goodbye: primary shutting down" "$(time_limit 10)" ||
 		fail "$tag: the secondary never read the goodbye: $(grep -v stats "$TMP/sec.$tag" | tail -3)"
 	stop "$SEC"
 	local verified mism sverified smism
@@ -130,7 +130,7 @@ start_secondary "$port" "$TMP/sec.oc" --timeout $OC_TIMEOUT
 	--interval 10ms --timeout $OC_TIMEOUT --console "$TMP/con.oc" 2>"$TMP/pri.oc" &
 PRI=$!
 PIDS+=("$PRI")
-wait_for "$TMP/pri.oc" "Protected: secondary" 20 || fail "output commit: never protected"
+wait_for "$TMP/pri.oc" "Protected: secondary" "$(time_limit 20)" || fail "output commit: never protected"
 sleep 1
 # ---- 5. ftctl (while protected) ------------------------------------------------------
 "$FTCTL" --socket /run/ftd/primary.sock status >"$TMP/ctl.p" 2>&1 || fail "ftctl status (primary) exited $?: $(cat "$TMP/ctl.p")"
@@ -178,14 +178,14 @@ grep -Eq '^ftd_checkpoints_total [1-9][0-9]*$' "$TMP/ctl.m" &&
 # emulated: the CPU there cannot keep a 5 ms pace; the status said 5 ms above).
 rate_re="rate=(1[5-9][0-9]|2[0-9][0-9])/s"
 emulated && rate_re="rate=[0-9.]*[1-9][0-9.]*/s"
-wait_for "$TMP/pri.oc" "$rate_re" 5 || fail "5 ms interval: not 150-299 checkpoints/s"
+wait_for "$TMP/pri.oc" "$rate_re" "$(time_limit 5)" || fail "5 ms interval: not 150-299 checkpoints/s"
 "$FTCTL" --socket /run/ftd/primary.sock set interval 0ms >"$TMP/ctl.i" 2>&1
 rc=$?
 [ $rc -eq 1 ] && grep -q "interval '0ms' is not auto or a duration between 1ms and 60s" "$TMP/ctl.i" ||
 	fail "ftctl set interval 0ms: exit $rc, $(cat "$TMP/ctl.i")"
 "$FTCTL" --socket /run/ftd/primary.sock set interval auto >"$TMP/ctl.i" 2>&1 && grep -q "(auto: adapts every second)" "$TMP/ctl.i" ||
 	fail "ftctl set interval auto: $(cat "$TMP/ctl.i")"
-wait_for "$TMP/pri.oc" "interval auto: [0-9.]+ ms \(bound by" 10 || fail "interval auto never adapted"
+wait_for "$TMP/pri.oc" "interval auto: [0-9.]+ ms \(bound by" "$(time_limit 10)" || fail "interval auto never adapted"
 "$FTCTL" --socket /run/ftd/primary.sock status >"$TMP/ctl.a" 2>&1 &&
 	grep -Eq "interval [0-9.]+ ms \(auto: overhead 5%, bound by (overhead|minimum|maximum)" "$TMP/ctl.a" ||
 	fail "ftctl status with interval auto: $(cat "$TMP/ctl.a")"
@@ -232,11 +232,11 @@ start_secondary "$port" "$TMP/sec.k1"
 	--console "$TMP/con.k" 2>"$TMP/pri.k" &
 PRI=$!
 PIDS+=("$PRI")
-wait_for "$TMP/pri.k" "Protected: secondary" 20 || fail "kill: never protected"
+wait_for "$TMP/pri.k" "Protected: secondary" "$(time_limit 20)" || fail "kill: never protected"
 sleep 1
 kill -KILL "$SEC"
 wait "$SEC" 2>/dev/null
-wait_for "$TMP/pri.k" "guest runs unprotected" 5 || fail "kill: primary did not notice"
+wait_for "$TMP/pri.k" "guest runs unprotected" "$(time_limit 5)" || fail "kill: primary did not notice"
 sleep 0.3
 lines1=$(wc -l <"$TMP/con.k")
 sleep 2
@@ -258,7 +258,7 @@ emulated && stall_max=1000000
 	fail "kill: the guest stalled ${worst:-?} us while unprotected (interval 20 ms)"
 before=$(last_stat "$TMP/pri.k" verified)
 start_secondary "$port" "$TMP/sec.k2"
-wait_for "$TMP/sec.k2" "the guest is protected" 20 || fail "kill: the new secondary never synced"
+wait_for "$TMP/sec.k2" "the guest is protected" "$(time_limit 20)" || fail "kill: the new secondary never synced"
 sleep 2
 stop "$PRI"
 stop "$SEC"
@@ -325,7 +325,7 @@ run_hostile_set() {
 	--interval 10ms --verify --console "$TMP/con.h" 2>"$TMP/pri.h" &
 PRI=$!
 PIDS+=("$PRI")
-wait_for "$TMP/pri.h" "Protected: secondary" 20 || fail "hostile: never protected"
+wait_for "$TMP/pri.h" "Protected: secondary" "$(time_limit 20)" || fail "hostile: never protected"
 run_hostile_set
 # Only what the secondary logs after this stop: under an emulated CPU its 1 s
 # --timeout may have dropped the primary before (which then came back).
