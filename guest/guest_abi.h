@@ -37,6 +37,8 @@
 #define GUEST_IDT_GPA	     0x5800ULL	/* GUEST_EXC_VECTORS interrupt gates */
 #define GUEST_EXC_STACK_GPA  0x6000ULL	/* vCPU i: one page from here + i * 4 KiB */
 #define GUEST_PT_GPA	     0x10000ULL /* PML4, PDPT, then PDs: up to 0x60000 */
+#define GUEST_PT_PDPT_GPA    (GUEST_PT_GPA + 0x1000)
+#define GUEST_PT_PD_GPA	     (GUEST_PT_GPA + 0x2000) /* one PD per GiB: 3 for RAM, the 4th for MMIO */
 #define GUEST_PT_END	     0x60000ULL
 #define GUEST_IMAGE_GPA	     0x100000ULL /* flat image, linked here, at most 1 MiB */
 #define GUEST_IMAGE_MAX	     0x100000ULL

@@ -131,7 +131,7 @@ static void crash(unsigned int vcpus, bool with_idt)
 static void real_page_fault(void)
 {
 	struct vm_config cfg = { .mem_size = 128ULL << 20, .nr_vcpus = 1, .tracking = DIRTY_RING };
-	uint64_t pde_gpa = GUEST_PT_GPA + 0x2000 + (GUEST_DATA_GPA >> 21) * 8, pde;
+	uint64_t pde_gpa = GUEST_PT_PD_GPA + (GUEST_DATA_GPA >> 21) * 8, pde;
 	struct t_console console;
 	struct guest_params gp;
 	struct vm *vm;

@@ -81,8 +81,6 @@ _Static_assert(GDT_ENTRIES * 8 <= GUEST_PAGE_SIZE, "the GDT fits its page");
 #define PTE_2M_UC (PTE_2M | PTE_PWT | PTE_PCD) /* uncached: the virtio-mmio window */
 
 #define PT_PML4_GPA GUEST_PT_GPA
-#define PT_PDPT_GPA (GUEST_PT_GPA + 0x1000)
-#define PT_PD_GPA   (GUEST_PT_GPA + 0x2000) /* one PD per GiB: 3 for RAM, the 4th for MMIO */
 #define PT_NR_PDS   4ULL
 
 #define CR0_PE	     (1ULL << 0)
@@ -263,9 +261,9 @@ static int write_page_tables(struct vm *vm, uint64_t end)
 
 	if (!pt)
 		return -ENOMEM;
-	pt[0] = PT_PDPT_GPA | PTE_TABLE;
+	pt[0] = GUEST_PT_PDPT_GPA | PTE_TABLE;
 	for (uint64_t i = 0; i < nr_pds; i++)
-		pdpt[i] = (PT_PD_GPA + i * GUEST_PAGE_SIZE) | PTE_TABLE;
+		pdpt[i] = (GUEST_PT_PD_GPA + i * GUEST_PAGE_SIZE) | PTE_TABLE;
 	for (uint64_t gpa = 0; gpa < end; gpa += 2ULL << 20)
 		pd[gpa >> 21] = gpa | PTE_2M;
 	_Static_assert(GUEST_VIRTIO_MMIO_GPA >= VM_LOW_MEM_END &&
@@ -273,7 +271,8 @@ static int write_page_tables(struct vm *vm, uint64_t end)
 			       !(GUEST_VIRTIO_MMIO_GPA & ((2ULL << 20) - 1)) &&
 			       GUEST_VIRTIO_MMIO_SLOTS * GUEST_VIRTIO_MMIO_SIZE <= (2ULL << 20),
 		       "the virtio-mmio window is one 2 MiB page in the 4th GiB");
-	_Static_assert(PT_PD_GPA + PT_NR_PDS * GUEST_PAGE_SIZE <= GUEST_PT_END, "page tables fit");
+	_Static_assert(GUEST_PT_PD_GPA + PT_NR_PDS * GUEST_PAGE_SIZE <= GUEST_PT_END,
+		       "page tables fit");
 	pd[GUEST_VIRTIO_MMIO_GPA >> 21] = GUEST_VIRTIO_MMIO_GPA | PTE_2M_UC;
 	ret = vm_write_guest(vm, PT_PML4_GPA, pt, words * sizeof(*pt));
 	free(pt);
