@@ -33,6 +33,10 @@
 # at most 16G) each. The first group's output comes as it runs, the others'
 # after it; the run passes only if every group passes. FT_KVM_VM_CTEST
 # replaces the ctest that lists the tests (tests/test_vm_ctest.sh).
+#
+# A CI log may keep only its head and tail: so the run ends with the last
+# lines each failed test printed (FT_KVM_VM_EXCERPT of them, default 25), in
+# any machine and group, also of the tests that passed on their rerun.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -41,8 +45,47 @@ retries=${FT_KVM_VM_RETRY:-3}
 rerun=${FT_KVM_VM_RERUN:-1}
 lister=${FT_KVM_VM_CTEST:-ctest}
 seconds=${FT_KVM_VM_SECONDS:-$here/../tests/vm-seconds.txt}
+excerpt_lines=${FT_KVM_VM_EXCERPT:-25}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+# Where the failures' last lines go: the caller's file (a group's, which the
+# groups' run prints at its end), else our own, printed at our end.
+summary=${FT_KVM_VM_SUMMARY:-}
+own_summary=0
+if [ -z "$summary" ]; then
+	summary=$(mktemp)
+	own_summary=1
+	trap 'rm -f "$log" "$summary"' EXIT
+fi
+
+# excerpt LOG: for each test that failed in LOG, its result line and the last
+# lines of the output ctest printed after it.
+excerpt() {
+	awk -v keep="$excerpt_lines" '
+		function flush(    i, s) {
+			if (name == "") return
+			s = n > keep ? n - keep : 0
+			print "---- " result (s ? " (its last " keep " lines of " n ")" : "")
+			for (i = s; i < n; i++) print "  " buf[i]
+			name = ""; n = 0
+		}
+		/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: / {
+			flush()
+			if ($0 ~ /\*\*\*/) { name = $4; result = $0; sub(/^ +/, "", result) }
+			next
+		}
+		/^ +Start +[0-9]+: / || /% tests passed, / || /^\[ *[0-9]+\.[0-9]+\] / { flush(); next }
+		name != "" { buf[n++] = $0 }
+		END { flush() }' "$1"
+}
+# finish RC: prints the failures' last lines (if the summary is ours) and exits RC.
+finish() {
+	if [ "$own_summary" = 1 ] && [ -s "$summary" ]; then
+		echo "vm-ctest: the last lines each failed test printed (the whole output is above):" >&2
+		cat "$summary" >&2
+	fi
+	exit "$1"
+}
 
 shards=${FT_KVM_VM_SHARDS:-}
 if [ -z "$shards" ]; then
@@ -84,15 +127,17 @@ if [ "$shards" -gt 1 ]; then
 		echo "${c:-60} $n"
 	done | sort -k1,1nr -k2,2)
 	dir=$(mktemp -d)
-	trap 'rm -rf "$dir" "$log"' EXIT
+	trap 'rm -rf "$dir" "$log" "$summary"' EXIT
 	pids=()
 	for ((i = 0; i < shards; i++)); do
 		[ -n "${group[i]}" ] || continue
 		echo "vm-ctest: group $((i + 1)) of $shards (about ${total[i]} s emulated, $FT_KVM_VM_MEM): ${group[i]//|/ }" >&2
 		if [ "$i" = 0 ]; then
-			FT_KVM_VM_SHARDS=1 "$here/vm-ctest.sh" "$@" -R "^(${group[i]})\$" &
+			FT_KVM_VM_SHARDS=1 FT_KVM_VM_SUMMARY=$dir/sum.$i \
+				"$here/vm-ctest.sh" "$@" -R "^(${group[i]})\$" &
 		else
-			FT_KVM_VM_SHARDS=1 "$here/vm-ctest.sh" "$@" -R "^(${group[i]})\$" >"$dir/out.$i" 2>&1 &
+			FT_KVM_VM_SHARDS=1 FT_KVM_VM_SUMMARY=$dir/sum.$i \
+				"$here/vm-ctest.sh" "$@" -R "^(${group[i]})\$" >"$dir/out.$i" 2>&1 &
 		fi
 		pids[i]=$!
 		sleep 1 # the machines start one by one anyway (kvm-vm.sh's lock)
@@ -112,7 +157,8 @@ if [ "$shards" -gt 1 ]; then
 		fi
 	done
 	[ -z "$bad" ] || echo "vm-ctest: groups that failed:$bad; their output says which tests" >&2
-	exit "$rc"
+	cat "$dir"/sum.* >>"$summary" 2>/dev/null
+	finish "$rc"
 fi
 
 # One -E for ctest: the caller's, if any, or'ed with the finished tests.
@@ -140,6 +186,7 @@ while :; do
 	fi
 	"$runner" -- ctest --output-on-failure -j1 "${args[@]}" ${exclude:+-E "$exclude"} 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
+	excerpt "$log" >>"$summary"
 	failed=$(printf '%s\n%s\n' "$failed" "$(failures "$log")" | grep . || true)
 	[ "$rc" = 125 ] || break
 	# ctest's result lines: "12/56 Test #12: name ......   Passed   1.00 sec".
@@ -159,6 +206,7 @@ if [ -n "$failed" ] && [ "$rerun" != 0 ] && { [ "$rc" = 0 ] || [ "$rc" = 8 ]; };
 	echo "vm-ctest: failed in the emulated machine: $list; running them once more in a new machine" >&2
 	"$runner" -- ctest --output-on-failure -j1 -R "^($(echo "$failed" | paste -sd'|'))\$" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
+	excerpt "$log" >>"$summary"
 	again=$(failures "$log")
 	if [ "$rc" = 0 ] && [ -z "$again" ]; then
 		echo "vm-ctest: passed only on the rerun (their first failure is above): $list" >&2
@@ -170,4 +218,4 @@ elif [ -n "$failed" ]; then
 	echo "vm-ctest: failed: $(echo "$failed" | paste -sd' ')" >&2
 	[ "$rc" = 0 ] && rc=8
 fi
-exit "$rc"
+finish "$rc"

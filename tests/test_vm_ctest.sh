@@ -106,6 +106,26 @@ FT_KVM_VM_RETRY=0 run 125 0 --
 [ "$rc" = 125 ] && [ "$(calls)" = 1 ] || fail "FT_KVM_VM_RETRY=0: exit $rc after $(calls) machines"
 echo "ok: no retry after a machine that finished nothing, nor with FT_KVM_VM_RETRY=0; other exits pass through"
 
+# The run ends with the last lines each failed test printed (a CI log may keep
+# only its head and tail), also for one that passed on its rerun.
+{ echo "Test project /x/build"; line 1 test_a Passed; line 2 test_b '***Failed'
+	for i in 1 2 3 4 5; do echo "test_b says $i"; done
+	echo "      Start  3: test_c"; line 3 test_c Passed
+	echo; echo "67% tests passed, 1 tests failed out of 3"; } >"$TMP/out.1"
+line 1 test_b Passed >"$TMP/out.2"
+FT_KVM_VM_EXCERPT=3 run 8 0 --
+[ "$rc" = 0 ] || fail "a failure passing on its rerun: exit $rc: $(cat "$TMP/out")"
+tail -5 "$TMP/out" >"$TMP/tail"
+[ "$(head -1 "$TMP/tail")" = "vm-ctest: the last lines each failed test printed (the whole output is above):" ] &&
+	[ "$(sed -n 2p "$TMP/tail")" = "---- $(line 2 test_b '***Failed' | sed 's/^ *//') (its last 3 lines of 5)" ] &&
+	[ "$(tail -3 "$TMP/tail")" = "  test_b says 3
+  test_b says 4
+  test_b says 5" ] || fail "the output does not end with test_b's last 3 lines: $(cat "$TMP/out")"
+line 1 test_a Passed >"$TMP/out.1"
+run 0 --
+grep -q 'the last lines each failed' "$TMP/out" && fail "a run without failures printed failures' lines: $(cat "$TMP/out")"
+echo "ok: the output ends with each failed test's last lines (3 of 5 with FT_KVM_VM_EXCERPT=3), also when it passed on the rerun"
+
 # Groups. The stand-in ctest lists five tests; the table gives four of them
 # seconds (test_e counts 60). The stand-in machine runs the tests its -R
 # names, failing those in $TMP/failing, and records each group it ran.
@@ -129,6 +149,7 @@ cat >"$TMP/groups-runner" <<-'EOS'
 	for t in ${names//|/ }; do
 		if grep -qx "$t" "$T/failing" 2>/dev/null; then
 			printf ' %d/5 Test  #%d: %s ...........***Failed    0.05 sec\n' $i $i "$t"
+			echo "$t: broke"
 			rc=8
 		else
 			printf ' %d/5 Test  #%d: %s ...........   Passed    0.05 sec\n' $i $i "$t"
@@ -166,6 +187,8 @@ groups
 grep -qx 'test_e mem=[0-9]*G label=' "$TMP/groups" && [ "$(grep -c '^test_e ' "$TMP/groups")" = 1 ] ||
 	fail "the failed test was not rerun alone once in its group: $(cat "$TMP/groups")"
 grep -q 'groups that failed: 2 (exit 8)' "$TMP/out" || fail "the failing group is not named: $(cat "$TMP/out")"
+sed -n '/groups that failed/,$p' "$TMP/out" | grep -c '^  test_e: broke$' | grep -qx 2 ||
+	fail "the output does not end with test_e's lines of its run and its rerun: $(cat "$TMP/out")"
 rm -f "$TMP/failing"
 out=$(FT_KVM_VM_SHARDS=two "$SRC/scripts/vm-ctest.sh" 2>&1) && fail "FT_KVM_VM_SHARDS=two accepted"
 grep -q "FT_KVM_VM_SHARDS must be a count of 1 or more, not 'two'" <<<"$out" || fail "FT_KVM_VM_SHARDS=two: $out"
