@@ -342,7 +342,8 @@ gone=$(tail -n +$((from + 1)) "$TMP/sec.h" | grep "primary gone: replica at chec
 run_hostile_set
 stop "$SEC"
 final=$(grep "stopping: replica at checkpoint" "$TMP/sec.h" | sed 's/.*replica at/replica at/')
-[ "$gone" = "$final" ] || fail "hostile: replica changed: '$gone' then '$final'"
+[ "$gone" = "$final" ] ||
+	fail "hostile: replica changed: '$gone' then '$final'; the secondary's log since the stop: $(tail -n +$((from + 1)) "$TMP/sec.h" | grep -v stats | tail -25)"
 mism=$(summary_field "$TMP/sec.h" ' ([0-9]+) mismatches')
 [ "${mism:-x}" = 0 ] || fail "hostile: ${mism:-?} mismatches during the attack"
 check_bank "$TMP/con.h" 2 || fail "hostile: bank console check failed"
