@@ -101,7 +101,11 @@ wait_lines() {
 		kill -0 "${PID[$name]}" 2>/dev/null ||
 			fail "$name (ftd) exited before init line $n: $(tail -5 "$TMP/log.$name")"
 		[ $SECONDS -lt "$deadline" ] ||
-			fail "$name: no init line $n after $(time_limit "$3") s (last $(last_line "$TMP/con.$name")): $(tail -c 1500 "$TMP/con.$name")"
+			fail "$name: no init line $n after $(time_limit "$3") s (last $(last_line "$TMP/con.$name")): $(tail -c 1500 "$TMP/con.$name")
+== its ftd's log, last lines:
+$(grep -v 'stats' "$TMP/log.$name" | tail -20)
+== ftctl status:
+$("$FTCTL" --socket "$TMP/$name.sock" status 2>&1 | head -30)"
 		sleep 0.2
 	done
 }
