@@ -51,6 +51,10 @@ trap 'rm -f "$log"' EXIT
 # Where the failures' last lines go: the caller's file (a group's, which the
 # groups' run prints at its end), else our own, printed at our end.
 summary=${FT_KVM_VM_SUMMARY:-}
+shards=${FT_KVM_VM_SHARDS:-}
+# Neither reaches the machines (kvm-vm.sh passes every FT_* on), where a
+# test of this script runs it again: a group's summary file is ours alone.
+unset FT_KVM_VM_SUMMARY FT_KVM_VM_SHARDS
 own_summary=0
 if [ -z "$summary" ]; then
 	summary=$(mktemp)
@@ -87,7 +91,6 @@ finish() {
 	exit "$1"
 }
 
-shards=${FT_KVM_VM_SHARDS:-}
 if [ -z "$shards" ]; then
 	shards=1
 	if [ "$(nproc)" -ge 2 ] && [ "$(awk '/^MemTotal:/ { print int($2 / 1048576) }' /proc/meminfo)" -ge 20 ]; then

@@ -26,6 +26,10 @@ cat >"$TMP/runner" <<-'EOS'
 	exit "$(cat "$T/rc.$n")"
 EOS
 chmod +x "$TMP/runner"
+# What the caller's run of vm-ctest.sh set (this test may run inside one of
+# its machines) is not this test's.
+unset FT_KVM_VM_SUMMARY FT_KVM_VM_EXCERPT FT_KVM_VM_RERUN FT_KVM_VM_RETRY FT_KVM_VM_MEM \
+	FT_KVM_VM_SECONDS FT_KVM_VM_CTEST
 export T=$TMP FT_KVM_VM_RUNNER=$TMP/runner FT_KVM_VM_SHARDS=1
 
 # run RC1 [RC2...] -- ARGS...: vm-ctest.sh's exit code in $rc, output in $TMP/out.
